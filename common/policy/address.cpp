@@ -1,0 +1,91 @@
+// common/policy/address.cpp — see address.h.
+#include "common/policy/address.h"
+
+#include "common/util/strings.h"
+
+namespace sekimori::policy {
+namespace {
+
+constexpr std::size_t kNotFound = std::string_view::npos;
+
+// Scans `s` honouring RFC 5321 quoted strings ("..." with \-escapes) and
+// reports the position of the last '@' outside quotes. Returns false when a
+// quote is left open or '<' / '>' appears outside quotes (stray brackets mean
+// the client sent something we cannot interpret safely).
+bool scanMailbox(std::string_view s, std::size_t* lastAt) {
+  bool quoted = false;
+  *lastAt = kNotFound;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (quoted) {
+      if (c == '\\') {
+        ++i;  // the escaped character, whatever it is, belongs to the string
+      } else if (c == '"') {
+        quoted = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      quoted = true;
+    } else if (c == '\\') {
+      ++i;  // outside quotes too: "a\@b"@c is legal in a local part
+    } else if (c == '<' || c == '>') {
+      return false;
+    } else if (c == '@') {
+      *lastAt = i;
+    }
+  }
+  return !quoted;
+}
+
+}  // namespace
+
+std::string Address::str() const {
+  if (domain.empty()) return local;
+  std::string out;
+  out.reserve(local.size() + 1 + domain.size());
+  out.append(local).append(1, '@').append(domain);
+  return out;
+}
+
+std::string normalizeDomain(std::string_view domain) {
+  domain = util::trim(domain);
+  while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  return util::toLowerAscii(domain);
+}
+
+std::optional<Address> parseAddress(std::string_view text) {
+  if (text.size() > kMaxAddressBytes) return std::nullopt;
+  // CR/LF could forge log lines or headers downstream; NUL would cut the
+  // address short in any C API it reaches. No legitimate address has them.
+  if (text.find_first_of(std::string_view("\r\n\0", 3)) != kNotFound) return std::nullopt;
+
+  text = util::trim(text);
+  if (!text.empty() && text.front() == '<') {
+    if (text.size() < 2 || text.back() != '>') return std::nullopt;
+    text = util::trim(text.substr(1, text.size() - 2));
+  }
+
+  // A source route "@a,@b:user@c": only the mailbox after the colon counts.
+  // Route domains cannot contain ':' or quotes, so the first ':' ends it.
+  if (!text.empty() && text.front() == '@') {
+    const auto colon = text.find(':');
+    if (colon == kNotFound) return std::nullopt;
+    text = text.substr(colon + 1);
+    if (text.empty()) return std::nullopt;  // "<@x:>" routes to nobody
+  }
+
+  std::size_t at = kNotFound;
+  if (!scanMailbox(text, &at)) return std::nullopt;
+
+  Address a;
+  if (at == kNotFound) {
+    a.local = std::string(text);
+    return a;
+  }
+  a.local = std::string(text.substr(0, at));
+  a.domain = normalizeDomain(text.substr(at + 1));
+  return a;
+}
+
+}  // namespace sekimori::policy
