@@ -1,0 +1,475 @@
+// common/mime/archive.cpp — see archive.h.
+#include "common/mime/archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "common/mime/sevenzip.h"
+#include "common/mime/spool.h"
+
+namespace sekimori::mime {
+namespace {
+
+using ArchivePtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
+using Status = ExpansionResult::Status;
+
+constexpr std::size_t kChunk = 64 * 1024;
+
+// Where one level's bytes come from: the attachment (streamed, or copied
+// for seeking) or the current entry of the level above.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual la_ssize_t read(const void** buf) = 0;
+  virtual bool seekable() const { return false; }
+  virtual la_int64_t seek(la_int64_t, int) { return ARCHIVE_FATAL; }
+};
+
+// The attachment streamed: the bytes already read to sniff it, then the rest.
+class ContentSource final : public Source {
+ public:
+  ContentSource(Content& c, std::vector<std::byte> prefix) : content_(c), prefix_(std::move(prefix)), buf_(kChunk) {}
+  la_ssize_t read(const void** out) override {
+    if (!prefixDone_) {
+      prefixDone_ = true;
+      if (!prefix_.empty()) {
+        *out = prefix_.data();
+        return static_cast<la_ssize_t>(prefix_.size());
+      }
+    }
+    *out = buf_.data();
+    return static_cast<la_ssize_t>(content_.read(buf_));
+  }
+
+ private:
+  Content& content_;
+  std::vector<std::byte> prefix_;
+  bool prefixDone_ = false;
+  std::vector<std::byte> buf_;
+};
+
+// The attachment copied into a spool, for the formats that seek.
+class SpoolSource final : public Source {
+ public:
+  explicit SpoolSource(const Spool& s) : spool_(s), buf_(kChunk) {}
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    const std::size_t n = spool_.read(pos_, buf_);
+    pos_ += n;
+    return static_cast<la_ssize_t>(n);
+  }
+  bool seekable() const override { return true; }
+  la_int64_t seek(la_int64_t offset, int whence) override {
+    const auto size = static_cast<la_int64_t>(spool_.size());
+    la_int64_t base = 0;
+    if (whence == SEEK_CUR) base = static_cast<la_int64_t>(pos_);
+    if (whence == SEEK_END) base = size;
+    const la_int64_t target = base + offset;
+    if (target < 0) return ARCHIVE_FATAL;
+    pos_ = static_cast<std::uint64_t>(std::min(target, size));
+    return static_cast<la_int64_t>(pos_);
+  }
+
+ private:
+  const Spool& spool_;
+  std::uint64_t pos_ = 0;
+  std::vector<std::byte> buf_;
+};
+
+// The current entry of the parent archive, as a stream of its own.
+class EntrySource final : public Source {
+ public:
+  explicit EntrySource(archive* parent) : parent_(parent), buf_(kChunk) {}
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    const la_ssize_t n = archive_read_data(parent_, buf_.data(), buf_.size());
+    if (n < 0) {
+      failed_ = true;
+      return -1;
+    }
+    consumed_ += static_cast<std::uint64_t>(n);
+    return n;
+  }
+  std::uint64_t consumed() const { return consumed_; }
+  bool failed() const { return failed_; }
+
+ private:
+  archive* parent_;
+  std::vector<std::byte> buf_;
+  std::uint64_t consumed_ = 0;
+  bool failed_ = false;
+};
+
+la_ssize_t readCallback(archive*, void* data, const void** buf) { return static_cast<Source*>(data)->read(buf); }
+
+la_int64_t seekCallback(archive*, void* data, la_int64_t offset, int whence) {
+  return static_cast<Source*>(data)->seek(offset, whence);
+}
+
+la_int64_t skipCallback(archive*, void* data, la_int64_t request) {
+  auto* src = static_cast<Source*>(data);
+  const la_int64_t here = src->seek(0, SEEK_CUR);
+  const la_int64_t there = src->seek(request, SEEK_CUR);
+  return here < 0 || there < 0 ? 0 : there - here;
+}
+
+ArchivePtr open(ArchivePtr a, Source& src) {
+  archive* r = a.get();
+  archive_read_set_callback_data(r, &src);
+  archive_read_set_read_callback(r, readCallback);
+  if (src.seekable()) {
+    archive_read_set_seek_callback(r, seekCallback);
+    archive_read_set_skip_callback(r, skipCallback);
+  }
+  if (archive_read_open1(r) != ARCHIVE_OK) a.reset();
+  return a;
+}
+
+// Each level is read by two readers. The first only undoes compression:
+// its "raw" format hands out the decompressed bytes as one entry, whatever
+// they are. The second reads an archive format from those bytes. So the
+// decompressed size is always known, also when the format inside stops
+// early: a .gz of zeros (which the tar reader takes for an empty tar) or a
+// .tar.gz with gigabytes after the end-of-archive blocks is counted in
+// full, as gunzip would write it. A compression layer is not a nesting
+// level: a .tar.gz is one archive.
+//
+// Filters are enabled one by one: one whose library libarchive was built
+// without would fall back to running an external program, a fork per
+// attachment.
+ArchivePtr openDecompressor(Source& src) {
+  ArchivePtr a(archive_read_new(), &archive_read_free);
+  if (!a) return a;
+  archive* r = a.get();
+  if (archive_zlib_version() != nullptr) archive_read_support_filter_gzip(r);
+  if (archive_bzlib_version() != nullptr) archive_read_support_filter_bzip2(r);
+  if (archive_liblzma_version() != nullptr) {
+    archive_read_support_filter_xz(r);
+    archive_read_support_filter_lzma(r);
+    archive_read_support_filter_lzip(r);
+  }
+  if (archive_libzstd_version() != nullptr) archive_read_support_filter_zstd(r);
+  if (archive_liblz4_version() != nullptr) archive_read_support_filter_lz4(r);
+  archive_read_support_filter_compress(r);
+  archive_read_support_format_raw(r);
+  return open(std::move(a), src);
+}
+
+// Formats one by one too: "all" would bring mtree (whose reader opens
+// files the archive names, on our own disk) and xar (an XML parser for an
+// attacker's table of contents). ISO 9660 only for an uncompressed image at
+// the top: its reader holds every directory record of a directory at once,
+// and compressed directory records cost nothing to send.
+ArchivePtr openFormats(Source& src, bool iso9660) {
+  ArchivePtr a(archive_read_new(), &archive_read_free);
+  if (!a) return a;
+  archive* r = a.get();
+  archive_read_support_format_zip(r);
+  archive_read_support_format_tar(r);
+  archive_read_support_format_cpio(r);
+  archive_read_support_format_7zip(r);
+  archive_read_support_format_rar(r);
+  archive_read_support_format_rar5(r);
+  archive_read_support_format_lha(r);
+  archive_read_support_format_cab(r);
+  archive_read_support_format_ar(r);
+  if (iso9660) archive_read_support_format_iso9660(r);
+  return open(std::move(a), src);
+}
+
+struct State {
+  const ExpansionLimits& limits;
+  ExpansionResult& result;
+  bool encrypted = false;
+  bool unreadable = false;
+  std::vector<std::byte> scratch = std::vector<std::byte>(kChunk);
+
+  // False once the total is over the limit.
+  bool add(std::uint64_t n) {
+    result.totalUncompressed += n;
+    return result.totalUncompressed <= limits.maxTotal;
+  }
+};
+
+bool terminal(Status s) { return s == Status::TooLarge || s == Status::TooDeep || s == Status::TooManyEntries; }
+
+// Reads the rest of the current entry of `a`, counting it as leaf bytes.
+Status drainCounting(archive* a, State& st) {
+  while (true) {
+    const la_ssize_t n = archive_read_data(a, st.scratch.data(), st.scratch.size());
+    if (n == 0) return Status::Ok;
+    if (n < 0) {
+      st.unreadable = true;
+      return Status::Unreadable;
+    }
+    if (!st.add(static_cast<std::uint64_t>(n))) return Status::TooLarge;
+  }
+}
+
+bool encryptedSomewhere(archive* a) { return archive_read_has_encrypted_entries(a) > 0; }
+
+Status measureLevel(Source& src, int level, State& st);
+
+// Reads the archive format in `src` at `level` and counts its entries.
+// NotArchive when there is no format, or no entry in it.
+Status measureFormat(Source& src, int level, const char* filter, bool iso9660, State& st) {
+  ArchivePtr a = openFormats(src, iso9660);
+  if (!a) return Status::NotArchive;
+  archive_entry* entry = nullptr;
+  int rc = archive_read_next_header(a.get(), &entry);
+  if (rc == ARCHIVE_EOF) return Status::NotArchive;  // an empty zip, or zeros taken for an empty tar
+  if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN && archive_format(a.get()) == 0) return Status::NotArchive;
+
+  st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+  if (level > st.limits.maxDepth) return Status::TooDeep;
+  if (level == 1) {
+    const char* name = archive_format_name(a.get());
+    st.result.format = name ? name : "";
+    if (filter) st.result.format += std::string(" (") + filter + ")";
+  }
+
+  for (; rc != ARCHIVE_EOF && rc != ARCHIVE_FATAL; rc = archive_read_next_header(a.get(), &entry)) {
+    if (++st.result.entries > st.limits.maxEntries) return Status::TooManyEntries;
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+      // ARCHIVE_FAILED/RETRY: this header is lost, the next may be fine.
+      st.unreadable = true;
+      continue;
+    }
+    if (archive_entry_is_encrypted(entry)) {
+      st.encrypted = true;
+      // The data cannot be read: count what the archive declares.
+      if (archive_entry_size_is_set(entry) && archive_entry_size(entry) > 0 &&
+          !st.add(static_cast<std::uint64_t>(archive_entry_size(entry)))) {
+        return Status::TooLarge;
+      }
+      continue;  // the next header call skips the data
+    }
+    if (archive_entry_filetype(entry) != AE_IFREG) continue;
+
+    // Is the entry itself an archive (or compressed)? Measure it, reading
+    // from here; the attempt's bytes and the rest of the entry are counted
+    // by measureLevel or, for plain data, here.
+    EntrySource nested(a.get());
+    const Status ns = measureLevel(nested, level + 1, st);
+    if (terminal(ns)) return ns;
+    if (ns == Status::NotArchive && !st.add(nested.consumed())) return Status::TooLarge;
+    if (nested.failed()) {
+      st.unreadable = true;
+      continue;
+    }
+    if (ns == Status::NotArchive) {
+      if (const Status ds = drainCounting(a.get(), st); terminal(ds)) return ds;
+    }
+    // Otherwise measureLevel has read the entry to its end.
+  }
+  if (rc == ARCHIVE_FATAL) {
+    if (encryptedSomewhere(a.get())) {
+      st.encrypted = true;  // e.g. 7-Zip or RAR with encrypted headers
+      return Status::Encrypted;
+    }
+    st.unreadable = true;
+    return Status::Unreadable;
+  }
+  return Status::Ok;
+}
+
+// Measures what `src` holds at `level` (1 = the attachment): compressed
+// or not, an archive or not. NotArchive when it is neither compressed nor
+// an archive: the caller counts those bytes as data. Otherwise every byte
+// of `src` has been read and counted.
+Status measureLevel(Source& src, int level, State& st) {
+  ArchivePtr raw = openDecompressor(src);
+  if (!raw) return Status::NotArchive;
+  archive_entry* entry = nullptr;
+  if (const int rc = archive_read_next_header(raw.get(), &entry); rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+    return Status::NotArchive;  // nothing at all
+  }
+  const char* filter =
+      archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE ? archive_filter_name(raw.get(), 0) : nullptr;
+
+  EntrySource data(raw.get());
+  Status s = measureFormat(data, level, filter, false, st);
+  if (terminal(s)) return s;
+  if (s == Status::NotArchive) {
+    if (filter == nullptr) return Status::NotArchive;  // plain data: the caller counts it
+    // A compressed file of plain data: a level of its own, its
+    // decompressed bytes are leaves.
+    st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+    if (level > st.limits.maxDepth) return Status::TooDeep;
+    if (level == 1) st.result.format = filter;
+    if (!st.add(data.consumed())) return Status::TooLarge;
+    s = Status::Ok;
+  } else if (s == Status::Unreadable) {
+    // A damaged archive: its bytes count as data too, on top of what it
+    // yielded. Over-counting is the safe side of a size guard, and a
+    // broken archive whose entries overlap must not count as nothing.
+    if (!st.add(data.consumed())) return Status::TooLarge;
+  }
+  if (data.failed()) {
+    st.unreadable = true;
+    return Status::Unreadable;
+  }
+  // What follows the archive's end in the decompressed stream: padding, a
+  // central directory, or gigabytes of appended zeros. gunzip would write
+  // them; they are counted, and never decompressed for free.
+  if (const Status ds = drainCounting(raw.get(), st); terminal(ds)) return ds;
+  return s;
+}
+
+std::uint16_t le16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
+std::uint32_t le32(const unsigned char* p) { return le16(p) | (static_cast<std::uint32_t>(le16(p + 2)) << 16); }
+std::uint64_t le64(const unsigned char* p) { return le32(p) | (static_cast<std::uint64_t>(le32(p + 4)) << 32); }
+
+// The number of entries a ZIP's end-of-central-directory record declares
+// (zip64 included), or 0 when there is none. libarchive reads the whole
+// central directory into memory before the first header, a few hundred
+// bytes per record: a ZIP declaring millions of tiny entries is refused
+// from this count before libarchive allocates for it.
+std::uint64_t zipDeclaredEntries(const Spool& copy) {
+  constexpr std::size_t kEocd = 22;
+  const std::uint64_t size = copy.size();
+  if (size < kEocd) return 0;
+  const std::uint64_t tailLen = std::min<std::uint64_t>(size, kEocd + 65535);
+  std::vector<std::byte> tailBytes(static_cast<std::size_t>(tailLen));
+  const std::uint64_t tailStart = size - tailLen;
+  if (copy.read(tailStart, tailBytes) != tailBytes.size()) return 0;
+  const auto* tail = reinterpret_cast<const unsigned char*>(tailBytes.data());
+  for (std::size_t i = static_cast<std::size_t>(tailLen - kEocd) + 1; i-- > 0;) {
+    if (std::memcmp(tail + i, "PK\x05\x06", 4) != 0) continue;
+    const std::uint64_t eocdAt = tailStart + i;
+    std::uint64_t entries = le16(tail + i + 10);
+    std::uint64_t cdSize = le32(tail + i + 12);
+    // Zip64: a locator just before the record points at the real one.
+    if (i >= 20 && std::memcmp(tail + i - 20, "PK\x06\x07", 4) == 0) {
+      const std::uint64_t at = le64(tail + i - 20 + 8);
+      std::array<std::byte, 56> z64{};
+      if (copy.read(at, z64) == z64.size()) {
+        const auto* z = reinterpret_cast<const unsigned char*>(z64.data());
+        if (std::memcmp(z, "PK\x06\x06", 4) == 0) {
+          entries = le64(z + 32);
+          cdSize = le64(z + 40);
+        }
+      }
+    }
+    // libarchive stops at the records really present, each at least 46
+    // bytes before the end record; a "PK\5\6" that is not one (four bytes
+    // inside some .exe) cannot claim more than the file holds.
+    return std::min(entries, std::min(cdSize, eocdAt) / 46);
+  }
+  return 0;
+}
+
+bool startsWith(const std::vector<std::byte>& prefix, std::string_view magic) {
+  return prefix.size() >= magic.size() && std::memcmp(prefix.data(), magic.data(), magic.size()) == 0;
+}
+
+bool isSevenZip(const std::vector<std::byte>& prefix) {
+  return startsWith(prefix, std::string_view("7z\xBC\xAF\x27\x1C", 6));
+}
+
+constexpr std::size_t kIsoMagicAt = 32769;
+
+bool isIso9660(const std::vector<std::byte>& prefix) {
+  return prefix.size() >= kIsoMagicAt + 5 && std::memcmp(prefix.data() + kIsoMagicAt, "CD001", 5) == 0;
+}
+
+bool needsSeeking(const std::vector<std::byte>& prefix) {
+  return startsWith(prefix, "PK") ||  // zip: read by the central directory
+         isSevenZip(prefix) ||         // 7-Zip: its header is at the end
+         startsWith(prefix, "MZ") ||   // self-extracting zip/7z/rar/cab
+         isIso9660(prefix);            // ISO 9660 only here (see openFormats)
+}
+
+}  // namespace
+
+const char* toString(ExpansionResult::Status s) {
+  switch (s) {
+    case Status::NotArchive: return "not-archive";
+    case Status::Ok: return "ok";
+    case Status::TooLarge: return "too-large";
+    case Status::TooDeep: return "too-deep";
+    case Status::TooManyEntries: return "too-many-entries";
+    case Status::Encrypted: return "encrypted";
+    case Status::Unreadable: return "unreadable";
+  }
+  return "unknown";
+}
+
+ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits) {
+  ExpansionResult result;
+  State st{limits, result};
+
+  // Sniff the first bytes to decide between streaming and a seekable copy
+  // (far enough for an ISO 9660 volume descriptor at 32769).
+  std::vector<std::byte> prefix(kIsoMagicAt + 5);
+  std::size_t have = 0;
+  while (have < prefix.size()) {
+    const std::size_t n = content.read(std::span<std::byte>(prefix).subspan(have));
+    if (n == 0) break;
+    have += n;
+  }
+  prefix.resize(have);
+
+  Status s;
+  if (needsSeeking(prefix)) {
+    Spool copy(limits.copyMemoryLimit, limits.tmpDir);
+    bool ok = copy.append(prefix);
+    std::vector<std::byte> buf(kChunk);
+    for (std::size_t n; ok && (n = content.read(buf)) > 0;) ok = copy.append(std::span<const std::byte>(buf).first(n));
+    if (!ok) {
+      result.status = Status::Unreadable;
+      return result;
+    }
+    // Formats whose reader allocates for every declared entry before the
+    // first one comes back: count what they declare first.
+    const auto refuse = [&](Status status, std::uint64_t entries, const char* format) {
+      result.status = status;
+      result.entries = entries;
+      result.deepestLevel = 1;
+      result.format = format;
+      return result;
+    };
+    if (const std::uint64_t declared = zipDeclaredEntries(copy); declared > limits.maxEntries) {
+      return refuse(Status::TooManyEntries, declared, "ZIP");
+    }
+    if (isSevenZip(prefix)) {
+      // Room for a header of maxEntries files with long names.
+      const std::uint64_t maxHeader = std::max<std::uint64_t>(1 << 20, limits.maxEntries * 256);
+      const SevenZipProbe probe = probeSevenZip(copy, maxHeader);
+      switch (probe.kind) {
+        case SevenZipProbe::Kind::Files:
+          if (probe.files > limits.maxEntries) return refuse(Status::TooManyEntries, probe.files, "7-Zip");
+          break;
+        case SevenZipProbe::Kind::Encrypted:
+          return refuse(Status::Encrypted, 0, "7-Zip");
+        case SevenZipProbe::Kind::Unknown:
+          // Not handed to libarchive unchecked.
+          return refuse(Status::Unreadable, 0, "7-Zip");
+      }
+    }
+    SpoolSource src(copy);
+    s = measureFormat(src, 1, nullptr, isIso9660(prefix), st);
+  } else {
+    ContentSource src(content, std::move(prefix));
+    s = measureLevel(src, 1, st);
+  }
+
+  if (terminal(s) || s == Status::NotArchive) {
+    result.status = s;
+  } else if (st.encrypted) {
+    result.status = Status::Encrypted;
+  } else if (st.unreadable) {
+    result.status = Status::Unreadable;
+  } else {
+    result.status = Status::Ok;
+  }
+  return result;
+}
+
+}  // namespace sekimori::mime

@@ -1,0 +1,90 @@
+// common/mime/archive.h — how large an attached archive really is
+// (R-SIZE-5), measured by streaming it through libarchive: never extracted
+// to disk, never held whole in memory, archive bombs cost milliseconds.
+//
+// Every entry's data is read into one fixed scratch buffer and counted. An
+// entry that is itself an archive or compressed (zip in zip, a .gz of
+// anything) is opened in turn, reading from its parent, and its leaf bytes
+// are counted instead, down to maxDepth levels. A compression layer is not
+// a level (a .tar.gz is one archive), but its whole decompressed stream is
+// counted, also where the format inside stops early: a .gz of zeros (an
+// "empty tar" to libarchive) or a .tar.gz with gigabytes after the tar's
+// end is as large as gunzip makes it. Counting stops as soon as a limit is
+// certain.
+//
+// Seeking: ZIP, 7-Zip, self-extracting .exe and ISO 9660 images are read
+// with seek support at the top level, so the attachment is copied first
+// (into memory up to copyMemoryLimit, else into an unlinked temp file in
+// tmpDir; mime::Spool). A ZIP read by its central directory shows every
+// entry an unzip tool would write, including overlapping ones (the "better
+// zip bomb"), which a front-to-back reader does not see. Nested levels
+// always stream: a nested ZIP is read front to back, a nested 7-Zip is
+// Unreadable (its header is at the end), a nested or compressed ISO image
+// is plain data.
+//
+// Readers that allocate per declared entry before returning the first one
+// are checked first: a ZIP's end-of-central-directory count and a 7-Zip
+// header's file count (sevenzip.h) above maxEntries are TooManyEntries
+// without libarchive reading them.
+//
+// Formats: zip, tar, cpio, 7z, rar, rar5, lha/lzh, cab, ar, iso9660 (see
+// above), each optionally under gzip, bzip2, xz, lzma, lzip, zstd, lz4 or
+// compress; a bare compressed file of plain data is one level.
+//
+// Encrypted entries: their data cannot be read, so the size the archive
+// declares for them (when it declares one) is counted instead, and the
+// rest of the archive is measured normally. The result is Encrypted unless
+// a limit was hit (TooLarge, TooDeep, TooManyEntries win). A damaged
+// archive inside a good one is counted as data on top of what it yielded.
+//
+// XXX: LZMA-family streams (xz, lzma, 7-Zip) may declare dictionaries up to
+// 1 GiB (libarchive's limit); pages are touched only as output is written,
+// so a bomb costs up to about maxTotal of memory before it is stopped.
+//
+//   mime::ExpansionLimits limits;               // 100 MiB, 8 levels, 100000 entries
+//   auto r = mime::measureExpansion(content, limits);   // content: message.h
+//   if (r.status == mime::ExpansionResult::Status::TooLarge) refuse();
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/mime/message.h"
+
+namespace sekimori::mime {
+
+struct ExpansionLimits {
+  std::uint64_t maxTotal = 100ULL * 1024 * 1024;  // leaf bytes over all levels
+  int maxDepth = 8;                               // 1 = the attachment itself
+  std::uint64_t maxEntries = 100000;              // entries over all levels
+  // Where the top level goes when it must be read with seeks (see above).
+  std::uint64_t copyMemoryLimit = 8ULL * 1024 * 1024;
+  std::string tmpDir = "/tmp";
+};
+
+struct ExpansionResult {
+  enum class Status {
+    NotArchive,      // no archive or compression format recognised
+    Ok,              // an archive or compressed file, measured completely within the limits
+    TooLarge,        // totalUncompressed > maxTotal
+    TooDeep,         // an archive nested deeper than maxDepth
+    TooManyEntries,  // more than maxEntries entries (or a ZIP / 7-Zip declaring more)
+    Encrypted,       // measured, except the data of encrypted entries
+    Unreadable,      // recognised but damaged or truncated somewhere (measured up to the damage),
+                     // or the copy for seeking could not be made
+  };
+  Status status = Status::NotArchive;
+  std::uint64_t totalUncompressed = 0;  // leaf bytes counted so far; when TooLarge just > maxTotal
+  int deepestLevel = 0;                 // deepest archive level seen (maxDepth + 1 when TooDeep)
+  std::uint64_t entries = 0;            // entries seen over all levels
+  std::string format;                   // libarchive's name of the outermost format, e.g.
+                                        // "ZIP 2.0 (deflation)", "GNU tar format (gzip)", or
+                                        // the filter ("gzip") for a bare compressed file
+};
+
+ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits);
+
+// "ok", "too-large", ... for log lines.
+const char* toString(ExpansionResult::Status s);
+
+}  // namespace sekimori::mime
