@@ -1,0 +1,46 @@
+// common/milter/daemon.h — the command line and life cycle every sekimori
+// milter binary shares (the contract in shared/DESIGN.md):
+//
+//   -c, --config FILE     conf file (default /etc/sekimori/<name>.conf)
+//   -p, --socket SPEC     overrides [milter] socket (unix:/path, inet:port@host, inet6:...)
+//   -f, --foreground      do not detach; log to stderr as well as syslog
+//   -t, --test-config     check the conf file, print `file:line: reason` errors, exit 0/1
+//   -u, --user USER       run as USER after opening the socket
+//   -P, --pidfile FILE    write the process id to FILE
+//       --defaults        print the documented default conf file
+//       --version, --help
+// Signals: SIGUSR1 reloads the conf file (a broken one is refused and the old
+// one kept); SIGTERM and SIGHUP stop accepting and let open connections finish
+// (libmilter's own signal thread owns SIGHUP, SIGTERM and SIGINT).
+// Exit codes: 0 normal stop, 1 config error, 2 failure to start.
+//
+//   int main(int argc, char** argv) {
+//     sekimori::sizelimit::SizeLimitMilter milter;
+//     return sekimori::milter::runDaemon(milter, argc, argv);
+//   }
+#pragma once
+
+#include "common/milter/milter.h"
+
+namespace sekimori::config {
+class Schema;
+class Values;
+class Errors;
+}  // namespace sekimori::config
+
+namespace sekimori::milter {
+
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 1;
+constexpr int kExitRuntime = 2;
+
+int runDaemon(Milter& milter, int argc, char** argv);
+
+// The schema of a milter: [milter] and [policy] keys plus its own.
+// Exposed for tests (every key documented in conf/<name>.conf).
+config::Schema buildSchema(const Milter& milter);
+// Builds the common snapshot from checked values; errors carry file:line.
+std::shared_ptr<const CommonConfig> buildCommon(const Milter& milter, const config::Values& values,
+                                                config::Errors& errors);
+
+}  // namespace sekimori::milter
