@@ -1,0 +1,329 @@
+// tests/unit/common/mime/archive_samples.h — archives made in the test
+// itself with libarchive's writer (no binary fixtures), plus hand-built LHA
+// and CAB files, formats libarchive only reads.
+//
+//   std::string zip = samples::write(archive_write_set_format_zip, {},
+//                                    {{"a.txt", "hello"}, {"big", "", 200 << 20}});
+#pragma once
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <lzma.h>
+
+#include <array>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace sekimori::mime::samples {
+
+struct Entry {
+  std::string name;
+  std::string data;
+  std::uint64_t zeros = 0;  // extra zero bytes after data, written in chunks (bombs)
+};
+
+using SetFormat = int (*)(struct archive*);
+using AddFilter = int (*)(struct archive*);
+
+inline la_ssize_t appendTo(struct archive*, void* out, const void* buf, size_t n) {
+  static_cast<std::string*>(out)->append(static_cast<const char*>(buf), n);
+  return static_cast<la_ssize_t>(n);
+}
+
+// An archive of `entries` in the format `setFormat` sets, through the
+// filters in order. `options` / `passphrase` as libarchive takes them.
+// Empty on failure (e.g. an option this libarchive was built without).
+inline std::string write(SetFormat setFormat, const std::vector<AddFilter>& filters, const std::vector<Entry>& entries,
+                         const char* options = nullptr, const char* passphrase = nullptr) {
+  std::string out;
+  struct archive* a = archive_write_new();
+  bool ok = setFormat(a) == ARCHIVE_OK;
+  for (AddFilter f : filters) ok = ok && f(a) == ARCHIVE_OK;
+  if (options) ok = ok && archive_write_set_options(a, options) == ARCHIVE_OK;
+  if (passphrase) ok = ok && archive_write_set_passphrase(a, passphrase) == ARCHIVE_OK;
+  archive_write_set_bytes_in_last_block(a, 1);
+  ok = ok && archive_write_open(a, &out, nullptr, appendTo, nullptr) == ARCHIVE_OK;
+  const std::string zeros(1 << 20, '\0');
+  for (const Entry& e : entries) {
+    if (!ok) break;
+    struct archive_entry* ae = archive_entry_new();
+    archive_entry_set_pathname(ae, e.name.c_str());
+    archive_entry_set_filetype(ae, AE_IFREG);
+    archive_entry_set_perm(ae, 0644);
+    archive_entry_set_size(ae, static_cast<la_int64_t>(e.data.size() + e.zeros));
+    ok = archive_write_header(a, ae) == ARCHIVE_OK;
+    if (ok && !e.data.empty()) ok = archive_write_data(a, e.data.data(), e.data.size()) >= 0;
+    for (std::uint64_t left = e.zeros; ok && left > 0;) {
+      const std::size_t n = left < zeros.size() ? static_cast<std::size_t>(left) : zeros.size();
+      ok = archive_write_data(a, zeros.data(), n) == static_cast<la_ssize_t>(n);
+      left -= n;
+    }
+    archive_entry_free(ae);
+  }
+  ok = archive_write_close(a) == ARCHIVE_OK && ok;
+  archive_write_free(a);
+  return ok ? out : std::string();
+}
+
+inline std::string zip(const std::vector<Entry>& entries) { return write(archive_write_set_format_zip, {}, entries); }
+
+// zip in zip in zip ... `levels` deep, the innermost holding `leaf`.
+inline std::string nestedZip(int levels, const std::string& leaf) {
+  std::string inner = zip({{"leaf.txt", leaf}});
+  for (int i = 1; i < levels; ++i) inner = zip({{"level" + std::to_string(levels - i) + ".zip", inner}});
+  return inner;
+}
+
+inline void putLe16(std::string& s, std::uint16_t v) {
+  s += static_cast<char>(v & 0xFF);
+  s += static_cast<char>(v >> 8);
+}
+inline void putLe32(std::string& s, std::uint32_t v) {
+  putLe16(s, static_cast<std::uint16_t>(v & 0xFFFF));
+  putLe16(s, static_cast<std::uint16_t>(v >> 16));
+}
+
+// CRC-16/ARC, as LHA uses it.
+inline std::uint16_t crc16(const std::string& data) {
+  std::uint16_t crc = 0;
+  for (unsigned char c : data) {
+    crc ^= c;
+    for (int i = 0; i < 8; ++i) crc = (crc & 1) ? static_cast<std::uint16_t>((crc >> 1) ^ 0xA001) : (crc >> 1);
+  }
+  return crc;
+}
+
+// An LHA archive with level-0 headers and stored (-lh0-) entries.
+inline std::string lha(const std::vector<Entry>& entries) {
+  std::string out;
+  for (const Entry& e : entries) {
+    std::string h;  // from the method id on; size and checksum go in front
+    h += "-lh0-";
+    putLe32(h, static_cast<std::uint32_t>(e.data.size()));  // packed
+    putLe32(h, static_cast<std::uint32_t>(e.data.size()));  // original
+    putLe32(h, 0x5A210000);                                  // MS-DOS time
+    h += '\x20';                                             // attribute
+    h += '\x00';                                             // header level 0
+    h += static_cast<char>(e.name.size());
+    h += e.name;
+    putLe16(h, crc16(e.data));
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    out += static_cast<char>(h.size());
+    out += static_cast<char>(sum & 0xFF);
+    out += h;
+    out += e.data;
+  }
+  out += '\0';  // end of archive
+  return out;
+}
+
+// A Microsoft cabinet with one uncompressed folder: the files' data one
+// after the other, cut into CFDATA blocks of at most 32 KiB.
+inline std::string cab(const std::vector<Entry>& entries) {
+  std::string files, stream;
+  for (const Entry& e : entries) {
+    putLe32(files, static_cast<std::uint32_t>(e.data.size()));    // cbFile
+    putLe32(files, static_cast<std::uint32_t>(stream.size()));    // uoffFolderStart
+    putLe16(files, 0);                                             // iFolder
+    putLe16(files, 0x5A21);                                        // date
+    putLe16(files, 0);                                             // time
+    putLe16(files, 0x20);                                          // attribs
+    files += e.name;
+    files += '\0';
+    stream += e.data;
+  }
+  std::string data;
+  std::uint16_t blocks = 0;
+  for (std::size_t at = 0; at < stream.size(); at += 32768, ++blocks) {
+    const std::string block = stream.substr(at, 32768);
+    putLe32(data, 0);                                              // csum: none
+    putLe16(data, static_cast<std::uint16_t>(block.size()));       // cbData
+    putLe16(data, static_cast<std::uint16_t>(block.size()));       // cbUncomp
+    data += block;
+  }
+  const std::uint32_t filesAt = 36 + 8;  // CFHEADER, one CFFOLDER
+  const std::uint32_t dataAt = filesAt + static_cast<std::uint32_t>(files.size());
+  std::string out = "MSCF";
+  putLe32(out, 0);
+  putLe32(out, dataAt + static_cast<std::uint32_t>(data.size()));  // cbCabinet
+  putLe32(out, 0);
+  putLe32(out, filesAt);                                           // coffFiles
+  putLe32(out, 0);
+  out += '\x03';
+  out += '\x01';                                                   // version 1.3
+  putLe16(out, 1);                                                 // cFolders
+  putLe16(out, static_cast<std::uint16_t>(entries.size()));        // cFiles
+  putLe16(out, 0);                                                 // flags
+  putLe16(out, 0);                                                 // setID
+  putLe16(out, 0);                                                 // iCabinet
+  putLe32(out, dataAt);                                            // CFFOLDER.coffCabStart
+  putLe16(out, blocks);                                            // cCFData
+  putLe16(out, 0);                                                 // typeCompress: none
+  return out + files + data;
+}
+
+inline std::uint32_t crc32(const std::string& data) {
+  static const auto table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char ch : data) crc = table[(crc ^ ch) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+// A ZIP of `n` entries whose data overlap (David Fifield's "better zip
+// bomb", with a stored kernel for simplicity): entry i's deflate stream
+// quotes entry i+1's local header in a stored block and then runs on into
+// entry i+1's data, down to one shared kernel of `kernel` bytes. Read by the
+// central directory, every entry is more than `kernel` bytes; read front to
+// back, there is only the first entry.
+inline std::string overlappingZip(int n, std::size_t kernel) {
+  const auto name = [](int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "f%03d", i);
+    return std::string(buf);
+  };
+  const std::size_t lhLen = 30 + 4;
+  std::vector<std::uint32_t> csize(n), usize(n), crc(n);
+  const auto localHeader = [&](int i) {
+    std::string h = "PK\x03\x04";
+    putLe16(h, 20);  // version needed
+    putLe16(h, 0);   // flags
+    putLe16(h, 8);   // deflate
+    putLe16(h, 0);   // time
+    putLe16(h, 0x5A21);
+    putLe32(h, crc[i]);
+    putLe32(h, csize[i]);
+    putLe32(h, usize[i]);
+    putLe16(h, 4);   // name length
+    putLe16(h, 0);   // extra length
+    return h + name(i);
+  };
+  // Entry i inflates to the local headers of entries i+1... and the kernel;
+  // sizes and CRCs are worked out from the last entry back.
+  std::string plain(kernel, 'k');
+  csize[n - 1] = static_cast<std::uint32_t>(5 + kernel);
+  usize[n - 1] = static_cast<std::uint32_t>(kernel);
+  crc[n - 1] = crc32(plain);
+  for (int i = n - 2; i >= 0; --i) {
+    csize[i] = static_cast<std::uint32_t>(5 + lhLen) + csize[i + 1];
+    usize[i] = static_cast<std::uint32_t>(lhLen) + usize[i + 1];
+    plain = localHeader(i + 1) + plain;
+    crc[i] = crc32(plain);
+  }
+  // Deflate stored block header: BFINAL/BTYPE bits in a byte, LEN, NLEN.
+  const auto stored = [](bool final, std::size_t len) {
+    std::string b(1, final ? '\x01' : '\x00');
+    putLe16(b, static_cast<std::uint16_t>(len));
+    putLe16(b, static_cast<std::uint16_t>(~len & 0xFFFF));
+    return b;
+  };
+  std::string out, cd;
+  for (int i = 0; i < n; ++i) {
+    const std::uint32_t offset = static_cast<std::uint32_t>(out.size());
+    out += localHeader(i);
+    out += i + 1 < n ? stored(false, lhLen) : stored(true, kernel) + std::string(kernel, 'k');
+    std::string c = "PK\x01\x02";
+    putLe16(c, 20);  // made by
+    putLe16(c, 20);  // needed
+    putLe16(c, 0);
+    putLe16(c, 8);
+    putLe16(c, 0);
+    putLe16(c, 0x5A21);
+    putLe32(c, crc[i]);
+    putLe32(c, csize[i]);
+    putLe32(c, usize[i]);
+    putLe16(c, 4);
+    putLe16(c, 0);   // extra
+    putLe16(c, 0);   // comment
+    putLe16(c, 0);   // disk
+    putLe16(c, 0);   // internal attributes
+    putLe32(c, 0);   // external attributes
+    putLe32(c, offset);
+    cd += c + name(i);
+  }
+  std::string end = "PK\x05\x06";
+  putLe16(end, 0);
+  putLe16(end, 0);
+  putLe16(end, static_cast<std::uint16_t>(n));
+  putLe16(end, static_cast<std::uint16_t>(n));
+  putLe32(end, static_cast<std::uint32_t>(cd.size()));
+  putLe32(end, static_cast<std::uint32_t>(out.size()));
+  putLe16(end, 0);
+  return out + cd + end;
+}
+
+// A 7-Zip archive whose header declares `files` empty files (one bit
+// each in kEmptyStream), plain or LZMA-packed as 7-Zip writes it. A few KB
+// that libarchive would turn into ~100 bytes of memory per file.
+inline std::string sevenZipManyFiles(std::uint64_t files, bool packed) {
+  const auto number = [](std::string& s, std::uint64_t v) {  // 7z NUMBER, 9-byte form
+    s += '\xFF';
+    for (int i = 0; i < 8; ++i) s += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  std::string header = "\x01\x05";  // kHeader, kFilesInfo
+  number(header, files);
+  header += '\x0E';                  // kEmptyStream
+  number(header, (files + 7) / 8);
+  header += std::string(static_cast<std::size_t>((files + 7) / 8), '\xFF');
+  header += std::string("\x00\x00", 2);  // end of FilesInfo, end of Header
+
+  std::string body, next = header;
+  if (packed) {
+    lzma_options_lzma opt;
+    lzma_lzma_preset(&opt, 6);
+    lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, &opt}, {LZMA_VLI_UNKNOWN, nullptr}};
+    unsigned char props[5];
+    lzma_properties_encode(&filters[0], props);
+    lzma_stream strm = LZMA_STREAM_INIT;
+    if (lzma_raw_encoder(&strm, filters) != LZMA_OK) return {};
+    std::string out(header.size() + 4096, '\0');
+    strm.next_in = reinterpret_cast<const std::uint8_t*>(header.data());
+    strm.avail_in = header.size();
+    strm.next_out = reinterpret_cast<std::uint8_t*>(out.data());
+    strm.avail_out = out.size();
+    while (lzma_code(&strm, LZMA_FINISH) == LZMA_OK) {
+    }
+    out.resize(strm.total_out);
+    lzma_end(&strm);
+    body = out;
+    next = "\x17\x06";  // kEncodedHeader, kPackInfo
+    number(next, 0);     // packPos
+    number(next, 1);     // one pack stream
+    next += '\x09';      // kSize
+    number(next, body.size());
+    next += '\x00';
+    next += std::string("\x07\x0B", 2);  // kUnPackInfo, kFolder
+    number(next, 1);
+    next += '\x00';      // not external
+    number(next, 1);     // one coder
+    next += '\x23';      // id size 3, has properties
+    next += std::string("\x03\x01\x01", 3);
+    number(next, 5);
+    next += std::string(reinterpret_cast<const char*>(props), 5);
+    next += '\x0C';      // kCodersUnPackSize
+    number(next, header.size());
+    next += std::string("\x00\x00", 2);
+  }
+  std::string start;
+  putLe32(start, static_cast<std::uint32_t>(body.size()));  // next header offset (low, high)
+  putLe32(start, 0);
+  putLe32(start, static_cast<std::uint32_t>(next.size()));
+  putLe32(start, 0);
+  putLe32(start, crc32(next));
+  std::string sig("7z\xBC\xAF\x27\x1C\x00\x04", 8);
+  putLe32(sig, crc32(start));
+  return sig + start + body + next;
+}
+
+}  // namespace sekimori::mime::samples
