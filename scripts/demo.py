@@ -1,0 +1,90 @@
+"""Sample mails through Postfix + sekimori-sizelimit, with their verdicts.
+
+Run by scripts/demo. Uses the same harness as the end-to-end tests.
+"""
+
+import io
+import os
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+import harness  # noqa: E402
+
+CONF = """\
+# The demo's sekimori-sizelimit.conf: defaults, plus who is local and inside.
+[milter]
+log_level = info
+[policy]
+local_domains = example.net
+internal_networks = 10.0.0.0/8
+[limits]
+max_message_size = 1M
+max_recipients = 5
+[outbound]
+max_message_size = 2M
+"""
+
+
+def zip_bomb():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("zeros.bin", "w", force_zip64=True) as f:
+            for _ in range(150):
+                f.write(b"\0" * (1 << 20))
+    return buf.getvalue()
+
+
+def attachment_message(payload, name):
+    import base64
+    b64 = base64.encodebytes(payload).decode().replace("\n", "\r\n")
+    body = ("--b\r\nContent-Type: text/plain\r\n\r\nplease see the attachment\r\n"
+            "--b\r\nContent-Type: application/zip; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
+            "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s--b--\r\n" % (name, name, b64))
+    return harness.make_message(subject="archive", body=body,
+                                headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=b"])
+
+
+def main():
+    milter = harness.Milter("sizelimit", CONF)
+    big = ("0123456789" * 10 + "\r\n") * 15000  # ~1.5 MB
+    samples = [
+        ("small inbound text mail", dict(data=harness.make_message(body="hello\r\n"))),
+        ("1.5 MB inbound (limit 1M)", dict(data=harness.make_message(body=big))),
+        ("1.5 MB outbound from 10.1.2.3 ([outbound] 2M)",
+         dict(data=harness.make_message(body=big), to="friend@remote.example", xclient="ADDR=10.1.2.3")),
+        ("1.5 MB outbound by SMTP AUTH user alice",
+         dict(data=harness.make_message(body=big), to="friend@remote.example", xclient="LOGIN=alice")),
+        ("51 Received: headers (mail loop)",
+         dict(data=harness.make_message(headers=["Received: from h%d by h%d" % (i, i + 1) for i in range(50)]))),
+        ("message/partial (split mail)",
+         dict(data=harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: message/partial; id=\"x\"; number=1"]))),
+        ("zip bomb: 180 KB zip of 150 MB", dict(data=attachment_message(zip_bomb(), "report.zip"))),
+        ("small zip attachment", dict(data=attachment_message(
+            (lambda b: (zipfile.ZipFile(b, "w").writestr("a.txt", "hello"), b.getvalue())[1])(io.BytesIO()), "a.zip"))),
+        ("7 recipients (max_recipients = 5)",
+         dict(data=harness.make_message(), to=["user%d@example.net" % i for i in range(7)])),
+    ]
+    print("Starting a private Postfix on 127.0.0.1 with sekimori-sizelimit in front ...")
+    with harness.Site([milter], name="demo") as site:
+        print("Postfix smtpd on 127.0.0.1:%d, milter on %s, sink on 127.0.0.1:%d\n"
+              % (site.port, milter.socket_spec, site.sink.port))
+        width = max(len(s[0]) for s in samples)
+        for label, kw in samples:
+            r = site.swaks(**kw)
+            extra = ""
+            rcpt = r.reply_to("RCPT")
+            refused = [c for c in rcpt if c[0] != "250"]
+            if refused:
+                extra = "  (%d of %d RCPT refused: %s %s %s)" % (len(refused), len(rcpt), *refused[0])
+            print("%-*s  ->  %s%s" % (width, label, r.final_text, extra))
+        print("\nDelivered to the sink: %d message(s)" % len(site.sink.messages()))
+        print("\nThe milter's log lines (syslog, facility mail):")
+        for line in milter.log().splitlines():
+            if "milter=sizelimit" in line:
+                print("  " + line)
+    print("\nStopped Postfix, the milter and the sink.")
+
+
+if __name__ == "__main__":
+    main()
