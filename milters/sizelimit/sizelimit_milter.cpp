@@ -31,8 +31,10 @@ const Option<Bytes> kMaxSize{
     Scope::Overridable};
 const Option<Count> kMaxReceived{
     "limits.max_received_headers", Count{50},
-    "Most Received: headers a message may carry, counting the one the receiving Postfix just added; "
-    "more is a mail loop (0 = no limit). Postfix's hopcount_limit must be higher for this to decide. R-SIZE-4."};
+    "Most Received: headers a message may arrive with; more is a mail loop (0 = no limit). Postfix does not "
+    "show milters the Received: header it adds itself, so this counts what the client sent. Postfix's own "
+    "hopcount_limit (default 50) does count that header and refuses first unless it is at least this value "
+    "plus 2. R-SIZE-4."};
 const Option<bool> kRejectPartial{"limits.reject_partial", true,
                                   "Refuse message/partial (split mail) anywhere in the MIME tree. R-SIZE-3."};
 const Option<Count> kMaxRecipients{
