@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <iostream>
@@ -213,10 +214,10 @@ bool prepareUnixSocket(const std::string& path, std::string* error) {
   const auto slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return true;
   const std::string dir = path.substr(0, slash);
-  struct stat st {};
-  if (stat(dir.c_str(), &st) == 0) return true;
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    *error = "cannot create socket directory " + dir + ": " + std::strerror(errno);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);  // 0777 & ~umask, like mkdir -p
+  if (ec) {
+    *error = "cannot create socket directory " + dir + ": " + ec.message();
     return false;
   }
   return true;
