@@ -24,9 +24,11 @@ constexpr std::array<Unit, 15> kSizeUnits{{
     {"bytes", 1},
 }};
 
-constexpr std::array<Unit, 13> kTimeUnits{{
-    {"", 1}, {"s", 1}, {"sec", 1}, {"m", 60}, {"min", 60}, {"h", 3600}, {"hour", 3600}, {"hours", 3600},
-    {"d", 86400}, {"day", 86400}, {"days", 86400}, {"w", 604800}, {"week", 604800},
+// In milliseconds; a bare number is seconds.
+constexpr std::array<Unit, 14> kTimeUnits{{
+    {"", 1000}, {"ms", 1}, {"s", 1000}, {"sec", 1000}, {"m", 60000}, {"min", 60000}, {"h", 3600000},
+    {"hour", 3600000}, {"hours", 3600000}, {"d", 86400000}, {"day", 86400000}, {"days", 86400000},
+    {"w", 604800000}, {"week", 604800000},
 }};
 
 template <std::size_t N>
@@ -65,13 +67,13 @@ std::optional<Bytes> parseBytes(std::string_view text, std::string* error) {
 }
 
 std::optional<Duration> parseDuration(std::string_view text, std::string* error) {
-  const auto n = parseWithUnits(text, kTimeUnits, "duration (e.g. 300, 30s, 5m, 2h, 1d)", error);
+  const auto n = parseWithUnits(text, kTimeUnits, "duration (e.g. 300, 30s, 5m, 2h, 1d, 500ms)", error);
   if (!n) return std::nullopt;
   if (*n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
     if (error) *error = "duration too large";
     return std::nullopt;
   }
-  return Duration{std::chrono::seconds(static_cast<std::int64_t>(*n))};
+  return Duration{std::chrono::milliseconds(static_cast<std::int64_t>(*n))};
 }
 
 std::string formatBytes(Bytes b) {
@@ -85,7 +87,9 @@ std::string formatBytes(Bytes b) {
 }
 
 std::string formatDuration(Duration d) {
-  const auto s = d.value.count();
+  const auto ms = d.value.count();
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  const auto s = ms / 1000;
   if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
   if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
   if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";

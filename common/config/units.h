@@ -3,7 +3,7 @@
 // Sizes: a plain byte count, or a number with a unit. Binary units (k, K, KiB,
 // M, MiB, G, GiB) are powers of 1024, as Postfix and the seed services count
 // ("20M" = 20971520); decimal units with a B (kB, KB, MB, GB) are powers of
-// 1000 ("30MB" = 30000000). Durations: seconds, or s, m, h, d, w suffixes.
+// 1000 ("30MB" = 30000000). Durations: seconds, or ms, s, m, h, d, w suffixes.
 //
 //   auto n = config::parseBytes("20MiB");      // 20971520
 //   auto d = config::parseDuration("5m");      // 300 s
@@ -25,7 +25,7 @@ struct Bytes {
 };
 // A length of time in the config, to the second.
 struct Duration {
-  std::chrono::seconds value{0};
+  std::chrono::milliseconds value{0};
   friend bool operator==(Duration, Duration) = default;
 };
 

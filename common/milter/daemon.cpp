@@ -149,9 +149,9 @@ StartSettings startSettings(const Milter& m, const config::Values& values) {
   s.socketGroup = values.get(o.socketGroup);
   s.user = values.get(o.user);
   s.pidfile = values.get(o.pidfile);
-  s.timeoutSeconds = static_cast<int>(values.get(o.timeout).value.count());
+  s.timeoutSeconds = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(values.get(o.timeout).value).count());
   s.backlog = static_cast<int>(std::min<std::uint64_t>(values.get(o.backlog).value, 65535));
-  s.drain = values.get(o.drainTimeout).value;
+  s.drain = std::chrono::duration_cast<std::chrono::seconds>(values.get(o.drainTimeout).value);
   log::parseLevel(values.get(o.logLevel), s.level);
   return s;
 }
@@ -445,6 +445,7 @@ int runDaemon(Milter& milter, int argc, char** argv) {
   if (!sockPath.empty() && !prepareUnixSocket(sockPath, &why)) return fail(why);
   if (!glue::openSocket(start.socket, start.timeoutSeconds, start.backlog, &why)) return fail(why);
   if (!sockPath.empty() && !fixUnixSocket(sockPath, start, &why)) return fail(why);
+  if (!milter.open(&why)) return fail(why);
   if (!dropPrivileges(start.user, &why)) return fail(why);
 
   int ready = -1;
@@ -463,6 +464,7 @@ int runDaemon(Milter& milter, int argc, char** argv) {
     close(ready);
   }
 
+  milter.start();
   std::thread reloader(reloadLoop, &milter, &schema, path, overrides);
   log::message(log::Level::Notice, bin + " " SEKIMORI_VERSION " listening on " + start.socket);
   const bool served = glue::serve();
@@ -480,6 +482,7 @@ int runDaemon(Milter& milter, int argc, char** argv) {
   gStopping = true;
   pthread_kill(reloader.native_handle(), SIGUSR1);
   reloader.join();
+  milter.stop();
   if (!start.pidfile.empty()) unlink(start.pidfile.c_str());
   log::message(log::Level::Notice, bin + " stopped");
   return served ? kExitOk : kExitRuntime;

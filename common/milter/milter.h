@@ -243,6 +243,15 @@ class Session {
     return state_ && *stateType_ == typeid(T) ? static_cast<T*>(state_.get()) : nullptr;
   }
 
+  // Milter-specific per-connection state (counts across the messages of
+  // one SMTP session), constructed on first use and destroyed when the
+  // connection closes. Use one type per milter.
+  template <class T>
+  T& connection() {
+    if (!connState_) connState_ = StatePtr(new T(), [](void* p) { delete static_cast<T*>(p); });
+    return *static_cast<T*>(connState_.get());
+  }
+
   // Live sessions in this process (for draining at shutdown).
   static std::uint64_t live();
 
@@ -253,6 +262,7 @@ class Session {
   std::string queueId_;
   std::unique_ptr<Transaction> txn_;
   StatePtr state_{nullptr, [](void*) {}};
+  StatePtr connState_{nullptr, [](void*) {}};
   const std::type_info* stateType_ = nullptr;
 };
 
@@ -274,6 +284,15 @@ class Milter {
   // one. `apply` false: check only (-t). Called at start and on reload, from
   // a thread of its own while connections are served.
   virtual bool configure(const config::Values& values, config::Errors& errors, bool apply) = 0;
+
+  // Process-level services beyond the milter socket (an admin control
+  // socket, a cache thread). open() runs once after the first configure(),
+  // before privileges are dropped and before the process detaches; start()
+  // after it detached (threads do not survive the fork); stop() once
+  // libmilter has stopped and connections have drained.
+  virtual bool open(std::string* /*error*/) { return true; }
+  virtual void start() {}
+  virtual void stop() {}
 
   virtual Verdict onConnect(Session&) { return Verdict::next(); }
   virtual Verdict onHelo(Session&) { return Verdict::next(); }

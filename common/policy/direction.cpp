@@ -41,4 +41,13 @@ Direction classify(const DirectionPolicy& p, bool authenticated, const std::opti
   return recipients.empty() ? Direction::Outbound : Direction::Internal;
 }
 
+Direction recipientDirection(bool inside, bool recipientLocal) {
+  if (!inside) return Direction::Inbound;
+  return recipientLocal ? Direction::Internal : Direction::Outbound;
+}
+
+std::string_view overrideDomain(Direction d, const Address& sender, const Address& rcpt) {
+  return d == Direction::Outbound ? std::string_view(sender.domain) : std::string_view(rcpt.domain);
+}
+
 }  // namespace sekimori::policy

@@ -61,4 +61,13 @@ bool isLocal(const DirectionPolicy& p, const Address& rcpt);
 Direction classify(const DirectionPolicy& p, bool authenticated, const std::optional<IpAddress>& client,
                    std::span<const Address> recipients);
 
+// The direction one recipient puts a message in: what per-recipient limits
+// and overrides go by, before the whole message is classified.
+Direction recipientDirection(bool inside, bool recipientLocal);
+
+// The domain whose [domain NAME] overrides apply to one recipient: the
+// sender's for outbound mail (the site's own customer), the recipient's
+// otherwise.
+std::string_view overrideDomain(Direction d, const Address& sender, const Address& rcpt);
+
 }  // namespace sekimori::policy

@@ -46,15 +46,6 @@ const policy::Reply& Decision::reply(const Replies& r) const {
   return r.size;
 }
 
-Direction recipientDirection(bool inside, bool recipientLocal) {
-  if (!inside) return Direction::Inbound;
-  return recipientLocal ? Direction::Internal : Direction::Outbound;
-}
-
-std::string_view limitDomain(Direction d, const policy::Address& sender, const policy::Address& rcpt) {
-  return d == Direction::Outbound ? std::string_view(sender.domain) : std::string_view(rcpt.domain);
-}
-
 std::uint64_t sizeBoundAtMail(const SizeConfig& cfg, bool inside, const policy::Address& sender) {
   if (!inside) {
     std::uint64_t bound = 1;  // any real limit is >= 1; 0 would mean "no limit"

@@ -77,11 +77,6 @@ struct Decision {
 constexpr std::uint64_t looser(std::uint64_t a, std::uint64_t b) { return (a == 0 || b == 0) ? 0 : (a > b ? a : b); }
 constexpr std::uint64_t stricter(std::uint64_t a, std::uint64_t b) { return a == 0 ? b : (b == 0 ? a : (a < b ? a : b)); }
 
-// The direction one recipient puts a message in (R-DIR-1).
-policy::Direction recipientDirection(bool inside, bool recipientLocal);
-// The domain whose overrides apply: the sender's for outbound, else the recipient's.
-std::string_view limitDomain(policy::Direction d, const policy::Address& sender, const policy::Address& rcpt);
-
 // The largest size limit any recipient of this message could have, known at
 // MAIL FROM (before the recipients): a declared SIZE= over it is refused at once.
 std::uint64_t sizeBoundAtMail(const SizeConfig& cfg, bool inside, const policy::Address& sender);
@@ -98,8 +93,8 @@ std::uint64_t strictestFor(const config::Layered<T>& limit, bool inside, const p
   }
   std::uint64_t out = 0;
   for (const auto& r : recipients) {
-    const auto d = recipientDirection(inside, isLocal(r));
-    out = stricter(out, limit.get(d, limitDomain(d, sender, r)).value);
+    const auto d = policy::recipientDirection(inside, isLocal(r));
+    out = stricter(out, limit.get(d, policy::overrideDomain(d, sender, r)).value);
   }
   return out;
 }

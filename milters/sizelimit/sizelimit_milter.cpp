@@ -266,8 +266,8 @@ Verdict SizeLimitMilter::onMail(milter::Session& s) {
 Verdict SizeLimitMilter::onRcpt(milter::Session& s, const policy::Address& rcpt) {
   auto& m = state(s, config_);
   auto& t = s.txn();
-  const auto dir = recipientDirection(m.inside, isLocal(s, rcpt));
-  const auto domain = limitDomain(dir, t.sender, rcpt);
+  const auto dir = policy::recipientDirection(m.inside, isLocal(s, rcpt));
+  const auto domain = policy::overrideDomain(dir, t.sender, rcpt);
   if (const auto d = decideRecipients(m.cfg->maxRecipients.get(dir, domain).value, t.recipients.size() + 1);
       d.refused()) {
     return refuse(s, m, "rcpt", d, &rcpt);

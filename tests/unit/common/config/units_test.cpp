@@ -46,14 +46,15 @@ TEST(Units, RefusesBadSizesWithAReason) {
 TEST(Units, ParsesDurations) {
   struct Case {
     const char* text;
-    long long seconds;
+    long long ms;
   };
-  const Case cases[] = {{"300", 300}, {"30s", 30}, {"5m", 300}, {"2h", 7200}, {"1d", 86400}, {"1w", 604800}};
+  const Case cases[] = {{"300", 300000},   {"30s", 30000},    {"5m", 300000},       {"2h", 7200000},
+                        {"1d", 86400000}, {"1w", 604800000}, {"500ms", 500}, {"0", 0}};
   for (const auto& c : cases) {
     SCOPED_TRACE(c.text);
     const auto d = parseDuration(c.text);
     ASSERT_TRUE(d);
-    EXPECT_EQ(d->value.count(), c.seconds);
+    EXPECT_EQ(d->value.count(), c.ms);
   }
   EXPECT_FALSE(parseDuration("5 minutes please"));
   EXPECT_FALSE(parseDuration("-5m"));
@@ -68,6 +69,8 @@ TEST(Units, FormatsTheShortestExactSpelling) {
   EXPECT_EQ(formatDuration(Duration{std::chrono::seconds(300)}), "5m");
   EXPECT_EQ(formatDuration(Duration{std::chrono::seconds(7200)}), "2h");
   EXPECT_EQ(formatDuration(Duration{std::chrono::seconds(90)}), "90s");
+  EXPECT_EQ(formatDuration(Duration{std::chrono::milliseconds(1500)}), "1500ms");
+  EXPECT_EQ(formatDuration(Duration{std::chrono::milliseconds(0)}), "0s");
   // Round trip.
   for (std::uint64_t v : {1ULL, 1023ULL, 1024ULL, 20971520ULL, 150000000ULL}) {
     EXPECT_EQ(parseBytes(formatBytes(Bytes{v}))->value, v);

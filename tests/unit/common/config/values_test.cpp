@@ -63,7 +63,7 @@ TEST(Values, ReadsTypedValuesWithHashesInsideValues) {
   EXPECT_EQ(v.get(kSize).value, 30000000u);
   EXPECT_EQ(v.get(kHops).value, 10u);
   EXPECT_FALSE(v.get(kPartial));
-  EXPECT_EQ(v.get(kWindow).value.count(), 7200);
+  EXPECT_EQ(v.get(kWindow).value, std::chrono::hours(2));
   EXPECT_EQ(v.get(kReply).text, "Too big # really");
   EXPECT_EQ(v.get(kOnError), "accept");
   EXPECT_EQ(v.where("limits.window"), "t.conf:7");

@@ -147,5 +147,17 @@ TEST(Direction, EnumValuesIndexTables) {
   EXPECT_EQ(kDirectionCount, 3u);
 }
 
+TEST(Direction, PerRecipientDirectionAndOverrideDomain) {
+  EXPECT_EQ(recipientDirection(false, true), Direction::Inbound);
+  EXPECT_EQ(recipientDirection(false, false), Direction::Inbound);
+  EXPECT_EQ(recipientDirection(true, true), Direction::Internal);
+  EXPECT_EQ(recipientDirection(true, false), Direction::Outbound);
+  const auto sender = *parseAddress("<a@Customer.example.jp>");
+  const auto rcpt = *parseAddress("<b@Remote.example>");
+  EXPECT_EQ(overrideDomain(Direction::Outbound, sender, rcpt), "customer.example.jp");
+  EXPECT_EQ(overrideDomain(Direction::Inbound, sender, rcpt), "remote.example");
+  EXPECT_EQ(overrideDomain(Direction::Internal, sender, rcpt), "remote.example");
+}
+
 }  // namespace
 }  // namespace sekimori::policy

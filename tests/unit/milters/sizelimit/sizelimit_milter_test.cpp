@@ -20,46 +20,7 @@ using milter::testing::bytes;
 using milter::testing::FakeMacros;
 using milter::testing::RecordingActions;
 
-// A milter configured from conf-file text, and a session to drive it.
-struct Harness {
-  SizeLimitMilter milter;
-  std::shared_ptr<const milter::CommonConfig> common;
-  FakeMacros macros;
-  Driver driver{milter};
-  std::unique_ptr<Session> session;
-
-  explicit Harness(const std::string& conf, const char* client = "203.0.113.5") {
-    const auto schema = milter::buildSchema(milter);
-    config::Errors errors;
-    const auto values = config::Values::parse(schema, conf, "test.conf", errors);
-    common = milter::buildCommon(milter, values, errors);
-    EXPECT_TRUE(milter.configure(values, errors, true));
-    EXPECT_TRUE(errors.empty()) << errors.str();
-    macros.values["i"] = "ABC123";
-    session = std::make_unique<Session>(macros, common);
-    driver.connect(*session, "client.example", policy::IpAddress::parse(client));
-  }
-  Verdict mail(std::initializer_list<std::string_view> argv) { return driver.mail(*session, common, argv); }
-  Verdict rcpt(std::string_view r) { return driver.rcpt(*session, r); }
-  Verdict header(std::string_view n, std::string_view v) { return driver.header(*session, n, v); }
-  Verdict eoh() { return driver.eoh(*session); }
-  Verdict body(std::string_view b) { return driver.body(*session, bytes(b)); }
-  Verdict eom() {
-    RecordingActions mta;
-    return driver.eom(*session, mta);
-  }
-  // A whole message: headers "Name: value" lines, then body; returns the
-  // first verdict that is not Continue (or the end-of-message one).
-  Verdict message(const std::vector<std::pair<std::string, std::string>>& headers, const std::string& b,
-                  std::initializer_list<std::string_view> rcpts = {"<u@example.net>"}) {
-    if (auto v = mail({"<s@example.org>"}); !v.isContinue()) return v;
-    for (auto r : rcpts) rcpt(r);
-    for (const auto& [n, v] : headers) header(n, " " + v);
-    if (auto v = eoh(); !v.isContinue()) return v;
-    for (std::size_t i = 0; i < b.size(); i += 65535) body(std::string_view(b).substr(i, 65535));
-    return eom();
-  }
-};
+using Harness = milter::testing::DriverHarness<SizeLimitMilter>;
 
 const char* kConf =
     "[policy]\nlocal_domains = example.net big.example\ninternal_networks = 10.0.0.0/8\n"
