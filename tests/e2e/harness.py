@@ -312,6 +312,48 @@ class SmtpResult:
         return "SmtpResult(final=%r, steps=%r)" % (self.final_text, self.steps)
 
 
+class Redis:
+    """A private redis-server on a loopback TCP port (no persistence), for
+    the shared-counter backend. stop() and start() again reuse the port, so
+    a test can take Redis away and bring it back."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sekimori-redis-")
+        self.proc = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "yes"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_until(lambda: port_open(self.port), 15, "redis-server on port %d" % self.port)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True)
+        return r.stdout.strip()
+
+
 class Site:
     """Postfix + sink + milters in one work directory."""
 

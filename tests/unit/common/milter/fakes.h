@@ -2,7 +2,9 @@
 // milter protocol, for driving a Milter through milter::Driver in tests.
 #pragma once
 
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,5 +97,24 @@ struct DriverHarness {
     return eom();
   }
 };
+
+// conf/NAME.conf is exactly what `sekimori-NAME --defaults` prints, names
+// every key, and parses without errors.
+inline void expectShippedConf(Milter& m) {
+  const std::string name(m.name());
+  const auto schema = buildSchema(m);
+  std::ifstream in(std::string(SEKIMORI_SOURCE_DIR) + "/conf/" + name + ".conf");
+  ASSERT_TRUE(in) << "conf/" << name << ".conf missing";
+  std::stringstream shipped;
+  shipped << in.rdbuf();
+  EXPECT_EQ(shipped.str(), schema.renderConf()) << "regenerate with: build/milters/" << name << "/sekimori-" << name
+                                                << " --defaults > conf/" << name << ".conf";
+  for (const auto& e : schema.entries()) {
+    EXPECT_NE(shipped.str().find("\n" + e.name + " ="), std::string::npos) << e.key;
+  }
+  config::Errors errors;
+  config::Values::parse(schema, shipped.str(), "conf/" + name + ".conf", errors);
+  EXPECT_TRUE(errors.empty()) << errors.str();
+}
 
 }  // namespace sekimori::milter::testing

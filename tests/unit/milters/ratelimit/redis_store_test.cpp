@@ -1,0 +1,755 @@
+// tests/unit/milters/ratelimit/redis_store_test.cpp — RedisStore against a
+// real redis-server that each test starts privately (its own temp dir, unix
+// socket or 127.0.0.1 port, no persistence) and kills by PID afterwards.
+// Counting is checked with the injected clock to the millisecond, and
+// against MemoryStore (both backends must answer alike); outages are real:
+// the server is killed, stopped (SIGSTOP) and restarted under the store.
+// Skipped when redis-server is not installed.
+#include "milters/ratelimit/redis_store.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "milters/ratelimit/memory_store.h"
+
+extern char** environ;
+
+namespace sekimori::ratelimit {
+namespace {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+
+// A whole second, so bucket boundaries of the limits below are round numbers.
+const TimePoint kT0{milliseconds(1'700'000'000'000)};
+
+TimePoint at(std::int64_t ms) { return kT0 + milliseconds(ms); }
+
+std::int64_t elapsedMs(Steady::time_point since) {
+  return std::chrono::duration_cast<milliseconds>(Steady::now() - since).count();
+}
+
+std::string findInPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/usr/sbin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const std::string candidate = dir + "/" + name;
+    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+// A port nothing listens on right now: bind to port 0, read what the kernel
+// chose, close. (Another process could take it in between; on a test host
+// that does not happen in practice.)
+int freeTcpPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// One private redis-server.
+class RedisServer {
+ public:
+  struct Config {
+    bool tcp = false;  // listen on a free 127.0.0.1 port instead of a unix socket
+    std::string password;
+  };
+
+  RedisServer(std::string binary, Config config) : binary_(std::move(binary)), config_(std::move(config)) {
+    char dir[] = "/tmp/sekimori-redis-test-XXXXXX";
+    if (mkdtemp(dir) != nullptr) dir_ = dir;
+    if (config_.tcp) port_ = freeTcpPort();
+  }
+  ~RedisServer() {
+    kill();
+    if (!dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
+  }
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  // Starts the server (again, on the same socket or port) and waits until it
+  // answers. Empty on success, else why not.
+  std::string start() {
+    if (dir_.empty()) return "mkdtemp failed";
+    if (config_.tcp && port_ == 0) return "no free port";
+    std::vector<std::string> args{binary_, "--port", std::to_string(port_), "--save", "", "--appendonly", "no",
+                                  "--dir", dir_, "--daemonize", "no", "--logfile", dir_ + "/redis.log"};
+    if (config_.tcp) {
+      args.insert(args.end(), {"--bind", "127.0.0.1"});
+    } else {
+      args.insert(args.end(), {"--unixsocket", socketPath(), "--unixsocketperm", "700"});
+    }
+    if (!config_.password.empty()) args.insert(args.end(), {"--requirepass", config_.password});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, binary_.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+      pid_ = -1;
+      return "cannot spawn " + binary_;
+    }
+    const auto deadline = Steady::now() + 10s;
+    while (Steady::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "redis-server exited: " + log();
+      }
+      if (raw({"PING"}) == "+PONG") return {};
+      std::this_thread::sleep_for(10ms);
+    }
+    return "redis-server does not answer: " + log();
+  }
+
+  // SIGKILL: no goodbye on the connections, like a crash.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  // A hung server: connections stay open, nothing is answered.
+  void pause() { ::kill(pid_, SIGSTOP); }
+  void resume() { ::kill(pid_, SIGCONT); }
+
+  std::string socketPath() const { return dir_ + "/redis.sock"; }
+  std::string address() const {
+    return config_.tcp ? "127.0.0.1:" + std::to_string(port_) : "unix:" + socketPath();
+  }
+
+  // One command on a new connection (after AUTH and SELECT as needed), for
+  // looking at what the store wrote. The reply's first line ("+OK", ":3",
+  // "-ERR ...") or a bulk string's contents; "" when there is no answer.
+  std::string raw(const std::vector<std::string>& words, int database = 0) const {
+    std::vector<std::vector<std::string>> commands;
+    if (!config_.password.empty()) commands.push_back({"AUTH", config_.password});
+    if (database != 0) commands.push_back({"SELECT", std::to_string(database)});
+    commands.push_back(words);
+    std::string out;
+    for (const auto& c : commands) {
+      out += "*" + std::to_string(c.size()) + "\r\n";
+      for (const auto& w : c) out += "$" + std::to_string(w.size()) + "\r\n" + w + "\r\n";
+    }
+    const int fd = connectRaw();
+    if (fd < 0) return {};
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string reply;
+    if (write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size())) {
+      std::string buf;
+      char chunk[4096];
+      for (std::size_t i = 0; i < commands.size(); ++i) reply = readReply(fd, buf, chunk, sizeof chunk);
+    }
+    close(fd);
+    return reply;
+  }
+
+ private:
+  int connectRaw() const {
+    if (config_.tcp) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<std::uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+      close(fd);
+      return -1;
+    }
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    const std::string path = socketPath();
+    if (path.size() >= sizeof a.sun_path) {
+      close(fd);
+      return -1;
+    }
+    std::copy(path.begin(), path.end(), a.sun_path);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+    close(fd);
+    return -1;
+  }
+
+  static std::string readReply(int fd, std::string& buf, char* chunk, std::size_t size) {
+    auto fill = [&](std::size_t want) {
+      while (buf.size() < want || (want == 0 && buf.find("\r\n") == std::string::npos)) {
+        const ssize_t n = read(fd, chunk, size);
+        if (n <= 0) return false;
+        buf.append(chunk, static_cast<std::size_t>(n));
+      }
+      return true;
+    };
+    if (!fill(0)) return {};
+    const auto eol = buf.find("\r\n");
+    std::string line = buf.substr(0, eol);
+    buf.erase(0, eol + 2);
+    if (line.empty() || line[0] != '$' || line == "$-1") return line;
+    const auto len = static_cast<std::size_t>(std::stoul(line.substr(1)));
+    if (!fill(len + 2)) return {};
+    std::string value = buf.substr(0, len);
+    buf.erase(0, len + 2);
+    return value;
+  }
+
+  std::string log() const {
+    std::ifstream in(dir_ + "/redis.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  std::string binary_;
+  Config config_;
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+class RedisStoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // hiredis writes with write(2): a server that went away raises SIGPIPE.
+    // The daemon ignores it (common/milter/daemon.cpp); so does this test.
+    signal(SIGPIPE, SIG_IGN);
+  }
+
+  void SetUp() override {
+    binary_ = findInPath("redis-server");
+    if (binary_.empty()) GTEST_SKIP() << "redis-server not found in PATH: RedisStore needs a real server to test";
+    server_ = startServer({});
+  }
+
+  std::unique_ptr<RedisServer> startServer(RedisServer::Config config) {
+    auto s = std::make_unique<RedisServer>(binary_, std::move(config));
+    const std::string error = s->start();
+    EXPECT_EQ(error, "");
+    return s;
+  }
+
+  RedisOptions options(const RedisServer& s) const {
+    RedisOptions o;
+    o.address = s.address();
+    o.connectTimeout = 300ms;
+    o.ioTimeout = 300ms;
+    o.retryInterval = 300ms;
+    return o;
+  }
+  RedisOptions options() const { return options(*server_); }
+
+  std::string binary_;
+  std::unique_ptr<RedisServer> server_;
+};
+
+const Limit kPerMinute3{3, 60s, 0ms};  // 1 s buckets
+
+TEST(RedisAddress, AcceptsTheDocumentedForms) {
+  struct Case {
+    const char* label;
+    const char* address;
+    bool valid;
+  };
+  const Case cases[] = {
+      {"ipv4", "127.0.0.1:6379", true},
+      {"name", "redis.example.jp:6379", true},
+      {"ipv6", "[::1]:6379", true},
+      {"ipv6 zone", "[fe80::1%eth0]:6379", true},
+      {"unix", "unix:/run/redis/redis.sock", true},
+      {"highest port", "localhost:65535", true},
+      {"no port", "127.0.0.1", false},
+      {"empty port", "127.0.0.1:", false},
+      {"port 0", "127.0.0.1:0", false},
+      {"port too big", "127.0.0.1:65536", false},
+      {"port not a number", "127.0.0.1:redis", false},
+      {"no host", ":6379", false},
+      {"bare ipv6", "::1:6379", false},
+      {"unclosed bracket", "[::1:6379", false},
+      {"bracket without port", "[::1]", false},
+      {"bracketed ipv4", "[127.0.0.1]:6379", false},
+      {"relative socket", "unix:redis.sock", false},
+      {"empty socket", "unix:", false},
+      {"space in host", "red is:6379", false},
+      {"empty", "", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.label);
+    EXPECT_EQ(validRedisAddress(c.address), c.valid) << c.address;
+  }
+}
+
+TEST_F(RedisStoreTest, AdmitsMaxAndRefusesOneMore) {
+  RedisStore store(options());
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    const Check c = store.hit("c:192.0.2.1", kPerMinute3, 1, at(100 * static_cast<std::int64_t>(i)));
+    EXPECT_TRUE(c.allowed) << i;
+    EXPECT_EQ(c.count, i);
+    EXPECT_FALSE(c.penaltyUntil);
+  }
+  const Check refused = store.hit("c:192.0.2.1", kPerMinute3, 1, at(400));
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.count, 3u);  // refused hits are not counted
+  EXPECT_FALSE(refused.penaltyUntil);
+  EXPECT_EQ(store.usage("c:192.0.2.1", kPerMinute3, at(500)).count, 3u);
+  // Another key has its own count.
+  EXPECT_TRUE(store.hit("c:192.0.2.2", kPerMinute3, 1, at(400)).allowed);
+}
+
+TEST_F(RedisStoreTest, AdmitsAgainExactlyWhenTheOldestBucketLeavesTheWindow) {
+  RedisStore store(options());
+  // Buckets are 1 s wide; the hits land in buckets 0, 1 and 2 after kT0.
+  ASSERT_TRUE(store.hit("s:a@example.jp", kPerMinute3, 1, at(500)).allowed);
+  ASSERT_TRUE(store.hit("s:a@example.jp", kPerMinute3, 1, at(1'500)).allowed);
+  ASSERT_TRUE(store.hit("s:a@example.jp", kPerMinute3, 1, at(2'999)).allowed);
+  // Bucket 0 overlaps the window (now - 60 s, now] until now = 61 s: it is
+  // counted whole until then, so nothing is admitted, however late.
+  EXPECT_FALSE(store.hit("s:a@example.jp", kPerMinute3, 1, at(59'999)).allowed);
+  EXPECT_FALSE(store.hit("s:a@example.jp", kPerMinute3, 1, at(60'999)).allowed);
+  const Check again = store.hit("s:a@example.jp", kPerMinute3, 1, at(61'000));
+  EXPECT_TRUE(again.allowed);
+  EXPECT_EQ(again.count, 3u);  // buckets 1, 2 and 61
+  // Bucket 1 leaves at 62 s, bucket 2 at 63 s.
+  EXPECT_FALSE(store.hit("s:a@example.jp", kPerMinute3, 1, at(61'999)).allowed);
+  EXPECT_TRUE(store.hit("s:a@example.jp", kPerMinute3, 1, at(62'000)).allowed);
+  EXPECT_EQ(store.usage("s:a@example.jp", kPerMinute3, at(63'000)).count, 2u);
+  // Buckets that left the window are removed from the hash, not only
+  // ignored: "w", buckets 61 and 62.
+  EXPECT_EQ(server_->raw({"HLEN", "sekimori:rl:s:a@example.jp"}), ":3");
+}
+
+TEST_F(RedisStoreTest, CountsSeveralHitsAtOnce) {
+  RedisStore store(options());
+  const Limit limit{10, 60s, 0ms};
+  EXPECT_EQ(store.hit("s:b@example.jp", limit, 4, at(0)).count, 4u);
+  EXPECT_EQ(store.hit("s:b@example.jp", limit, 4, at(10)).count, 8u);
+  const Check over = store.hit("s:b@example.jp", limit, 3, at(20));
+  EXPECT_FALSE(over.allowed);
+  EXPECT_EQ(over.count, 8u);
+  const Check exact = store.hit("s:b@example.jp", limit, 2, at(30));
+  EXPECT_TRUE(exact.allowed);
+  EXPECT_EQ(exact.count, 10u);
+  // More than max at once is refused even on an empty key.
+  EXPECT_FALSE(store.hit("s:c@example.jp", limit, 11, at(0)).allowed);
+  EXPECT_EQ(server_->raw({"EXISTS", "sekimori:rl:s:c@example.jp"}), ":0");
+  // n = 0 looks without counting or creating anything.
+  const Check look = store.hit("s:d@example.jp", limit, 0, at(0));
+  EXPECT_TRUE(look.allowed);
+  EXPECT_EQ(look.count, 0u);
+  EXPECT_EQ(server_->raw({"EXISTS", "sekimori:rl:s:d@example.jp"}), ":0");
+}
+
+TEST_F(RedisStoreTest, GiveBackReturnsTheTicketsHits) {
+  RedisStore store(options());
+  const Limit limit{5, 60s, 0ms};
+  Ticket first;
+  Ticket second;
+  ASSERT_TRUE(store.hit("r:x@example.jp", limit, 2, at(100), &first).allowed);
+  ASSERT_TRUE(store.hit("r:x@example.jp", limit, 3, at(5'100), &second).allowed);
+  EXPECT_EQ(first.key, "r:x@example.jp");
+  EXPECT_EQ(first.n, 2u);
+  EXPECT_EQ(first.bucket, 1'700'000'000);
+  EXPECT_EQ(second.bucket, 1'700'000'005);
+  EXPECT_FALSE(store.hit("r:x@example.jp", limit, 1, at(6'000)).allowed);
+
+  store.giveBack(second, limit);
+  EXPECT_EQ(store.usage("r:x@example.jp", limit, at(6'000)).count, 2u);
+  // Never below zero: the same ticket twice takes nothing from other buckets.
+  store.giveBack(second, limit);
+  EXPECT_EQ(store.usage("r:x@example.jp", limit, at(6'000)).count, 2u);
+  EXPECT_TRUE(store.hit("r:x@example.jp", limit, 3, at(6'000)).allowed);
+  // A ticket whose bucket has left the window: harmless.
+  store.giveBack(first, limit);
+  EXPECT_EQ(store.usage("r:x@example.jp", limit, at(6'000)).count, 3u);
+  store.giveBack(first, limit);
+  EXPECT_EQ(store.usage("r:x@example.jp", limit, at(6'000)).count, 3u);
+  // A refused hit's ticket holds nothing to give back.
+  Ticket refused;
+  EXPECT_FALSE(store.hit("r:x@example.jp", limit, 5, at(6'000), &refused).allowed);
+  EXPECT_EQ(refused.n, 0u);
+  store.giveBack(refused, limit);
+  EXPECT_EQ(store.usage("r:x@example.jp", limit, at(6'000)).count, 3u);
+  // Nothing to give back on a key that is gone.
+  store.giveBack(Ticket{"r:gone@example.jp", 1'700'000'000, 1}, limit);
+  EXPECT_EQ(server_->raw({"EXISTS", "sekimori:rl:r:gone@example.jp"}), ":0");
+}
+
+TEST_F(RedisStoreTest, PenaltyRefusesUntilItEndsAndIsNotExtended) {
+  RedisStore store(options());
+  const Limit limit{2, 60s, 300s};
+  ASSERT_TRUE(store.hit("c:198.51.100.7", limit, 1, at(0)).allowed);
+  ASSERT_TRUE(store.hit("c:198.51.100.7", limit, 1, at(0)).allowed);
+  const Check refused = store.hit("c:198.51.100.7", limit, 1, at(1'000));
+  EXPECT_FALSE(refused.allowed);
+  ASSERT_TRUE(refused.penaltyUntil);
+  EXPECT_EQ(*refused.penaltyUntil, at(301'000));
+  // The window has emptied long ago; the penalty still refuses, and the
+  // refusals during it do not move its end.
+  const Check during = store.hit("c:198.51.100.7", limit, 1, at(200'000));
+  EXPECT_FALSE(during.allowed);
+  EXPECT_EQ(during.count, 0u);
+  ASSERT_TRUE(during.penaltyUntil);
+  EXPECT_EQ(*during.penaltyUntil, at(301'000));
+  EXPECT_FALSE(store.hit("c:198.51.100.7", limit, 1, at(300'999)).allowed);
+  const Usage u = store.usage("c:198.51.100.7", limit, at(300'999));
+  ASSERT_TRUE(u.penaltyUntil);
+  EXPECT_EQ(*u.penaltyUntil, at(301'000));
+  // Over at its end.
+  const Check after = store.hit("c:198.51.100.7", limit, 1, at(301'000));
+  EXPECT_TRUE(after.allowed);
+  EXPECT_FALSE(after.penaltyUntil);
+  EXPECT_FALSE(store.usage("c:198.51.100.7", limit, at(301'000)).penaltyUntil);
+  // The key lives in Redis as long as the penalty, not only the window.
+  ASSERT_FALSE(store.hit("c:198.51.100.8", limit, 3, at(0)).allowed);
+  const long pttl = std::stol(server_->raw({"PTTL", "sekimori:rl:c:198.51.100.8"}).substr(1));
+  EXPECT_GT(pttl, 290'000);
+  EXPECT_LE(pttl, 300'000);
+}
+
+TEST_F(RedisStoreTest, CounterKeysExpireAfterTheWindow) {
+  RedisStore store(options());
+  ASSERT_TRUE(store.hit("u:alice", kPerMinute3, 1, at(500)).allowed);
+  // Bucket 0 counts until 61 s; one bucket more for a host whose clock is
+  // behind: 62 s after the bucket's start, 61.5 s after now.
+  const long pttl = std::stol(server_->raw({"PTTL", "sekimori:rl:u:alice"}).substr(1));
+  EXPECT_GT(pttl, 60'000);
+  EXPECT_LE(pttl, 61'500);
+}
+
+TEST_F(RedisStoreTest, NoLimitAllowsAndStoresNothing) {
+  RedisStore store(options());
+  Ticket t;
+  for (int i = 0; i < 3; ++i) {
+    const Check c = store.hit("d:example.jp", Limit{}, 1, at(0), &t);
+    EXPECT_TRUE(c.allowed);
+    EXPECT_EQ(c.count, 0u);
+  }
+  EXPECT_EQ(t.key, "d:example.jp");
+  EXPECT_EQ(t.n, 0u);
+  EXPECT_EQ(server_->raw({"DBSIZE"}), ":0");
+  // No round trip at all: it answers even with no server behind it.
+  RedisOptions nowhere = options();
+  nowhere.address = "unix:/nonexistent/redis.sock";
+  RedisStore none(nowhere);
+  EXPECT_TRUE(none.hit("d:example.jp", Limit{}, 1, at(0)).allowed);
+}
+
+TEST_F(RedisStoreTest, RemembersForTheTtl) {
+  RedisStore store(options());
+  // Redis expires in real time; `now` plays no part here.
+  EXPECT_TRUE(store.remember("l:list@example.jp <1@x>", 200ms, at(0)));
+  EXPECT_FALSE(store.remember("l:list@example.jp <1@x>", 200ms, at(0)));
+  EXPECT_TRUE(store.remembered("l:list@example.jp <1@x>", at(0)));
+  EXPECT_FALSE(store.remembered("l:list@example.jp <2@x>", at(0)));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(store.remembered("l:list@example.jp <1@x>", at(0)));
+  EXPECT_TRUE(store.remember("l:list@example.jp <1@x>", 200ms, at(0)));
+  // A TTL of zero remembers nothing.
+  EXPECT_TRUE(store.remember("l:list@example.jp <3@x>", 0ms, at(0)));
+  EXPECT_FALSE(store.remembered("l:list@example.jp <3@x>", at(0)));
+}
+
+TEST_F(RedisStoreTest, ResetRemovesCounterPenaltyAndRememberedEntry) {
+  RedisStore store(options());
+  const Limit limit{1, 60s, 600s};
+  ASSERT_TRUE(store.hit("u:bob", limit, 1, at(0)).allowed);
+  ASSERT_FALSE(store.hit("u:bob", limit, 1, at(0)).allowed);  // penalised now
+  ASSERT_TRUE(store.remember("l:list@example.jp <9@x>", 60s, at(0)));
+
+  EXPECT_TRUE(store.reset("u:bob"));
+  const Usage u = store.usage("u:bob", limit, at(0));
+  EXPECT_EQ(u.count, 0u);
+  EXPECT_FALSE(u.penaltyUntil);
+  EXPECT_TRUE(store.hit("u:bob", limit, 1, at(0)).allowed);
+
+  EXPECT_TRUE(store.reset("l:list@example.jp <9@x>"));
+  EXPECT_FALSE(store.remembered("l:list@example.jp <9@x>", at(0)));
+  EXPECT_FALSE(store.reset("u:nobody"));
+}
+
+TEST_F(RedisStoreTest, UsageLooksWithoutCounting) {
+  RedisStore store(options());
+  const Limit limit{10, 60s, 0ms};
+  EXPECT_EQ(store.usage("s:e@example.jp", limit, at(0)).count, 0u);
+  ASSERT_TRUE(store.hit("s:e@example.jp", limit, 4, at(0)).allowed);
+  ASSERT_TRUE(store.hit("s:e@example.jp", limit, 1, at(30'000)).allowed);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(store.usage("s:e@example.jp", limit, at(30'000)).count, 5u);
+  EXPECT_EQ(store.usage("s:e@example.jp", limit, at(61'000)).count, 1u);
+  // An admin's limit of another width (another direction's limit) reads the
+  // key in its own width over kBuckets of its buckets.
+  EXPECT_EQ(store.usage("s:e@example.jp", Limit{10, 3600s, 0ms}, at(30'000)).count, 5u);
+  EXPECT_EQ(store.usage("s:e@example.jp", Limit{10, 3600s, 0ms}, at(61'000)).count, 1u);
+}
+
+TEST_F(RedisStoreTest, ChangedWindowStartsTheCountAfresh) {
+  RedisStore store(options());
+  ASSERT_TRUE(store.hit("d:f.example", Limit{3, 60s, 0ms}, 3, at(0)).allowed);
+  // A reload made the window 6 s: the old 1 s buckets mean nothing in 100 ms
+  // buckets (their indexes would read as buckets ten times further back).
+  const Check c = store.hit("d:f.example", Limit{3, 6s, 0ms}, 1, at(10));
+  EXPECT_TRUE(c.allowed);
+  EXPECT_EQ(c.count, 1u);
+  // And back: the 100 ms bucket (its index ten times too large, "in the
+  // future") is dropped rather than counted for ever.
+  const Check back = store.hit("d:f.example", Limit{3, 60s, 0ms}, 1, at(20));
+  EXPECT_TRUE(back.allowed);
+  EXPECT_EQ(back.count, 1u);
+  EXPECT_EQ(server_->raw({"HLEN", "sekimori:rl:d:f.example"}), ":2");
+}
+
+TEST_F(RedisStoreTest, TwoStoresShareOneLimit) {
+  RedisStore mx1(options());
+  RedisStore mx2(options());
+  const Limit limit{5, 60s, 0ms};
+  EXPECT_TRUE(mx1.hit("s:g@example.jp", limit, 2, at(0)).allowed);
+  EXPECT_TRUE(mx2.hit("s:g@example.jp", limit, 2, at(1'000)).allowed);
+  const Check c = mx1.hit("s:g@example.jp", limit, 1, at(2'000));
+  EXPECT_TRUE(c.allowed);
+  EXPECT_EQ(c.count, 5u);
+  EXPECT_FALSE(mx2.hit("s:g@example.jp", limit, 1, at(3'000)).allowed);
+  EXPECT_FALSE(mx1.hit("s:g@example.jp", limit, 1, at(3'000)).allowed);
+  // A store with another prefix (another cluster on the same server) does not.
+  RedisOptions other = options();
+  other.prefix = "othercluster:";
+  RedisStore mx3(other);
+  EXPECT_TRUE(mx3.hit("s:g@example.jp", limit, 5, at(3'000)).allowed);
+  EXPECT_EQ(server_->raw({"EXISTS", "othercluster:s:g@example.jp"}), ":1");
+}
+
+TEST_F(RedisStoreTest, AnswersAsMemoryStoreDoes) {
+  // The same pseudo-random calls on both backends must get the same
+  // answers: a milter behaves alike whichever store it is configured with.
+  RedisStore redis(options());
+  MemoryStore memory;
+  const Limit limits[] = {{5, 60s, 0ms}, {3, 7s, 2s}, {20, 300s, 600s}, {2, 1s, 0ms}};
+  const char* keys[] = {"s:a", "s:b", "c:1", "u:z"};
+  std::mt19937 rng(12345);
+  std::int64_t now = 0;
+  std::vector<std::pair<Ticket, Limit>> tickets;
+  for (int i = 0; i < 2000; ++i) {
+    SCOPED_TRACE("call " + std::to_string(i) + " at " + std::to_string(now));
+    now += std::uniform_int_distribution<std::int64_t>(0, 900)(rng);
+    // Each key has its limit; now and then another one (a reload, or
+    // another direction's limit) changes the bucket width under it.
+    const std::size_t k = rng() % 4;
+    const std::string key = keys[k];
+    const Limit& limit = rng() % 10 == 0 ? limits[rng() % 4] : limits[k];
+    const auto what = rng() % 10;
+    if (what < 7) {
+      const std::uint32_t n = static_cast<std::uint32_t>(rng() % 3);
+      Ticket tr;
+      Ticket tm;
+      const Check r = redis.hit(key, limit, n, at(now), &tr);
+      const Check m = memory.hit(key, limit, n, at(now), &tm);
+      ASSERT_EQ(r.allowed, m.allowed);
+      ASSERT_EQ(r.count, m.count);
+      ASSERT_EQ(r.penaltyUntil, m.penaltyUntil);
+      ASSERT_EQ(tr.n, tm.n);
+      if (tr.n > 0) tickets.emplace_back(tr, limit);
+    } else if (what < 8 && !tickets.empty()) {
+      const auto& [t, l] = tickets[rng() % tickets.size()];
+      redis.giveBack(t, l);
+      memory.giveBack(t, l);
+    } else {
+      const Usage r = redis.usage(key, limit, at(now));
+      const Usage m = memory.usage(key, limit, at(now));
+      ASSERT_EQ(r.count, m.count);
+      ASSERT_EQ(r.penaltyUntil, m.penaltyUntil);
+    }
+  }
+}
+
+TEST_F(RedisStoreTest, RunsItsScriptsAgainAfterScriptFlush) {
+  RedisStore store(options());
+  ASSERT_TRUE(store.hit("s:h@example.jp", kPerMinute3, 1, at(0)).allowed);
+  ASSERT_EQ(server_->raw({"SCRIPT", "FLUSH"}), "+OK");
+  // NOSCRIPT on the pooled connection: EVAL instead, on the same connection.
+  const Check c = store.hit("s:h@example.jp", kPerMinute3, 1, at(0));
+  EXPECT_TRUE(c.allowed);
+  EXPECT_EQ(c.count, 2u);
+  EXPECT_EQ(store.usage("s:h@example.jp", kPerMinute3, at(0)).count, 2u);
+}
+
+TEST_F(RedisStoreTest, WorksOverTcp) {
+  auto tcp = startServer({.tcp = true});
+  RedisStore store(options(*tcp));
+  store.ping();
+  Ticket t;
+  EXPECT_TRUE(store.hit("c:203.0.113.5", kPerMinute3, 3, at(0), &t).allowed);
+  EXPECT_FALSE(store.hit("c:203.0.113.5", kPerMinute3, 1, at(0)).allowed);
+  store.giveBack(t, kPerMinute3);
+  EXPECT_TRUE(store.hit("c:203.0.113.5", kPerMinute3, 1, at(0)).allowed);
+  EXPECT_EQ(tcp->raw({"HGET", "sekimori:rl:c:203.0.113.5", "1700000000"}), "1");
+}
+
+TEST_F(RedisStoreTest, AuthenticatesAndSelectsTheDatabase) {
+  auto secured = startServer({.tcp = false, .password = "s3cret"});
+  RedisOptions o = options(*secured);
+  o.password = "s3cret";
+  o.database = 3;
+  RedisStore store(o);
+  store.ping();
+  EXPECT_TRUE(store.hit("u:carol", kPerMinute3, 1, at(0)).allowed);
+  EXPECT_EQ(secured->raw({"EXISTS", "sekimori:rl:u:carol"}, 3), ":1");
+  EXPECT_EQ(secured->raw({"EXISTS", "sekimori:rl:u:carol"}, 0), ":0");
+
+  // AUTH with an ACL user name (Redis 6+: "default" is the requirepass user).
+  o.username = "default";
+  RedisStore withUser(o);
+  EXPECT_EQ(withUser.usage("u:carol", kPerMinute3, at(0)).count, 1u);
+
+  o.username.clear();
+  o.password = "wrong";
+  RedisStore refused(o);
+  try {
+    refused.ping();
+    ADD_FAILURE() << "AUTH with a wrong password succeeded";
+  } catch (const StoreUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("AUTH"), std::string::npos) << e.what();
+  }
+  // Without a password at all the scripts cannot even be loaded.
+  o.password.clear();
+  RedisStore anonymous(o);
+  EXPECT_THROW(anonymous.hit("u:carol", kPerMinute3, 1, at(0)), StoreUnavailable);
+}
+
+TEST_F(RedisStoreTest, NoServerFailsQuickly) {
+  RedisOptions o = options();
+  o.address = "unix:" + server_->socketPath() + ".none";
+  RedisStore store(o);
+  const auto start = Steady::now();
+  try {
+    store.ping();
+    ADD_FAILURE() << "ping succeeded without a server";
+  } catch (const StoreUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("connect"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(elapsedMs(start), 100);
+}
+
+TEST_F(RedisStoreTest, KilledServerFailsFastUntilRetryThenRecovers) {
+  RedisOptions o = options();
+  o.retryInterval = 1500ms;
+  RedisStore store(o);
+  ASSERT_TRUE(store.hit("c:192.0.2.9", kPerMinute3, 1, at(0)).allowed);  // a pooled connection
+
+  server_->kill();
+  auto start = Steady::now();
+  EXPECT_THROW(store.hit("c:192.0.2.9", kPerMinute3, 1, at(0)), StoreUnavailable);
+  EXPECT_LT(elapsedMs(start), o.ioTimeout.count() + 100);
+  const auto outage = Steady::now();
+
+  // During retryInterval: no network at all, so even a server that is back
+  // is not asked; every call fails at once.
+  ASSERT_EQ(server_->start(), "");
+  for (int i = 0; i < 100; ++i) {
+    start = Steady::now();
+    try {
+      store.hit("c:192.0.2.9", kPerMinute3, 1, at(0));
+      ADD_FAILURE() << "answered during retryInterval";
+    } catch (const StoreUnavailable& e) {
+      EXPECT_NE(std::string(e.what()).find("unavailable"), std::string::npos) << e.what();
+    }
+    EXPECT_LT(elapsedMs(start), 5);
+  }
+  EXPECT_THROW(store.ping(), StoreUnavailable);
+  ASSERT_LT(elapsedMs(outage), 1400) << "restarting redis-server took too long to test the retry interval";
+
+  std::this_thread::sleep_until(outage + o.retryInterval + 50ms);
+  const Check c = store.hit("c:192.0.2.9", kPerMinute3, 1, at(0));
+  EXPECT_TRUE(c.allowed);
+  EXPECT_EQ(c.count, 1u);  // the killed server kept nothing
+  store.ping();
+}
+
+TEST_F(RedisStoreTest, HungServerTimesOut) {
+  RedisStore store(options());
+  ASSERT_TRUE(store.hit("c:192.0.2.10", kPerMinute3, 1, at(0)).allowed);
+
+  server_->pause();
+  auto start = Steady::now();
+  try {
+    store.hit("c:192.0.2.10", kPerMinute3, 1, at(0));
+    ADD_FAILURE() << "a stopped server answered";
+  } catch (const StoreUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("timed out"), std::string::npos) << e.what();
+  }
+  const auto took = elapsedMs(start);
+  EXPECT_GE(took, 250);
+  EXPECT_LT(took, 300 + 150);
+  // Within retryInterval the next calls do not wait at all.
+  start = Steady::now();
+  EXPECT_THROW(store.usage("c:192.0.2.10", kPerMinute3, at(0)), StoreUnavailable);
+  EXPECT_LT(elapsedMs(start), 5);
+
+  // A new connection to the stopped server: the handshake times out too.
+  std::this_thread::sleep_for(350ms);
+  start = Steady::now();
+  EXPECT_THROW(store.ping(), StoreUnavailable);
+  EXPECT_LT(elapsedMs(start), 300 + 300 + 150);
+
+  server_->resume();
+  std::this_thread::sleep_for(350ms);
+  store.ping();
+  // The hit that timed out reached the server and ran when it woke: a
+  // refusal to wait is not a rollback.
+  EXPECT_EQ(store.usage("c:192.0.2.10", kPerMinute3, at(0)).count, 2u);
+}
+
+TEST_F(RedisStoreTest, ConcurrentHitsAdmitExactlyMax) {
+  RedisOptions o = options();
+  o.maxConnections = 3;  // fewer than threads: callers wait for a connection
+  o.ioTimeout = 2000ms;
+  RedisStore store(o);
+  const Limit limit{1000, 60s, 0ms};
+  std::atomic<int> admitted{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        try {
+          if (store.hit("s:hot@example.jp", limit, 1, at(t * 10 + i)).allowed) ++admitted;
+        } catch (const StoreUnavailable&) {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(admitted.load(), 1000);
+  EXPECT_EQ(store.usage("s:hot@example.jp", limit, at(3'000)).count, 1000u);
+}
+
+}  // namespace
+}  // namespace sekimori::ratelimit
