@@ -1,4 +1,5 @@
-"""Sample mails through Postfix + sekimori-sizelimit, with their verdicts.
+"""Sample mails through Postfix + sekimori-sizelimit + sekimori-ratelimit,
+with their verdicts.
 
 Run by scripts/demo. Uses the same harness as the end-to-end tests.
 """
@@ -26,6 +27,23 @@ max_message_size = 2M
 """
 
 
+RATE_CONF = """\
+# The demo's sekimori-ratelimit.conf: defaults, with a small sender limit so
+# the demo reaches it, and a mailing list guarded against loops.
+[milter]
+log_level = info
+[policy]
+local_domains = example.net
+internal_networks = 10.0.0.0/8
+[limits]
+sender_recipients = 3
+[loop]
+list_addresses = list@example.net
+[control]
+socket = {ctl}
+"""
+
+
 def zip_bomb():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -46,7 +64,11 @@ def attachment_message(payload, name):
 
 
 def main():
+    import tempfile
+    ctl_dir = tempfile.mkdtemp(prefix="sekimori-demo-ctl-")
     milter = harness.Milter("sizelimit", CONF)
+    rate = harness.Milter("ratelimit", RATE_CONF.format(ctl=os.path.join(ctl_dir, "ratelimit.ctl")))
+    list_mail = harness.make_message(to="list@example.net", msgid="<loop-%s@example.org>" % os.urandom(4).hex())
     big = ("0123456789" * 10 + "\r\n") * 15000  # ~1.5 MB
     samples = [
         ("small inbound text mail", dict(data=harness.make_message(body="hello\r\n"))),
@@ -56,7 +78,7 @@ def main():
         ("1.5 MB outbound by SMTP AUTH user alice",
          dict(data=harness.make_message(body=big), to="friend@remote.example", xclient="LOGIN=alice")),
         ("51 Received: headers (mail loop)",
-         dict(data=harness.make_message(headers=["Received: from h%d by h%d" % (i, i + 1) for i in range(50)]))),
+         dict(data=harness.make_message(headers=["Received: from h%d by h%d" % (i, i + 1) for i in range(51)]))),
         ("message/partial (split mail)",
          dict(data=harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: message/partial; id=\"x\"; number=1"]))),
         ("zip bomb: 180 KB zip of 150 MB", dict(data=attachment_message(zip_bomb(), "report.zip"))),
@@ -64,11 +86,16 @@ def main():
             (lambda b: (zipfile.ZipFile(b, "w").writestr("a.txt", "hello"), b.getvalue())[1])(io.BytesIO()), "a.zip"))),
         ("7 recipients (max_recipients = 5)",
          dict(data=harness.make_message(), to=["user%d@example.net" % i for i in range(7)])),
+        ("outbound, 4 recipients (sender_recipients = 3)",
+         dict(data=harness.make_message(frm="carol@example.net"), frm="carol@example.net", xclient="ADDR=10.1.2.4",
+              to=["r%d@remote.example" % i for i in range(4)])),
+        ("to list@example.net", dict(data=list_mail, to="list@example.net")),
+        ("same Message-ID to list@example.net again", dict(data=list_mail, to="list@example.net")),
     ]
-    print("Starting a private Postfix on 127.0.0.1 with sekimori-sizelimit in front ...")
-    with harness.Site([milter], name="demo") as site:
-        print("Postfix smtpd on 127.0.0.1:%d, milter on %s, sink on 127.0.0.1:%d\n"
-              % (site.port, milter.socket_spec, site.sink.port))
+    print("Starting a private Postfix on 127.0.0.1 with sekimori-sizelimit and sekimori-ratelimit in front ...")
+    with harness.Site([milter, rate], name="demo") as site:
+        print("Postfix smtpd on 127.0.0.1:%d, milters on %s and %s, sink on 127.0.0.1:%d\n"
+              % (site.port, milter.socket_spec, rate.socket_spec, site.sink.port))
         width = max(len(s[0]) for s in samples)
         for label, kw in samples:
             r = site.swaks(**kw)
@@ -79,11 +106,14 @@ def main():
                 extra = "  (%d of %d RCPT refused: %s %s %s)" % (len(refused), len(rcpt), *refused[0])
             print("%-*s  ->  %s%s" % (width, label, r.final_text, extra))
         print("\nDelivered to the sink: %d message(s)" % len(site.sink.messages()))
-        print("\nThe milter's log lines (syslog, facility mail):")
-        for line in milter.log().splitlines():
-            if "milter=sizelimit" in line:
-                print("  " + line)
-    print("\nStopped Postfix, the milter and the sink.")
+        print("\nThe milters' log lines (syslog, facility mail):")
+        for m in (milter, rate):
+            for line in m.log().splitlines():
+                if "milter=" + m.name in line:
+                    print("  " + line)
+    import shutil
+    shutil.rmtree(ctl_dir, ignore_errors=True)
+    print("\nStopped Postfix, the milters and the sink.")
 
 
 if __name__ == "__main__":

@@ -342,9 +342,11 @@ TEST_F(RedisStoreTest, AdmitsAgainExactlyWhenTheOldestBucketLeavesTheWindow) {
   EXPECT_FALSE(store.hit("s:a@example.jp", kPerMinute3, 1, at(61'999)).allowed);
   EXPECT_TRUE(store.hit("s:a@example.jp", kPerMinute3, 1, at(62'000)).allowed);
   EXPECT_EQ(store.usage("s:a@example.jp", kPerMinute3, at(63'000)).count, 2u);
-  // Buckets that left the window are removed from the hash, not only
-  // ignored: "w", buckets 61 and 62.
-  EXPECT_EQ(server_->raw({"HLEN", "sekimori:rl:s:a@example.jp"}), ":3");
+  // Buckets that left the window are removed from the hash by the next hit,
+  // not only ignored: after the hit at 62 s, "w" and buckets 2, 61 and 62.
+  EXPECT_EQ(server_->raw({"HEXISTS", "sekimori:rl:s:a@example.jp", "1700000000"}), ":0");
+  EXPECT_EQ(server_->raw({"HEXISTS", "sekimori:rl:s:a@example.jp", "1700000001"}), ":0");
+  EXPECT_EQ(server_->raw({"HLEN", "sekimori:rl:s:a@example.jp"}), ":4");
 }
 
 TEST_F(RedisStoreTest, CountsSeveralHitsAtOnce) {
@@ -555,6 +557,9 @@ TEST_F(RedisStoreTest, AnswersAsMemoryStoreDoes) {
   std::mt19937 rng(12345);
   std::int64_t now = 0;
   std::vector<std::pair<Ticket, Limit>> tickets;
+  int refusals = 0;
+  int penalties = 0;
+  int givenBack = 0;
   for (int i = 0; i < 2000; ++i) {
     SCOPED_TRACE("call " + std::to_string(i) + " at " + std::to_string(now));
     now += std::uniform_int_distribution<std::int64_t>(0, 900)(rng);
@@ -575,10 +580,13 @@ TEST_F(RedisStoreTest, AnswersAsMemoryStoreDoes) {
       ASSERT_EQ(r.penaltyUntil, m.penaltyUntil);
       ASSERT_EQ(tr.n, tm.n);
       if (tr.n > 0) tickets.emplace_back(tr, limit);
+      refusals += r.allowed ? 0 : 1;
+      penalties += r.penaltyUntil ? 1 : 0;
     } else if (what < 8 && !tickets.empty()) {
       const auto& [t, l] = tickets[rng() % tickets.size()];
       redis.giveBack(t, l);
       memory.giveBack(t, l);
+      ++givenBack;
     } else {
       const Usage r = redis.usage(key, limit, at(now));
       const Usage m = memory.usage(key, limit, at(now));
@@ -586,6 +594,10 @@ TEST_F(RedisStoreTest, AnswersAsMemoryStoreDoes) {
       ASSERT_EQ(r.penaltyUntil, m.penaltyUntil);
     }
   }
+  // The sequence did reach the interesting cases.
+  EXPECT_GT(refusals, 100);
+  EXPECT_GT(penalties, 20);
+  EXPECT_GT(givenBack, 50);
 }
 
 TEST_F(RedisStoreTest, RunsItsScriptsAgainAfterScriptFlush) {
@@ -600,7 +612,7 @@ TEST_F(RedisStoreTest, RunsItsScriptsAgainAfterScriptFlush) {
 }
 
 TEST_F(RedisStoreTest, WorksOverTcp) {
-  auto tcp = startServer({.tcp = true});
+  auto tcp = startServer({.tcp = true, .password = ""});
   RedisStore store(options(*tcp));
   store.ping();
   Ticket t;
