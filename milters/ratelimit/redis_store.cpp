@@ -147,30 +147,47 @@ std::optional<Endpoint> parseEndpoint(std::string_view a) {
 // the slots "0" … "60": slot b % kRing holds bucket b for newest - kRing < b
 // <= newest. Keeping the total and the newest index makes a hit O(1) however
 // many buckets a busy key has filled: it reads five fields and writes two
-// (and sets the TTL once per new bucket), instead of reading and summing
-// every bucket — 32 µs of server time per hit on a full key before, ~4 µs
-// now (bench/ratelimit_redis_bench.cpp).
+// (and sets the TTL once per new bucket). Reading and adding up every bucket
+// instead cost 32 µs of server time per hit on a busy key; this costs 5.5 µs
+// (bench/ratelimit_redis_bench.cpp), most of it the price of running a
+// script and of its two redis.call()s.
 
 enum Script : std::size_t { kHitScript, kGiveBackScript, kUsageScript, kScriptCount };
 
 // KEYS[1] counter hash. ARGV: [1] now ms, [2] current bucket, [3] oldest
 // bucket in the window, [4] width ms, [5] n, [6] max, [7] the penalty's end
 // should this hit start one (ms; "0": the limit has none), [8] the penalty
-// (ms), [9] kBuckets.
+// (ms), [9] kBuckets, [10] the current bucket's slot.
 // Returns {allowed 0|1, usage, penalty end ms or 0, bucket counted in}.
+//
+// Every redis.call costs about 1.4 µs of server time and every helper
+// closure, table and number conversion adds up, so the common case — the
+// key's newest bucket is the current one and the window is a whole number
+// of buckets — goes first and does one HMGET and one HSET.
 constexpr std::string_view kHitLua = R"lua(
 local key = KEYS[1]
-local now, cur, oldest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local width, n, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', key, 'w', 'n', 't', 'p', ARGV[10])
+local now, n, max = tonumber(ARGV[1]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local penalty = tonumber(h[4]) or 0
 local ring = tonumber(ARGV[9]) + 1
+
+if h[1] == ARGV[4] and h[2] == ARGV[2] and tonumber(ARGV[3]) == tonumber(ARGV[2]) - ring + 1 then
+  local used = tonumber(h[3]) or 0
+  if penalty > now then return {0, used, penalty, 0} end
+  if used + n <= max then
+    if n > 0 then redis.call('HSET', key, ARGV[10], (tonumber(h[5]) or 0) + n, 't', used + n) end
+    return {1, used + n, 0, n > 0 and tonumber(ARGV[2]) or 0}
+  end
+  -- Over the limit: the general case below handles it.
+end
+
+local cur, oldest, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function slot(b) return tostring(b % ring) end
 -- Bucket b is counted until (b + 1) * width + window <= (b + ring) * width;
 -- one width more for a host whose clock runs behind ours.
 local function ttl(b) return (b + 1 + ring) * width - now end
-
-local h = redis.call('HMGET', key, 'w', 'n', 't', 'p', slot(cur))
 -- Slot values read so far (false: no such field); one HMGET for the rest.
-local cache = {[slot(cur)] = h[5]}
+local cache = {[ARGV[10]] = h[5]}
 local function sum(from, to)
   local missing = {}
   for b = from, to do
@@ -190,15 +207,23 @@ local function sum(from, to)
 end
 
 local counted = h[1] == ARGV[4]
-if h[1] and not counted then
-  -- Counted under another width (a reload changed the window).
-  local names = {'w', 'n', 't'}
-  for s = 0, ring - 1 do names[#names + 1] = tostring(s) end
+local newest, total = cur, 0
+if counted then
+  newest, total = tonumber(h[2]), tonumber(h[3]) or 0
+elseif h[1] then
+  -- Counted under another width (a reload changed the window): the old
+  -- buckets mean nothing now. Start an empty counter at this bucket, with
+  -- its own TTL (the old one may be shorter), keeping a running penalty's.
+  local names = {}
+  for s = 0, ring - 1 do
+    names[#names + 1] = tostring(s)
+    cache[tostring(s)] = false
+  end
   redis.call('HDEL', key, unpack(names))
-  cache[slot(cur)] = false
+  redis.call('HSET', key, 'w', ARGV[4], 'n', ARGV[2], 't', 0)
+  redis.call('PEXPIRE', key, math.max(ttl(cur), penalty - now))
+  counted = true
 end
-local newest = counted and tonumber(h[2]) or cur
-local total = counted and (tonumber(h[3]) or 0) or 0
 local used = 0
 if counted and oldest <= newest then
   -- The ring holds newest - ring + 1 .. newest; the oldest of those may be
@@ -208,7 +233,6 @@ if counted and oldest <= newest then
   if oldest > first then used = used - sum(first, oldest - 1) end
 end
 
-local penalty = tonumber(h[4]) or 0
 if penalty > now then return {0, used, penalty, 0} end
 if used + n > max then
   if ARGV[7] == '0' then return {0, used, 0, 0} end
@@ -219,7 +243,7 @@ end
 if n == 0 then return {1, used, 0, 0} end
 
 if not counted then
-  redis.call('HSET', key, 'w', ARGV[4], 'n', ARGV[2], 't', n, slot(cur), n)
+  redis.call('HSET', key, 'w', ARGV[4], 'n', ARGV[2], 't', n, ARGV[10], n)
   redis.call('PEXPIRE', key, ttl(cur))
   return {1, used + n, 0, cur}
 end
@@ -236,12 +260,12 @@ if cur > newest then
     end
   end
   if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
-  redis.call('HSET', key, 'n', ARGV[2], 't', total + n, slot(cur), n)
+  redis.call('HSET', key, 'n', ARGV[2], 't', total + n, ARGV[10], n)
   redis.call('PEXPIRE', key, ttl(cur))
   return {1, used + n, 0, cur}
 end
 if newest == cur then
-  redis.call('HSET', key, slot(cur), (tonumber(h[5]) or 0) + n, 't', total + n)
+  redis.call('HSET', key, ARGV[10], (tonumber(cache[ARGV[10]]) or 0) + n, 't', total + n)
 else
   redis.call('HINCRBY', key, slot(newest), n)
   redis.call('HSET', key, 't', total + n)
@@ -324,6 +348,15 @@ std::int64_t bucketOf(std::int64_t nowMs, std::int64_t width) {
   return (nowMs % width != 0 && (nowMs < 0) != (width < 0)) ? q - 1 : q;
 }
 
+// Slots in a counter's ring (see "scripts").
+constexpr std::int64_t kRing = std::int64_t{kBuckets} + 1;
+
+// The slot of bucket b, as Lua's b % ring: never negative.
+std::int64_t floorMod(std::int64_t b, std::int64_t m) {
+  const std::int64_t r = b % m;
+  return r < 0 ? r + m : r;
+}
+
 // As MemoryStore: window / kBuckets rounded up and at least 1 ms, so that
 // kBuckets buckets never span less than the window (a 7 s window gets
 // 117 ms buckets, not 116).
@@ -358,11 +391,16 @@ std::string_view replyText(const redisReply& r) { return {r.str, r.len}; }
 
 bool isError(const redisReply& r) { return r.type == REDIS_REPLY_ERROR; }
 
-std::int64_t integerAt(const redisReply& r, std::size_t i) {
-  if (r.type != REDIS_REPLY_ARRAY || i >= r.elements || r.element[i]->type != REDIS_REPLY_INTEGER) {
-    throw ConnectionError("unexpected reply to a script");
+// A script's reply: an array of `count` integers, or nullopt.
+template <std::size_t count>
+std::optional<std::array<std::int64_t, count>> integers(const redisReply& r) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements != count) return std::nullopt;
+  std::array<std::int64_t, count> out{};
+  for (std::size_t i = 0; i < count; ++i) {
+    if (r.element[i]->type != REDIS_REPLY_INTEGER) return std::nullopt;
+    out[i] = r.element[i]->integer;
   }
-  return r.element[i]->integer;
+  return out;
 }
 
 }  // namespace
@@ -435,7 +473,8 @@ struct RedisStore::Impl {
     }
   }
 
-  // Called with `lock` held; connects without it.
+  // Called with `lock` held; connects without it. Logging, too, happens
+  // without it: syslog() may block, and every caller would wait.
   ConnPtr openConn(std::unique_lock<std::mutex>& lock, bool probe) {
     ++open;
     lock.unlock();
@@ -450,48 +489,70 @@ struct RedisStore::Impl {
     if (probe) probing = false;
     if (!c) {
       --open;
-      startOutage(error);
+      const bool first = startOutage(error);
+      lock.unlock();
       cv.notify_all();
+      if (first) logOutage(error);
       throw StoreUnavailable(name() + ": " + error);
     }
+    c->generation = generation;
     if (probe) {
       down = false;
+      lock.unlock();
       log::message(log::Level::Notice, name() + " reachable again");
     }
-    c->generation = generation;
     return c;
   }
 
   void release(ConnPtr c) {
-    std::lock_guard lock(mu);
-    if (c->generation == generation) {
-      idle.push_back(std::move(c));
-    } else {
-      --open;  // opened before the last outage: do not trust it
+    {
+      std::lock_guard lock(mu);
+      if (c->generation == generation) {
+        idle.push_back(std::move(c));
+      } else {
+        --open;  // opened before the last outage: do not trust it
+      }
+    }
+    cv.notify_one();
+  }
+
+  // Drops a connection that is not to be reused, without an outage.
+  void discard(ConnPtr c) {
+    c.reset();
+    {
+      std::lock_guard lock(mu);
+      --open;
     }
     cv.notify_one();
   }
 
   [[noreturn]] void fail(ConnPtr c, const std::string& reason) {
+    c.reset();
+    bool first = false;
     {
       std::lock_guard lock(mu);
       --open;
-      c.reset();
-      startOutage(reason);
+      first = startOutage(reason);
     }
     cv.notify_all();  // waiters fail fast now instead of timing out
+    if (first) logOutage(reason);
     throw StoreUnavailable(name() + ": " + reason);
   }
 
-  // With `mu` held.
-  void startOutage(const std::string& reason) {
+  // With `mu` held. True when this failure starts an outage (rather than
+  // prolonging one): the caller logs it, once.
+  bool startOutage(const std::string& reason) {
     retryAt = SteadyClock::now() + options.retryInterval;
     downReason = reason;
-    if (down) return;
+    if (down) return false;
     down = true;
     ++generation;
     open -= idle.size();
     idle.clear();
+    return true;
+  }
+
+  void logOutage(const std::string& reason) const {
     log::message(log::Level::Warning, name() + " unavailable: " + reason + "; calls fail at once for " +
                                           std::to_string(options.retryInterval.count()) +
                                           " ms, then a reconnect is tried");
@@ -565,10 +626,12 @@ struct RedisStore::Impl {
     return c;
   }
 
-  // Only fails when out of memory; reading the reply then reports it.
+  // Queues a command for the handshake's single write.
   static void append(redisContext* ctx, std::span<const std::string_view> args) {
     Argv a(args);
-    redisAppendCommandArgv(ctx, a.count, a.ptr.data(), a.len.data());
+    if (redisAppendCommandArgv(ctx, a.count, a.ptr.data(), a.len.data()) != REDIS_OK) {
+      throw ConnectionError("out of memory");
+    }
   }
 
   // One command, one round trip. Throws ConnectionError when the context
@@ -609,6 +672,9 @@ struct RedisStore::Impl {
       r = f(*c);
     } catch (const ConnectionError& e) {
       fail(std::move(c), e.what());
+    } catch (...) {
+      discard(std::move(c));  // bad_alloc halfway through a command: Redis is fine, the context is not
+      throw;
     }
     release(std::move(c));
     if (isError(*r)) throw StoreUnavailable(name() + ": " + std::string(replyText(*r)));
@@ -639,27 +705,24 @@ Check RedisStore::hit(std::string_view key, const Limit& limit, std::uint32_t n,
   const std::int64_t width = widthMs(limit);
   const std::int64_t penalty = limit.penalty.count();
   const std::string k = impl_->redisKey(key);
-  const std::string a1 = std::to_string(nowMs), a2 = std::to_string(bucketOf(nowMs, width)),
+  const std::int64_t bucket = bucketOf(nowMs, width);
+  const std::string a1 = std::to_string(nowMs), a2 = std::to_string(bucket),
                     a3 = std::to_string(oldestOf(limit, nowMs, width)), a4 = std::to_string(width),
                     a5 = std::to_string(n), a6 = std::to_string(limit.max),
                     a7 = std::to_string(penalty > 0 ? nowMs + penalty : 0), a8 = std::to_string(penalty),
-                    a9 = std::to_string(kBuckets);
+                    a9 = std::to_string(kBuckets), a10 = std::to_string(floorMod(bucket, kRing));
   auto r = impl_->with([&](Impl::Conn& c) {
-    const std::array<std::string_view, 11> args{"1", k, a1, a2, a3, a4, a5, a6, a7, a8, a9};
+    const std::array<std::string_view, 12> args{"1", k, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10};
     return impl_->script(c, kHitScript, args);
   });
+  const auto v = integers<4>(*r);  // allowed, usage, penalty end, bucket counted in
+  if (!v) throw StoreUnavailable(impl_->name() + ": unexpected reply to the hit script");
   Check out;
-  std::int64_t bucket = 0;
-  try {
-    out.allowed = integerAt(*r, 0) != 0;
-    out.count = static_cast<std::uint64_t>(std::max<std::int64_t>(integerAt(*r, 1), 0));
-    if (const auto p = integerAt(*r, 2); p != 0) out.penaltyUntil = TimePoint(milliseconds(p));
-    bucket = integerAt(*r, 3);
-  } catch (const ConnectionError& e) {
-    throw StoreUnavailable(impl_->name() + ": " + e.what());
-  }
+  out.allowed = (*v)[0] != 0;
+  out.count = static_cast<std::uint64_t>(std::max<std::int64_t>((*v)[1], 0));
+  if ((*v)[2] != 0) out.penaltyUntil = TimePoint(milliseconds((*v)[2]));
   if (ticket != nullptr && out.allowed && n > 0) {
-    ticket->bucket = bucket;
+    ticket->bucket = (*v)[3];
     ticket->n = n;
   }
   return out;
@@ -706,13 +769,11 @@ Usage RedisStore::usage(std::string_view key, const Limit& limit, TimePoint now)
     const std::array<std::string_view, 6> args{"1", k, a1, a2, a3, a4};
     return impl_->script(c, kUsageScript, args);
   });
+  const auto v = integers<2>(*r);  // usage, penalty end
+  if (!v) throw StoreUnavailable(impl_->name() + ": unexpected reply to the usage script");
   Usage u;
-  try {
-    u.count = static_cast<std::uint64_t>(std::max<std::int64_t>(integerAt(*r, 0), 0));
-    if (const auto p = integerAt(*r, 1); p != 0) u.penaltyUntil = TimePoint(milliseconds(p));
-  } catch (const ConnectionError& e) {
-    throw StoreUnavailable(impl_->name() + ": " + e.what());
-  }
+  u.count = static_cast<std::uint64_t>(std::max<std::int64_t>((*v)[0], 0));
+  if ((*v)[1] != 0) u.penaltyUntil = TimePoint(milliseconds((*v)[1]));
   return u;
 }
 
