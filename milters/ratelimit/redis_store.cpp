@@ -2,12 +2,13 @@
 // of store.h kept in Redis, so every MX host of a cluster shares one limit.
 //
 // Layout. A counter key is one Redis hash, PREFIX + key: a ring of bucket
-// counts and a penalty's end (see "scripts" below). A remembered key (the loop guard) is a plain
-// string under the same name, SET NX PX: rate_policy.h gives counters and
-// loop-guard keys different kind prefixes ("s:", "l:", ...), so one name is
-// never both. XXX: a caller that used one key for both would get WRONGTYPE
+// counts and a penalty's end (see "scripts" below). A remembered key (the
+// loop guard) is a plain string under the same name, SET NX PX, so reset()
+// removes either with one DEL. rate_policy.h gives counters and loop-guard
+// keys different kind prefixes ("s:", "l:", ...), so one name is never
+// both. XXX: a caller that used one key for both would get WRONGTYPE
 // (reported as StoreUnavailable) from hit() and remembered() == true for a
-// counter.
+// counter. Every key expires on its own (PEXPIRE): nothing sweeps.
 //
 // Each call is one round trip: the counter operations are Lua scripts (run
 // atomically by Redis, so hosts and threads never race between reading the
@@ -19,8 +20,9 @@
 //
 // Connections. Milter callbacks run on many threads and hiredis contexts are
 // not thread-safe, so contexts are pooled: a caller takes an idle one, opens
-// a new one while fewer than maxConnections exist, or waits. Every context
-// has a connect and an I/O timeout, so no call blocks longer than those.
+// a new one while fewer than maxConnections exist, or waits (bounded too).
+// Connecting is bounded by connectTimeout, every command (write and reply)
+// by ioTimeout, so no call blocks longer than those.
 //
 // Outages. Any connection-level failure (refused, timed out, closed,
 // protocol error, AUTH refused) drops the context, every idle one with it
@@ -149,8 +151,8 @@ std::optional<Endpoint> parseEndpoint(std::string_view a) {
 // <= newest. Keeping the total and the newest index makes a hit O(1) however
 // many buckets a busy key has filled: it reads five fields and writes two
 // (and sets the TTL once per new bucket). Reading and adding up every bucket
-// instead cost 32 µs of server time per hit on a busy key; this costs 5.5 µs
-// (bench/ratelimit_redis_bench.cpp), most of it the price of running a
+// instead cost 32 µs of server time per hit on a busy key; this costs about
+// 5 µs (bench/ratelimit_redis_bench.cpp), most of it the price of running a
 // script and of its two redis.call()s.
 
 enum Script : std::size_t { kHitScript, kGiveBackScript, kUsageScript, kScriptCount };
@@ -595,6 +597,8 @@ struct RedisStore::Impl {
     auto c = std::make_unique<Conn>();
     c->ctx.reset(raw);
     if (raw == nullptr || raw->err) throw ConnectionError("connect: " + contextError(raw));
+    // SO_SNDTIMEO/SO_RCVTIMEO: bound every write, and the reads of the
+    // handshake below; command() waits for a reply in poll() instead.
     if (redisSetTimeout(raw, toTimeval(options.ioTimeout)) != REDIS_OK) {
       throw ConnectionError("setting timeouts: " + contextError(raw));
     }

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log/log.h"
 #include "milters/ratelimit/memory_store.h"
 
 extern char** environ;
@@ -251,12 +252,16 @@ class RedisStoreTest : public ::testing::Test {
     binary_ = findInPath("redis-server");
     if (binary_.empty()) GTEST_SKIP() << "redis-server not found in PATH: RedisStore needs a real server to test";
     server_ = startServer({});
+    ASSERT_TRUE(server_);
   }
 
+  // A running server, or null (and a failure saying why).
   std::unique_ptr<RedisServer> startServer(RedisServer::Config config) {
     auto s = std::make_unique<RedisServer>(binary_, std::move(config));
-    const std::string error = s->start();
-    EXPECT_EQ(error, "");
+    if (const std::string error = s->start(); !error.empty()) {
+      ADD_FAILURE() << error;
+      return nullptr;
+    }
     return s;
   }
 
@@ -663,6 +668,7 @@ TEST_F(RedisStoreTest, RunsItsScriptsAgainAfterScriptFlush) {
 
 TEST_F(RedisStoreTest, WorksOverTcp) {
   auto tcp = startServer({.tcp = true, .password = ""});
+  ASSERT_TRUE(tcp);
   RedisStore store(options(*tcp));
   store.ping();
   Ticket t;
@@ -675,6 +681,7 @@ TEST_F(RedisStoreTest, WorksOverTcp) {
 
 TEST_F(RedisStoreTest, AuthenticatesAndSelectsTheDatabase) {
   auto secured = startServer({.tcp = false, .password = "s3cret"});
+  ASSERT_TRUE(secured);
   RedisOptions o = options(*secured);
   o.password = "s3cret";
   o.database = 3;
@@ -819,6 +826,8 @@ TEST_F(RedisStoreTest, OutageUnderLoadNeverBlocksAndRecovers) {
   o.retryInterval = 200ms;
   RedisStore store(o);
   const Limit limit{1'000'000, 60s, 0ms};
+  log::init("redis_store_test", true);
+  testing::internal::CaptureStderr();
   std::atomic<bool> stop{false};
   std::atomic<long> ok{0};
   std::atomic<long> failed{0};
@@ -854,11 +863,25 @@ TEST_F(RedisStoreTest, OutageUnderLoadNeverBlocksAndRecovers) {
   stop = true;
   for (auto& th : threads) th.join();
 
+  const std::string err = testing::internal::GetCapturedStderr();
+  log::init("sekimori", false);
+
   EXPECT_GT(failedDuringOutage, 0);
   EXPECT_GT(ok.load(), okBeforeEnd) << "no call succeeded after the restart";
   // Every call, in the outage or not, within the connect plus I/O timeouts.
   EXPECT_LT(slowest.load(), (o.connectTimeout + o.ioTimeout).count() + 150);
   store.ping();
+  // Hundreds of failed calls and two failed reconnects (every 200 ms for
+  // 500 ms), but one line when the outage starts and one when it ends.
+  auto count = [&](const std::string& text) {
+    std::size_t n = 0;
+    for (auto at = err.find(text); at != std::string::npos; at = err.find(text, at + 1)) ++n;
+    return n;
+  };
+  const std::string name = "redis " + o.address;
+  EXPECT_EQ(count(name + " unavailable: "), 1u) << err;
+  EXPECT_EQ(count(name + " reachable again"), 1u) << err;
+  EXPECT_EQ(count("\n"), 2u) << err;
 }
 
 }  // namespace
