@@ -290,7 +290,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   Server server;
-  if (!server.start(serverBin)) {
+  // Waiting for the server to come up is an outage as far as RedisStore can
+  // tell: keep its two log lines out of the output.
+  sekimori::log::setLevel(sekimori::log::Level::Error);
+  const bool started = server.start(serverBin);
+  sekimori::log::setLevel(sekimori::log::Level::Info);
+  if (!started) {
     std::fprintf(stderr, "cannot start a private redis-server\n");
     return 2;
   }

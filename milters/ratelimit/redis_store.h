@@ -1,6 +1,11 @@
 // milters/ratelimit/redis_store.h — counters in Redis, shared by every MX
 // host of a cluster (R-RATE-7). Each call is one round trip (a Lua script,
 // loaded once per connection with SCRIPT LOAD and run with EVALSHA).
+//
+// hiredis writes with write(2): a program using RedisStore must ignore
+// SIGPIPE (the milter daemon does), or a vanished server kills it. Give
+// redis_address as an IP address or a unix socket: a host name is resolved
+// by a blocking lookup that connectTimeout does not bound.
 #pragma once
 #include <chrono>
 #include <memory>

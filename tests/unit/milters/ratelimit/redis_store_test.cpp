@@ -727,7 +727,7 @@ TEST_F(RedisStoreTest, NoServerFailsQuickly) {
 
 TEST_F(RedisStoreTest, KilledServerFailsFastUntilRetryThenRecovers) {
   RedisOptions o = options();
-  o.retryInterval = 1500ms;
+  o.retryInterval = 2000ms;
   RedisStore store(o);
   ASSERT_TRUE(store.hit("c:192.0.2.9", kPerMinute3, 1, at(0)).allowed);  // a pooled connection
 
@@ -748,10 +748,10 @@ TEST_F(RedisStoreTest, KilledServerFailsFastUntilRetryThenRecovers) {
     } catch (const StoreUnavailable& e) {
       EXPECT_NE(std::string(e.what()).find("unavailable"), std::string::npos) << e.what();
     }
-    EXPECT_LT(elapsedMs(start), 5);
+    EXPECT_LT(elapsedMs(start), 50);  // no network: far below ioTimeout even on a busy machine
   }
   EXPECT_THROW(store.ping(), StoreUnavailable);
-  ASSERT_LT(elapsedMs(outage), 1400) << "restarting redis-server took too long to test the retry interval";
+  ASSERT_LT(elapsedMs(outage), 1900) << "restarting redis-server took too long to test the retry interval";
 
   std::this_thread::sleep_until(outage + o.retryInterval + 50ms);
   const Check c = store.hit("c:192.0.2.9", kPerMinute3, 1, at(0));
@@ -774,17 +774,17 @@ TEST_F(RedisStoreTest, HungServerTimesOut) {
   }
   const auto took = elapsedMs(start);
   EXPECT_GE(took, 250);
-  EXPECT_LT(took, 300 + 150);
+  EXPECT_LT(took, 300 + 200);
   // Within retryInterval the next calls do not wait at all.
   start = Steady::now();
   EXPECT_THROW(store.usage("c:192.0.2.10", kPerMinute3, at(0)), StoreUnavailable);
-  EXPECT_LT(elapsedMs(start), 5);
+  EXPECT_LT(elapsedMs(start), 50);
 
   // A new connection to the stopped server: the handshake times out too.
   std::this_thread::sleep_for(350ms);
   start = Steady::now();
   EXPECT_THROW(store.ping(), StoreUnavailable);
-  EXPECT_LT(elapsedMs(start), 300 + 300 + 150);
+  EXPECT_LT(elapsedMs(start), 300 + 300 + 200);
 
   server_->resume();
   std::this_thread::sleep_for(350ms);
