@@ -447,6 +447,7 @@ int runDaemon(Milter& milter, int argc, char** argv) {
   if (!sockPath.empty() && !fixUnixSocket(sockPath, start, &why)) return fail(why);
   if (!milter.open(&why)) return fail(why);
   if (!dropPrivileges(start.user, &why)) return fail(why);
+  if (!milter.prepare(&why)) return fail(why);
 
   int ready = -1;
   if (!foreground) {

@@ -291,6 +291,10 @@ class Milter {
   // after it detached (threads do not survive the fork); stop() once
   // libmilter has stopped and connections have drained.
   virtual bool open(std::string* /*error*/) { return true; }
+  // Like open() but after privileges are dropped (still one thread, still
+  // before detaching): where helper processes are forked, so they never run
+  // as root. A failure stops the start with exit code 2.
+  virtual bool prepare(std::string* /*error*/) { return true; }
   virtual void start() {}
   virtual void stop() {}
 
