@@ -103,8 +103,9 @@ class Milter:
     """One sekimori milter process: `conf` is the conf file text (its
     [milter] socket is set by the Site)."""
 
-    def __init__(self, name, conf="", transport="unix", binary=None, extra_args=()):
+    def __init__(self, name, conf="", transport="unix", binary=None, extra_args=(), env=None):
         self.name = name
+        self.env = env  # extra environment variables for the process
         self.conf = conf
         self.transport = transport
         self.binary = binary or milter_binary(name)
@@ -142,7 +143,8 @@ class Milter:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "-f", "-c", self.conf_path, "-p", self.socket_spec] + self.extra_args,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **self.env) if self.env else None)
         log.close()
         wait_until(self._ready, 15, "sekimori-%s to listen on %s" % (self.name, self.socket_spec))
 

@@ -1,0 +1,77 @@
+// common/mime/replace.h — removing attachments from a spooled message by
+// putting a short text/plain notice where each one was, and changing no
+// other byte.
+//
+// Nothing is re-encoded: GMime is used to read the structure (boundaries,
+// part kinds, the content offsets of leaf parts in the spool), and the new
+// body is the old one with the byte ranges of the chosen parts cut out and a
+// notice part put in. Other parts, prefaces, epilogues, boundary lines and
+// their transport padding, ISO-2022-JP escape sequences, bare LFs — all are
+// copied as they were. The top-level header block is never touched, so the
+// milter only calls smfi_replacebody (no header changes, DKIM signatures of
+// the headers stay meaningful to whoever re-signs).
+//
+// A part's range runs from just after its boundary line to just before the
+// line end that precedes the next boundary line (RFC 2046: that CRLF
+// belongs to the boundary). The ranges come from a boundary scanner of our
+// own, driven by the boundaries GMime read, and every one is checked
+// against GMime before anything is replaced: the number of parts of each
+// multipart on the way down, and the content offsets GMime recorded for the
+// part itself. Afterwards the new message is walked (message.h) and must
+// show exactly the old structure with notices at the replaced paths.
+// Anything that does not agree — or MIME another reader could see
+// differently (conflicting Content-Type headers, a boundary equal to an
+// enclosing one, boundary lines after a closing delimiter) — gives
+// ok=false: the caller must then reject or tempfail, never deliver the
+// original as if it had been cleaned.
+//
+//   std::vector<mime::Replacement> parts;
+//   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
+//     if (p.isAttachment && p.filename.ends_with(".zip"))
+//       parts.push_back({p.path, "添付ファイル " + p.filename + " は削除されました。"});
+//     return true;
+//   });
+//   const mime::ReplaceResult r = mime::replaceParts(spool, parts);
+//   if (!r.ok) return tempfail(r.error);
+//   actions.replaceBody(std::as_bytes(std::span(r.body)));   // milter.h (MtaActions)
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/mime/message.h"
+#include "common/mime/spool.h"
+
+namespace sekimori::mime {
+
+struct Replacement {
+  std::vector<int> path;        // PartInfo::path of the part, as walk() reports it; the part
+                                // must be a leaf directly inside a multipart
+  std::string noticeText;       // UTF-8; line ends become CRLF
+  std::string noticeFilename;   // empty: none (walk() then reports the notice as no attachment);
+                                // else sent as filename*=UTF-8''... (RFC 2231)
+};
+
+struct ReplaceResult {
+  bool ok = false;               // false: the parts could not be located safely; reject or tempfail
+  std::string error;             // why not ok (for the log: may hold message bytes, sanitise it)
+  std::string body;              // the new body: everything after the top-level header block and
+                                 // its empty line, line ends as in the input
+  bool topLevelChanged = false;  // true if the top-level headers would have to change; never set
+                                 // today (only parts inside a multipart are replaced), there so a
+                                 // caller that checks it keeps working if that ever changes
+};
+
+// The notice part's header block, as written in place of the old part's
+// (CRLF line ends, up to and including the empty line). The notice content
+// follows in base64: always 7-bit, whatever the message was received as,
+// and no line of it can ever look like a boundary.
+std::string noticeHeaders(const std::string& filename);
+
+// `spool` holds the whole message as received (headers + body). `limits`
+// are those of the walks that check the structure before and after: a
+// message over them is not edited. Reads the spool only; the new body is
+// built in memory (about the size of the message).
+ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, const WalkLimits& limits = {});
+
+}  // namespace sekimori::mime

@@ -1,0 +1,47 @@
+// common/store/quarantine.h — the admin-only quarantine (R-AV-7): each held
+// message is a file of its own (mode 0600, in a 0700 directory) and a line in
+// index.tsv (0600) with when, the queue id, direction, reason, sender and
+// recipients. Nothing here hands a message to an end user.
+//
+//   Quarantine q("/var/lib/sekimori/quarantine");
+//   std::string why;
+//   auto id = q.store(spool, {.queueId = "4cKq...", .direction = "inbound",
+//                             .reason = "Eicar-Signature", .sender = "a@b", .recipients = {...}}, &why);
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/mime/spool.h"
+
+namespace sekimori::store {
+
+struct QuarantineEntry {
+  std::string queueId;
+  std::string direction;
+  std::string reason;  // virus names
+  std::string sender;
+  std::vector<std::string> recipients;
+};
+
+class Quarantine {
+ public:
+  explicit Quarantine(std::string dir) : dir_(std::move(dir)) {}
+
+  // Creates the directory (0700) if missing; false + error if it cannot or
+  // if it is accessible to others.
+  bool prepare(std::string* error) const;
+
+  // Copies the spool's bytes into a new file and appends the index line.
+  // Returns the entry's id (its file name), nullopt + error on failure.
+  std::optional<std::string> store(const mime::Spool& message, const QuarantineEntry& e, std::string* error) const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace sekimori::store

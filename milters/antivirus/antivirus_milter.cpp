@@ -1,0 +1,595 @@
+// milters/antivirus/antivirus_milter.cpp — see antivirus_milter.h.
+#include "milters/antivirus/antivirus_milter.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "common/config/schema.h"
+#include "common/log/log.h"
+#include "common/mime/message.h"
+#include "common/mime/replace.h"
+#include "common/mime/spool.h"
+#include "common/notify/notify.h"
+#include "common/store/quarantine.h"
+#include "common/util/strings.h"
+
+namespace sekimori::antivirus {
+namespace {
+
+using config::Bytes;
+using config::Count;
+using config::Duration;
+using config::Option;
+using config::Scope;
+using milter::Verdict;
+using policy::Direction;
+using policy::Reply;
+
+const Replies kDefaultReplies{};
+
+const Option<std::string> kDatabaseDir{"engine.database_dir", "/var/lib/clamav",
+                                        "Directory of the ClamAV signature databases (*.cvd, *.cld, *.ndb, *.hdb "
+                                        "...). With no loadable database the milter does not start."};
+const Option<Count> kWorkers{"engine.workers", Count{4},
+                             "Scanner processes. Each scans one message at a time; they share the compiled "
+                             "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};
+const Option<Duration> kScanTimeout{"engine.scan_timeout", Duration{std::chrono::minutes(2)},
+                                    "A scan running longer is killed with its worker (scan_failure_action)."};
+const Option<Duration> kDbCheck{"engine.db_check_interval", Duration{std::chrono::minutes(1)},
+                                "How often the database directory is checked for new signatures (also on "
+                                "SIGUSR1). A new database is loaded beside the old one and swapped in "
+                                "without dropping a scan; one that fails to load is logged and ignored."};
+const Option<Bytes> kMaxScanSize{"engine.max_scan_size", Bytes{100 * 1024 * 1024},
+                                 "Most data scanned per message (archives expanded included). Over it: "
+                                 "limits_exceeded_action."};
+const Option<Bytes> kMaxFileSize{"engine.max_file_size", Bytes{25 * 1024 * 1024},
+                                 "Largest single file (attachment, archive member) scanned."};
+const Option<Count> kMaxFiles{"engine.max_files", Count{10000}, "Most files scanned inside one message."};
+const Option<Count> kMaxRecursion{"engine.max_recursion", Count{8},
+                                  "Archives inside archives scanned this deep (R-AV-2); deeper is "
+                                  "limits_exceeded_action, so nesting is no way through."};
+const Option<Duration> kMaxScanTime{"engine.max_scan_time", Duration{std::chrono::minutes(1)},
+                                    "libclamav's own time limit per scan (limits_exceeded_action when hit)."};
+
+const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
+                                    "Outbound or internal mail with a virus: reject (the virus reply) or "
+                                    "discard.",
+                                    Scope::Global, {"reject", "discard"}};
+const Option<std::string> kInboundAttachment{
+    "actions.inbound_infected_attachment", "remove",
+    "Inbound mail whose infection is confined to attachments: remove them (a text notice in their place, the "
+    "rest delivered unchanged) or reject.",
+    Scope::Global, {"remove", "reject"}};
+const Option<std::string> kInboundBody{"actions.inbound_infected_body", "reject",
+                                       "Inbound mail infected elsewhere (the body, the whole message): reject "
+                                       "or discard.",
+                                       Scope::Global, {"reject", "discard"}};
+const Option<std::string> kLimits{"actions.limits_exceeded_action", "infected",
+                                  "A scan that hit a limit (size, files, recursion, time): infected (as a virus "
+                                  "named Heuristics.Limits.Exceeded), deliver (marked unscanned) or reject.",
+                                  Scope::Global, {"infected", "deliver", "reject"}};
+const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
+                                     "Encrypted archives or documents cannot be scanned: mark (deliver, "
+                                     "X-Virus-Status: unscanned: encrypted) or reject.",
+                                     Scope::Global, {"mark", "reject"}};
+const Option<std::string> kHtmlScript{"actions.html_script_action", "mark",
+                                      "HTML parts with script or plug-ins (<script, <object classid, <embed, "
+                                      "<applet, on*= handlers): mark (header and log) or reject.",
+                                      Scope::Global, {"mark", "reject"}};
+const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail",
+                                       "A scan that failed or timed out: tempfail (the failure reply; the sender "
+                                       "retries) or accept (delivered, marked unscanned).",
+                                       Scope::Global, {"tempfail", "accept"}};
+
+const Option<bool> kNotify{"notify.enabled", true,
+                           "Warning mails when a virus is found: to the sender for outbound mail, to the "
+                           "recipients for inbound mail, and to the admin. Never to the null sender. R-AV-6.",
+                           Scope::Overridable};
+const Option<std::string> kNotifyOptOut{"notify.opt_out", "",
+                                        "Addresses or domains that never receive warning mails."};
+const Option<std::string> kNotifyAdmin{"notify.admin", "", "Admin address warned of every virus (empty: none)."};
+const Option<std::string> kNotifyFrom{"notify.from", "postmaster@localhost",
+                                      "From: of warning mails. The envelope sender is always the null sender, so "
+                                      "a warning never bounces."};
+const Option<std::string> kNotifyMethod{"notify.method", "smtp",
+                                        "How warnings are submitted: smtp (to smtp_url, e.g. Postfix on "
+                                        "loopback) or sendmail.",
+                                        Scope::Global, {"smtp", "sendmail"}};
+const Option<std::string> kNotifyUrl{"notify.smtp_url", "smtp://127.0.0.1:25", "SMTP relay for warnings."};
+const Option<std::string> kNotifySendmail{"notify.sendmail_path", "/usr/sbin/sendmail", "sendmail program."};
+const Option<std::string> kNotifyTemplates{"notify.template_dir", SEKIMORI_SYSCONFDIR,
+                                           "Directory of antivirus-warning.LANGUAGE.txt templates."};
+const Option<std::string> kNotifyLanguage{"notify.language", "ja", "Template language: ja or en.", Scope::Global,
+                                          {"ja", "en"}};
+const Option<Duration> kNotifyTimeout{"notify.timeout", Duration{std::chrono::seconds(10)},
+                                      "Time to submit one warning mail."};
+
+const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
+                                         "Every infected original is kept here (mode 0600 files, index.tsv), for "
+                                         "administrators only. Empty: keep nothing. R-AV-7."};
+
+const Option<Bytes> kSpoolMemory{"mime.spool_memory", Bytes{1024 * 1024},
+                                 "A message is held in memory up to this size, then in a private temp file."};
+const Option<std::string> kSpoolDir{"mime.spool_dir", "/tmp", "Directory of the private temp files."};
+
+const Option<Reply> kReplyVirus{"replies.virus", kDefaultReplies.virus,
+                                "A virus; the names found are appended to the text."};
+const Option<Reply> kReplyEncrypted{"replies.encrypted", kDefaultReplies.encrypted, "encrypted_action = reject."};
+const Option<Reply> kReplyHtml{"replies.html_script", kDefaultReplies.htmlScript, "html_script_action = reject."};
+const Option<Reply> kReplyFailure{"replies.scan_failure", kDefaultReplies.failure,
+                                  "scan_failure_action = tempfail."};
+
+constexpr std::string_view kScannedHeader = "X-Virus-Scanned";
+constexpr std::string_view kStatusHeader = "X-Virus-Status";
+constexpr std::string_view kNoticeHeader = "X-Sekimori-Notice";
+
+struct AvMessage {
+  std::shared_ptr<const AvConfig> cfg;
+  std::optional<mime::Spool> spool;
+  int scannedHeaders = 0;  // X-Virus-Scanned copies that arrived
+  int statusHeaders = 0;   // X-Virus-Status copies that arrived
+  bool isNotice = false;   // one of our own warning mails
+  std::string subject;
+  std::string topType = "text/plain";
+};
+
+AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
+  auto& m = s.message<AvMessage>();
+  if (!m.cfg) {
+    m.cfg = current.get();
+    m.spool.emplace(m.cfg->spoolMemory, m.cfg->spoolDir, m.cfg->maxScanSize + 1);
+  }
+  return m;
+}
+
+// A memfd holding `write`'s bytes, for handing to a scanner worker.
+class MemFd {
+ public:
+  MemFd() : fd_(memfd_create("sekimori-scan", MFD_CLOEXEC)) {}
+  ~MemFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  MemFd(const MemFd&) = delete;
+  MemFd& operator=(const MemFd&) = delete;
+  int fd() const { return fd_; }
+  bool write(const std::byte* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+ScanResult scanError(std::string why) {
+  ScanResult r;
+  r.status = ScanResult::Status::Error;
+  r.error = std::move(why);
+  return r;
+}
+
+ScanResult scanSpool(ScannerPool& pool, const mime::Spool& spool) {
+  MemFd f;
+  if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
+  std::array<std::byte, 64 * 1024> buf{};
+  for (std::uint64_t off = 0;;) {
+    const std::size_t n = spool.read(off, buf);
+    if (n == 0) break;
+    if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
+    off += n;
+  }
+  return pool.scan(f.fd());
+}
+
+ScanResult scanContent(ScannerPool& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax) {
+  MemFd f;
+  if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
+  std::array<std::byte, 64 * 1024> buf{};
+  for (;;) {
+    const std::size_t n = content.read(buf);
+    if (n == 0) break;
+    if (htmlOut && htmlOut->size() < htmlMax) {
+      htmlOut->append(reinterpret_cast<const char*>(buf.data()), std::min(n, htmlMax - htmlOut->size()));
+    }
+    if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
+  }
+  return pool.scan(f.fd());
+}
+
+std::string clientText(milter::Session& s) {
+  return s.clientName + "[" + (s.clientAddr ? s.clientAddr->str() : std::string("unknown")) + "]";
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return in ? ss.str() : std::string();
+}
+
+// Warning mails (R-AV-6): to the sender for mail from inside, to the
+// recipients for mail from outside, and to the admin; never to <>.
+void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const Decision& d,
+                  const std::string& subject) {
+  const NotifyConfig& n = cfg.notify;
+  auto& t = s.txn();
+  std::vector<std::string> to;
+  const auto want = [&](const policy::Address& a, std::string_view domain) {
+    if (a.isNull() || n.optOut.find(a).found()) return;
+    if (!n.enabled.get(dir, domain)) return;
+    to.push_back(a.str());
+  };
+  if (dir == Direction::Inbound) {
+    for (const auto& r : t.recipients) want(r, r.domain);
+  } else {
+    want(t.sender, t.sender.domain);
+  }
+  if (!n.admin.empty()) to.push_back(n.admin);
+  if (to.empty()) return;
+
+  std::string why;
+  const std::string path = n.templateDir + "/antivirus-warning." + n.language + ".txt";
+  const auto tpl = notify::parseTemplate(readFile(path), &why);
+  if (!tpl) {
+    log::message(log::Level::Error, "warning mail not sent: template " + path + ": " + why);
+    return;
+  }
+  std::string rcpts;
+  for (const auto& r : t.recipients) rcpts += (rcpts.empty() ? "" : ", ") + r.str();
+  std::string action;
+  switch (d.kind) {
+    case Decision::Kind::RemoveParts: action = n.language == "ja" ? "ウイルスを含む添付ファイルを削除して配送しました" : "the infected attachment was removed, the rest delivered"; break;
+    case Decision::Kind::Discard: action = n.language == "ja" ? "メールを破棄しました" : "the message was discarded"; break;
+    default: action = n.language == "ja" ? "メールの受け付けを拒否しました" : "the message was refused"; break;
+  }
+  std::string files;
+  for (const auto& p : d.remove) files += (files.empty() ? "" : ", ") + (p.filename.empty() ? "(no name)" : p.filename);
+  const std::map<std::string, std::string> values = {
+      {"virus", d.virus},          {"sender", t.sender.isNull() ? "<>" : t.sender.str()},
+      {"recipients", rcpts},       {"subject", subject},
+      {"queue_id", s.queueId()},   {"direction", std::string(policy::toString(dir))},
+      {"action", action},          {"files", files.empty() ? "-" : files},
+  };
+  notify::Mail mail;
+  mail.from = n.from;
+  mail.to = to;
+  mail.subject = notify::expand(tpl->subject, values);
+  mail.body = notify::expand(tpl->body, values);
+  mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
+  const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
+  notify::SubmitSettings ss;
+  ss.method = n.method;
+  ss.smtpUrl = n.smtpUrl;
+  ss.sendmailPath = n.sendmailPath;
+  ss.timeout = n.timeout;
+  const auto msg = notify::buildMessage(mail, domain, &why);
+  const bool sent = msg && notify::submit(ss, to, msg->data, &why);
+  log::Line line(s.queueId());
+  line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
+  if (msg) line.kv("message_id", msg->messageId);
+  std::string list;
+  for (const auto& a : to) list += (list.empty() ? "" : ",") + a;
+  line.kv("to", list);
+  if (!sent) line.kv("error", why);
+  line.emit(sent ? log::Level::Info : log::Level::Warning);
+}
+
+}  // namespace
+
+void AntivirusMilter::declareOptions(config::Schema& schema) const {
+  schema.section("engine",
+                 "The libclamav engine, loaded once at start into isolated scanner processes. Changes here take "
+                 "effect at restart.");
+  schema.add(kDatabaseDir);
+  schema.add(kWorkers);
+  schema.add(kScanTimeout);
+  schema.add(kDbCheck);
+  schema.add(kMaxScanSize);
+  schema.add(kMaxFileSize);
+  schema.add(kMaxFiles);
+  schema.add(kMaxRecursion);
+  schema.add(kMaxScanTime);
+  schema.section("actions", "What is done with a finding, by direction (R-DIR-1).");
+  for (const auto* o : {&kOutbound, &kInboundAttachment, &kInboundBody, &kLimits, &kEncrypted, &kHtmlScript,
+                        &kScanFailure}) {
+    schema.add(*o);
+  }
+  schema.section("notify", "Warning mails (R-AV-6). Templates: antivirus-warning.ja.txt / .en.txt.");
+  schema.add(kNotify);
+  schema.add(kNotifyOptOut);
+  schema.add(kNotifyAdmin);
+  schema.add(kNotifyFrom);
+  schema.add(kNotifyMethod);
+  schema.add(kNotifyUrl);
+  schema.add(kNotifySendmail);
+  schema.add(kNotifyTemplates);
+  schema.add(kNotifyLanguage);
+  schema.add(kNotifyTimeout);
+  schema.section("quarantine", "The admin-only store of infected originals (R-AV-7).");
+  schema.add(kQuarantineDir);
+  schema.section("mime", "How a message is held while it is scanned.");
+  schema.add(kSpoolMemory);
+  schema.add(kSpoolDir);
+  schema.section("replies", "SMTP replies: code, enhanced code, text.");
+  for (const auto* o : {&kReplyVirus, &kReplyEncrypted, &kReplyHtml, &kReplyFailure}) schema.add(*o);
+  schema.footer(
+      "# Overrides: notify.enabled may be set per direction in [inbound],\n"
+      "# [outbound], [internal] and per domain in [domain NAME] (the recipient's\n"
+      "# domain for inbound mail, the sender's otherwise).\n"
+      "#\n"
+      "#[domain quiet.example.jp]\n"
+      "#enabled = no\n");
+}
+
+bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors, bool apply) {
+  auto cfg = std::make_shared<AvConfig>();
+  const std::size_t before = errors.list().size();
+  const auto error = [&](const std::string& key, const std::string& why) {
+    errors.add(v.file(), v.line(key), key.substr(key.find('.') + 1) + ": " + why);
+  };
+  ActionConfig& a = cfg->actions;
+  a.outboundInfected = v.get(kOutbound) == "discard" ? InfectedAction::Discard : InfectedAction::Reject;
+  a.inboundAttachment = v.get(kInboundAttachment) == "reject" ? AttachmentAction::Reject : AttachmentAction::Remove;
+  a.inboundBody = v.get(kInboundBody) == "discard" ? InfectedAction::Discard : InfectedAction::Reject;
+  const std::string limits = v.get(kLimits);
+  a.limitsExceeded = limits == "deliver" ? LimitsAction::Deliver
+                     : limits == "reject" ? LimitsAction::Reject
+                                          : LimitsAction::Infected;
+  a.encrypted = v.get(kEncrypted) == "reject" ? EncryptedAction::Reject : EncryptedAction::Mark;
+  a.htmlScript = v.get(kHtmlScript) == "reject" ? HtmlScriptAction::Reject : HtmlScriptAction::Mark;
+  a.scanFailure = v.get(kScanFailure) == "accept" ? FailureAction::Accept : FailureAction::Tempfail;
+
+  cfg->replies.virus = v.get(kReplyVirus);
+  cfg->replies.encrypted = v.get(kReplyEncrypted);
+  cfg->replies.htmlScript = v.get(kReplyHtml);
+  cfg->replies.failure = v.get(kReplyFailure);
+  if (!cfg->replies.failure.temporary()) error(kReplyFailure.key, "must be a 4xx reply");
+
+  NotifyConfig& n = cfg->notify;
+  n.enabled = v.layered(kNotify);
+  for (const auto& e : util::splitList(v.get(kNotifyOptOut))) {
+    std::string why;
+    if (!n.optOut.add(e, &why)) error(kNotifyOptOut.key, why);
+  }
+  n.admin = v.get(kNotifyAdmin);
+  n.from = v.get(kNotifyFrom);
+  n.method = v.get(kNotifyMethod);
+  n.smtpUrl = v.get(kNotifyUrl);
+  n.sendmailPath = v.get(kNotifySendmail);
+  n.templateDir = v.get(kNotifyTemplates);
+  n.language = v.get(kNotifyLanguage);
+  n.timeout = v.get(kNotifyTimeout).value;
+  for (const std::string* addr : {&n.admin, &n.from}) {
+    if (addr->find_first_of("\r\n<>\" ") != std::string::npos) {
+      error(addr == &n.admin ? kNotifyAdmin.key : kNotifyFrom.key, "not a plain address: '" + *addr + "'");
+    }
+  }
+  std::string why;
+  if (!notify::parseTemplate(readFile(n.templateDir + "/antivirus-warning." + n.language + ".txt"), &why)) {
+    error(kNotifyTemplates.key, "template " + n.templateDir + "/antivirus-warning." + n.language + ".txt: " + why);
+  }
+
+  cfg->quarantineDir = v.get(kQuarantineDir);
+  if (!cfg->quarantineDir.empty() && cfg->quarantineDir[0] != '/') error(kQuarantineDir.key, "must be an absolute path");
+  cfg->spoolMemory = v.get(kSpoolMemory).value;
+  cfg->spoolDir = v.get(kSpoolDir);
+  if (cfg->spoolDir.empty() || cfg->spoolDir[0] != '/') error(kSpoolDir.key, "must be an absolute path");
+  cfg->maxScanSize = v.get(kMaxScanSize).value;
+
+  ScannerOptions so;
+  so.engine.databaseDir = v.get(kDatabaseDir);
+  so.workers = static_cast<int>(v.get(kWorkers).value);
+  if (so.workers < 1 || so.workers > 256) error(kWorkers.key, "must be between 1 and 256");
+  so.scanTimeout = v.get(kScanTimeout).value;
+  so.dbCheckInterval = v.get(kDbCheck).value;
+  so.engine.limits.maxScanSize = cfg->maxScanSize;
+  so.engine.limits.maxFileSize = v.get(kMaxFileSize).value;
+  so.engine.limits.maxFiles = static_cast<std::uint32_t>(v.get(kMaxFiles).value);
+  // The whole message is scanned as a mail: libclamav counts the mail and
+  // its decoded attachment as levels of their own before the first archive,
+  // so "archives 8 deep" needs one more level here (the pool adds the one
+  // for the scanned file itself). A part scanned on its own then gets one
+  // level more than a message; either way a deeper nest is a verdict.
+  so.engine.limits.maxRecursion = static_cast<std::uint32_t>(v.get(kMaxRecursion).value) + 1;
+  so.engine.limits.maxScanTime = v.get(kMaxScanTime).value;
+  if (v.get(kMaxRecursion).value < 1 || v.get(kMaxRecursion).value > 64) {
+    error(kMaxRecursion.key, "must be between 1 and 64");
+  }
+
+  if (errors.list().size() != before) return false;
+  if (!apply) return true;
+  if (!config_.get()) scannerOptions_ = so;  // engine settings: at start only
+  if (pool_) pool_->reload();                 // a reload also rechecks the signatures
+  config_.set(std::move(cfg));
+  return true;
+}
+
+bool AntivirusMilter::prepare(std::string* error) {
+  const auto cfg = config_.get();
+  if (cfg && !cfg->quarantineDir.empty()) {
+    if (!store::Quarantine(cfg->quarantineDir).prepare(error)) return false;
+  }
+  if (pool_) return true;
+  auto pool = std::make_shared<ScannerPool>();
+  if (!pool->start(scannerOptions_, error)) return false;
+  pool_ = std::move(pool);
+  log::message(log::Level::Notice, "libclamav " + ScannerPool::libraryVersion() + " engine loaded from " +
+                                       scannerOptions_.engine.databaseDir + " into " +
+                                       std::to_string(scannerOptions_.workers) + " scanner processes");
+  return true;
+}
+
+void AntivirusMilter::stop() {
+  if (pool_) pool_->stop();
+}
+
+Verdict AntivirusMilter::onMail(milter::Session& s) {
+  state(s, config_);
+  return Verdict::next();
+}
+
+Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std::string_view value) {
+  auto& m = state(s, config_);
+  if (util::iequals(name, kScannedHeader)) ++m.scannedHeaders;
+  if (util::iequals(name, kStatusHeader)) ++m.statusHeaders;
+  if (util::iequals(name, kNoticeHeader)) m.isNotice = true;
+  if (util::iequals(name, "Subject") && m.subject.empty()) m.subject = mime::decodeHeader(util::trim(value.substr(0, 998)));
+  if (util::iequals(name, "Content-Type")) {
+    std::string t(util::trim(value.substr(0, value.find(';'))));
+    m.topType = util::toLowerAscii(t);
+  }
+  m.spool->append(name);
+  m.spool->append(":");
+  m.spool->append(value);
+  m.spool->append("\r\n");
+  return Verdict::next();
+}
+
+Verdict AntivirusMilter::onEoh(milter::Session& s) {
+  state(s, config_).spool->append("\r\n");
+  return Verdict::next();
+}
+
+Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> chunk) {
+  state(s, config_).spool->append(chunk);
+  return Verdict::next();
+}
+
+Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
+  auto& m = state(s, config_);
+  const AvConfig& cfg = *m.cfg;
+  auto& t = s.txn();
+  if (!pool_) return Verdict::fault("no scanner pool");
+  if (m.spool->failed()) return Verdict::fault("cannot spool the message: " + std::string(std::strerror(errno)));
+
+  Findings f;
+  if (m.spool->truncated()) {
+    f.whole.status = ScanResult::Status::LimitsExceeded;
+    f.whole.name = "Heuristics.Limits.Exceeded.MaxScanSize";
+  } else {
+    f.whole = scanSpool(*pool_, *m.spool);
+  }
+  const bool structured = util::istartsWith(m.topType, "multipart/") || m.topType == "text/html";
+  const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
+  if (suspicious || structured) {
+    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+      if (c == nullptr) return true;
+      const bool html = p.contentType == "text/html";
+      if (!suspicious) {
+        if (!html) return true;
+        std::string text;
+        std::array<std::byte, 64 * 1024> buf{};
+        while (text.size() < 8 * 1024 * 1024) {
+          const std::size_t n = c->read(buf);
+          if (n == 0) break;
+          text.append(reinterpret_cast<const char*>(buf.data()), n);
+        }
+        if (hasActiveHtml(text)) f.htmlScript = true;
+        return true;
+      }
+      std::string text;
+      PartFinding pf;
+      pf.path = p.path;
+      pf.filename = p.filename;
+      pf.attachment = p.isAttachment;
+      pf.result = scanContent(*pool_, *c, html ? &text : nullptr, 8 * 1024 * 1024);
+      if (html && hasActiveHtml(text)) f.htmlScript = true;
+      f.parts.push_back(std::move(pf));
+      return true;
+    });
+  }
+
+  const Direction dir = s.direction();
+  Decision d = decide(cfg.actions, cfg.replies, dir, f);
+  if (d.kind == Decision::Kind::RemoveParts) {
+    std::vector<mime::Replacement> repl;
+    for (const auto& p : d.remove) {
+      mime::Replacement r;
+      r.path = p.path;
+      const std::string file = p.filename.empty() ? "(no name)" : p.filename;
+      r.noticeText = "The attachment \"" + file + "\" contained a virus (" + p.result.name +
+                     ") and was removed by sekimori-antivirus.\r\n" + "添付ファイル「" + file + "」からウイルス（" +
+                     p.result.name + "）が検出されたため、削除しました。\r\n";
+      repl.push_back(std::move(r));
+    }
+    const auto res = mime::replaceParts(*m.spool, repl);
+    if (!res.ok) {
+      // The parts cannot be cut out safely: refuse the whole message.
+      log::message(log::Level::Warning, s.queueId() + ": cannot remove the infected parts (" + res.error +
+                                            "); refusing the message instead");
+      d.kind = cfg.actions.inboundBody == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
+      d.reply = cfg.replies.virus;
+      d.reply.text += " " + d.virus;
+      d.status = "infected: " + d.virus;
+    } else if (!mta.replaceBody(std::span<const std::byte>(reinterpret_cast<const std::byte*>(res.body.data()),
+                                                           res.body.size()))) {
+      return Verdict::fault("the MTA refused the new body");
+    }
+  }
+
+  // Log, quarantine, warn.
+  {
+    const bool refused = d.kind == Decision::Kind::Reject || d.kind == Decision::Kind::Tempfail;
+    const char* action = d.kind == Decision::Kind::Reject      ? "reject"
+                         : d.kind == Decision::Kind::Tempfail  ? "tempfail"
+                         : d.kind == Decision::Kind::Discard   ? "discard"
+                         : d.kind == Decision::Kind::RemoveParts ? "remove"
+                                                                 : "accept";
+    log::Line line(s.queueId());
+    line.kv("milter", "antivirus").kv("action", action).kv("status", d.status);
+    if (!d.virus.empty()) line.kv("virus", d.virus);
+    if (f.whole.status == ScanResult::Status::Error) line.kv("error", f.whole.error);
+    line.kv("from", "<" + t.sender.str() + ">")
+        .kv("direction", policy::toString(dir))
+        .kv("client", clientText(s));
+    if (refused) line.kv("reply", d.reply.str());
+    line.emit(d.kind == Decision::Kind::Deliver && !d.infected ? log::Level::Debug : log::Level::Info);
+  }
+  if (d.infected) {
+    if (!cfg.quarantineDir.empty()) {
+      store::QuarantineEntry e;
+      e.queueId = s.queueId();
+      e.direction = std::string(policy::toString(dir));
+      e.reason = d.virus;
+      e.sender = t.sender.str();
+      for (const auto& r : t.recipients) e.recipients.push_back(r.str());
+      std::string why;
+      const auto id = store::Quarantine(cfg.quarantineDir).store(*m.spool, e, &why);
+      if (!id) log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
+    }
+    if (!m.isNotice) sendWarnings(s, cfg, dir, d, m.subject);
+  }
+
+  switch (d.kind) {
+    case Decision::Kind::Reject:
+    case Decision::Kind::Tempfail: return Verdict::refuse(d.reply);
+    case Decision::Kind::Discard: return Verdict::discard();
+    case Decision::Kind::Deliver:
+    case Decision::Kind::RemoveParts: break;
+  }
+  // Headers: forged copies out (last first, indexes stay valid), ours in.
+  for (int i = m.scannedHeaders; i >= 1; --i) mta.changeHeader(kScannedHeader, i, "");
+  for (int i = m.statusHeaders; i >= 1; --i) mta.changeHeader(kStatusHeader, i, "");
+  const std::string versions = f.whole.versions.empty() ? ScannerPool::libraryVersion() : f.whole.versions;
+  mta.addHeader(kScannedHeader, "sekimori-antivirus " + versions);
+  mta.addHeader(kStatusHeader, d.status);
+  return Verdict::next();
+}
+
+}  // namespace sekimori::antivirus

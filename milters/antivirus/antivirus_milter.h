@@ -1,0 +1,85 @@
+// milters/antivirus/antivirus_milter.h — sekimori-antivirus: libclamav
+// scanning in isolated worker processes, actions by direction, removal of
+// infected attachments, quarantine, warning mails (R-AV-1 … R-AV-7).
+//
+// The message (headers as received, then the body) is spooled with bounded
+// memory and scanned whole at end of message: one scan for clean mail. Only
+// when that finds something are the MIME leaf parts scanned one by one, to
+// tell an infected attachment (inbound: replaced by a notice, the rest
+// delivered byte for byte) from an infected body or message (rejected).
+// Every delivered message gets X-Virus-Scanned and X-Virus-Status; copies
+// of those headers that arrived from outside are removed first.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "common/config/snapshot.h"
+#include "common/config/values.h"
+#include "common/milter/milter.h"
+#include "common/policy/lists.h"
+#include "milters/antivirus/av_policy.h"
+#include "milters/antivirus/scanner.h"
+
+namespace sekimori::antivirus {
+
+struct NotifyConfig {
+  config::Layered<bool> enabled{true};    // per direction and per domain (R-AV-6)
+  policy::AddressList optOut;             // addresses (or domains) that never get warnings
+  std::string admin;                      // also warned when set
+  std::string from = "postmaster@localhost";  // From: of warnings (envelope sender is always <>)
+  std::string method = "smtp";            // smtp | sendmail
+  std::string smtpUrl = "smtp://127.0.0.1:25";
+  std::string sendmailPath = "/usr/sbin/sendmail";
+  std::string templateDir;
+  std::string language = "ja";
+  std::chrono::milliseconds timeout{10000};
+};
+
+struct AvConfig {
+  ActionConfig actions;
+  Replies replies;
+  NotifyConfig notify;
+  std::string quarantineDir;
+  std::uint64_t spoolMemory = 1024 * 1024;
+  std::string spoolDir = "/tmp";
+  std::uint64_t maxScanSize = 100ULL * 1024 * 1024;
+};
+
+class AntivirusMilter final : public milter::Milter {
+ public:
+  std::string_view name() const override { return "antivirus"; }
+  milter::Stages stages() const override {
+    using milter::Stage;
+    return Stage::Mail | Stage::Rcpt | Stage::Header | Stage::Eoh | Stage::Body | Stage::Eom;
+  }
+  // Only end of message answers: nothing before it waits for us.
+  milter::Stages replyStages() const override { return milter::Stage::Eom; }
+  milter::Actions actions() const override {
+    using milter::Action;
+    return Action::AddHeader | Action::ChangeHeader | Action::ReplaceBody;
+  }
+
+  void declareOptions(config::Schema& schema) const override;
+  bool configure(const config::Values& values, config::Errors& errors, bool apply) override;
+  bool prepare(std::string* error) override;
+  void stop() override;
+
+  milter::Verdict onMail(milter::Session& s) override;
+  milter::Verdict onHeader(milter::Session& s, std::string_view name, std::string_view value) override;
+  milter::Verdict onEoh(milter::Session& s) override;
+  milter::Verdict onBody(milter::Session& s, std::span<const std::byte> chunk) override;
+  milter::Verdict onEom(milter::Session& s, milter::MtaActions& mta) override;
+
+  // For tests: a pool started elsewhere (the daemon starts its own in prepare()).
+  void usePool(std::shared_ptr<ScannerPool> pool) { pool_ = std::move(pool); }
+  // SIGUSR1 also rechecks the signature database.
+  std::shared_ptr<const AvConfig> current() const { return config_.get(); }
+
+ private:
+  config::Snapshot<AvConfig> config_;
+  ScannerOptions scannerOptions_;  // read at start; engine settings need a restart
+  std::shared_ptr<ScannerPool> pool_;
+};
+
+}  // namespace sekimori::antivirus

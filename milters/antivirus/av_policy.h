@@ -1,0 +1,90 @@
+// milters/antivirus/av_policy.h — what sekimori-antivirus does with a scan's
+// findings (R-AV-1 … R-AV-7), as pure functions: no libclamav, no libmilter.
+//
+// A message is scanned whole first (libclamav parses the mail itself); only
+// if that finds something are its MIME leaf parts scanned one by one, to
+// learn whether the finding is confined to attachments that can be removed.
+//
+//   outbound (or internal), infected          -> reject 554 5.7.1 Virus found: NAME
+//   inbound, infected attachment(s) only      -> remove them, notice in their place, deliver
+//   inbound, infection elsewhere (body, whole) -> reject (option: discard)
+//   limits exceeded                           -> as infected, "Heuristics.Limits.Exceeded" (option)
+//   encrypted (cannot be scanned)             -> deliver and mark (option: reject)
+//   scan failure                              -> tempfail (option: accept unscanned)
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/policy/direction.h"
+#include "common/policy/reply.h"
+#include "milters/antivirus/scanner.h"
+
+namespace sekimori::antivirus {
+
+enum class InfectedAction { Reject, Discard };
+enum class AttachmentAction { Remove, Reject };
+enum class LimitsAction { Infected, Deliver, Reject };
+enum class EncryptedAction { Mark, Reject };
+enum class HtmlScriptAction { Mark, Reject };
+enum class FailureAction { Tempfail, Accept };
+
+struct ActionConfig {
+  InfectedAction outboundInfected = InfectedAction::Reject;
+  AttachmentAction inboundAttachment = AttachmentAction::Remove;
+  InfectedAction inboundBody = InfectedAction::Reject;
+  LimitsAction limitsExceeded = LimitsAction::Infected;
+  EncryptedAction encrypted = EncryptedAction::Mark;
+  HtmlScriptAction htmlScript = HtmlScriptAction::Mark;
+  FailureAction scanFailure = FailureAction::Tempfail;
+};
+
+struct Replies {
+  policy::Reply virus{"554", "5.7.1", "Virus found:"};  // the virus name is appended
+  policy::Reply encrypted{"554", "5.7.1", "Encrypted content cannot be scanned"};
+  policy::Reply htmlScript{"554", "5.7.1", "HTML with active content is not accepted"};
+  policy::Reply failure{"451", "4.3.0", "Virus scan failed, try again later"};
+};
+
+// One part scanned on its own.
+struct PartFinding {
+  std::vector<int> path;  // mime::PartInfo::path
+  std::string filename;   // UTF-8, may be empty
+  bool attachment = false;
+  ScanResult result;
+};
+
+// What the scans found, as the decision needs it.
+struct Findings {
+  ScanResult whole;                 // the whole message
+  std::vector<PartFinding> parts;   // only when `whole` was not clean
+  bool htmlScript = false;          // an HTML part with active content
+};
+
+struct Decision {
+  enum class Kind {
+    Deliver,          // add headers, nothing else
+    RemoveParts,      // replace `remove` with notices, deliver
+    Reject,           // reply
+    Discard,
+    Tempfail,         // reply (4xx)
+  };
+  Kind kind = Kind::Deliver;
+  std::vector<PartFinding> remove;  // RemoveParts: the parts to replace
+  std::string virus;                // names found, ", "-joined (for reply, log, header)
+  std::string status;               // X-Virus-Status value: "clean", "removed: A, B", "unscanned: encrypted", ...
+  bool infected = false;            // something malicious was found (quarantine + warning mails)
+  policy::Reply reply;              // Reject / Tempfail
+};
+
+// "limits exceeded" findings count as infected under LimitsAction::Infected.
+bool isThreat(const ScanResult& r, LimitsAction limits);
+
+Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f);
+
+// HTML that invokes script or plug-ins: <script, <object ... classid,
+// <embed, <applet, on*= event handlers. Case-insensitive, bounded scan.
+bool hasActiveHtml(std::string_view html);
+
+}  // namespace sekimori::antivirus

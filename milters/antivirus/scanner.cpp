@@ -1,0 +1,912 @@
+// milters/antivirus/scanner.cpp — the libclamav process pool behind ScannerPool.
+//
+// Three kinds of process:
+//   milter    start() loads the engine once (so a bad database fails the
+//             start, in the admin's shell), forks the supervisor, frees its
+//             own copy; scan() hands an fd to a worker and reads one line.
+//   supervisor  owns the compiled engine and the listening socket; forks the
+//             workers, reaps and replaces them, reloads the signatures.
+//             Exits when the control pipe from the milter reaches EOF (the
+//             milter exited or called stop()); its workers die with it
+//             (PR_SET_PDEATHSIG).
+//   worker    accepts one connection at a time, receives one fd over
+//             SCM_RIGHTS, scans it under alarm() (the watchdog: SIGALRM's
+//             default action kills the worker), answers one line.
+//
+// Wire protocol on the worker socket (private, 0700 directory):
+//   client → worker: one byte 'S' carrying the fd (SCM_RIGHTS)
+//   worker → client: 'A' as soon as the connection is accepted (the client's
+//                    scan deadline starts here, not while queued), then
+//                    "STATUS\tNAME\tVERSIONS\tERROR\n".
+#include "milters/antivirus/scanner.h"
+
+#include <clamav.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/log/log.h"
+#include "common/util/strings.h"
+
+namespace sekimori::antivirus {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr const char* kSocketName = "scan.sock";
+// A client's answer may be late by this much beyond scanTimeout (the worker's
+// alarm has one-second granularity, and it must still write the line).
+constexpr milliseconds kReplySlack{2000};
+// How long a worker waits for the fd after accepting the connection.
+constexpr int kRecvTimeoutSeconds = 5;
+// How long stop() waits for the supervisor before killing it.
+constexpr milliseconds kStopWait{5000};
+
+std::string errnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+std::string_view statusWord(ScanResult::Status s) {
+  switch (s) {
+    case ScanResult::Status::Clean: return "clean";
+    case ScanResult::Status::Infected: return "infected";
+    case ScanResult::Status::LimitsExceeded: return "limits-exceeded";
+    case ScanResult::Status::Encrypted: return "encrypted";
+    case ScanResult::Status::Error: return "error";
+  }
+  return "error";
+}
+
+bool parseStatus(std::string_view w, ScanResult::Status* out) {
+  for (auto s : {ScanResult::Status::Clean, ScanResult::Status::Infected, ScanResult::Status::LimitsExceeded,
+                 ScanResult::Status::Encrypted, ScanResult::Status::Error}) {
+    if (w == statusWord(s)) {
+      *out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
+ScanResult errorResult(std::string why) {
+  ScanResult r;
+  r.status = ScanResult::Status::Error;
+  r.error = std::move(why);
+  return r;
+}
+
+// libclamav's own warnings and errors go to our log instead of its stderr.
+void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
+  if (severity < CL_MSG_WARN || msg == nullptr) return;
+  std::string_view text(msg);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
+               "libclamav: " + util::sanitize(text, 512));
+}
+
+void freeEngine(cl_engine* e) {
+  if (e != nullptr) cl_engine_free(e);
+}
+using EnginePtr = std::unique_ptr<cl_engine, decltype(&freeEngine)>;
+
+// What identifies one state of the database directory: every file's name,
+// size and mtime (so a new, removed or rewritten file all count as a change).
+std::string databaseStamp(const std::string& dir) {
+  std::vector<std::string> lines;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    struct stat st {};
+    if (stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    lines.push_back(entry.path().filename().string() + ":" + std::to_string(st.st_size) + ":" +
+                    std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec));
+  }
+  if (ec) return "error:" + ec.message();
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+struct LoadedEngine {
+  EnginePtr engine{nullptr, &freeEngine};
+  std::string versions;  // "1.4.6/27100"
+  unsigned int signatures = 0;
+};
+
+bool setNum(cl_engine* e, cl_engine_field field, long long value, const char* name, std::string* error) {
+  const cl_error_t rc = cl_engine_set_num(e, field, value);
+  if (rc == CL_SUCCESS) return true;
+  *error = std::string("cannot set libclamav ") + name + ": " + cl_strerror(rc);
+  return false;
+}
+
+bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) {
+  EnginePtr e(cl_engine_new(), &freeEngine);
+  if (!e) {
+    *error = "cannot create a libclamav engine (out of memory?)";
+    return false;
+  }
+  const EngineLimits& l = s.limits;
+  if (!setNum(e.get(), CL_ENGINE_MAX_SCANSIZE, static_cast<long long>(l.maxScanSize), "max scan size", error) ||
+      !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(l.maxFileSize), "max file size", error) ||
+      !setNum(e.get(), CL_ENGINE_MAX_FILES, l.maxFiles, "max files", error) ||
+      // libclamav counts the scanned file itself as a level: with
+      // CL_ENGINE_MAX_RECURSION = N an archive nested N deep is already
+      // "Heuristics.Limits.Exceeded.MaxRecursion" (measured with 1.4.6).
+      // maxRecursion counts archive levels (R-AV-2: 8 deep are scanned).
+      !setNum(e.get(), CL_ENGINE_MAX_RECURSION, static_cast<long long>(l.maxRecursion) + 1, "max recursion", error) ||
+      !setNum(e.get(), CL_ENGINE_MAX_SCANTIME, static_cast<long long>(l.maxScanTime.count()), "max scan time",
+              error)) {
+    return false;
+  }
+  unsigned int sigs = 0;
+  cl_error_t rc = cl_load(s.databaseDir.c_str(), e.get(), &sigs, CL_DB_STDOPT);
+  if (rc != CL_SUCCESS) {
+    *error = "no virus database could be loaded from " + s.databaseDir + ": " + cl_strerror(rc);
+    return false;
+  }
+  if (sigs == 0) {
+    *error = "no virus database could be loaded from " + s.databaseDir + ": no signatures found";
+    return false;
+  }
+  rc = cl_engine_compile(e.get());
+  if (rc != CL_SUCCESS) {
+    *error = "cannot compile the virus database from " + s.databaseDir + ": " + cl_strerror(rc);
+    return false;
+  }
+  const long long dbVersion = cl_engine_get_num(e.get(), CL_ENGINE_DB_VERSION, nullptr);
+  out->versions = std::string(cl_retver()) + "/" + std::to_string(dbVersion);
+  out->signatures = sigs;
+  out->engine = std::move(e);
+  return true;
+}
+
+bool versionAtLeast(const char* v, int wantMajor, int wantMinor) {
+  int major = 0, minor = 0;
+  if (v == nullptr || std::sscanf(v, "%d.%d", &major, &minor) != 2) return false;
+  return major > wantMajor || (major == wantMajor && minor >= wantMinor);
+}
+
+void setNonBlocking(int fd) {
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+bool writeAll(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+// A child of the milter must not keep the milter's descriptors: another
+// pool's control pipe held here would keep that pool's supervisor alive, and
+// the milter's listening socket has no business in a scanner. Kept: stdio,
+// `keep`, and unix datagram sockets (syslog's, opened with LOG_NDELAY —
+// closing it under glibc's feet could make it close a reused number later).
+void closeInheritedFds(const std::set<int>& keep) {
+  std::vector<int> fds;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* ent = readdir(d)) {
+      if (ent->d_name[0] == '.') continue;
+      const int fd = std::atoi(ent->d_name);
+      if (fd > 2 && fd != dirfd(d)) fds.push_back(fd);
+    }
+    closedir(d);
+  }
+  for (int fd : fds) {
+    if (keep.count(fd)) continue;
+    int type = 0;
+    socklen_t len = sizeof type;
+    sockaddr_storage ss{};
+    socklen_t slen = sizeof ss;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_DGRAM &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &slen) == 0 && ss.ss_family == AF_UNIX) {
+      continue;
+    }
+    close(fd);
+  }
+}
+
+// --- worker ---------------------------------------------------------------
+
+volatile sig_atomic_t gWorkerStop = 0;
+void onWorkerTerm(int) { gWorkerStop = 1; }
+
+#ifdef SEKIMORI_TEST_HOOKS
+// Test-only: lets the unit tests prove that a crash or a hang inside the
+// scan costs one scan and one worker, nothing more.
+void faultInjection(int fd) {
+  const char* env = std::getenv("SEKIMORI_FAULT_INJECTION");
+  if (env == nullptr || std::string_view(env) != "1") return;
+  std::string data;
+  char buf[65536];
+  off_t off = 0;
+  for (;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, off);
+    if (n <= 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+    off += n;
+    if (data.size() > (16u << 20)) break;
+  }
+  if (data.find("SEKIMORI-TEST-CRASH") != std::string::npos) raise(SIGSEGV);
+  if (data.find("SEKIMORI-TEST-HANG") != std::string::npos) {
+    for (;;) pause();
+  }
+}
+#endif
+
+ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions) {
+#ifdef SEKIMORI_TEST_HOOKS
+  faultInjection(fd);
+#endif
+  cl_scan_options opts{};
+  opts.general = CL_SCAN_GENERAL_HEURISTICS;
+  opts.parse = ~0u;  // every parser libclamav has (archives, mail, html, ole2, pdf, pe, elf, ...)
+  opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE |
+                   CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
+  const char* virname = nullptr;
+  unsigned long scanned = 0;
+  // cl_scandesc maps the fd with pread from offset 0: the caller's file
+  // offset (shared with us through SCM_RIGHTS) does not matter.
+  const cl_error_t rc = cl_scandesc(fd, nullptr, &virname, &scanned, engine, &opts);
+  ScanResult r;
+  r.versions = versions;
+  if (rc == CL_VIRUS) {
+    r.name = virname != nullptr ? virname : "unknown";
+    if (r.name.starts_with("Heuristics.Limits.Exceeded")) {
+      r.status = ScanResult::Status::LimitsExceeded;
+    } else if (r.name.starts_with("Heuristics.Encrypted")) {
+      r.status = ScanResult::Status::Encrypted;
+    } else {
+      r.status = ScanResult::Status::Infected;
+    }
+  } else if (rc == CL_CLEAN) {
+    r.status = ScanResult::Status::Clean;
+  } else {
+    r.status = ScanResult::Status::Error;
+    r.error = std::string("libclamav: ") + cl_strerror(rc);
+    r.versions.clear();
+  }
+  return r;
+}
+
+std::string fieldSafe(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+  }
+  return out;
+}
+
+[[noreturn]] void workerMain(int listenFd, pid_t supervisor, const cl_engine* engine, const std::string& versions,
+                             unsigned alarmSeconds) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != supervisor) _exit(0);
+  prctl(PR_SET_NAME, "sekimori-av-scan");
+
+  struct sigaction sa {};
+  sa.sa_handler = onWorkerTerm;  // no SA_RESTART: ppoll must return EINTR
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGALRM, SIG_DFL);  // the watchdog
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  // SIGTERM ("exit after the current scan") is only delivered inside ppoll,
+  // while the worker is idle: no race between the check and the wait.
+  sigset_t term, idle;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_BLOCK, &term, &idle);
+  sigdelset(&idle, SIGTERM);
+
+  for (;;) {
+    if (gWorkerStop) _exit(0);
+    pollfd p{listenFd, POLLIN, 0};
+    if (ppoll(&p, 1, nullptr, &idle) < 0) continue;  // EINTR: check the flag
+    const int c = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) continue;  // another worker took it (EAGAIN), or the client left
+    if (!writeAll(c, "A")) {
+      close(c);
+      continue;
+    }
+    timeval tv{kRecvTimeoutSeconds, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do {
+      n = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    int fd = -1;
+    if (n == 1) {
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+          std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+        }
+      }
+    }
+    ScanResult r;
+    if (fd < 0) {
+      r = errorResult("scanner worker received no file descriptor");
+    } else {
+      alarm(alarmSeconds);
+      r = scanOne(fd, engine, versions);
+      alarm(0);
+      close(fd);
+    }
+    std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +
+                       fieldSafe(r.versions) + "\t" + fieldSafe(r.error) + "\n";
+    writeAll(c, line);
+    close(c);
+  }
+}
+
+// --- supervisor -----------------------------------------------------------
+
+int gChildPipe = -1;  // SIGCHLD self-pipe (write end)
+void onSupervisorChild(int) {
+  const int saved = errno;
+  const char b = 'C';
+  (void)!write(gChildPipe, &b, 1);
+  errno = saved;
+}
+
+struct Worker {
+  Clock::time_point started;
+  bool old = false;  // from an engine since replaced: exits after its scan
+};
+
+class Supervisor {
+ public:
+  Supervisor(const ScannerOptions& o, LoadedEngine engine, int ctlFd, int lifeFd, int listenFd)
+      : o_(o), engine_(std::move(engine)), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {
+    stamp_ = databaseStamp(o_.engine.databaseDir);
+    const double secs = std::ceil(static_cast<double>(o_.scanTimeout.count()) / 1000.0);
+    alarmSeconds_ = static_cast<unsigned>(std::max(1.0, secs));
+  }
+
+  [[noreturn]] void run() {
+    int cp[2];
+    if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0) _exit(1);
+    childRead_ = cp[0];
+    gChildPipe = cp[1];
+    struct sigaction sa {};
+    sa.sa_handler = onSupervisorChild;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, nullptr);
+
+    spawnMissing();
+    // Ready: start() may return and scans may come.
+    (void)!write(lifeFd_, "R", 1);
+
+    // dbCheckInterval <= 0: only reload() triggers a check.
+    const auto interval = o_.dbCheckInterval > milliseconds(0) ? o_.dbCheckInterval : milliseconds(24LL * 3600 * 1000);
+    auto nextCheck = Clock::now() + interval;
+    for (;;) {
+      const auto now = Clock::now();
+      auto wake = nextCheck;
+      if (liveCurrent() < o_.workers) wake = std::min(wake, nextSpawn_);
+      const auto waitMs = std::max<long long>(
+          0, std::chrono::duration_cast<milliseconds>(wake - now).count() + 1);
+      pollfd p[2] = {{ctlFd_, POLLIN, 0}, {childRead_, POLLIN, 0}};
+      const int n = poll(p, 2, static_cast<int>(std::min<long long>(waitMs, 60000)));
+      if (n > 0 && (p[1].revents & POLLIN)) {
+        char buf[64];
+        while (read(childRead_, buf, sizeof buf) > 0) {
+        }
+      }
+      reap();
+      bool check = false;
+      if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buf[64];
+        const ssize_t r = read(ctlFd_, buf, sizeof buf);
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) shutdown();  // milter gone or stop()
+        if (r > 0) check = true;                                                  // reload()
+      }
+      if (Clock::now() >= nextCheck) {
+        check = true;
+      }
+      if (check) {
+        checkDatabase();
+        nextCheck = Clock::now() + interval;
+      }
+      spawnMissing();
+    }
+  }
+
+ private:
+  int liveCurrent() const {
+    int n = 0;
+    for (const auto& [pid, w] : workers_) n += w.old ? 0 : 1;
+    return n;
+  }
+
+  void spawnMissing() {
+    while (liveCurrent() < o_.workers && Clock::now() >= nextSpawn_) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        log::message(log::Level::Error, errnoText("cannot fork a scanner worker"));
+        nextSpawn_ = Clock::now() + std::chrono::seconds(1);
+        return;
+      }
+      if (pid == 0) {
+        close(ctlFd_);
+        close(childRead_);
+        close(gChildPipe);
+        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_);
+      }
+      workers_[pid] = Worker{Clock::now(), false};
+    }
+  }
+
+  void reap() {
+    for (;;) {
+      int st = 0;
+      const pid_t pid = waitpid(-1, &st, WNOHANG);
+      if (pid <= 0) return;
+      auto it = workers_.find(pid);
+      if (it == workers_.end()) continue;
+      const Worker w = it->second;
+      workers_.erase(it);
+      const std::string who = "scanner worker " + std::to_string(pid);
+      if (WIFSIGNALED(st)) {
+        const int sig = WTERMSIG(st);
+        if (sig == SIGALRM) {
+          log::message(log::Level::Warning, who + " killed by signal 14 (scan timeout)");
+        } else if (!(w.old && (sig == SIGTERM || sig == SIGKILL))) {
+          log::message(log::Level::Error, who + " crashed (signal " + std::to_string(sig) + ")");
+        }
+      } else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+        log::message(log::Level::Error, who + " exited with status " + std::to_string(WEXITSTATUS(st)));
+      }
+      if (w.old) continue;
+      // Respawn at once, unless workers die as soon as they start: then back
+      // off (100 ms doubling to 10 s) instead of a fork loop.
+      if (Clock::now() - w.started < std::chrono::seconds(1)) {
+        fastDeaths_ = std::min(fastDeaths_ + 1, 8);
+        const milliseconds delay = std::min(milliseconds(100) * (1 << (fastDeaths_ - 1)), milliseconds(10000));
+        nextSpawn_ = std::max(nextSpawn_, Clock::now() + delay);
+        if (fastDeaths_ >= 4) {
+          log::message(log::Level::Error, "scanner workers keep dying; next start in " +
+                                              std::to_string(delay.count()) + " ms");
+        }
+      } else {
+        fastDeaths_ = 0;
+      }
+    }
+  }
+
+  void checkDatabase() {
+    const std::string stamp = databaseStamp(o_.engine.databaseDir);
+    if (stamp == stamp_) return;
+    stamp_ = stamp;  // a failed load is retried only when the directory changes again
+    LoadedEngine fresh;
+    std::string why;
+    const auto t0 = Clock::now();
+    if (!loadEngine(o_.engine, &fresh, &why)) {
+      log::message(log::Level::Error,
+                   "signature reload failed, keeping the engine " + engine_.versions + ": " + why);
+      return;
+    }
+    // New workers from the new engine; the old ones exit after their scan.
+    // The old engine is freed here only: each old worker has its own copy.
+    for (auto& [pid, w] : workers_) {
+      if (!w.old) {
+        w.old = true;
+        kill(pid, SIGTERM);
+      }
+    }
+    LoadedEngine previous = std::move(engine_);
+    engine_ = std::move(fresh);
+    nextSpawn_ = Clock::now();
+    fastDeaths_ = 0;
+    spawnMissing();
+    previous.engine.reset();
+    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+    log::message(log::Level::Notice, "signatures reloaded from " + o_.engine.databaseDir + ": " +
+                                         std::to_string(engine_.signatures) + " signatures, " + engine_.versions +
+                                         " (" + std::to_string(ms) + " ms)");
+  }
+
+  [[noreturn]] void shutdown() {
+    for (const auto& [pid, w] : workers_) kill(pid, SIGTERM);
+    const auto deadline = Clock::now() + milliseconds(1000);
+    while (!workers_.empty() && Clock::now() < deadline) {
+      int st = 0;
+      const pid_t pid = waitpid(-1, &st, WNOHANG);
+      if (pid > 0) {
+        workers_.erase(pid);
+      } else if (pid < 0 && errno == ECHILD) {
+        workers_.clear();
+      } else {
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+    }
+    for (const auto& [pid, w] : workers_) kill(pid, SIGKILL);
+    for (const auto& [pid, w] : workers_) waitpid(pid, nullptr, 0);
+    _exit(0);
+  }
+
+  const ScannerOptions o_;
+  LoadedEngine engine_;
+  const int ctlFd_;
+  const int lifeFd_;
+  const int listenFd_;
+  const pid_t self_ = getpid();
+  int childRead_ = -1;
+  unsigned alarmSeconds_ = 1;
+  std::string stamp_;
+  std::map<pid_t, Worker> workers_;
+  Clock::time_point nextSpawn_ = Clock::now();
+  int fastDeaths_ = 0;
+};
+
+// The socket is created by the supervisor before any worker, so workers
+// inherit it and a worker's death never closes it.
+int listenOn(const std::string& path, std::string* error) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    *error = "socket path too long: " + path;
+    return -1;
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = errnoText("socket");
+    return -1;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  unlink(path.c_str());
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, SOMAXCONN) != 0) {
+    *error = "cannot listen on " + path + ": " + std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  setNonBlocking(fd);  // workers ppoll, then race for the connection
+  return fd;
+}
+
+}  // namespace
+
+std::string_view toString(ScanResult::Status s) { return statusWord(s); }
+
+// --- ScannerPool (milter side) ---------------------------------------------
+
+struct ScannerPool::Impl {
+  ScannerOptions options;
+  std::string socketPath;
+  std::string runDir;
+  bool removeRunDir = false;
+  pid_t supervisor = -1;
+  int ctlFd = -1;   // write end: reload() bytes; EOF stops the supervisor
+  int lifeFd = -1;  // read end: 'R' when ready; EOF when the pool is gone
+};
+
+ScannerPool::ScannerPool() = default;
+ScannerPool::~ScannerPool() { stop(); }
+
+std::string ScannerPool::libraryVersion() { return cl_retver(); }
+
+bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
+  std::string ignored;
+  if (error == nullptr) error = &ignored;
+  if (impl_) {
+    *error = "scanner pool already started";
+    return false;
+  }
+  if (!versionAtLeast(cl_retver(), 1, 4)) {
+    *error = std::string("libclamav ") + cl_retver() + " is too old: 1.4 or later is needed (LZH support)";
+    return false;
+  }
+  if (options.workers < 1) {
+    *error = "scanner workers must be at least 1";
+    return false;
+  }
+  cl_set_clcb_msg(clamavMessage);
+  if (const cl_error_t rc = cl_init(CL_INIT_DEFAULT); rc != CL_SUCCESS) {
+    *error = std::string("cannot initialise libclamav: ") + cl_strerror(rc);
+    return false;
+  }
+  // Loaded here first so that a missing or broken database fails start()
+  // with the reason, before anything is forked.
+  LoadedEngine engine;
+  if (!loadEngine(options.engine, &engine, error)) return false;
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (options.runDir.empty()) {
+    char tmpl[] = "/tmp/sekimori-av.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      *error = errnoText("cannot create the scanner socket directory under /tmp");
+      return false;
+    }
+    impl->runDir = tmpl;
+    impl->removeRunDir = true;
+  } else {
+    impl->runDir = options.runDir;
+    if (mkdir(impl->runDir.c_str(), 0700) == 0) {
+      impl->removeRunDir = true;
+    } else if (errno != EEXIST) {
+      *error = "cannot create " + impl->runDir + ": " + std::strerror(errno);
+      return false;
+    }
+    struct stat st {};
+    if (stat(impl->runDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      *error = impl->runDir + " is not a directory";
+      return false;
+    }
+    chmod(impl->runDir.c_str(), 0700);
+  }
+  impl->socketPath = impl->runDir + "/" + kSocketName;
+  auto cleanupDir = [&] {
+    unlink(impl->socketPath.c_str());
+    if (impl->removeRunDir) rmdir(impl->runDir.c_str());
+  };
+
+  int ctl[2], life[2];
+  if (pipe2(ctl, O_CLOEXEC) != 0) {
+    *error = errnoText("pipe");
+    cleanupDir();
+    return false;
+  }
+  if (pipe2(life, O_CLOEXEC) != 0) {
+    *error = errnoText("pipe");
+    close(ctl[0]);
+    close(ctl[1]);
+    cleanupDir();
+    return false;
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    *error = errnoText("cannot fork the scanner supervisor");
+    for (int fd : {ctl[0], ctl[1], life[0], life[1]}) close(fd);
+    cleanupDir();
+    return false;
+  }
+  if (pid == 0) {
+    // Supervisor. Its own session: the terminal's ^C and the milter's
+    // process-group signals do not reach it; it ends when the control pipe
+    // reaches EOF.
+    setsid();
+    prctl(PR_SET_NAME, "sekimori-av-sup");
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    close(ctl[1]);
+    close(life[0]);
+    closeInheritedFds({ctl[0], life[1]});
+    std::string why;
+    const int listenFd = listenOn(impl->socketPath, &why);
+    if (listenFd < 0) {
+      (void)!write(life[1], ("E" + why).data(), why.size() + 1);
+      _exit(1);
+    }
+    Supervisor sup(options, std::move(engine), ctl[0], life[1], listenFd);
+    sup.run();
+  }
+  close(ctl[0]);
+  close(life[1]);
+  engine.engine.reset();  // the supervisor has its copy; ours would only cost memory
+  impl->supervisor = pid;
+  impl->ctlFd = ctl[1];
+  impl->lifeFd = life[0];
+
+  // Wait for 'R' (socket listening, workers forked) or an error.
+  std::string answer;
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    pollfd p{impl->lifeFd, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) == 0) {
+      answer = "Escanner supervisor did not start in 30 s";
+      break;
+    }
+    char buf[512];
+    const ssize_t n = read(impl->lifeFd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) answer.append(buf, static_cast<std::size_t>(n));
+    if (n <= 0 || answer[0] == 'R') break;
+  }
+  impl_ = std::move(impl);
+  if (answer.empty() || answer[0] != 'R') {
+    *error = answer.size() > 1 ? answer.substr(1) : "scanner supervisor exited during start";
+    stop();
+    return false;
+  }
+  return true;
+}
+
+ScanResult ScannerPool::scan(int fd) {
+  if (!impl_) return errorResult("scanner not started");
+  const Impl& im = *impl_;
+  const auto timeout = im.options.scanTimeout;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, im.socketPath.c_str(), im.socketPath.size() + 1);
+
+  // Connect. A full backlog (EAGAIN) means every worker is busy and many
+  // scans wait: retry until scanTimeout. Refused means no supervisor
+  // (stopped or dead): retry only briefly.
+  const auto start = Clock::now();
+  int c = -1;
+  for (;;) {
+    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c < 0) return errorResult(errnoText("scanner socket"));
+    if (connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+    const int err = errno;
+    close(c);
+    c = -1;
+    const auto waited = Clock::now() - start;
+    const bool gone = err == ECONNREFUSED || err == ENOENT;
+    const bool retry = (err == EAGAIN && waited < timeout) ||
+                       (gone && waited < std::min<milliseconds>(timeout, milliseconds(1000)));
+    if (!retry) {
+      return errorResult(err == EAGAIN ? "no scanner worker free within the scan timeout"
+                                       : "cannot reach the scanner: " + std::string(std::strerror(err)));
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  char byte = 'S';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  ssize_t sent;
+  do {
+    sent = sendmsg(c, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != 1) {
+    const std::string why = errnoText("cannot hand the message to the scanner");
+    close(c);
+    return errorResult(why);
+  }
+
+  // Until 'A' the scan is queued for a worker (a busy one frees up within
+  // scanTimeout, its watchdog sees to that); after 'A' the scan itself runs.
+  std::string reply;
+  bool accepted = false;
+  auto deadline = Clock::now() + timeout + kReplySlack;
+  ScanResult result = errorResult("scan timed out");
+  for (;;) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    pollfd p{c, POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(left));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    char buf[1024];
+    const ssize_t r = recv(c, buf, sizeof buf, 0);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r <= 0) {
+      result = errorResult(accepted ? "scanner worker died during the scan"
+                                    : "scanner worker died before the scan");
+      break;
+    }
+    reply.append(buf, static_cast<std::size_t>(r));
+    if (!accepted && !reply.empty() && reply[0] == 'A') {
+      accepted = true;
+      reply.erase(0, 1);
+      deadline = Clock::now() + timeout + kReplySlack;
+    }
+    const auto nl = reply.find('\n');
+    if (accepted && nl != std::string::npos) {
+      std::vector<std::string> f;
+      std::string_view line(reply.data(), nl);
+      for (;;) {
+        const auto t = line.find('\t');
+        f.emplace_back(line.substr(0, t));
+        if (t == std::string_view::npos) break;
+        line.remove_prefix(t + 1);
+      }
+      ScanResult r2;
+      if (f.size() != 4 || !parseStatus(f[0], &r2.status)) {
+        result = errorResult("malformed answer from the scanner worker");
+      } else {
+        r2.name = f[1];
+        r2.versions = f[2];
+        r2.error = f[3];
+        result = std::move(r2);
+      }
+      break;
+    }
+  }
+  close(c);
+  return result;
+}
+
+void ScannerPool::reload() {
+  if (!impl_ || impl_->ctlFd < 0) return;
+  // Non-blocking on purpose: a full pipe already holds a pending reload.
+  const int fl = fcntl(impl_->ctlFd, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(impl_->ctlFd, F_SETFL, fl | O_NONBLOCK);
+  (void)!write(impl_->ctlFd, "L", 1);
+}
+
+void ScannerPool::stop() {
+  if (!impl_) return;
+  Impl& im = *impl_;
+  if (im.ctlFd >= 0) {
+    close(im.ctlFd);  // EOF: the supervisor stops its workers and exits
+    im.ctlFd = -1;
+  }
+  // The lifeline reaches EOF when the supervisor and every worker are gone.
+  // It works even when the supervisor is no child of ours (the milter
+  // daemonised after start()).
+  auto waitGone = [&](milliseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (im.lifeFd >= 0) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{im.lifeFd, POLLIN, 0};
+      const int n = poll(&p, 1, static_cast<int>(left));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      char buf[256];
+      const ssize_t r = read(im.lifeFd, buf, sizeof buf);
+      if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) return true;
+    }
+    return true;
+  };
+  if (im.lifeFd >= 0 && !waitGone(kStopWait) && im.supervisor > 0) {
+    log::message(log::Level::Warning,
+                 "scanner supervisor " + std::to_string(im.supervisor) + " did not stop; killing it");
+    kill(im.supervisor, SIGKILL);  // its workers follow (PR_SET_PDEATHSIG)
+    waitGone(milliseconds(2000));
+  }
+  if (im.supervisor > 0) {
+    // Reap it if it is our child (no-op with ECHILD after a daemonising fork).
+    int st = 0;
+    for (int i = 0; i < 200 && waitpid(im.supervisor, &st, WNOHANG) == 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  }
+  if (im.lifeFd >= 0) close(im.lifeFd);
+  unlink(im.socketPath.c_str());
+  if (im.removeRunDir) rmdir(im.runDir.c_str());
+  impl_.reset();
+}
+
+}  // namespace sekimori::antivirus

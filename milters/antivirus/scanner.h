@@ -1,0 +1,111 @@
+// milters/antivirus/scanner.h — libclamav scanning, isolated from the milter.
+//
+// The engine is loaded and compiled once, in a supervisor process forked
+// from the milter before libmilter starts any thread; the supervisor forks a
+// small pool of worker processes that share the compiled engine
+// copy-on-write. A milter thread hands one scan to a worker as a file
+// descriptor (a memfd or spooled temp file) over a private unix socket and
+// gets a verdict line back. A worker that crashes or hangs inside libclamav
+// costs that one scan (ScanResult::Error, the milter tempfails it); the
+// supervisor replaces the worker. A worker bounds each scan with its own
+// alarm (scan timeout), so a hang kills only that worker.
+//
+// Signature updates: the supervisor stats the database directory every
+// dbCheckInterval (and on reload()); on a change it loads and compiles a new
+// engine beside the old one, and only if that succeeds replaces the workers
+// one by one (each old worker exits after its current scan). A database that
+// fails to load keeps the old engine and logs why.
+//
+//   ScannerPool pool;
+//   ScannerOptions o;  o.engine.databaseDir = "/var/lib/clamav";
+//   if (!pool.start(o, &why)) exit(2);       // before libmilter's threads exist
+//   ScanResult r = pool.scan(fd);            // from any thread
+//   if (r.status == ScanResult::Status::Infected) ... r.name ...
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace sekimori::antivirus {
+
+// Set explicitly, never left to libclamav's defaults: a scan that hits one
+// of these is a verdict of its own (LimitsExceeded, "Heuristics.Limits.Exceeded"),
+// never silently clean.
+// maxRecursion counts archive levels: an archive nested maxRecursion deep is
+// scanned, one level deeper is LimitsExceeded. libclamav counts the outer file
+// as a level too, so the engine gets CL_ENGINE_MAX_RECURSION = maxRecursion + 1.
+struct EngineLimits {
+  std::uint64_t maxScanSize = 100ULL * 1024 * 1024;  // CL_ENGINE_MAX_SCANSIZE
+  std::uint64_t maxFileSize = 25ULL * 1024 * 1024;   // CL_ENGINE_MAX_FILESIZE
+  std::uint32_t maxFiles = 10000;                    // CL_ENGINE_MAX_FILES
+  std::uint32_t maxRecursion = 8;                    // CL_ENGINE_MAX_RECURSION (R-AV-2: archives 8 deep)
+  std::chrono::milliseconds maxScanTime{120000};     // CL_ENGINE_MAX_SCANTIME
+};
+
+struct EngineSettings {
+  std::string databaseDir = "/var/lib/clamav";
+  EngineLimits limits;
+};
+
+struct ScanResult {
+  enum class Status {
+    Clean,
+    Infected,        // name: the signature, e.g. "Eicar-Signature"
+    LimitsExceeded,  // name: "Heuristics.Limits.Exceeded..." (the limit hit)
+    Encrypted,       // name: "Heuristics.Encrypted.Zip" etc.: cannot be scanned
+    Error,           // error: why (worker crashed, timeout, no engine, I/O)
+  };
+  Status status = Status::Error;
+  std::string name;
+  std::string error;
+  // "1.4.6/27100" style: libclamav version / database version the worker
+  // scanned with (for X-Virus-Scanned); empty on Error.
+  std::string versions;
+};
+
+std::string_view toString(ScanResult::Status s);  // "clean", "infected", ...
+
+struct ScannerOptions {
+  EngineSettings engine;
+  int workers = 4;
+  std::chrono::milliseconds scanTimeout{120000};   // per scan, watchdog in the worker
+  std::chrono::milliseconds dbCheckInterval{60000};
+  // Private directory for the worker socket (created 0700). Empty: a new
+  // directory under /tmp, removed at stop().
+  std::string runDir;
+};
+
+class ScannerPool {
+ public:
+  ScannerPool();
+  ~ScannerPool();  // stop()
+  ScannerPool(const ScannerPool&) = delete;
+  ScannerPool& operator=(const ScannerPool&) = delete;
+
+  // Checks libclamav >= 1.4 (LZH support), loads and compiles the engine
+  // from options.engine.databaseDir, forks the supervisor and its workers.
+  // False with `error` set (clear, for the admin) when there is no loadable
+  // database or libclamav is too old. Call while the process has one thread.
+  bool start(const ScannerOptions& options, std::string* error);
+
+  // Scans what `fd` holds (read from offset 0; the caller keeps the fd).
+  // Thread-safe. Waits at most scanTimeout plus the time to get a worker.
+  ScanResult scan(int fd);
+
+  // Asks the supervisor to check the database directory now.
+  void reload();
+
+  // Stops the supervisor and workers (by PID) and removes the socket dir.
+  void stop();
+
+  // libclamav's version string, e.g. "1.4.6".
+  static std::string libraryVersion();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sekimori::antivirus

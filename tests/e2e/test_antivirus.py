@@ -1,0 +1,313 @@
+"""sekimori-antivirus through a real Postfix (R-AV-1 … R-AV-7).
+
+The signature database is generated here: an .ndb body signature for the
+EICAR test string (no network, no freshclam). Samples are built here too:
+plain, base64 attachment, zip, zip nested 8 and 9 deep, tar.gz, LZH,
+encrypted zip, HTML with script, clean ISO-2022-JP mail. Outbound mail is
+played with XCLIENT ADDR from internal_networks. Warning mails are
+submitted to the same Postfix and reach the sink.
+"""
+
+import base64
+import email
+import email.policy
+import glob
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import unittest
+import zipfile
+
+import harness
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+SIGNAME = "Sekimori.Test.EICAR"
+
+CONF = """\
+[milter]
+log_level = debug
+[policy]
+local_domains = example.net
+internal_networks = 10.0.0.0/8
+[engine]
+database_dir = {db}
+workers = 2
+scan_timeout = 5s
+db_check_interval = 1h
+[notify]
+admin = {admin}
+from = postmaster@example.net
+smtp_url = smtp://127.0.0.1:{port}
+template_dir = {templates}
+[quarantine]
+dir = {quarantine}
+"""
+
+
+def ndb_line(name, data):
+    return "%s:0:*:%s\n" % (name, data.hex())
+
+
+def zip_of(name, data, password=None):
+    if password:
+        d = tempfile.mkdtemp()
+        try:
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+            subprocess.run(["zip", "-q", "-P", password, "out.zip", name], cwd=d, check=True)
+            with open(os.path.join(d, "out.zip"), "rb") as f:
+                return f.read()
+        finally:
+            shutil.rmtree(d)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+    return buf.getvalue()
+
+
+def nested_zip(depth):
+    data = zip_of("eicar.com", EICAR)
+    for i in range(depth - 1):
+        data = zip_of("level%d.zip" % (depth - 1 - i), data)
+    return data
+
+
+def targz_of(name, data):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def lzh_of(name, data):
+    d = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+        subprocess.run(["lha", "aq", "out.lzh", name], cwd=d, check=True, capture_output=True)
+        with open(os.path.join(d, "out.lzh"), "rb") as f:
+            return f.read()
+    finally:
+        shutil.rmtree(d)
+
+
+JA_TEXT = "\u4f1a\u8b70\u306e\u8cc7\u6599\u3092\u304a\u9001\u308a\u3057\u307e\u3059\u3002\r\n"
+
+
+def with_attachment(payload, filename, ctype="application/octet-stream", frm="sender@example.org",
+                    to="user@example.net", msgid=None):
+    """multipart/mixed: an ISO-2022-JP text part, a UTF-8 text part, the attachment."""
+    b64 = base64.encodebytes(payload).decode().replace("\n", "\r\n")
+    jis = JA_TEXT.encode("iso-2022-jp")
+    parts = (b"--B1\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
+             jis + b"--B1\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+             "添付をご確認ください\r\n".encode() +
+             ("--B1\r\nContent-Type: %s; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
+              "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s--B1--\r\n"
+              % (ctype, filename, filename, b64)).encode())
+    return harness.make_message(subject="attachment", msgid=msgid, frm=frm, to=to, body=parts,
+                                headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"B1\""])
+
+
+class AntivirusE2E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("lha") is None:
+            raise unittest.SkipTest("lha (jlha-utils) not installed")
+        cls.tmp = tempfile.mkdtemp(prefix="sekimori-av-")
+        os.chmod(cls.tmp, 0o755)
+        cls.db = os.path.join(cls.tmp, "db")
+        os.makedirs(cls.db)
+        with open(os.path.join(cls.db, "sekimori-test.ndb"), "w") as f:
+            f.write(ndb_line(SIGNAME, EICAR))
+        cls.quarantine = os.path.join(cls.tmp, "quarantine")
+        cls.templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+        # The test build of the daemon: the scanner's fault-injection hooks
+        # (a crash or a hang on marker strings) are compiled in only there.
+        binary = os.path.join(harness.bindir(), "milters", "antivirus", "sekimori-antivirus-testhooks")
+        cls.milter = harness.Milter("antivirus", cls.conf(port=1), binary=binary,
+                                    env={"SEKIMORI_FAULT_INJECTION": "1"})
+        cls.site = harness.Site([cls.milter], name="antivirus")
+        cls.site.start()
+        # Warnings go to this Postfix, now that its port is known.
+        cls.milter.write_conf(cls.conf(port=cls.site.port))
+        cls.milter.reload()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.site.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def conf(cls, port, admin="av-admin@example.net"):
+        return CONF.format(db=cls.db, admin=admin, port=port, templates=os.path.abspath(cls.templates),
+                           quarantine=cls.quarantine)
+
+    def send(self, data, **kw):
+        return self.site.swaks(data=data, **kw)
+
+    def assertRefused(self, r, text=None):
+        self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
+        if text:
+            self.assertIn(text, r.final_text)
+
+    def delivered(self, msgid):
+        raw = self.site.sink.wait_for(msgid)
+        return raw, email.message_from_bytes(raw, policy=email.policy.compat32)
+
+    def wait_warning_to(self, address):
+        """The warning mail the sink got for `address` (the admin is a
+        recipient of every warning)."""
+        def find():
+            for m in self.site.sink.messages():
+                if b"X-Sekimori-Notice: antivirus" in m and b"X-Rcpt-Args: <%s>" % address.encode() in m:
+                    return m
+            return None
+        return harness.wait_until(find, 20, "a warning mail to " + address)
+
+    def msgid(self, tag):
+        return "<%s-%s@example.org>" % (tag, os.urandom(4).hex())
+
+    # -- outbound: reject with the name ----------------------------------
+    def test_outbound_attachment_is_rejected_with_the_virus_name(self):
+        r = self.send(with_attachment(EICAR, "eicar.com", frm="alice@example.net", to="bob@remote.example"),
+                      frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+        # A warning to the sender (and the admin), through Postfix to the sink.
+        warning = self.wait_warning_to("alice@example.net")
+        self.assertIn(b"X-Mail-Args: <>", warning)  # the null sender: a warning never bounces
+        self.assertIn(b"X-Rcpt-Args: <av-admin@example.net>", warning)
+        self.assertIn(b"=?UTF-8?B?", warning)  # the Japanese subject, RFC 2047 encoded
+
+    def test_outbound_archives_are_scanned(self):
+        for name, payload, ctype in [("a.zip", zip_of("eicar.com", EICAR), "application/zip"),
+                                     ("a.tar.gz", targz_of("eicar.com", EICAR), "application/gzip"),
+                                     ("a.lzh", lzh_of("eicar.com", EICAR), "application/x-lzh-compressed"),
+                                     ("deep8.zip", nested_zip(8), "application/zip")]:
+            with self.subTest(name=name):
+                r = self.send(with_attachment(payload, name, ctype, frm="alice@example.net", to="bob@remote.example"),
+                              frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+                self.assertRefused(r, "Virus found: " + SIGNAME)
+
+    def test_nesting_past_the_recursion_limit_is_no_way_through(self):
+        r = self.send(with_attachment(nested_zip(9), "deep9.zip", "application/zip", frm="alice@example.net",
+                                      to="bob@remote.example"),
+                      frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertRefused(r, "Virus found:")
+
+    # -- inbound: remove the attachment ---------------------------------
+    def test_inbound_infected_attachment_is_removed_and_the_rest_kept(self):
+        msgid = self.msgid("remove")
+        raw = with_attachment(EICAR, "eicar.com", msgid=msgid)
+        r = self.send(raw)
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertNotIn(b"EICAR-STANDARD", got)
+        self.assertNotIn(base64.encodebytes(EICAR)[:40], got)
+        self.assertIn(b"X-Virus-Status: removed: " + SIGNAME.encode(), got)
+        self.assertIn(b"X-Virus-Scanned: sekimori-antivirus", got)
+        # The two text parts are byte-identical, Japanese intact.
+        # (smtp-sink writes LF line ends.)
+        self.assertIn(b"charset=ISO-2022-JP\nContent-Transfer-Encoding: 7bit\n\n" +
+                      JA_TEXT.encode("iso-2022-jp").replace(b"\r\n", b"\n") + b"--B1\n", got)
+        self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
+        # The recipient is warned too.
+        self.wait_warning_to("user@example.net")
+        notice = [p for p in msg.walk() if p.get_content_type() == "text/plain" and
+                  b"eicar.com" in (p.get_payload(decode=True) or b"")]
+        self.assertEqual(len(notice), 1, got[-2000:])
+        self.assertIn("ウイルス", notice[0].get_payload(decode=True).decode("utf-8"))
+        # Quarantined, with the queue id, for the admin only.
+        qid = r.queue_id
+        with open(os.path.join(self.quarantine, "index.tsv")) as f:
+            index = f.read()
+        line = [l for l in index.splitlines() if qid and qid in l]
+        self.assertTrue(line, index)
+        self.assertIn("inbound", line[0])
+        self.assertIn(SIGNAME, line[0])
+        held = os.path.join(self.quarantine, line[0].split("\t")[1])
+        self.assertEqual(os.stat(held).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(self.quarantine).st_mode & 0o777, 0o700)
+        with open(held, "rb") as f:
+            original = f.read()
+        self.assertIn(base64.encodebytes(EICAR)[:40], original)  # the original, infected part included
+        self.assertIn(msgid.encode(), original)
+
+    def test_inbound_infected_body_is_rejected(self):
+        r = self.send(harness.make_message(body=EICAR.decode() + "\r\n"))
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+
+    # -- marks -------------------------------------------------------------
+    def test_encrypted_zip_is_delivered_and_marked(self):
+        msgid = self.msgid("enc")
+        r = self.send(with_attachment(zip_of("eicar.com", EICAR, password="secret"), "enc.zip", "application/zip",
+                                      msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
+
+    def test_html_script_is_marked(self):
+        msgid = self.msgid("html")
+        raw = harness.make_message(msgid=msgid, body="<html><body onload=\"x()\"><script>alert(1)</script></body></html>\r\n",
+                                   headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"])
+        r = self.send(raw)
+        self.assertEqual(r.final, ("250", "2.0.0"))
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
+
+    def test_clean_japanese_mail_is_unchanged_and_forged_headers_go(self):
+        msgid = self.msgid("clean")
+        body = JA_TEXT.encode("iso-2022-jp")
+        raw = harness.make_message(msgid=msgid, body=body, subject="=?ISO-2022-JP?B?GyRCMnE1RBsoQg==?=",
+                                   headers=["MIME-Version: 1.0", "Content-Type: text/plain; charset=ISO-2022-JP",
+                                            "X-Virus-Status: clean (forged)", "X-Virus-Scanned: by nobody"])
+        r = self.send(raw)
+        self.assertEqual(r.final, ("250", "2.0.0"))
+        got, _ = self.delivered(msgid)
+        self.assertIn(body.replace(b"\r\n", b"\n"), got.replace(b"\r\n", b"\n"))
+        self.assertNotIn(b"forged", got)
+        self.assertNotIn(b"by nobody", got)
+        self.assertEqual(got.count(b"X-Virus-Status: clean"), 1)
+
+    # -- robustness --------------------------------------------------------
+    def test_a_crashing_scan_costs_one_message_only(self):
+        r = self.send(harness.make_message(body="SEKIMORI-TEST-CRASH\r\n"))
+        self.assertEqual(r.final, ("451", "4.3.0"), r.transcript[-1500:])
+        msgid = self.msgid("after-crash")
+        r = self.send(harness.make_message(msgid=msgid, body="hello again\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"))
+
+    def test_a_hanging_scan_is_killed_by_the_watchdog(self):
+        start = time.time()
+        r = self.send(harness.make_message(body="SEKIMORI-TEST-HANG\r\n"))
+        self.assertEqual(r.final, ("451", "4.3.0"), r.transcript[-1500:])
+        self.assertLess(time.time() - start, 20)
+        r = self.send(harness.make_message(body="fine\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"))
+
+    def test_signature_hot_reload_without_a_failed_delivery(self):
+        marker = b"SEKIMORI-HOT-RELOAD-" + os.urandom(4).hex().encode()
+        r = self.send(harness.make_message(body=marker.decode() + "\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"))
+        with open(os.path.join(self.db, "hot.ndb"), "w") as f:
+            f.write(ndb_line("Sekimori.Test.HotReload", marker))
+        self.milter.reload()  # SIGUSR1 also rechecks the database
+        deadline = time.time() + 30
+        while True:
+            r = self.send(harness.make_message(body=marker.decode() + "\r\n"))
+            self.assertIn(r.final, [("250", "2.0.0"), ("554", "5.7.1")], r.transcript[-800:])  # never a failure
+            if r.final[0] == "554":
+                self.assertIn("Sekimori.Test.HotReload", r.final_text)
+                break
+            self.assertLess(time.time(), deadline, "the new signature never matched")
+            time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,725 @@
+// tests/unit/common/notify/notify_test.cpp — templates, MIME building, and
+// submission to a real Postfix smtp-sink and to a fake sendmail script.
+#include "common/notify/notify.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace sekimori::notify {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const std::string kJapaneseSubject = "ウイルス検出のお知らせ";
+const std::string kJapaneseBody =
+    "お客様宛てのメールからウイルスが検出されました。\n差出人: ${from}\nウイルス名: ${virus}\n";
+
+// ---- helpers: decoding what buildMessage encodes, written independently ----
+
+std::string decodeBase64(std::string_view in) {
+  std::string out;
+  unsigned buf = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '+')
+      v = 62;
+    else if (c == '/')
+      v = 63;
+    else
+      continue;  // '=', CR, LF
+    buf = buf << 6 | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>(buf >> bits & 0xFF);
+    }
+  }
+  return out;
+}
+
+// RFC 2047 decoding of an unfolded header value (B encoding, UTF-8 only);
+// white space between two encoded words is dropped.
+std::string decodeWords(const std::string& value) {
+  static const std::regex word(R"(=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=)", std::regex::icase);
+  std::string out;
+  std::size_t pos = 0;
+  bool lastWasWord = false;
+  for (auto it = std::sregex_iterator(value.begin(), value.end(), word); it != std::sregex_iterator(); ++it) {
+    const std::string between = value.substr(pos, static_cast<std::size_t>(it->position()) - pos);
+    if (!(lastWasWord && between.find_first_not_of(" \t") == std::string::npos)) out += between;
+    out += decodeBase64((*it)[1].str());
+    pos = static_cast<std::size_t>(it->position() + it->length());
+    lastWasWord = true;
+  }
+  out += value.substr(pos);
+  return out;
+}
+
+struct Parsed {
+  std::vector<std::pair<std::string, std::string>> headers;  // unfolded
+  std::vector<std::string> rawHeaderLines;
+  std::string body;
+};
+
+Parsed parse(const std::string& msg) {
+  Parsed p;
+  const auto split = msg.find("\r\n\r\n");
+  EXPECT_NE(split, std::string::npos);
+  std::string head = msg.substr(0, split + 2);
+  p.body = msg.substr(split + 4);
+  std::size_t pos = 0;
+  while (pos < head.size()) {
+    const auto eol = head.find("\r\n", pos);
+    const std::string line = head.substr(pos, eol - pos);
+    p.rawHeaderLines.push_back(line);
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      p.headers.back().second += line;  // unfold: CRLF removed, WSP kept
+    } else {
+      const auto colon = line.find(':');
+      p.headers.emplace_back(line.substr(0, colon), line.substr(colon + 1));
+    }
+    pos = eol + 2;
+  }
+  for (auto& [name, value] : p.headers) {
+    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+  }
+  return p;
+}
+
+std::string header(const Parsed& p, const std::string& name) {
+  for (const auto& [n, v] : p.headers) {
+    if (n == name) return v;
+  }
+  return "<missing " + name + ">";
+}
+
+int headerCount(const Parsed& p, const std::string& name) {
+  int n = 0;
+  for (const auto& h : p.headers) n += h.first == name;
+  return n;
+}
+
+// Every line ends in CRLF (no bare CR or LF) and is at most 78 characters.
+void expectWellFormedLines(const std::string& msg) {
+  ASSERT_GE(msg.size(), 2u);
+  EXPECT_EQ(msg.substr(msg.size() - 2), "\r\n");
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] == '\n') {
+      ASSERT_GT(i, 0u);
+      EXPECT_EQ(msg[i - 1], '\r') << "bare LF at " << i;
+      EXPECT_LE(i - 1 - start, 78u) << msg.substr(start, i - 1 - start);
+      start = i + 1;
+    } else if (msg[i] == '\r') {
+      EXPECT_TRUE(i + 1 < msg.size() && msg[i + 1] == '\n') << "bare CR at " << i;
+    }
+  }
+}
+
+std::string readFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void writeFile(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+fs::path makeTempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "notify_test.XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+// What a Subject reads as: runs of white space collapsed, trimmed.
+std::string collapseSpaces(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ' ' && (out.empty() || out.back() == ' ')) continue;
+    out += c;
+  }
+  if (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+Mail sampleMail() {
+  Mail m;
+  m.from = "postmaster@example.jp";
+  m.to = {"admin@example.jp"};
+  m.subject = "Virus found";
+  m.body = "A message was quarantined.\n";
+  m.extraHeaders = {{"X-Sekimori-Notice", "antivirus"}};
+  return m;
+}
+
+// ---- templates ---------------------------------------------------------------
+
+TEST(NotifyTemplate, ParsesSubjectAndBodyInJapanese) {
+  std::string error;
+  const auto t = parseTemplate("Subject: " + kJapaneseSubject + " (${virus})\r\n\r\n" + kJapaneseBody, &error);
+  ASSERT_TRUE(t) << error;
+  EXPECT_EQ(t->subject, kJapaneseSubject + " (${virus})");
+  EXPECT_EQ(t->body, kJapaneseBody);
+  const std::map<std::string, std::string> values = {{"from", "<田中@example.jp>"}, {"virus", "Eicar-Signature"}};
+  EXPECT_EQ(expand(t->subject, values), kJapaneseSubject + " (Eicar-Signature)");
+  EXPECT_EQ(
+      expand(t->body, values),
+      "お客様宛てのメールからウイルスが検出されました。\n差出人: <田中@example.jp>\nウイルス名: Eicar-Signature\n");
+}
+
+TEST(NotifyTemplate, ParseCases) {
+  struct Case {
+    const char* label;
+    std::string text;
+    bool ok;
+    std::string subject, body;
+  };
+  const Case cases[] = {
+      {"LF", "Subject: hi\n\nbody\n", true, "hi", "body\n"},
+      {"case-insensitive name", "subject:hi\n\nb", true, "hi", "b"},
+      {"subject only", "Subject: hi", true, "hi", ""},
+      {"subject and blank line", "Subject: hi\n\n", true, "hi", ""},
+      {"UTF-8 BOM", "\xEF\xBB\xBFSubject: hi\n\nb\n", true, "hi", "b\n"},
+      {"no subject", "Hello\n\nbody", false, "", ""},
+      {"empty", "", false, "", ""},
+      {"subject not first", "\nSubject: hi\n\nbody", false, "", ""},
+      {"no blank line", "Subject: hi\nbody\n", false, "", ""},
+  };
+  for (const auto& c : cases) {
+    std::string error;
+    const auto t = parseTemplate(c.text, &error);
+    ASSERT_EQ(t.has_value(), c.ok) << c.label;
+    if (c.ok) {
+      EXPECT_EQ(t->subject, c.subject) << c.label;
+      EXPECT_EQ(t->body, c.body) << c.label;
+    } else {
+      EXPECT_FALSE(error.empty()) << c.label;
+    }
+  }
+}
+
+TEST(NotifyTemplate, ExpandCases) {
+  const std::map<std::string, std::string> v = {{"a", "1"}, {"b", "${a}"}, {"名前", "値"}};
+  struct Case {
+    const char* label;
+    const char* text;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"plain", "no placeholders", "no placeholders"},
+      {"one", "x=${a}.", "x=1."},
+      {"repeated", "${a}${a}", "11"},
+      {"unknown kept", "${zzz} ${a}", "${zzz} 1"},
+      {"unterminated kept", "${a", "${a"},
+      {"value not re-expanded", "${b}", "${a}"},
+      {"UTF-8 name", "${名前}です", "値です"},
+      {"dollar alone", "$a $ {a}", "$a $ {a}"},
+      {"empty name", "${}", "${}"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(expand(c.text, v), c.want) << c.label;
+}
+
+// ---- buildMessage ------------------------------------------------------------
+
+TEST(NotifyBuild, AsciiSubjectStaysPlainAndBodyIs7bit) {
+  std::string error;
+  const auto msg = buildMessage(sampleMail(), "", &error);
+  ASSERT_TRUE(msg) << error;
+  expectWellFormedLines(msg->data);
+  const auto p = parse(msg->data);
+  EXPECT_EQ(header(p, "Subject"), "Virus found");
+  EXPECT_EQ(header(p, "From"), "<postmaster@example.jp>");
+  EXPECT_EQ(header(p, "To"), "admin@example.jp");
+  EXPECT_EQ(header(p, "MIME-Version"), "1.0");
+  EXPECT_EQ(header(p, "Content-Type"), "text/plain; charset=UTF-8");
+  EXPECT_EQ(header(p, "Content-Transfer-Encoding"), "7bit");
+  EXPECT_EQ(header(p, "Auto-Submitted"), "auto-generated");
+  EXPECT_EQ(header(p, "X-Sekimori-Notice"), "antivirus");
+  EXPECT_TRUE(std::regex_match(
+      header(p, "Date"),
+      std::regex(
+          R"((Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d [+-]\d{4})")))
+      << header(p, "Date");
+  EXPECT_EQ(header(p, "Message-ID"), msg->messageId);
+  EXPECT_TRUE(std::regex_match(msg->messageId, std::regex(R"(<[0-9a-z.]+@example\.jp>)"))) << msg->messageId;
+  EXPECT_EQ(p.body, "A message was quarantined.\r\n");
+}
+
+TEST(NotifyBuild, JapaneseSubjectIsEncodedWordsAndBodyBase64) {
+  Mail m = sampleMail();
+  m.subject = kJapaneseSubject;
+  m.body = "本文の一行目\n二行目\r\n" + std::string(200, 'x') + "\n";
+  m.fromName = "ウイルス検査";
+  std::string error;
+  const auto msg = buildMessage(m, "mail.example.jp", &error);
+  ASSERT_TRUE(msg) << error;
+  expectWellFormedLines(msg->data);
+  const auto p = parse(msg->data);
+  const std::string subject = header(p, "Subject");
+  EXPECT_EQ(subject.rfind("=?UTF-8?B?", 0), 0u) << subject;
+  EXPECT_EQ(decodeWords(subject), kJapaneseSubject);
+  static const std::regex word(R"(=\?[^?]+\?B\?[^?]*\?=)");
+  for (auto it = std::sregex_iterator(subject.begin(), subject.end(), word); it != std::sregex_iterator(); ++it) {
+    EXPECT_LE(it->length(), 75);
+  }
+  EXPECT_EQ(decodeWords(header(p, "From")), "ウイルス検査 <postmaster@example.jp>");
+  EXPECT_TRUE(std::regex_match(msg->messageId, std::regex(R"(<[0-9a-z.]+@mail\.example\.jp>)"))) << msg->messageId;
+  EXPECT_EQ(header(p, "Content-Transfer-Encoding"), "base64");
+  EXPECT_EQ(decodeBase64(p.body), "本文の一行目\r\n二行目\r\n" + std::string(200, 'x') + "\r\n");
+  // base64 lines of 76 characters, the last one shorter.
+  std::istringstream lines(p.body);
+  std::vector<std::string> bodyLines;
+  for (std::string l; std::getline(lines, l);) bodyLines.push_back(l);
+  ASSERT_GE(bodyLines.size(), 2u);
+  for (std::size_t i = 0; i + 1 < bodyLines.size(); ++i) EXPECT_EQ(bodyLines[i].size(), 77u);  // 76 + CR
+  EXPECT_LE(bodyLines.back().size(), 77u);
+}
+
+TEST(NotifyBuild, LongSubjectsFoldWithinLineLimit) {
+  struct Case {
+    const char* label;
+    std::string subject;
+    bool encoded;
+  };
+  std::string longJapanese;
+  for (int i = 0; i < 12; ++i) longJapanese += kJapaneseSubject;
+  std::string longAscii;
+  for (int i = 0; i < 30; ++i) longAscii += "word" + std::to_string(i) + " ";
+  const Case cases[] = {
+      {"long Japanese", longJapanese, true},
+      {"long ASCII folds at spaces", longAscii, false},
+      {"ASCII word longer than a line", std::string(120, 'a'), true},
+      {"mixed", "[sekimori] " + kJapaneseSubject + " Eicar-Signature " + kJapaneseSubject, true},
+      {"4-byte characters",
+       std::string(40, 'a') + "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80" + std::string(40, 'b'), true},
+      {"looks encoded", "=?UTF-8?B?Zm9v?=", true},
+  };
+  for (const auto& c : cases) {
+    Mail m = sampleMail();
+    m.subject = c.subject;
+    const auto msg = buildMessage(m, "");
+    ASSERT_TRUE(msg) << c.label;
+    expectWellFormedLines(msg->data);
+    const auto p = parse(msg->data);
+    const std::string subject = header(p, "Subject");
+    EXPECT_EQ(subject.find("=?UTF-8?B?") != std::string::npos, c.encoded) << c.label << ": " << subject;
+    EXPECT_EQ(decodeWords(subject), collapseSpaces(c.subject)) << c.label;
+  }
+}
+
+TEST(NotifyBuild, HeaderInjectionIsBlankedOrRefused) {
+  {
+    Mail m = sampleMail();
+    m.subject = expand("Virus ${v}", {{"v", "x\r\nBcc: victim@example.com\r\n\r\nbody"}});
+    const auto msg = buildMessage(m, "");
+    ASSERT_TRUE(msg);
+    expectWellFormedLines(msg->data);
+    const auto p = parse(msg->data);
+    EXPECT_EQ(header(p, "Subject"), "Virus x Bcc: victim@example.com body");
+    EXPECT_EQ(headerCount(p, "Bcc"), 0);
+  }
+  struct Case {
+    const char* label;
+    void (*edit)(Mail&);
+  };
+  const Case refused[] = {
+      {"CRLF in From", [](Mail& m) { m.from = "a@example.jp\r\nBcc: x@example.com"; }},
+      {"space in From", [](Mail& m) { m.from = "a b@example.jp"; }},
+      {"empty From", [](Mail& m) { m.from = ""; }},
+      {"LF in To", [](Mail& m) { m.to = {"b@example.jp\nBcc: x@example.com"}; }},
+      {"comma in To", [](Mail& m) { m.to = {"b@example.jp, c@example.com"}; }},
+      {"non-ASCII To", [](Mail& m) { m.to = {"田中@example.jp"}; }},
+      {"only null recipients",
+       [](Mail& m) {
+         m.to = {"", "<>"};
+       }},
+      {"no recipients", [](Mail& m) { m.to.clear(); }},
+      {"CR in extra header", [](Mail& m) { m.extraHeaders["X-A"] = "a\rB: c"; }},
+      {"colon in header name", [](Mail& m) { m.extraHeaders["X-A: b"] = "c"; }},
+      {"reserved header", [](Mail& m) { m.extraHeaders["bcc"] = "x@example.com"; }},
+      {"Content- header", [](Mail& m) { m.extraHeaders["Content-Type"] = "text/html"; }},
+      {"From without domain, no domain given", [](Mail& m) { m.from = "root"; }},
+  };
+  for (const auto& c : refused) {
+    Mail m = sampleMail();
+    c.edit(m);
+    std::string error;
+    EXPECT_FALSE(buildMessage(m, "", &error)) << c.label;
+    EXPECT_FALSE(error.empty()) << c.label;
+  }
+  const std::string longDomain = "mail-gateway-01.tokyo.internal.example.co.jp";
+  const auto longId = buildMessage(sampleMail(), longDomain);
+  ASSERT_TRUE(longId);
+  expectWellFormedLines(longId->data);
+  EXPECT_EQ(header(parse(longId->data), "Message-ID"), longId->messageId);
+  std::string error;
+  EXPECT_FALSE(buildMessage(sampleMail(), "bad domain", &error));
+  EXPECT_NE(error.find("Message-ID"), std::string::npos) << error;
+}
+
+TEST(NotifyBuild, RecipientsAndHeadersDetails) {
+  Mail m = sampleMail();
+  m.to = {"<>", "<a@example.jp>", "", "b@example.jp"};
+  for (int i = 0; i < 6; ++i) m.to.push_back("recipient-number-" + std::to_string(i) + "@example.jp");
+  m.extraHeaders["Auto-Submitted"] = "auto-replied";
+  m.extraHeaders["X-Note"] = "注意";
+  m.date = std::chrono::system_clock::from_time_t(0);
+  const auto msg = buildMessage(m, "");
+  ASSERT_TRUE(msg);
+  expectWellFormedLines(msg->data);
+  const auto p = parse(msg->data);
+  std::string to = header(p, "To");
+  EXPECT_EQ(to.rfind("a@example.jp, b@example.jp, recipient-number-0@example.jp,", 0), 0u) << to;
+  EXPECT_EQ(headerCount(p, "Auto-Submitted"), 1);
+  EXPECT_EQ(header(p, "Auto-Submitted"), "auto-replied");
+  EXPECT_EQ(decodeWords(header(p, "X-Note")), "注意");
+  EXPECT_TRUE(std::regex_search(header(p, "Date"), std::regex(" (1970|1969) "))) << header(p, "Date");
+}
+
+TEST(NotifyBuild, MessageIdsAreUnique) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.insert(buildMessage(sampleMail(), "")->messageId);
+  EXPECT_EQ(ids.size(), 1000u);
+}
+
+TEST(NotifyBuild, InvalidUtf8BecomesReplacementCharacter) {
+  Mail m = sampleMail();
+  m.subject = "bad \xFF byte";
+  m.body = "bad \xC3 byte\n";
+  const auto msg = buildMessage(m, "");
+  ASSERT_TRUE(msg);
+  const auto p = parse(msg->data);
+  EXPECT_EQ(decodeWords(header(p, "Subject")), "bad \xEF\xBF\xBD byte");
+  EXPECT_EQ(decodeBase64(p.body), "bad \xEF\xBF\xBD byte\r\n");
+}
+
+// ---- submit: fixtures ----------------------------------------------------------
+
+class TempDir {
+ public:
+  TempDir() : path_(makeTempDir()) {}
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+int freePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool portOpen(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Ends a child started by a test: SIGTERM, then SIGKILL after 5 s.
+void stopChild(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// Postfix's smtp-sink: one file per mail transaction, headed by the envelope
+// (X-Mail-Args, X-Rcpt-Args), LF line ends, dot-stuffing undone.
+class SmtpSink {
+ public:
+  explicit SmtpSink(const fs::path& workdir) : dir_(workdir / "sink"), port_(freePort()) {
+    fs::create_directory(dir_);
+    // smtp-sink writes as nobody: the mkdtemp parent is 0700.
+    ::chmod(workdir.c_str(), 0755);
+    ::chmod(dir_.c_str(), 0777);
+    std::vector<std::string> args = {"/usr/sbin/smtp-sink",
+                                     "-u",
+                                     "nobody",
+                                     "-d",
+                                     (dir_ / "%M.").string(),
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "100"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    for (int i = 0; i < 500 && !portOpen(port_); ++i) std::this_thread::sleep_for(10ms);
+  }
+  SmtpSink(const SmtpSink&) = delete;
+  SmtpSink& operator=(const SmtpSink&) = delete;
+  ~SmtpSink() { stopChild(pid_); }
+
+  bool running() const { return pid_ > 0 && portOpen(port_); }
+  std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
+
+  // The dumps once `count` have arrived (5 s at most).
+  std::vector<std::string> waitFor(std::size_t count) const {
+    std::vector<std::string> out;
+    for (int i = 0; i < 500; ++i) {
+      out.clear();
+      for (const auto& e : fs::directory_iterator(dir_)) out.push_back(readFile(e.path()));
+      if (out.size() >= count) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    return out;
+  }
+
+ private:
+  fs::path dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+bool canRunSink() { return ::geteuid() == 0 && ::access("/usr/sbin/smtp-sink", X_OK) == 0; }
+
+std::string lfLines(std::string s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') continue;
+    out += s[i];
+  }
+  return out;
+}
+
+std::string builtMessage(const std::string& subject, const std::string& body) {
+  Mail m = sampleMail();
+  m.subject = subject;
+  m.body = body;
+  return buildMessage(m, "")->data;
+}
+
+// ---- submit: SMTP ----------------------------------------------------------------
+
+TEST(NotifySubmit, SmtpDeliversWithNullSenderToEveryRecipient) {
+  if (!canRunSink()) GTEST_SKIP() << "smtp-sink needs root (-u nobody)";
+  TempDir tmp;
+  SmtpSink sink(tmp.path());
+  ASSERT_TRUE(sink.running());
+  const std::string message = builtMessage(kJapaneseSubject, kJapaneseBody);
+  SubmitSettings s;
+  s.smtpUrl = sink.url();
+  std::string error;
+  ASSERT_TRUE(submit(s, {"admin@example.jp", "<>", "", "<security@example.jp>"}, message, &error)) << error;
+  const auto dumps = sink.waitFor(1);
+  ASSERT_EQ(dumps.size(), 1u);
+  const std::string& d = dumps[0];
+  EXPECT_NE(d.find("X-Mail-Args: <>\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("X-Rcpt-Args: <admin@example.jp>\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("X-Rcpt-Args: <security@example.jp>\n"), std::string::npos) << d;
+  EXPECT_EQ(d.find("X-Rcpt-Args: <>"), std::string::npos) << d;
+  EXPECT_NE(d.find(lfLines(message)), std::string::npos) << d;
+}
+
+TEST(NotifySubmit, SmtpDotLinesAndExplicitEnvelopeSender) {
+  if (!canRunSink()) GTEST_SKIP() << "smtp-sink needs root (-u nobody)";
+  TempDir tmp;
+  SmtpSink sink(tmp.path());
+  ASSERT_TRUE(sink.running());
+  // A line of "." would end DATA early if libcurl did not dot-stuff it.
+  const std::string message = builtMessage("Digest", "first\n.\n..two dots\nlast\n");
+  SubmitSettings s;
+  s.smtpUrl = sink.url();
+  s.envelopeFrom = "bounces@example.jp";
+  std::string error;
+  ASSERT_TRUE(submit(s, {"admin@example.jp"}, message, &error)) << error;
+  const auto dumps = sink.waitFor(1);
+  ASSERT_EQ(dumps.size(), 1u);
+  EXPECT_NE(dumps[0].find("X-Mail-Args: <bounces@example.jp>\n"), std::string::npos) << dumps[0];
+  EXPECT_NE(dumps[0].find("\n\nfirst\n.\n..two dots\nlast\n"), std::string::npos) << dumps[0];
+}
+
+TEST(NotifySubmit, SmtpTimesOutOnServerThatNeverGreets) {
+  // Listening, so the kernel completes the handshake, but never accepted:
+  // no 220 banner ever comes.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 8), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  SubmitSettings s;
+  s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  s.timeout = 1000ms;
+  std::string error;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_LT(elapsed, 2000ms);
+  EXPECT_GE(elapsed, 900ms);
+  EXPECT_NE(error.find("smtp: "), std::string::npos) << error;
+}
+
+TEST(NotifySubmit, SmtpConnectionRefusedFails) {
+  SubmitSettings s;
+  s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(freePort());
+  std::string error;
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_FALSE(error.empty());
+}
+
+TEST(NotifySubmit, RefusesBeforeAnyConnection) {
+  struct Case {
+    const char* label;
+    std::string method, url;
+    std::vector<std::string> to;
+    std::string envelopeFrom;
+    std::string want;
+  };
+  // The URL points nowhere: a case that tried to connect would fail with a
+  // connection error instead of the expected one.
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const Case cases[] = {
+      {"only null recipients", "smtp", nowhere, {"", "<>", " <> "}, "", "no recipient"},
+      {"no recipients", "smtp", nowhere, {}, "", "no recipient"},
+      {"no recipients, sendmail", "sendmail", nowhere, {"<>"}, "", "no recipient"},
+      {"CRLF in recipient", "smtp", nowhere, {"a@example.jp>\r\nDATA"}, "", "invalid address"},
+      {"space in recipient", "smtp", nowhere, {"a b@example.jp"}, "", "invalid address"},
+      {"CRLF in envelope sender", "smtp", nowhere, {"a@example.jp"}, "x@example.jp\r\nRSET", "envelope sender"},
+      {"not an SMTP URL", "smtp", "http://127.0.0.1/", {"a@example.jp"}, "", "smtp://"},
+      {"unknown method", "lmtp", nowhere, {"a@example.jp"}, "", "unknown submit method"},
+  };
+  for (const auto& c : cases) {
+    SubmitSettings s;
+    s.method = c.method;
+    s.smtpUrl = c.url;
+    s.envelopeFrom = c.envelopeFrom;
+    std::string error;
+    EXPECT_FALSE(submit(s, c.to, "Subject: x\r\n\r\ny\r\n", &error)) << c.label;
+    EXPECT_NE(error.find(c.want), std::string::npos) << c.label << ": " << error;
+  }
+}
+
+// ---- submit: sendmail --------------------------------------------------------------
+
+fs::path writeScript(const fs::path& dir, const std::string& body) {
+  const fs::path p = dir / "sendmail";
+  writeFile(p, "#!/bin/sh\n" + body);
+  ::chmod(p.c_str(), 0755);
+  return p;
+}
+
+TEST(NotifySubmit, SendmailGetsArgumentsAndMessage) {
+  TempDir tmp;
+  SubmitSettings s;
+  s.method = "sendmail";
+  s.sendmailPath = writeScript(tmp.path(),
+                               "d=$(dirname \"$0\")\n"
+                               "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$d/args\"\n"
+                               "cat > \"$d/stdin\"\n")
+                       .string();
+  // Big enough to need several writes into the socket.
+  std::string body;
+  for (int i = 0; i < 20000; ++i) body += kJapaneseSubject + "\n";
+  const std::string message = builtMessage(kJapaneseSubject, body);
+  std::string error;
+  ASSERT_TRUE(submit(s, {"admin@example.jp", "<>", "-oQ/tmp@example.jp"}, message, &error)) << error;
+  EXPECT_EQ(readFile(tmp.path() / "args"), "-i\n-f\n<>\n--\nadmin@example.jp\n-oQ/tmp@example.jp\n");
+  EXPECT_EQ(readFile(tmp.path() / "stdin"), message);
+
+  s.envelopeFrom = "<bounces@example.jp>";
+  ASSERT_TRUE(submit(s, {"admin@example.jp"}, message, &error)) << error;
+  EXPECT_EQ(readFile(tmp.path() / "args"), "-i\n-f\nbounces@example.jp\n--\nadmin@example.jp\n");
+}
+
+TEST(NotifySubmit, SendmailFailureReportsStatusAndStderr) {
+  TempDir tmp;
+  SubmitSettings s;
+  s.method = "sendmail";
+  s.sendmailPath = writeScript(tmp.path(), "echo 'sendmail: fatal: queue file write error' >&2\nexit 75\n").string();
+  std::string error;
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_NE(error.find("exit status 75"), std::string::npos) << error;
+  EXPECT_NE(error.find("queue file write error"), std::string::npos) << error;
+
+  s.sendmailPath = (tmp.path() / "missing").string();
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_NE(error.find("not an executable"), std::string::npos) << error;
+}
+
+bool processGone(pid_t pid) {
+  // Gone, or a zombie waiting for a container's init to reap it.
+  const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return true;
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && stat.compare(close + 2, 1, "Z") == 0;
+}
+
+TEST(NotifySubmit, SendmailTimeoutKillsItsProcessGroup) {
+  TempDir tmp;
+  SubmitSettings s;
+  s.method = "sendmail";
+  s.timeout = 500ms;
+  // A helper in the background, like postdrop, must die with it.
+  s.sendmailPath = writeScript(tmp.path(), "sleep 30 &\necho $! > \"$(dirname \"$0\")/helper\"\nwait\n").string();
+  std::string error;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+  EXPECT_NE(error.find("timed out"), std::string::npos) << error;
+  const std::string helper = readFile(tmp.path() / "helper");
+  ASSERT_FALSE(helper.empty());
+  const pid_t helperPid = std::stoi(helper);
+  for (int i = 0; i < 100 && !processGone(helperPid); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(processGone(helperPid));
+  if (!processGone(helperPid)) ::kill(helperPid, SIGKILL);
+}
+
+}  // namespace
+}  // namespace sekimori::notify

@@ -1,0 +1,147 @@
+#include "milters/antivirus/av_policy.h"
+
+#include <gtest/gtest.h>
+
+namespace sekimori::antivirus {
+namespace {
+
+using policy::Direction;
+using Kind = Decision::Kind;
+using Status = ScanResult::Status;
+
+ScanResult result(Status s, std::string name = "") {
+  ScanResult r;
+  r.status = s;
+  r.name = std::move(name);
+  return r;
+}
+
+PartFinding part(std::vector<int> path, bool attachment, Status s, std::string name = "", std::string file = "") {
+  PartFinding p;
+  p.path = std::move(path);
+  p.attachment = attachment;
+  p.result = result(s, std::move(name));
+  p.filename = std::move(file);
+  return p;
+}
+
+Findings infectedAttachment() {
+  Findings f;
+  f.whole = result(Status::Infected, "Eicar-Signature");
+  f.parts = {part({0}, false, Status::Clean), part({1}, true, Status::Infected, "Eicar-Signature", "eicar.com")};
+  return f;
+}
+
+TEST(AvDecide, CleanIsDeliveredAndMarkedClean) {
+  Findings f;
+  f.whole = result(Status::Clean);
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Kind::Deliver);
+  EXPECT_EQ(d.status, "clean");
+  EXPECT_FALSE(d.infected);
+}
+
+TEST(AvDecide, OutboundVirusIsRejectedWithItsName) {
+  const auto d = decide({}, {}, Direction::Outbound, infectedAttachment());
+  EXPECT_EQ(d.kind, Kind::Reject);
+  EXPECT_EQ(d.reply.str(), "554 5.7.1 Virus found: Eicar-Signature");
+  EXPECT_TRUE(d.infected);
+  EXPECT_EQ(decide({}, {}, Direction::Internal, infectedAttachment()).kind, Kind::Reject);
+}
+
+TEST(AvDecide, InboundInfectedAttachmentIsRemoved) {
+  const auto d = decide({}, {}, Direction::Inbound, infectedAttachment());
+  ASSERT_EQ(d.kind, Kind::RemoveParts);
+  ASSERT_EQ(d.remove.size(), 1u);
+  EXPECT_EQ(d.remove[0].filename, "eicar.com");
+  EXPECT_EQ(d.status, "removed: Eicar-Signature");
+  EXPECT_TRUE(d.infected);
+}
+
+TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
+  Findings body;
+  body.whole = result(Status::Infected, "Eicar-Signature");
+  body.parts = {part({0}, false, Status::Infected, "Eicar-Signature")};
+  EXPECT_EQ(decide({}, {}, Direction::Inbound, body).kind, Kind::Reject);
+  // Found only in the whole message, in no part alone.
+  Findings whole;
+  whole.whole = result(Status::Infected, "Eicar-Signature");
+  whole.parts = {part({0}, false, Status::Clean), part({1}, true, Status::Clean)};
+  EXPECT_EQ(decide({}, {}, Direction::Inbound, whole).kind, Kind::Reject);
+  // A single-part message that is the attachment.
+  Findings single;
+  single.whole = result(Status::Infected, "Eicar-Signature");
+  single.parts = {part({}, true, Status::Infected, "Eicar-Signature")};
+  EXPECT_EQ(decide({}, {}, Direction::Inbound, single).kind, Kind::Reject);
+  // A part that failed to scan: removal would not be sure.
+  Findings failed = infectedAttachment();
+  failed.parts.push_back(part({2}, true, Status::Error));
+  EXPECT_EQ(decide({}, {}, Direction::Inbound, failed).kind, Kind::Reject);
+  ActionConfig discard;
+  discard.inboundBody = InfectedAction::Discard;
+  EXPECT_EQ(decide(discard, {}, Direction::Inbound, body).kind, Kind::Discard);
+}
+
+TEST(AvDecide, LimitsExceededIsAVirusByDefault) {
+  Findings f;
+  f.whole = result(Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxRecursion");
+  const auto d = decide({}, {}, Direction::Outbound, f);
+  EXPECT_EQ(d.kind, Kind::Reject);
+  EXPECT_EQ(d.reply.str(), "554 5.7.1 Virus found: Heuristics.Limits.Exceeded.MaxRecursion");
+  ActionConfig deliver;
+  deliver.limitsExceeded = LimitsAction::Deliver;
+  const auto d2 = decide(deliver, {}, Direction::Outbound, f);
+  EXPECT_EQ(d2.kind, Kind::Deliver);
+  EXPECT_EQ(d2.status, "unscanned: limits exceeded");
+}
+
+TEST(AvDecide, EncryptedIsMarkedOrRejected) {
+  Findings f;
+  f.whole = result(Status::Encrypted, "Heuristics.Encrypted.Zip");
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Kind::Deliver);
+  EXPECT_EQ(d.status, "unscanned: encrypted");
+  EXPECT_FALSE(d.infected);
+  ActionConfig reject;
+  reject.encrypted = EncryptedAction::Reject;
+  EXPECT_EQ(decide(reject, {}, Direction::Inbound, f).reply.str(), "554 5.7.1 Encrypted content cannot be scanned");
+}
+
+TEST(AvDecide, ScanFailureTempfailsByDefault) {
+  Findings f;
+  f.whole = result(Status::Error);
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Kind::Tempfail);
+  EXPECT_EQ(d.reply.str(), "451 4.3.0 Virus scan failed, try again later");
+  ActionConfig accept;
+  accept.scanFailure = FailureAction::Accept;
+  EXPECT_EQ(decide(accept, {}, Direction::Inbound, f).status, "unscanned: scan failed");
+}
+
+TEST(AvDecide, HtmlScriptIsMarkedOrRejected) {
+  Findings f;
+  f.whole = result(Status::Clean);
+  f.htmlScript = true;
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Kind::Deliver);
+  EXPECT_EQ(d.status, "clean; suspicious: Heuristics.HTML.Script");
+  ActionConfig reject;
+  reject.htmlScript = HtmlScriptAction::Reject;
+  EXPECT_EQ(decide(reject, {}, Direction::Inbound, f).kind, Kind::Reject);
+}
+
+TEST(AvHtml, FindsActiveContent) {
+  EXPECT_TRUE(hasActiveHtml("<p>hi</p><SCRIPT>alert(1)</script>"));
+  EXPECT_TRUE(hasActiveHtml("<object data=x CLASSID=\"clsid:1234\"></object>"));
+  EXPECT_TRUE(hasActiveHtml("<embed src=x.swf>"));
+  EXPECT_TRUE(hasActiveHtml("<applet code=x>"));
+  EXPECT_TRUE(hasActiveHtml("<img src=x onerror=\"go()\">"));
+  EXPECT_TRUE(hasActiveHtml("<body\nonLoad = 'go()'>"));
+  EXPECT_FALSE(hasActiveHtml("<p>Turn the light on = off? Read about onions.</p>"));
+  EXPECT_FALSE(hasActiveHtml("<object data=movie.mp4></object>"));
+  EXPECT_FALSE(hasActiveHtml("<p>javascript is a word</p>"));
+  EXPECT_FALSE(hasActiveHtml(""));
+}
+
+}  // namespace
+}  // namespace sekimori::antivirus

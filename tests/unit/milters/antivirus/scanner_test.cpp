@@ -1,0 +1,404 @@
+// tests/unit/milters/antivirus/scanner_test.cpp — ScannerPool against a real
+// libclamav with a tiny generated database (EICAR as an .ndb body signature),
+// real worker processes, and the fault-injection hooks (SEKIMORI_TEST_HOOKS).
+#include "milters/antivirus/scanner.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sekimori::antivirus {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using Status = ScanResult::Status;
+
+const std::string kEicar = R"(X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*)";
+constexpr const char* kEicarSig = "Sekimori.Test.EICAR";
+
+std::string hex(std::string_view s) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+std::string ndbLine(const std::string& name, std::string_view body) { return name + ":0:*:" + hex(body) + "\n"; }
+
+void writeFile(const fs::path& p, std::string_view data) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << data;
+  ASSERT_TRUE(f.good()) << p;
+}
+
+// A private temp directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/sekimori-scanner-test.XXXXXX";
+    const char* p = mkdtemp(tmpl);
+    if (p != nullptr) path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+
+ScanResult scanPath(ScannerPool& pool, const fs::path& p) {
+  const int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ScanResult{};
+  // Leave the offset at the end, as the milter's memfd does: the worker must
+  // read from offset 0 regardless.
+  lseek(fd, 0, SEEK_END);
+  ScanResult r = pool.scan(fd);
+  close(fd);
+  return r;
+}
+
+class ScannerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(tmp_.path().empty());
+    db_ = tmp_.path() / "db";
+    data_ = tmp_.path() / "data";
+    fs::create_directories(db_);
+    fs::create_directories(data_);
+    writeFile(db_ / "sekimori-test.ndb", ndbLine(kEicarSig, kEicar));
+    writeFile(data_ / "eicar.com", kEicar);
+    writeFile(data_ / "clean.txt", "Hello, this is an ordinary message body.\nNothing to see here.\n");
+    options_.engine.databaseDir = db_.string();
+    options_.workers = 2;
+    options_.scanTimeout = std::chrono::seconds(10);
+    options_.runDir = (tmp_.path() / "run").string();
+  }
+
+  void startPool() {
+    std::string why;
+    const auto t0 = Clock::now();
+    ASSERT_TRUE(pool_.start(options_, &why)) << why;
+    startMs_ = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  }
+
+  fs::path file(const std::string& name) const { return data_ / name; }
+
+  TempDir tmp_;
+  fs::path db_, data_;
+  ScannerOptions options_;
+  ScannerPool pool_;
+  long long startMs_ = 0;
+};
+
+TEST_F(ScannerTest, CleanAndInfectedAndArchives) {
+  // Archives made with the real tools, as mail attachments would be.
+  ASSERT_EQ(sh("cd " + data_.string() + " && zip -q eicar.zip eicar.com"), 0);
+  ASSERT_EQ(sh("cd " + data_.string() + " && zip -q -P secret encrypted.zip clean.txt"), 0);
+  ASSERT_EQ(sh("cd " + data_.string() + " && lha aq eicar.lzh eicar.com"), 0) << "lha (jlha-utils) missing?";
+  startPool();
+  std::cout << "[ timing   ] start() with the test database: " << startMs_ << " ms\n";
+
+  struct Case {
+    const char* label;
+    const char* file;
+    Status status;
+    const char* namePrefix;
+  } cases[] = {
+      {"clean text", "clean.txt", Status::Clean, ""},
+      {"EICAR plain", "eicar.com", Status::Infected, kEicarSig},
+      {"EICAR in a zip", "eicar.zip", Status::Infected, kEicarSig},
+      {"encrypted zip", "encrypted.zip", Status::Encrypted, "Heuristics.Encrypted"},
+      {"EICAR in an LZH archive", "eicar.lzh", Status::Infected, kEicarSig},
+  };
+  for (const auto& c : cases) {
+    const auto t0 = Clock::now();
+    const ScanResult r = scanPath(pool_, file(c.file));
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+    std::cout << "[ timing   ] " << c.label << ": " << us << " us -> " << toString(r.status) << " " << r.name
+              << "\n";
+    EXPECT_EQ(r.status, c.status) << c.label << ": " << toString(r.status) << " " << r.name << " " << r.error;
+    EXPECT_TRUE(r.name.starts_with(c.namePrefix)) << c.label << ": " << r.name;
+    EXPECT_TRUE(r.versions.starts_with(ScannerPool::libraryVersion() + "/")) << c.label << ": " << r.versions;
+  }
+}
+
+// Zips nested `depth` deep (EICAR inside level 1, level 1 inside level 2...).
+fs::path nestedZip(const fs::path& dir, int depth) {
+  const fs::path work = dir / ("nest" + std::to_string(depth));
+  fs::create_directories(work);
+  // Padded so that zip deflates it: stored, the EICAR bytes would show
+  // through every level and match without any unpacking.
+  std::string payload = kEicar + "\n";
+  for (int i = 0; i < 200; ++i) payload += "padding line so that deflate compresses this file\n";
+  writeFile(work / "payload.txt", payload);
+  std::string inner = "payload.txt";
+  for (int level = 1; level <= depth; ++level) {
+    const std::string outer = "l" + std::to_string(level) + ".zip";
+    if (sh("cd " + work.string() + " && zip -q " + outer + " " + inner) != 0) return {};
+    inner = outer;
+  }
+  return work / inner;
+}
+
+TEST_F(ScannerTest, NestedArchivesUpToTheRecursionLimit) {
+  ASSERT_EQ(options_.engine.limits.maxRecursion, 8u);
+  const fs::path eight = nestedZip(data_, 8);
+  const fs::path nine = nestedZip(data_, 9);
+  ASSERT_FALSE(eight.empty());
+  ASSERT_FALSE(nine.empty());
+  startPool();
+
+  const ScanResult r8 = scanPath(pool_, eight);
+  EXPECT_EQ(r8.status, Status::Infected) << toString(r8.status) << " " << r8.name << " " << r8.error;
+  EXPECT_TRUE(r8.name.starts_with(kEicarSig)) << r8.name;
+
+  // One level deeper than scanned: never clean, a verdict of its own.
+  const ScanResult r9 = scanPath(pool_, nine);
+  EXPECT_NE(r9.status, Status::Clean);
+  EXPECT_EQ(r9.status, Status::LimitsExceeded) << toString(r9.status) << " " << r9.name << " " << r9.error;
+  EXPECT_EQ(r9.name, "Heuristics.Limits.Exceeded.MaxRecursion");
+}
+
+TEST_F(ScannerTest, EmptyDatabaseDirectoryFailsStartNamingIt) {
+  fs::remove(db_ / "sekimori-test.ndb");
+  std::string why;
+  EXPECT_FALSE(pool_.start(options_, &why));
+  EXPECT_NE(why.find(db_.string()), std::string::npos) << why;
+  std::cout << "[ message  ] " << why << "\n";
+  // Nothing left behind: a later scan is an error, not a hang.
+  EXPECT_EQ(pool_.scan(0).status, Status::Error);
+}
+
+TEST_F(ScannerTest, MissingDatabaseDirectoryFailsStartNamingIt) {
+  options_.engine.databaseDir = (tmp_.path() / "nonexistent").string();
+  std::string why;
+  EXPECT_FALSE(pool_.start(options_, &why));
+  EXPECT_NE(why.find(options_.engine.databaseDir), std::string::npos) << why;
+}
+
+TEST_F(ScannerTest, StopRemovesTheSocketDirectoryItCreated) {
+  startPool();
+  EXPECT_TRUE(fs::exists(fs::path(options_.runDir) / "scan.sock"));
+  EXPECT_EQ(fs::status(options_.runDir).permissions() & fs::perms::all, fs::perms::owner_all);
+  pool_.stop();
+  EXPECT_FALSE(fs::exists(options_.runDir));
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Error);
+}
+
+#ifdef SEKIMORI_TEST_HOOKS
+// Sets SEKIMORI_FAULT_INJECTION=1 for the workers forked while it lives.
+class FaultInjection {
+ public:
+  FaultInjection() { setenv("SEKIMORI_FAULT_INJECTION", "1", 1); }
+  ~FaultInjection() { unsetenv("SEKIMORI_FAULT_INJECTION"); }
+};
+
+TEST_F(ScannerTest, CrashedWorkerCostsOneScanAndIsReplaced) {
+  FaultInjection fi;
+  options_.workers = 1;  // the next scan must be served by the replacement
+  writeFile(file("crash.txt"), "a message with SEKIMORI-TEST-CRASH inside\n");
+  startPool();
+  const ScanResult r = scanPath(pool_, file("crash.txt"));
+  EXPECT_EQ(r.status, Status::Error);
+  EXPECT_EQ(r.error, "scanner worker died during the scan");
+  EXPECT_TRUE(r.versions.empty());
+  for (int i = 0; i < 3; ++i) {
+    const ScanResult next = scanPath(pool_, file("eicar.com"));
+    EXPECT_EQ(next.status, Status::Infected) << next.error;
+  }
+}
+
+TEST_F(ScannerTest, HungWorkerIsKilledByItsWatchdog) {
+  FaultInjection fi;
+  options_.workers = 1;
+  options_.scanTimeout = milliseconds(1000);
+  writeFile(file("hang.txt"), "a message with SEKIMORI-TEST-HANG inside\n");
+  startPool();
+  const auto t0 = Clock::now();
+  const ScanResult r = scanPath(pool_, file("hang.txt"));
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::cout << "[ timing   ] hung scan returned after " << ms << " ms: " << r.error << "\n";
+  EXPECT_EQ(r.status, Status::Error);
+  EXPECT_LT(ms, 3500);
+  const ScanResult next = scanPath(pool_, file("clean.txt"));
+  EXPECT_EQ(next.status, Status::Clean) << next.error;
+}
+#endif
+
+TEST_F(ScannerTest, ReloadPicksUpANewSignatureWithoutFailingScans) {
+  options_.dbCheckInterval = std::chrono::hours(1);  // only reload() triggers the check
+  const std::string marker = "SEKIMORI-NEW-SIG-TEST";
+  writeFile(file("new.txt"), "payload " + marker + " end\n");
+  startPool();
+  ASSERT_EQ(scanPath(pool_, file("new.txt")).status, Status::Clean);
+
+  // Scans keep running through the reload; none may fail.
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0}, wrong{0}, total{0};
+  std::thread background([&] {
+    while (!done) {
+      const ScanResult c = scanPath(pool_, file("clean.txt"));
+      const ScanResult e = scanPath(pool_, file("eicar.com"));
+      if (c.status == Status::Error || e.status == Status::Error) ++errors;
+      if (c.status != Status::Clean && c.status != Status::Error) ++wrong;
+      if (e.status != Status::Infected && e.status != Status::Error) ++wrong;
+      total += 2;
+    }
+  });
+
+  // A broken file first: the old engine stays, scans go on.
+  writeFile(db_ / "broken.ndb", "this is not a signature\n");
+  pool_.reload();
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(scanPath(pool_, file("eicar.com")).status, Status::Infected);
+  fs::remove(db_ / "broken.ndb");
+
+  writeFile(db_ / "new.ndb", ndbLine("Sekimori.Test.NewSig", marker));
+  const auto t0 = Clock::now();
+  pool_.reload();
+  ScanResult r;
+  while (Clock::now() - t0 < std::chrono::seconds(5)) {
+    r = scanPath(pool_, file("new.txt"));
+    if (r.status != Status::Clean) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::this_thread::sleep_for(milliseconds(200));
+  done = true;
+  background.join();
+  std::cout << "[ timing   ] new signature live after " << ms << " ms; " << total << " scans during reloads\n";
+  EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
+  // libclamav marks signatures from outside its official databases.
+  EXPECT_EQ(r.name, "Sekimori.Test.NewSig.UNOFFICIAL");
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(total.load(), 0);
+}
+
+TEST_F(ScannerTest, PeriodicCheckPicksUpANewSignature) {
+  options_.dbCheckInterval = milliseconds(200);
+  writeFile(file("new.txt"), "payload SEKIMORI-NEW-SIG-TEST end\n");
+  startPool();
+  ASSERT_EQ(scanPath(pool_, file("new.txt")).status, Status::Clean);
+  writeFile(db_ / "new.ndb", ndbLine("Sekimori.Test.NewSig", "SEKIMORI-NEW-SIG-TEST"));
+  ScanResult r;
+  const auto t0 = Clock::now();
+  while (Clock::now() - t0 < std::chrono::seconds(5)) {
+    r = scanPath(pool_, file("new.txt"));
+    if (r.status != Status::Clean) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_EQ(r.status, Status::Infected) << r.error;
+}
+
+// The milter starts the pool, then daemonises (forks, the parent exits): the
+// supervisor is no child of the process that scans and stops it.
+TEST_F(ScannerTest, WorksAndStopsAfterTheMilterDaemonises) {
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t milter = fork();
+  ASSERT_GE(milter, 0);
+  if (milter == 0) {
+    close(report[0]);
+    ScannerPool pool;
+    std::string why;
+    if (!pool.start(options_, &why)) _exit(2);
+    const pid_t daemon = fork();
+    if (daemon != 0) _exit(daemon > 0 ? 0 : 3);  // the "parent exits" of daemonize()
+    const bool infected = scanPath(pool, file("eicar.com")).status == Status::Infected;
+    const auto t0 = Clock::now();
+    pool.stop();
+    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+    const std::string line = std::string(infected ? "infected " : "wrong ") + std::to_string(ms) + "\n";
+    (void)!write(report[1], line.data(), line.size());
+    _exit(0);
+  }
+  close(report[1]);
+  int st = 0;
+  ASSERT_EQ(waitpid(milter, &st, 0), milter);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  std::string line;
+  char buf[64];
+  ssize_t n;
+  while ((n = read(report[0], buf, sizeof buf)) > 0) line.append(buf, static_cast<std::size_t>(n));
+  close(report[0]);
+  std::cout << "[ observed ] daemonised: " << line;
+  ASSERT_TRUE(line.starts_with("infected ")) << line;
+  EXPECT_LT(std::stoi(line.substr(9)), 3000) << "stop() did not see the supervisor go";
+  EXPECT_FALSE(fs::exists(options_.runDir));
+}
+
+TEST_F(ScannerTest, ConcurrentScansFromFourThreads) {
+  ASSERT_EQ(sh("cd " + data_.string() + " && zip -q eicar.zip eicar.com"), 0);
+  startPool();
+  struct Job {
+    const char* file;
+    Status status;
+  };
+  const Job jobs[] = {{"clean.txt", Status::Clean}, {"eicar.com", Status::Infected}, {"eicar.zip", Status::Infected}};
+  std::atomic<int> right{0};
+  std::vector<std::string> failures[4];
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        const Job& j = jobs[(t + i) % 3];
+        const ScanResult r = scanPath(pool_, file(j.file));
+        if (r.status == j.status) {
+          ++right;
+        } else {
+          failures[t].push_back(std::string(j.file) + ": " + std::string(toString(r.status)) + " " + r.error);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::cout << "[ timing   ] 80 scans on 4 threads, 2 workers: " << ms << " ms\n";
+  EXPECT_EQ(right.load(), 80);
+  for (const auto& f : failures) {
+    for (const auto& line : f) ADD_FAILURE() << line;
+  }
+}
+
+TEST(ScannerStatus, Names) {
+  EXPECT_EQ(toString(Status::Clean), "clean");
+  EXPECT_EQ(toString(Status::Infected), "infected");
+  EXPECT_EQ(toString(Status::LimitsExceeded), "limits-exceeded");
+  EXPECT_EQ(toString(Status::Encrypted), "encrypted");
+  EXPECT_EQ(toString(Status::Error), "error");
+}
+
+TEST(ScannerVersion, IsAtLeastOneFour) {
+  int major = 0, minor = 0;
+  ASSERT_EQ(std::sscanf(ScannerPool::libraryVersion().c_str(), "%d.%d", &major, &minor), 2);
+  EXPECT_TRUE(major > 1 || (major == 1 && minor >= 4)) << ScannerPool::libraryVersion();
+}
+
+}  // namespace
+}  // namespace sekimori::antivirus
