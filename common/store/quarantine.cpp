@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <random>
 
 #include "common/util/strings.h"
@@ -51,9 +52,17 @@ bool Quarantine::prepare(std::string* error) const {
     *error = "quarantine directory must be an absolute path: '" + dir_ + "'";
     return false;
   }
-  if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-    *error = errnoText("cannot create quarantine directory " + dir_);
-    return false;
+  struct stat existing {};
+  if (stat(dir_.c_str(), &existing) != 0) {
+    // Parents as mkdir -p would make them; the quarantine itself 0700.
+    std::error_code ec;
+    const auto parent = std::filesystem::path(dir_).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec || (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)) {
+      *error = ec ? "cannot create " + parent.string() + ": " + ec.message()
+                  : errnoText("cannot create quarantine directory " + dir_);
+      return false;
+    }
   }
   struct stat st {};
   if (stat(dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

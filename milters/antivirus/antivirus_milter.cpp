@@ -105,8 +105,9 @@ const Option<std::string> kNotifyMethod{"notify.method", "smtp",
                                         Scope::Global, {"smtp", "sendmail"}};
 const Option<std::string> kNotifyUrl{"notify.smtp_url", "smtp://127.0.0.1:25", "SMTP relay for warnings."};
 const Option<std::string> kNotifySendmail{"notify.sendmail_path", "/usr/sbin/sendmail", "sendmail program."};
-const Option<std::string> kNotifyTemplates{"notify.template_dir", SEKIMORI_SYSCONFDIR,
-                                           "Directory of antivirus-warning.LANGUAGE.txt templates."};
+const Option<std::string> kNotifyTemplates{"notify.template_dir", "",
+                                           "Directory of the antivirus-warning.LANGUAGE.txt templates. Empty: the "
+                                           "directory of this conf file (where they are installed)."};
 const Option<std::string> kNotifyLanguage{"notify.language", "ja", "Template language: ja or en.", Scope::Global,
                                           {"ja", "en"}};
 const Option<Duration> kNotifyTimeout{"notify.timeout", Duration{std::chrono::seconds(10)},
@@ -373,6 +374,10 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   n.smtpUrl = v.get(kNotifyUrl);
   n.sendmailPath = v.get(kNotifySendmail);
   n.templateDir = v.get(kNotifyTemplates);
+  if (n.templateDir.empty()) {
+    const auto slash = v.file().rfind('/');
+    n.templateDir = slash == std::string::npos ? "." : v.file().substr(0, slash == 0 ? 1 : slash);
+  }
   n.language = v.get(kNotifyLanguage);
   n.timeout = v.get(kNotifyTimeout).value;
   for (const std::string* addr : {&n.admin, &n.from}) {
@@ -381,8 +386,11 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     }
   }
   std::string why;
-  if (!notify::parseTemplate(readFile(n.templateDir + "/antivirus-warning." + n.language + ".txt"), &why)) {
-    error(kNotifyTemplates.key, "template " + n.templateDir + "/antivirus-warning." + n.language + ".txt: " + why);
+  const std::string tpl = n.templateDir + "/antivirus-warning." + n.language + ".txt";
+  if (access(tpl.c_str(), R_OK) != 0) {
+    error(kNotifyTemplates.key, "cannot read template " + tpl + ": " + std::strerror(errno));
+  } else if (!notify::parseTemplate(readFile(tpl), &why)) {
+    error(kNotifyTemplates.key, "template " + tpl + ": " + why);
   }
 
   cfg->quarantineDir = v.get(kQuarantineDir);
@@ -484,6 +492,13 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     f.whole.name = "Heuristics.Limits.Exceeded.MaxScanSize";
   } else {
     f.whole = scanSpool(*pool_, *m.spool);
+  }
+  // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never "clean".
+  if (f.whole.status == ScanResult::Status::Clean &&
+      (m.topType == "multipart/encrypted" || m.topType == "application/pkcs7-mime" ||
+       m.topType == "application/x-pkcs7-mime" || m.topType == "application/pgp-encrypted")) {
+    f.whole.status = ScanResult::Status::Encrypted;
+    f.whole.name = "Heuristics.Encrypted.Mail";
   }
   const bool structured = util::istartsWith(m.topType, "multipart/") || m.topType == "text/html";
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
