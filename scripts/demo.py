@@ -44,6 +44,27 @@ socket = {ctl}
 """
 
 
+AV_CONF = """\
+# The demo's sekimori-antivirus.conf: a test signature database made here
+# (the EICAR test string), warnings off, quarantine in the demo's directory.
+[milter]
+log_level = info
+[policy]
+local_domains = example.net
+internal_networks = 10.0.0.0/8
+[engine]
+database_dir = {db}
+workers = 2
+[notify]
+enabled = no
+template_dir = {templates}
+[quarantine]
+dir = {quarantine}
+"""
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
 def zip_bomb():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -68,6 +89,14 @@ def main():
     ctl_dir = tempfile.mkdtemp(prefix="sekimori-demo-ctl-")
     milter = harness.Milter("sizelimit", CONF)
     rate = harness.Milter("ratelimit", RATE_CONF.format(ctl=os.path.join(ctl_dir, "ratelimit.ctl")))
+    db = os.path.join(ctl_dir, "db")
+    os.makedirs(db)
+    with open(os.path.join(db, "demo.ndb"), "w") as f:
+        f.write("Demo.EICAR:0:*:%s\n" % EICAR.hex())
+    av = harness.Milter("antivirus", AV_CONF.format(
+        db=db, quarantine=os.path.join(ctl_dir, "quarantine"),
+        templates=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")))
+    eicar_zip = (lambda b: (zipfile.ZipFile(b, "w").writestr("eicar.com", EICAR), b.getvalue())[1])(io.BytesIO())
     list_mail = harness.make_message(to="list@example.net", msgid="<loop-%s@example.org>" % os.urandom(4).hex())
     big = ("0123456789" * 10 + "\r\n") * 15000  # ~1.5 MB
     samples = [
@@ -91,11 +120,14 @@ def main():
               to=["r%d@remote.example" % i for i in range(4)])),
         ("to list@example.net", dict(data=list_mail, to="list@example.net")),
         ("same Message-ID to list@example.net again", dict(data=list_mail, to="list@example.net")),
+        ("inbound, virus in a zip attachment", dict(data=attachment_message(eicar_zip, "invoice.zip"))),
+        ("outbound from 10.1.2.3, virus in a zip attachment",
+         dict(data=attachment_message(eicar_zip, "invoice.zip"), to="friend@remote.example", xclient="ADDR=10.1.2.3")),
     ]
-    print("Starting a private Postfix on 127.0.0.1 with sekimori-sizelimit and sekimori-ratelimit in front ...")
-    with harness.Site([milter, rate], name="demo") as site:
-        print("Postfix smtpd on 127.0.0.1:%d, milters on %s and %s, sink on 127.0.0.1:%d\n"
-              % (site.port, milter.socket_spec, rate.socket_spec, site.sink.port))
+    print("Starting a private Postfix on 127.0.0.1 with sekimori-sizelimit, -ratelimit and -antivirus in front ...")
+    with harness.Site([milter, rate, av], name="demo") as site:
+        print("Postfix smtpd on 127.0.0.1:%d, milters on %s, sink on 127.0.0.1:%d\n"
+              % (site.port, ", ".join(m.socket_spec for m in (milter, rate, av)), site.sink.port))
         width = max(len(s[0]) for s in samples)
         for label, kw in samples:
             r = site.swaks(**kw)
@@ -105,9 +137,14 @@ def main():
             if refused:
                 extra = "  (%d of %d RCPT refused: %s %s %s)" % (len(refused), len(rcpt), *refused[0])
             print("%-*s  ->  %s%s" % (width, label, r.final_text, extra))
-        print("\nDelivered to the sink: %d message(s)" % len(site.sink.messages()))
+        delivered = site.sink.messages()
+        print("\nDelivered to the sink: %d message(s)" % len(delivered))
+        for m in delivered:
+            if b"X-Virus-Status: removed" in m:
+                print("  the inbound invoice.zip arrived replaced by a notice: X-Virus-Status: " +
+                      m.split(b"X-Virus-Status: ")[1].split(b"\n")[0].decode())
         print("\nThe milters' log lines (syslog, facility mail):")
-        for m in (milter, rate):
+        for m in (milter, rate, av):
             for line in m.log().splitlines():
                 if "milter=" + m.name in line:
                     print("  " + line)
