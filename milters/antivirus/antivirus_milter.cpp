@@ -35,6 +35,14 @@ using policy::Reply;
 
 const Replies kDefaultReplies{};
 
+const Option<std::string> kBackend{"engine.backend", "libclamav",
+                                   "libclamav: scan in this milter's own isolated scanner processes (below). "
+                                   "clamd: send each scan to a running clamd (INSTREAM) at clamd_address, with "
+                                   "the same actions; clamd's own clamd.conf limits then apply (set "
+                                   "AlertExceedsMax and AlertEncrypted yes there).",
+                                   Scope::Global, {"libclamav", "clamd"}};
+const Option<std::string> kClamdAddress{"engine.clamd_address", "/run/clamav/clamd.ctl",
+                                        "clamd's socket: a unix socket path or IP:PORT (backend = clamd)."};
 const Option<std::string> kDatabaseDir{"engine.database_dir", "/var/lib/clamav",
                                         "Directory of the ClamAV signature databases (*.cvd, *.cld, *.ndb, *.hdb "
                                         "...). With no loadable database the milter does not start."};
@@ -185,7 +193,7 @@ ScanResult scanError(std::string why) {
   return r;
 }
 
-ScanResult scanSpool(ScannerPool& pool, const mime::Spool& spool) {
+ScanResult scanSpool(Scanner& pool, const mime::Spool& spool) {
   MemFd f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
@@ -198,7 +206,7 @@ ScanResult scanSpool(ScannerPool& pool, const mime::Spool& spool) {
   return pool.scan(f.fd());
 }
 
-ScanResult scanContent(ScannerPool& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax) {
+ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax) {
   MemFd f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
@@ -297,6 +305,8 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.section("engine",
                  "The libclamav engine, loaded once at start into isolated scanner processes. Changes here take "
                  "effect at restart.");
+  schema.add(kBackend);
+  schema.add(kClamdAddress);
   schema.add(kDatabaseDir);
   schema.add(kWorkers);
   schema.add(kScanTimeout);
@@ -420,9 +430,16 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     error(kMaxRecursion.key, "must be between 1 and 64");
   }
 
+  const std::string clamd = v.get(kClamdAddress);
+  if (!validClamdAddress(clamd)) error(kClamdAddress.key, "not a socket path or IP:PORT: '" + clamd + "'");
+
   if (errors.list().size() != before) return false;
   if (!apply) return true;
-  if (!config_.get()) scannerOptions_ = so;  // engine settings: at start only
+  if (!config_.get()) {  // engine settings: at start only
+    scannerOptions_ = so;
+    backend_ = v.get(kBackend);
+    clamdAddress_ = clamd;
+  }
   if (pool_) pool_->reload();                 // a reload also rechecks the signatures
   config_.set(std::move(cfg));
   return true;
@@ -434,6 +451,20 @@ bool AntivirusMilter::prepare(std::string* error) {
     if (!store::Quarantine(cfg->quarantineDir).prepare(error)) return false;
   }
   if (pool_) return true;
+  if (backend_ == "clamd") {
+    ClamdOptions o;
+    o.address = clamdAddress_;
+    o.timeout = scannerOptions_.scanTimeout;
+    auto clamd = std::make_shared<ClamdScanner>(o);
+    std::string why;
+    if (!clamd->ping(&why)) {
+      // Not fatal: clamd may start after us; scans fail (scan_failure_action) until it answers.
+      log::message(log::Level::Warning, "clamd not reachable yet: " + why);
+    }
+    pool_ = std::move(clamd);
+    log::message(log::Level::Notice, "scanning through clamd at " + clamdAddress_);
+    return true;
+  }
   auto pool = std::make_shared<ScannerPool>();
   if (!pool->start(scannerOptions_, error)) return false;
   pool_ = std::move(pool);
@@ -601,7 +632,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // Headers: forged copies out (last first, indexes stay valid), ours in.
   for (int i = m.scannedHeaders; i >= 1; --i) mta.changeHeader(kScannedHeader, i, "");
   for (int i = m.statusHeaders; i >= 1; --i) mta.changeHeader(kStatusHeader, i, "");
-  const std::string versions = f.whole.versions.empty() ? ScannerPool::libraryVersion() : f.whole.versions;
+  const std::string versions = f.whole.versions.empty() ? pool_->versions() : f.whole.versions;
   mta.addHeader(kScannedHeader, "sekimori-antivirus " + versions);
   mta.addHeader(kStatusHeader, d.status);
   return Verdict::next();

@@ -19,6 +19,7 @@
 #include "common/milter/milter.h"
 #include "common/policy/lists.h"
 #include "milters/antivirus/av_policy.h"
+#include "milters/antivirus/clamd.h"
 #include "milters/antivirus/scanner.h"
 
 namespace sekimori::antivirus {
@@ -71,15 +72,17 @@ class AntivirusMilter final : public milter::Milter {
   milter::Verdict onBody(milter::Session& s, std::span<const std::byte> chunk) override;
   milter::Verdict onEom(milter::Session& s, milter::MtaActions& mta) override;
 
-  // For tests: a pool started elsewhere (the daemon starts its own in prepare()).
-  void usePool(std::shared_ptr<ScannerPool> pool) { pool_ = std::move(pool); }
+  // For tests: a scanner started elsewhere (the daemon starts its own in prepare()).
+  void useScanner(std::shared_ptr<Scanner> scanner) { pool_ = std::move(scanner); }
   // SIGUSR1 also rechecks the signature database.
   std::shared_ptr<const AvConfig> current() const { return config_.get(); }
 
  private:
   config::Snapshot<AvConfig> config_;
   ScannerOptions scannerOptions_;  // read at start; engine settings need a restart
-  std::shared_ptr<ScannerPool> pool_;
+  std::string backend_ = "libclamav";
+  std::string clamdAddress_;
+  std::shared_ptr<Scanner> pool_;
 };
 
 }  // namespace sekimori::antivirus

@@ -77,10 +77,25 @@ struct ScannerOptions {
   std::string runDir;
 };
 
-class ScannerPool {
+// What the milter scans with: the in-process pool below, or clamd
+// (clamd.h) for sites that already run it.
+class Scanner {
+ public:
+  virtual ~Scanner() = default;
+  // Scans what `fd` holds from offset 0. Thread-safe, bounded in time,
+  // never throws: problems are Status::Error.
+  virtual ScanResult scan(int fd) = 0;
+  // Signature databases may have changed (SIGUSR1).
+  virtual void reload() {}
+  virtual void stop() {}
+  // For X-Virus-Scanned when a scan brings no versions, and for logs.
+  virtual std::string versions() const = 0;
+};
+
+class ScannerPool final : public Scanner {
  public:
   ScannerPool();
-  ~ScannerPool();  // stop()
+  ~ScannerPool() override;  // stop()
   ScannerPool(const ScannerPool&) = delete;
   ScannerPool& operator=(const ScannerPool&) = delete;
 
@@ -92,16 +107,17 @@ class ScannerPool {
 
   // Scans what `fd` holds (read from offset 0; the caller keeps the fd).
   // Thread-safe. Waits at most scanTimeout plus the time to get a worker.
-  ScanResult scan(int fd);
+  ScanResult scan(int fd) override;
 
   // Asks the supervisor to check the database directory now.
-  void reload();
+  void reload() override;
 
   // Stops the supervisor and workers (by PID) and removes the socket dir.
-  void stop();
+  void stop() override;
 
   // libclamav's version string, e.g. "1.4.6".
   static std::string libraryVersion();
+  std::string versions() const override { return libraryVersion(); }
 
  private:
   struct Impl;

@@ -115,6 +115,14 @@ def with_attachment(payload, filename, ctype="application/octet-stream", frm="se
                                 headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"B1\""])
 
 
+def make_database(tmp):
+    db = os.path.join(tmp, "db")
+    os.makedirs(db)
+    with open(os.path.join(db, "sekimori-test.ndb"), "w") as f:
+        f.write(ndb_line(SIGNAME, EICAR))
+    return db
+
+
 class AntivirusE2E(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -122,10 +130,7 @@ class AntivirusE2E(unittest.TestCase):
             raise unittest.SkipTest("lha (jlha-utils) not installed")
         cls.tmp = tempfile.mkdtemp(prefix="sekimori-av-")
         os.chmod(cls.tmp, 0o755)
-        cls.db = os.path.join(cls.tmp, "db")
-        os.makedirs(cls.db)
-        with open(os.path.join(cls.db, "sekimori-test.ndb"), "w") as f:
-            f.write(ndb_line(SIGNAME, EICAR))
+        cls.db = make_database(cls.tmp)
         cls.quarantine = os.path.join(cls.tmp, "quarantine")
         cls.templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         # The test build of the daemon: the scanner's fault-injection hooks
@@ -144,10 +149,12 @@ class AntivirusE2E(unittest.TestCase):
         cls.site.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
+    extra_conf = ""
+
     @classmethod
     def conf(cls, port, admin="av-admin@example.net"):
         return CONF.format(db=cls.db, admin=admin, port=port, templates=os.path.abspath(cls.templates),
-                           quarantine=cls.quarantine)
+                           quarantine=cls.quarantine) + cls.extra_conf
 
     def send(self, data, **kw):
         return self.site.swaks(data=data, **kw)
@@ -307,6 +314,56 @@ class AntivirusE2E(unittest.TestCase):
                 break
             self.assertLess(time.time(), deadline, "the new signature never matched")
             time.sleep(0.5)
+
+
+class AntivirusClamdE2E(unittest.TestCase):
+    """The clamd backend: the same verdicts and actions through a private
+    clamd (INSTREAM), for sites that already run one."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists("/usr/sbin/clamd"):
+            raise unittest.SkipTest("clamd (clamav-daemon) not installed")
+        cls.tmp = tempfile.mkdtemp(prefix="sekimori-avc-")
+        os.chmod(cls.tmp, 0o755)
+        cls.clamd = harness.Clamd(make_database(cls.tmp), threads=4)
+        cls.clamd.start()
+        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+        conf = CONF.format(db=os.path.join(cls.tmp, "db"), admin="", port=1, templates=os.path.abspath(templates),
+                           quarantine=os.path.join(cls.tmp, "quarantine"))
+        conf = conf.replace("[engine]\n", "[engine]\nbackend = clamd\nclamd_address = %s\n" % cls.clamd.sock)
+        conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
+        cls.milter = harness.Milter("antivirus", conf)
+        cls.site = harness.Site([cls.milter], name="antivirus-clamd")
+        cls.site.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.site.stop()
+        cls.clamd.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_outbound_virus_is_rejected(self):
+        r = self.site.swaks(data=with_attachment(zip_of("eicar.com", EICAR), "a.zip", "application/zip",
+                                                 frm="alice@example.net", to="bob@remote.example"),
+                            frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
+        self.assertIn("Virus found: " + SIGNAME, r.final_text)
+
+    def test_inbound_attachment_is_removed_and_headers_name_clamd(self):
+        msgid = "<clamd-%s@example.org>" % os.urandom(4).hex()
+        r = self.site.swaks(data=with_attachment(EICAR, "eicar.com", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got = self.site.sink.wait_for(msgid)
+        self.assertNotIn(b"EICAR-STANDARD", got)
+        self.assertIn(b"X-Virus-Status: removed: " + SIGNAME.encode(), got)
+        self.assertIn(b"X-Virus-Scanned: sekimori-antivirus clamd ", got)
+
+    def test_clean_mail_is_delivered(self):
+        msgid = "<clamd-clean-%s@example.org>" % os.urandom(4).hex()
+        r = self.site.swaks(data=harness.make_message(msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"))
+        self.assertIn(b"X-Virus-Status: clean", self.site.sink.wait_for(msgid))
 
 
 if __name__ == "__main__":
