@@ -99,6 +99,19 @@ def stop_pid(pid, timeout=10.0, sig=signal.SIGTERM):
             pass
 
 
+def stop_child(proc, timeout=15.0):
+    """Stops a subprocess.Popen child of ours: SIGTERM, then SIGKILL after
+    `timeout`; reaps it either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Milter:
     """One sekimori milter process: `conf` is the conf file text (its
     [milter] socket is set by the Site)."""
@@ -338,13 +351,7 @@ class Redis:
         wait_until(lambda: port_open(self.port), 15, "redis-server on port %d" % self.port)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc)
         self.proc = None
 
     def cleanup(self):
@@ -424,13 +431,7 @@ class Clamd:
         return "".join(out)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc)
         self.proc = None
 
     def cleanup(self):
