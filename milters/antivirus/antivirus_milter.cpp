@@ -148,7 +148,22 @@ struct AvMessage {
   bool isNotice = false;   // one of our own warning mails
   std::string subject;
   std::string topType = "text/plain";
+  // "text/html" seen anywhere in the body (any case): only then is a clean
+  // multipart message walked for active HTML. The tail keeps a match that
+  // straddles two chunks.
+  bool htmlSeen = false;
+  std::string tail;
 };
+
+bool containsHtmlType(std::string_view text) {
+  static constexpr std::string_view kNeedle = "text/html";
+  if (text.size() < kNeedle.size()) return false;
+  for (std::size_t i = 0; i + kNeedle.size() <= text.size(); ++i) {
+    if ((text[i] | 0x20) != 't') continue;
+    if (util::iequals(text.substr(i, kNeedle.size()), kNeedle)) return true;
+  }
+  return false;
+}
 
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
   auto& m = s.message<AvMessage>();
@@ -506,7 +521,14 @@ Verdict AntivirusMilter::onEoh(milter::Session& s) {
 }
 
 Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> chunk) {
-  state(s, config_).spool->append(chunk);
+  auto& m = state(s, config_);
+  m.spool->append(chunk);
+  if (!m.htmlSeen) {
+    const std::string_view text(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+    m.tail.append(text.substr(0, std::min<std::size_t>(text.size(), 16)));
+    m.htmlSeen = containsHtmlType(m.tail) || containsHtmlType(text);
+    m.tail.assign(text.substr(text.size() > 8 ? text.size() - 8 : 0));
+  }
   return Verdict::next();
 }
 
@@ -531,7 +553,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     f.whole.status = ScanResult::Status::Encrypted;
     f.whole.name = "Heuristics.Encrypted.Mail";
   }
-  const bool structured = util::istartsWith(m.topType, "multipart/") || m.topType == "text/html";
+  const bool structured = (util::istartsWith(m.topType, "multipart/") && m.htmlSeen) || m.topType == "text/html";
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   if (suspicious || structured) {
     mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {

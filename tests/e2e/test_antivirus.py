@@ -268,6 +268,18 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
 
+    def test_html_script_inside_multipart_is_marked(self):
+        msgid = self.msgid("html-alt")
+        body = ("--A\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+                "--A\r\nContent-Type: TEXT/HTML; charset=us-ascii\r\n\r\n"
+                "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n")
+        raw = harness.make_message(msgid=msgid, body=body, headers=[
+            "MIME-Version: 1.0", "Content-Type: multipart/alternative; boundary=\"A\""])
+        r = self.send(raw)
+        self.assertEqual(r.final, ("250", "2.0.0"))
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
+
     def test_clean_japanese_mail_is_unchanged_and_forged_headers_go(self):
         msgid = self.msgid("clean")
         body = JA_TEXT.encode("iso-2022-jp")
