@@ -140,23 +140,6 @@ def make_message_files(sizes):
 
 # -- clamd + clamav-milter ------------------------------------------------------------
 
-CLAMD_CONF = """\
-LocalSocket {sock}
-LocalSocketMode 600
-FixStaleSocket yes
-DatabaseDirectory {db}
-Foreground yes
-LogFile {log}
-LogTime yes
-PidFile {pid}
-TemporaryDirectory {tmp}
-MaxThreads {threads}
-MaxConnectionQueueLength 64
-ScanArchive yes
-ScanMail yes
-SelfCheck 3600
-"""
-
 CLAMAV_MILTER_CONF = """\
 MilterSocket {milter_sock}
 MilterSocketMode 666
@@ -177,57 +160,29 @@ ReadTimeout 120
 
 
 class ClamavMilter(harness.Milter):
-    """clamav-milter backed by a private clamd, as one harness milter: setup()
-    writes both confs, start() starts clamd and waits for its socket, then
+    """clamav-milter backed by a private clamd (harness.Clamd, the same one
+    the e2e tests of sekimori-antivirus's clamd backend use), as one harness
+    milter: start() starts clamd and waits for it to answer PING, then
     clamav-milter and waits for the milter socket; stop() stops both by PID.
     Both run as root (no User: they keep the uid they were started with)."""
 
     def __init__(self, database_dir, transport="unix", threads=20):
         super().__init__("clamav-milter", "", transport=transport, binary=CLAMAV_MILTER)
-        self.database_dir = database_dir
-        self.threads = threads
-        self.clamd = None
+        self.clamd = harness.Clamd(database_dir, threads=threads)
         self.private = None
-        self.clamd_sock = None
-        self.clamd_log = None
 
     def setup(self, workdir):
         super().setup(workdir)
         self.private = os.path.join(workdir, "clamav")
         os.makedirs(os.path.join(self.private, "tmp"), exist_ok=True)
         os.chmod(self.private, 0o700)
-        os.makedirs(os.path.join(workdir, "log"), exist_ok=True)
-        self.clamd_sock = os.path.join(self.private, "clamd.sock")
-        self.clamd_log = os.path.join(workdir, "log", "clamd.log")
-        self.clamd_conf = os.path.join(self.private, "clamd.conf")
-        with open(self.clamd_conf, "w") as f:
-            f.write(CLAMD_CONF.format(sock=self.clamd_sock, db=self.database_dir, log=self.clamd_log,
-                                      pid=os.path.join(self.private, "clamd.pid"),
-                                      tmp=os.path.join(self.private, "tmp"), threads=self.threads))
         self.write_conf(CLAMAV_MILTER_CONF.format(
-            milter_sock=self.socket_spec, clamd_sock=self.clamd_sock, log=self.log_path,
+            milter_sock=self.socket_spec, clamd_sock=self.clamd.sock, log=self.log_path,
             pid=os.path.join(self.private, "clamav-milter.pid"), tmp=os.path.join(self.private, "tmp")))
-
-    def _clamd_ready(self):
-        if self.clamd.poll() is not None:
-            raise RuntimeError("clamd exited with %s:\n%s" % (self.clamd.returncode, self.clamd_log_text()))
-        if not os.path.exists(self.clamd_sock):
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.settimeout(2)
-                s.connect(self.clamd_sock)
-                s.sendall(b"zPING\0")
-                return s.recv(16).startswith(b"PONG")
-            except OSError:
-                return False
 
     def start(self):
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        with open(self.clamd_log + ".out", "ab") as out:
-            self.clamd = subprocess.Popen([CLAMD, "-c", self.clamd_conf], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL)
-        harness.wait_until(self._clamd_ready, 120, "clamd to answer PING on %s" % self.clamd_sock, interval=0.1)
+        self.clamd.start()
         with open(self.log_path + ".out", "ab") as out:
             self.proc = subprocess.Popen([self.binary, "-c", self.conf_path], stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
@@ -235,25 +190,10 @@ class ClamavMilter(harness.Milter):
 
     def stop(self, *a, **kw):
         super().stop(*a, **kw)
-        if self.clamd is not None:
-            if self.clamd.poll() is None:
-                self.clamd.terminate()
-                try:
-                    self.clamd.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.clamd.kill()
-                    self.clamd.wait()
-            self.clamd = None
+        self.clamd.cleanup()
 
     def clamd_log_text(self):
-        out = []
-        for p in (self.clamd_log, self.clamd_log + ".out"):
-            try:
-                with open(p, errors="replace") as f:
-                    out.append(f.read())
-            except OSError:
-                pass
-        return "".join(out)
+        return self.clamd.log()
 
     def log(self):
         out = []
@@ -266,7 +206,7 @@ class ClamavMilter(harness.Milter):
         return "".join(out)
 
     def root_pids(self):
-        return [p.pid for p in (self.proc, self.clamd) if p is not None]
+        return [p.pid for p in (self.proc, self.clamd.proc) if p is not None]
 
 
 class SekimoriAntivirus(harness.Milter):
