@@ -37,6 +37,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -95,8 +96,15 @@ ScanResult errorResult(std::string why) {
   return r;
 }
 
+// Set when libclamav reports an error during the current scan (a worker
+// scans one message at a time). libclamav can meet an internal error inside
+// an archive (a temp file it cannot create, say), log it, and still answer
+// CL_CLEAN for the whole scan: such a "clean" is not trusted.
+bool gScanHadError = false;
+
 // libclamav's own warnings and errors go to our log instead of its stderr.
 void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
+  if (severity >= CL_MSG_ERROR) gScanHadError = true;
   if (severity < CL_MSG_WARN || msg == nullptr) return;
   std::string_view text(msg);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
@@ -307,6 +315,12 @@ std::string fieldSafe(std::string_view s) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != supervisor) _exit(0);
   prctl(PR_SET_NAME, "sekimori-av-scan");
+  // Workers are forked from one process: without a reseed they would share
+  // rand()'s state, and libclamav names its temp files from rand() — two
+  // workers scanning at once then collide on the same name and an archive
+  // member goes unscanned.
+  srand(static_cast<unsigned>(getpid()) ^ static_cast<unsigned>(time(nullptr)) ^
+        static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
 
   struct sigaction sa {};
   sa.sa_handler = onWorkerTerm;  // no SA_RESTART: ppoll must return EINTR
@@ -359,9 +373,13 @@ std::string fieldSafe(std::string_view s) {
     if (fd < 0) {
       r = errorResult("scanner worker received no file descriptor");
     } else {
+      gScanHadError = false;
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
       alarm(0);
+      if (gScanHadError && r.status == ScanResult::Status::Clean) {
+        r = errorResult("libclamav reported an error during the scan (see the log); not trusted as clean");
+      }
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +
