@@ -46,6 +46,10 @@ const Option<std::string> kClamdAddress{"engine.clamd_address", "/run/clamav/cla
 const Option<std::string> kDatabaseDir{"engine.database_dir", "/var/lib/clamav",
                                         "Directory of the ClamAV signature databases (*.cvd, *.cld, *.ndb, *.hdb "
                                         "...). With no loadable database the milter does not start."};
+const Option<std::string> kTempDir{"engine.temp_dir", "",
+                                   "Where libclamav writes a scan's temp files (decoded attachments, archive "
+                                   "members). Empty: $TMPDIR or /tmp. A tmpfs (e.g. a directory under /dev/shm "
+                                   "or /run) saves a disk write per member; it must be writable by the milter."};
 const Option<Count> kWorkers{"engine.workers", Count{4},
                              "Scanner processes. Each scans one message at a time; they share the compiled "
                              "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};
@@ -323,6 +327,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kBackend);
   schema.add(kClamdAddress);
   schema.add(kDatabaseDir);
+  schema.add(kTempDir);
   schema.add(kWorkers);
   schema.add(kScanTimeout);
   schema.add(kDbCheck);
@@ -427,6 +432,8 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
 
   ScannerOptions so;
   so.engine.databaseDir = v.get(kDatabaseDir);
+  so.engine.tempDir = v.get(kTempDir);
+  if (!so.engine.tempDir.empty() && so.engine.tempDir[0] != '/') error(kTempDir.key, "must be an absolute path");
   so.workers = static_cast<int>(v.get(kWorkers).value);
   if (so.workers < 1 || so.workers > 256) error(kWorkers.key, "must be between 1 and 256");
   so.scanTimeout = v.get(kScanTimeout).value;

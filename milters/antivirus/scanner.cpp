@@ -154,6 +154,13 @@ bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) 
     *error = "cannot create a libclamav engine (out of memory?)";
     return false;
   }
+  if (!s.tempDir.empty()) {
+    const cl_error_t rc = cl_engine_set_str(e.get(), CL_ENGINE_TMPDIR, s.tempDir.c_str());
+    if (rc != CL_SUCCESS) {
+      *error = "cannot set libclamav temp directory " + s.tempDir + ": " + cl_strerror(rc);
+      return false;
+    }
+  }
   const EngineLimits& l = s.limits;
   if (!setNum(e.get(), CL_ENGINE_MAX_SCANSIZE, static_cast<long long>(l.maxScanSize), "max scan size", error) ||
       !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(l.maxFileSize), "max file size", error) ||

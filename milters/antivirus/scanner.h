@@ -46,6 +46,10 @@ struct EngineLimits {
 
 struct EngineSettings {
   std::string databaseDir = "/var/lib/clamav";
+  // Where libclamav writes the temp files of a scan (decoded attachments,
+  // archive members). Empty: libclamav's default ($TMPDIR or /tmp). A tmpfs
+  // saves a disk write per member.
+  std::string tempDir;
   EngineLimits limits;
 };
 
