@@ -159,12 +159,14 @@ struct AvMessage {
   std::string tail;
 };
 
+// "text/html" in any case. Runs over every body chunk of every message, so
+// it looks for the '/' with memchr (rare in base64, unlike 't').
 bool containsHtmlType(std::string_view text) {
-  static constexpr std::string_view kNeedle = "text/html";
-  if (text.size() < kNeedle.size()) return false;
-  for (std::size_t i = 0; i + kNeedle.size() <= text.size(); ++i) {
-    if ((text[i] | 0x20) != 't') continue;
-    if (util::iequals(text.substr(i, kNeedle.size()), kNeedle)) return true;
+  for (std::size_t i = 4; i + 5 <= text.size(); ++i) {
+    const void* slash = std::memchr(text.data() + i, '/', text.size() - 4 - i);
+    if (slash == nullptr) return false;
+    i = static_cast<std::size_t>(static_cast<const char*>(slash) - text.data());
+    if (util::iequals(text.substr(i - 4, 4), "text") && util::iequals(text.substr(i + 1, 4), "html")) return true;
   }
   return false;
 }

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -330,13 +331,13 @@ std::string fieldSafe(std::string_view s) {
         static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
 
   struct sigaction sa {};
-  sa.sa_handler = onWorkerTerm;  // no SA_RESTART: ppoll must return EINTR
+  sa.sa_handler = onWorkerTerm;  // no SA_RESTART: epoll_pwait must return EINTR
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGALRM, SIG_DFL);  // the watchdog
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
-  // SIGTERM ("exit after the current scan") is only delivered inside ppoll,
+  // SIGTERM ("exit after the current scan") is only delivered inside epoll_pwait,
   // while the worker is idle: no race between the check and the wait.
   sigset_t term, idle;
   sigemptyset(&term);
@@ -344,10 +345,20 @@ std::string fieldSafe(std::string_view s) {
   sigprocmask(SIG_BLOCK, &term, &idle);
   sigdelset(&idle, SIGTERM);
 
+  // Every worker waits on the same listening socket; EPOLLEXCLUSIVE wakes
+  // one of them per connection instead of all (each woken worker costs a
+  // context switch and a failed accept).
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listenFd, &ev) != 0) {
+    log::message(log::Level::Error, errnoText("scanner worker cannot wait on its socket (epoll)"));
+    _exit(1);
+  }
   for (;;) {
     if (gWorkerStop) _exit(0);
-    pollfd p{listenFd, POLLIN, 0};
-    if (ppoll(&p, 1, nullptr, &idle) < 0) continue;  // EINTR: check the flag
+    epoll_event got{};
+    if (epoll_pwait(ep, &got, 1, -1, &idle) < 0) continue;  // EINTR: check the flag
     const int c = accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;  // another worker took it (EAGAIN), or the client left
     if (!writeAll(c, "A")) {
@@ -618,7 +629,7 @@ int listenOn(const std::string& path, std::string* error) {
     close(fd);
     return -1;
   }
-  setNonBlocking(fd);  // workers ppoll, then race for the connection
+  setNonBlocking(fd);  // workers wait in epoll, then accept (EAGAIN when another took it)
   return fd;
 }
 
