@@ -136,7 +136,7 @@ ZIP_FILES = {}
 ZIP_ALL = False
 # The antivirus comparison's shared database dir and private dirs, removed at
 # the end.
-AV = {"db": None, "db_note": None, "dirs": []}
+AV = {"db": None, "db_note": None, "dirs": [], "temp_base": None}
 
 # Bench-only Postfix settings: keep the processes a warm-up started alive
 # while the other variants run (default max_idle is 100s).
@@ -188,13 +188,13 @@ def make_milter(name):
         q = tempfile.mkdtemp(prefix="sekimori-bench-quarantine-")
         os.chmod(q, 0o700)
         AV["dirs"].append(q)
-        return clamav_peer.SekimoriAntivirus(clamav_peer.antivirus_conf(av_database(), q, os.path.join(ROOT, "conf")),
-                                             transport=transport, binary=binary)
+        conf = clamav_peer.antivirus_conf(av_database(), q, os.path.join(ROOT, "conf"), temp_dir=av_temp_dir())
+        return clamav_peer.SekimoriAntivirus(conf, transport=transport, binary=binary)
     if kind == "clamav":
         for b in (clamav_peer.CLAMD, clamav_peer.CLAMAV_MILTER):
             if not os.access(b, os.X_OK):
                 raise RuntimeError("%s not installed" % b)
-        return clamav_peer.ClamavMilter(av_database(), transport=transport)
+        return clamav_peer.ClamavMilter(av_database(), transport=transport, temp_dir=av_temp_dir())
     if kind == "ratelimit-redis":
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server not installed")
@@ -204,6 +204,17 @@ def make_milter(name):
         return harness.Milter("ratelimit", RATELIMIT_CONF.format(backend="redis", redis=r.address),
                               transport=transport)
     return None
+
+
+def av_temp_dir():
+    """A private dir under --av-temp-dir for one engine's temp files, or None
+    (each engine's default: ours $TMPDIR or /tmp, clamd a dir under /tmp)."""
+    if AV["temp_base"] is None:
+        return None
+    d = tempfile.mkdtemp(prefix="sekimori-bench-avtmp-", dir=AV["temp_base"])
+    os.chmod(d, 0o700)
+    AV["dirs"].append(d)
+    return d
 
 
 def av_database():
@@ -541,6 +552,10 @@ def parse_args(argv):
                    help="the antivirus comparison: %s (plus any --variants)" % ", ".join(ANTIVIRUS_SET))
     p.add_argument("--antivirus-tcp", action="store_true",
                    help="with --antivirus: also %s" % ", ".join(ANTIVIRUS_TCP_SET))
+    p.add_argument("--av-temp-dir", metavar="DIR",
+                   help="both engines (sekimori-antivirus engine.temp_dir, clamd TemporaryDirectory) write a "
+                        "scan's temp files to private dirs under DIR, e.g. /dev/shm for a tmpfs; default: "
+                        "each engine's own (/tmp)")
     p.add_argument("--zip", action="store_true",
                    help="send the messages with a zip attachment (smtp-source -F) in every variant, not "
                         "only in the antivirus ones")
@@ -567,6 +582,10 @@ def main(argv=None):
     global ZIP_ALL
     args = parse_args(argv)
     ZIP_ALL = args.zip
+    if args.av_temp_dir:
+        if not os.path.isdir(args.av_temp_dir):
+            sys.exit("--av-temp-dir %s: not a directory" % args.av_temp_dir)
+        AV["temp_base"] = args.av_temp_dir
     if os.geteuid() != 0:
         sys.exit("bench.py needs root (the private Postfix runs with postfix -c DIR start)")
     if not os.access(SMTP_SOURCE, os.X_OK):
@@ -588,6 +607,8 @@ def main(argv=None):
             msg_dir, files, mnotes = clamav_peer.make_message_files(args.sizes)
             ZIP_FILES.update(files)
             notes.append("zip messages: " + "; ".join(mnotes))
+            if AV["temp_base"]:
+                notes.append("scan temp files (both engines): under %s" % AV["temp_base"])
             log(notes[-1])
         for v in args.variants:
             try:

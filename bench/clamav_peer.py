@@ -166,9 +166,9 @@ class ClamavMilter(harness.Milter):
     clamav-milter and waits for the milter socket; stop() stops both by PID.
     Both run as root (no User: they keep the uid they were started with)."""
 
-    def __init__(self, database_dir, transport="unix", threads=20):
+    def __init__(self, database_dir, transport="unix", threads=20, temp_dir=None):
         super().__init__("clamav-milter", "", transport=transport, binary=CLAMAV_MILTER)
-        self.clamd = harness.Clamd(database_dir, threads=threads)
+        self.clamd = harness.Clamd(database_dir, threads=threads, temp_dir=temp_dir)
         self.private = None
 
     def setup(self, workdir):
@@ -227,7 +227,7 @@ class SekimoriAntivirus(harness.Milter):
                            interval=0.1)
 
 
-def antivirus_conf(database_dir, quarantine_dir, template_dir, workers=4):
+def antivirus_conf(database_dir, quarantine_dir, template_dir, workers=4, temp_dir=None):
     return """\
 [milter]
 socket_group = postfix
@@ -237,12 +237,14 @@ internal_networks =
 [engine]
 database_dir = {db}
 workers = {workers}
+temp_dir = {temp_dir}
 [notify]
 enabled = no
 template_dir = {templates}
 [quarantine]
 dir = {quarantine}
-""".format(db=database_dir, workers=workers, templates=template_dir, quarantine=quarantine_dir)
+""".format(db=database_dir, workers=workers, templates=template_dir, quarantine=quarantine_dir,
+           temp_dir=temp_dir or "")
 
 
 # -- memory ----------------------------------------------------------------------------

@@ -384,13 +384,15 @@ SelfCheck 3600
 class Clamd:
     """A private clamd on a unix socket in its own directory, for the clamd
     backend of sekimori-antivirus and for clamav-milter in the bench. Runs
-    as the user that starts it (no User line)."""
+    as the user that starts it (no User line). Its temp files go to
+    `temp_dir` (default: a dir beside its socket)."""
 
-    def __init__(self, database_dir, threads=20):
+    def __init__(self, database_dir, threads=20, temp_dir=None):
         self.database_dir = database_dir
         self.threads = threads
         self.dir = tempfile.mkdtemp(prefix="sekimori-clamd-")
         os.makedirs(os.path.join(self.dir, "tmp"))
+        self.temp_dir = temp_dir or os.path.join(self.dir, "tmp")
         self.sock = os.path.join(self.dir, "clamd.sock")
         self.log_path = os.path.join(self.dir, "clamd.log")
         self.conf = os.path.join(self.dir, "clamd.conf")
@@ -399,7 +401,7 @@ class Clamd:
     def start(self):
         with open(self.conf, "w") as f:
             f.write(CLAMD_CONF.format(sock=self.sock, db=self.database_dir, log=self.log_path,
-                                      pid=os.path.join(self.dir, "clamd.pid"), tmp=os.path.join(self.dir, "tmp"),
+                                      pid=os.path.join(self.dir, "clamd.pid"), tmp=self.temp_dir,
                                       threads=self.threads))
         with open(self.log_path + ".out", "ab") as out:
             self.proc = subprocess.Popen(["/usr/sbin/clamd", "-c", self.conf], stdout=out, stderr=subprocess.STDOUT,
