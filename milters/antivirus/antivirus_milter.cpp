@@ -92,6 +92,12 @@ const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
                                      "Encrypted archives or documents cannot be scanned: mark (deliver, "
                                      "X-Virus-Status: unscanned: encrypted) or reject.",
                                      Scope::Global, {"mark", "reject"}};
+const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
+                                     "A container the engine cannot unpack (RAR when libclamav has no unrar "
+                                     "module, Zstandard, LZ4, lzip, lzop, .Z, ACE, ZPAQ, StuffIt) was scanned "
+                                     "only as opaque bytes: mark (deliver, X-Virus-Status: unscanned: WHAT not "
+                                     "unpacked; logged) or reject. Never reported clean. libclamav backend only.",
+                                     Scope::Global, {"mark", "reject"}};
 const Option<std::string> kHtmlScript{"actions.html_script_action", "mark",
                                       "HTML parts with script or plug-ins (<script, <object classid, <embed, "
                                       "<applet, on*= handlers): mark (header and log) or reject.",
@@ -136,6 +142,8 @@ const Option<std::string> kSpoolDir{"mime.spool_dir", "/tmp", "Directory of the 
 const Option<Reply> kReplyVirus{"replies.virus", kDefaultReplies.virus,
                                 "A virus; the names found are appended to the text."};
 const Option<Reply> kReplyEncrypted{"replies.encrypted", kDefaultReplies.encrypted, "encrypted_action = reject."};
+const Option<Reply> kReplyUnscanned{"replies.unscanned", kDefaultReplies.unscanned,
+                                    "unscanned_action = reject; what was not unpacked is appended."};
 const Option<Reply> kReplyHtml{"replies.html_script", kDefaultReplies.htmlScript, "html_script_action = reject."};
 const Option<Reply> kReplyFailure{"replies.scan_failure", kDefaultReplies.failure,
                                   "scan_failure_action = tempfail."};
@@ -339,8 +347,8 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kMaxRecursion);
   schema.add(kMaxScanTime);
   schema.section("actions", "What is done with a finding, by direction (R-DIR-1).");
-  for (const auto* o : {&kOutbound, &kInboundAttachment, &kInboundBody, &kLimits, &kEncrypted, &kHtmlScript,
-                        &kScanFailure}) {
+  for (const auto* o : {&kOutbound, &kInboundAttachment, &kInboundBody, &kLimits, &kEncrypted, &kUnscanned,
+                        &kHtmlScript, &kScanFailure}) {
     schema.add(*o);
   }
   schema.section("notify", "Warning mails (R-AV-6). Templates: antivirus-warning.ja.txt / .en.txt.");
@@ -360,7 +368,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kSpoolMemory);
   schema.add(kSpoolDir);
   schema.section("replies", "SMTP replies: code, enhanced code, text.");
-  for (const auto* o : {&kReplyVirus, &kReplyEncrypted, &kReplyHtml, &kReplyFailure}) schema.add(*o);
+  for (const auto* o : {&kReplyVirus, &kReplyEncrypted, &kReplyUnscanned, &kReplyHtml, &kReplyFailure}) schema.add(*o);
   schema.footer(
       "# Overrides: notify.enabled may be set per direction in [inbound],\n"
       "# [outbound], [internal] and per domain in [domain NAME] (the recipient's\n"
@@ -384,12 +392,14 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   a.limitsExceeded = limits == "deliver" ? LimitsAction::Deliver
                      : limits == "reject" ? LimitsAction::Reject
                                           : LimitsAction::Infected;
-  a.encrypted = v.get(kEncrypted) == "reject" ? EncryptedAction::Reject : EncryptedAction::Mark;
+  a.encrypted = v.get(kEncrypted) == "reject" ? UnscannableAction::Reject : UnscannableAction::Mark;
+  a.unscanned = v.get(kUnscanned) == "reject" ? UnscannableAction::Reject : UnscannableAction::Mark;
   a.htmlScript = v.get(kHtmlScript) == "reject" ? HtmlScriptAction::Reject : HtmlScriptAction::Mark;
   a.scanFailure = v.get(kScanFailure) == "accept" ? FailureAction::Accept : FailureAction::Tempfail;
 
   cfg->replies.virus = v.get(kReplyVirus);
   cfg->replies.encrypted = v.get(kReplyEncrypted);
+  cfg->replies.unscanned = v.get(kReplyUnscanned);
   cfg->replies.htmlScript = v.get(kReplyHtml);
   cfg->replies.failure = v.get(kReplyFailure);
   if (!cfg->replies.failure.temporary()) error(kReplyFailure.key, "must be a 4xx reply");
@@ -636,7 +646,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         .kv("direction", policy::toString(dir))
         .kv("client", clientText(s));
     if (refused) line.kv("reply", d.reply.str());
-    line.emit(d.kind == Decision::Kind::Deliver && !d.infected ? log::Level::Debug : log::Level::Info);
+    // Plain clean mail at debug; anything marked (unscanned, suspicious HTML) or acted on at info.
+    line.emit(d.kind == Decision::Kind::Deliver && !d.infected && d.status == "clean" ? log::Level::Debug
+                                                                                      : log::Level::Info);
   }
   if (d.infected) {
     if (!cfg.quarantineDir.empty()) {

@@ -99,12 +99,20 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
     return d;
   }
   if (f.whole.status == Status::Encrypted) {
-    if (a.encrypted == EncryptedAction::Reject) {
+    if (a.encrypted == UnscannableAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = replies.encrypted;
     }
     d.status = "unscanned: encrypted";
     d.virus = f.whole.name;
+    return d;
+  }
+  if (f.whole.status == Status::Unscanned) {
+    if (a.unscanned == UnscannableAction::Reject) {
+      d.kind = Decision::Kind::Reject;
+      d.reply = withName(replies.unscanned, f.whole.name);
+    }
+    d.status = "unscanned: " + f.whole.name + " not unpacked";
     return d;
   }
   if (f.htmlScript) {

@@ -10,6 +10,7 @@
 //   inbound, infection elsewhere (body, whole) -> reject (option: discard)
 //   limits exceeded                           -> as infected, "Heuristics.Limits.Exceeded" (option)
 //   encrypted (cannot be scanned)             -> deliver and mark (option: reject)
+//   a container libclamav cannot unpack       -> deliver and mark (option: reject)
 //   scan failure                              -> tempfail (option: accept unscanned)
 #pragma once
 
@@ -26,7 +27,7 @@ namespace sekimori::antivirus {
 enum class InfectedAction { Reject, Discard };
 enum class AttachmentAction { Remove, Reject };
 enum class LimitsAction { Infected, Deliver, Reject };
-enum class EncryptedAction { Mark, Reject };
+enum class UnscannableAction { Mark, Reject };  // content that cannot be scanned
 enum class HtmlScriptAction { Mark, Reject };
 enum class FailureAction { Tempfail, Accept };
 
@@ -35,7 +36,8 @@ struct ActionConfig {
   AttachmentAction inboundAttachment = AttachmentAction::Remove;
   InfectedAction inboundBody = InfectedAction::Reject;
   LimitsAction limitsExceeded = LimitsAction::Infected;
-  EncryptedAction encrypted = EncryptedAction::Mark;
+  UnscannableAction encrypted = UnscannableAction::Mark;
+  UnscannableAction unscanned = UnscannableAction::Mark;  // RAR without unrar, zstd, LZ4, ...
   HtmlScriptAction htmlScript = HtmlScriptAction::Mark;
   FailureAction scanFailure = FailureAction::Tempfail;
 };
@@ -43,6 +45,7 @@ struct ActionConfig {
 struct Replies {
   policy::Reply virus{"554", "5.7.1", "Virus found:"};  // the virus name is appended
   policy::Reply encrypted{"554", "5.7.1", "Encrypted content cannot be scanned"};
+  policy::Reply unscanned{"554", "5.7.1", "Content that cannot be scanned:"};  // what is appended
   policy::Reply htmlScript{"554", "5.7.1", "HTML with active content is not accepted"};
   policy::Reply failure{"451", "4.3.0", "Virus scan failed, try again later"};
 };

@@ -74,6 +74,7 @@ std::string_view statusWord(ScanResult::Status s) {
     case ScanResult::Status::Infected: return "infected";
     case ScanResult::Status::LimitsExceeded: return "limits-exceeded";
     case ScanResult::Status::Encrypted: return "encrypted";
+    case ScanResult::Status::Unscanned: return "unscanned";
     case ScanResult::Status::Error: return "error";
   }
   return "error";
@@ -81,7 +82,7 @@ std::string_view statusWord(ScanResult::Status s) {
 
 bool parseStatus(std::string_view w, ScanResult::Status* out) {
   for (auto s : {ScanResult::Status::Clean, ScanResult::Status::Infected, ScanResult::Status::LimitsExceeded,
-                 ScanResult::Status::Encrypted, ScanResult::Status::Error}) {
+                 ScanResult::Status::Encrypted, ScanResult::Status::Unscanned, ScanResult::Status::Error}) {
     if (w == statusWord(s)) {
       *out = s;
       return true;
@@ -111,6 +112,64 @@ void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* ms
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
                "libclamav: " + util::sanitize(text, 512));
+}
+
+// --- containers libclamav does not unpack ----------------------------------
+//
+// A RAR archive when libclamav has no unrar module (Debian's libclamav has
+// none unless libclamunrar is installed), and compressed formats it has no
+// unpacker for, are scanned as opaque bytes: a virus inside is not seen,
+// and libclamav still answers CL_CLEAN. libclamav shows each layer it scans
+// to the file inspection callback, in order, parent before children; a
+// container of these kinds that gets no child layer was not unpacked, and
+// the scan is then "unscanned", never "clean".
+
+// The kind of container at the start of a layer, or nullptr.
+const char* containerKind(const char* type, const char* buf, std::size_t size) {
+  if (type != nullptr && std::strcmp(type, "CL_TYPE_RAR") == 0) return "RAR archive";
+  if (buf == nullptr) return nullptr;
+  const std::string_view b(buf, std::min<std::size_t>(size, 16));
+  if (b.starts_with("\x28\xB5\x2F\xFD")) return "Zstandard data";
+  if (b.starts_with("\x04\x22\x4D\x18")) return "LZ4 data";
+  if (b.starts_with(std::string_view("LZIP\x01", 5))) return "lzip data";
+  if (b.starts_with(std::string_view("\x89LZO\0\r\n\x1A\n", 9))) return "lzop data";
+  if (b.size() >= 3 && b.starts_with("\x1F\x9D") && (b[2] & 0x1F) >= 9 && (b[2] & 0x1F) <= 16) {
+    return "compress (.Z) data";  // the third byte: block mode and 9..16 code bits
+  }
+  if (b.size() >= 14 && b.substr(7, 7) == "**ACE**") return "ACE archive";
+  if (b.starts_with("7kSt\xA0\x31\x83\xD3")) return "ZPAQ archive";
+  if (b.size() >= 14 && b.starts_with("SIT!") && b.substr(10, 4) == "rLau") return "StuffIt archive";
+  if (b.starts_with("StuffIt (c)")) return "StuffIt archive";
+  return nullptr;
+}
+
+struct Layer {
+  std::uint32_t level;
+  const char* kind;  // containerKind(), or nullptr
+  bool child = false;
+};
+// The layers of the current scan still open (a worker scans one message at
+// a time), and what was found not unpacked.
+std::vector<Layer> gLayers;
+std::string gUnscanned;
+
+void closeLayersFrom(std::uint32_t level) {
+  while (!gLayers.empty() && gLayers.back().level >= level) {
+    const Layer& l = gLayers.back();
+    if (l.kind != nullptr && !l.child && gUnscanned.find(l.kind) == std::string::npos) {
+      gUnscanned += gUnscanned.empty() ? l.kind : std::string(", ") + l.kind;
+    }
+    gLayers.pop_back();
+  }
+}
+
+cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
+                        const char* /*name*/, size_t size, const char* buf, uint32_t level, uint32_t /*attributes*/,
+                        void* /*context*/) {
+  closeLayersFrom(level);
+  if (!gLayers.empty() && gLayers.back().level + 1 == level) gLayers.back().child = true;
+  gLayers.push_back({level, containerKind(type, buf, size)});
+  return CL_SUCCESS;
 }
 
 void freeEngine(cl_engine* e) {
@@ -175,6 +234,7 @@ bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) 
               error)) {
     return false;
   }
+  cl_engine_set_clcb_file_inspection(e.get(), inspectLayer);
   unsigned int sigs = 0;
   cl_error_t rc = cl_load(s.databaseDir.c_str(), e.get(), &sigs, CL_DB_STDOPT);
   if (rc != CL_SUCCESS) {
@@ -392,11 +452,18 @@ std::string fieldSafe(std::string_view s) {
       r = errorResult("scanner worker received no file descriptor");
     } else {
       gScanHadError = false;
+      gLayers.clear();
+      gUnscanned.clear();
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
       alarm(0);
+      closeLayersFrom(0);
       if (gScanHadError && r.status == ScanResult::Status::Clean) {
         r = errorResult("libclamav reported an error during the scan (see the log); not trusted as clean");
+      }
+      if (r.status == ScanResult::Status::Clean && !gUnscanned.empty()) {
+        r.status = ScanResult::Status::Unscanned;
+        r.name = gUnscanned;
       }
       close(fd);
     }

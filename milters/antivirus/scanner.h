@@ -59,6 +59,8 @@ struct ScanResult {
     Infected,        // name: the signature, e.g. "Eicar-Signature"
     LimitsExceeded,  // name: "Heuristics.Limits.Exceeded..." (the limit hit)
     Encrypted,       // name: "Heuristics.Encrypted.Zip" etc.: cannot be scanned
+    Unscanned,       // clean as far as it went, but a container libclamav cannot unpack was
+                     // inside; name: what, e.g. "RAR archive" (libclamav backend only)
     Error,           // error: why (worker crashed, timeout, no engine, I/O)
   };
   Status status = Status::Error;

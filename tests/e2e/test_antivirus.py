@@ -259,6 +259,18 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
 
+    def test_a_container_the_engine_cannot_unpack_is_marked_unscanned(self):
+        if shutil.which("zstd") is None:
+            self.skipTest("zstd not installed")
+        payload = EICAR + b"\n" + b"padding line so that zstd compresses this file\n" * 200
+        packed = subprocess.run(["zstd", "-q", "-19", "-c"], input=payload, capture_output=True, check=True).stdout
+        self.assertNotIn(EICAR, packed)
+        msgid = self.msgid("zst")
+        r = self.send(with_attachment(packed, "report.txt.zst", "application/zstd", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: unscanned: Zstandard data not unpacked", got)
+
     def test_html_script_is_marked(self):
         msgid = self.msgid("html")
         raw = harness.make_message(msgid=msgid, body="<html><body onload=\"x()\"><script>alert(1)</script></body></html>\r\n",

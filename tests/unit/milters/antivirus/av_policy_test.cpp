@@ -103,8 +103,25 @@ TEST(AvDecide, EncryptedIsMarkedOrRejected) {
   EXPECT_EQ(d.status, "unscanned: encrypted");
   EXPECT_FALSE(d.infected);
   ActionConfig reject;
-  reject.encrypted = EncryptedAction::Reject;
+  reject.encrypted = UnscannableAction::Reject;
   EXPECT_EQ(decide(reject, {}, Direction::Inbound, f).reply.str(), "554 5.7.1 Encrypted content cannot be scanned");
+}
+
+TEST(AvDecide, UnunpackableContainerIsMarkedOrRejectedNeverClean) {
+  Findings f;
+  f.whole = result(Status::Unscanned, "RAR archive, Zstandard data");
+  const Decision d = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Decision::Kind::Deliver);
+  EXPECT_EQ(d.status, "unscanned: RAR archive, Zstandard data not unpacked");
+  EXPECT_FALSE(d.infected);
+  ActionConfig reject;
+  reject.unscanned = UnscannableAction::Reject;
+  const Decision r = decide(reject, {}, Direction::Outbound, f);
+  EXPECT_EQ(r.kind, Decision::Kind::Reject);
+  EXPECT_EQ(r.reply.str(), "554 5.7.1 Content that cannot be scanned: RAR archive, Zstandard data");
+  // A virus found beside it wins.
+  f.parts.push_back(part({1}, true, Status::Infected, "Eicar", "x.com"));
+  EXPECT_TRUE(decide({}, {}, Direction::Inbound, f).infected);
 }
 
 TEST(AvDecide, ScanFailureTempfailsByDefault) {

@@ -164,6 +164,54 @@ fs::path nestedZip(const fs::path& dir, int depth) {
   return work / inner;
 }
 
+// Containers libclamav does not unpack (Zstandard, LZ4; RAR without the
+// unrar module) hide what is inside: never "clean", "unscanned" naming them.
+TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
+  // Padded so that the compressors really compress: stored raw, the EICAR
+  // bytes would show through and match.
+  std::string payload = kEicar + "\n";
+  for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
+  writeFile(data_ / "payload.txt", payload);
+  const std::string d = "cd " + data_.string() + " && ";
+  ASSERT_EQ(sh(d + "zstd -q -19 payload.txt -o payload.zst"), 0) << "zstd missing?";
+  // LZ4 keeps unrepeated bytes as plain literals (EICAR would show
+  // through): clean text, as most of what such a container holds.
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "an ordinary line of text, repeated so that it compresses\n";
+  writeFile(data_ / "text.txt", text);
+  ASSERT_EQ(sh(d + "lz4 -q -9 text.txt text.lz4"), 0) << "lz4 missing?";
+  ASSERT_EQ(sh(d + "zip -q zst-in.zip payload.zst"), 0);
+  ASSERT_EQ(sh(d + "zip -q clean.zip clean.txt"), 0);
+  // A RAR 4 signature and a block header with nothing a decoder can use:
+  // typed RAR by libclamav, unpacked by no one.
+  writeFile(data_ / "broken.rar", std::string("Rar!\x1a\x07\x00\xcf\x90\x73\x00\x00\x0d\x00", 14) +
+                                      std::string(6, '\0') + "not really an archive");
+  // Text that merely starts like a magic number is still text.
+  writeFile(data_ / "lzip.txt", "LZIP is a compressor; this line only mentions it.\n");
+  startPool();
+
+  struct Case {
+    const char* file;
+    Status status;
+    const char* name;
+  } cases[] = {
+      {"payload.zst", Status::Unscanned, "Zstandard data"},
+      {"text.lz4", Status::Unscanned, "LZ4 data"},
+      {"zst-in.zip", Status::Unscanned, "Zstandard data"},
+      {"broken.rar", Status::Unscanned, "RAR archive"},
+      {"clean.zip", Status::Clean, ""},
+      {"lzip.txt", Status::Clean, ""},
+      {"payload.txt", Status::Infected, kEicarSig},
+  };
+  for (const auto& c : cases) {
+    const ScanResult r = scanPath(pool_, file(c.file));
+    EXPECT_EQ(r.status, c.status) << c.file << ": " << toString(r.status) << " " << r.name << " " << r.error;
+    EXPECT_TRUE(r.name.starts_with(c.name) && (r.name.empty() == (c.name[0] == '\0'))) << c.file << ": " << r.name;
+  }
+  // The finding is per scan: a clean file after an unscanned one is clean.
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);
+}
+
 TEST_F(ScannerTest, NestedArchivesUpToTheRecursionLimit) {
   ASSERT_EQ(options_.engine.limits.maxRecursion, 8u);
   const fs::path eight = nestedZip(data_, 8);
