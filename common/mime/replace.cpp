@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/mime/detail.h"
+#include "common/util/strings.h"
 
 namespace sekimori::mime {
 namespace {
@@ -130,12 +131,15 @@ Children scanMultipart(const Spool& spool, Range body, const std::string& bounda
   LineReader reader(spool, body);
   Line line;
   bool closed = false;
-  std::optional<std::uint64_t> open;  // the begin of the child being read
+  // The begin of the child being read, if one is (a plain pair: GCC 12
+  // misreads an optional here as maybe uninitialized).
+  bool open = false;
+  std::uint64_t openAt = 0;
   const auto finish = [&](std::uint64_t stop, int eolBefore) {
     if (!open) return;
-    const std::uint64_t end = std::max(*open, stop - std::min<std::uint64_t>(stop - body.begin, eolBefore));
-    out.list.push_back({*open, end, stop});
-    open.reset();
+    const std::uint64_t end = std::max(openAt, stop - std::min<std::uint64_t>(stop - body.begin, eolBefore));
+    out.list.push_back({openAt, end, stop});
+    open = false;
   };
   int prevEol = 0;
   while (reader.next(line)) {
@@ -149,7 +153,8 @@ Children scanMultipart(const Spool& spool, Range body, const std::string& bounda
       if (d == Delimiter::Close) {
         closed = true;
       } else {
-        open = line.next;
+        open = true;
+        openAt = line.next;
       }
     }
     prevEol = line.eol;
@@ -206,8 +211,9 @@ void onParserWarning(gint64 offset, GMimeParserWarning code, const gchar* item, 
 }
 
 struct Located {
-  Range range;          // the bytes to replace
-  std::string error;    // set when the part cannot be replaced
+  Range range;                     // the bytes to replace
+  std::uint64_t contentStart = 0;  // where the part's content starts (after its header block)
+  std::string error;               // set when the part cannot be replaced
 };
 
 // Finds the byte range of the entity at `path` by following GMime's tree
@@ -273,7 +279,7 @@ class Locator {
   }
 
  private:
-  static Located fail(std::string why) { return {{}, std::move(why)}; }
+  static Located fail(std::string why) { return {{}, 0, std::move(why)}; }
 
   // The range of a leaf part, checked against the content offsets GMime
   // recorded while parsing: the content must start inside the range and
@@ -290,7 +296,7 @@ class Locator {
                   " disagree with the scanner's part " + std::to_string(child.begin) + ".." +
                   std::to_string(child.end));
     }
-    return {{child.begin, child.end}, {}};
+    return {{child.begin, child.end}, start, {}};
   }
 
   // Each multipart is scanned once, however many parts are replaced in it.
@@ -357,6 +363,33 @@ bool appendRange(std::string& out, const Spool& spool, Range r) {
   return true;
 }
 
+// The header block [r) (its fields and the empty line that ends it)
+// without its Content-Type and Content-Transfer-Encoding fields and their
+// continuation lines: the other fields as they were written, without the
+// empty line. nullopt when `r` is not exactly a header block.
+std::optional<std::string> fieldsWithoutContentType(const Spool& spool, Range r) {
+  LineReader reader(spool, r);
+  Line line;
+  std::string out;
+  bool drop = false, ended = false;
+  while (reader.next(line)) {
+    if (ended) return std::nullopt;  // bytes after the empty line
+    if (line.eol > 0 && line.head.empty() && line.tailLwsp) {
+      ended = true;
+      continue;
+    }
+    if (line.head.empty() || (line.head[0] != ' ' && line.head[0] != '\t')) {
+      std::string_view name(line.head);
+      name = name.substr(0, name.find(':'));
+      while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+      drop = util::iequals(name, "Content-Type") || util::iequals(name, "Content-Transfer-Encoding");
+    }
+    if (!drop && !appendRange(out, spool, {line.start, line.next})) return std::nullopt;
+  }
+  if (!ended) return std::nullopt;
+  return out;
+}
+
 // What the checks compare between the message before and after.
 struct Entry {
   PartInfo info;
@@ -394,6 +427,14 @@ const char* limitExceeded(const WalkResult& r) {
   return nullptr;
 }
 
+// A MIME token (RFC 2045), as a type/subtype or a charset must be to be
+// written without quotes.
+bool isToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return c > 0x20 && c < 0x7f && std::strchr("()<>@,;:\\\"[]?=", c) == nullptr;
+  });
+}
+
 ReplaceResult failure(std::string why) {
   ReplaceResult r;
   r.error = std::move(why);
@@ -422,6 +463,13 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
     if (!g_utf8_validate(p.noticeText.data(), static_cast<gssize>(p.noticeText.size()), nullptr) ||
         !g_utf8_validate(p.noticeFilename.data(), static_cast<gssize>(p.noticeFilename.size()), nullptr)) {
       return failure("notice text or filename is not UTF-8");
+    }
+    if (p.content && (!isToken(p.content->type) || p.content->type.find('/') == std::string::npos ||
+                      !isToken(p.content->charset))) {
+      return failure("new content type or charset is not a MIME token");
+    }
+    if (p.path.empty() && (!p.content || parts.size() > 1)) {
+      return failure("the whole message can only be replaced by new content, on its own");
     }
     paths.push_back(p.path);
   }
@@ -460,52 +508,77 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
   const auto bodyStart = afterHeaderBlock(spool, {static_cast<std::uint64_t>(headersEnd), spool.size()});
   if (!bodyStart) return failure("no empty line after the header block");
   if (*bodyStart - static_cast<std::uint64_t>(headersEnd) > 2) return failure("header block end is unclear");
-
-  Locator locator(spool, g_mime_message_get_mime_part(parsed.message.get()), {*bodyStart, spool.size()});
-  struct Cut {
-    Range range;
-    const Replacement* part;
-  };
-  std::vector<Cut> cuts;
-  for (const auto& p : parts) {
-    Located l = locator.locate(p.path);
-    if (!l.error.empty()) {
-      std::string where;
-      for (const int i : p.path) where += (where.empty() ? "" : ".") + std::to_string(i);
-      if (where.empty()) where = "(top level)";
-      return failure("part " + where + ": " + l.error);
-    }
-    cuts.push_back({l.range, &p});
-  }
-  std::sort(cuts.begin(), cuts.end(), [](const Cut& a, const Cut& b) { return a.range.begin < b.range.begin; });
-  for (std::size_t i = 1; i < cuts.size(); ++i) {
-    if (cuts[i].range.begin < cuts[i - 1].range.end) return failure("parts overlap");
-  }
+  GMimeObject* root = g_mime_message_get_mime_part(parsed.message.get());
 
   ReplaceResult result;
-  result.body.reserve(static_cast<std::size_t>(spool.size() - *bodyStart));
-  std::uint64_t at = *bodyStart;
-  std::vector<std::string> notices;  // CRLF form, as the walk after must decode them
-  for (const Cut& c : cuts) {
-    if (!appendRange(result.body, spool, {at, c.range.begin})) return failure("cannot read the spool");
-    const std::string text = crlfLines(c.part->noticeText);
-    result.body += noticeHeaders(c.part->noticeFilename);
-    result.body += base64Lines(text);
-    // The line end before the next boundary line stays where it was; a
-    // part that ran to the end of the message gets one of its own.
-    if (c.range.end == spool.size()) result.body += "\r\n";
-    at = c.range.end;
+  std::string head;  // the top-level header block of the new message, for the check after
+  if (paths.front().empty()) {
+    // The whole message is one leaf part: a new body, and new content
+    // fields in the top-level header block.
+    if (!GMIME_IS_PART(root)) return failure("the message is not a single part");
+    const NewContent& c = *parts.front().content;
+    const auto fields = fieldsWithoutContentType(spool, {0, *bodyStart});
+    if (!fields) return failure("cannot read the top-level header block");
+    result.topLevelChanged = true;
+    result.topLevelHeaders = {{"Content-Type", c.type + "; charset=" + c.charset},
+                              {"Content-Transfer-Encoding", "base64"}};
+    head = *fields;
+    for (const auto& [name, value] : result.topLevelHeaders) head += name + ": " + value + "\r\n";
+    head += "\r\n";
+    result.body = base64Lines(c.bytes) + "\r\n";
+  } else {
+    Locator locator(spool, root, {*bodyStart, spool.size()});
+    struct Cut {
+      Located where;
+      const Replacement* part;
+    };
+    std::vector<Cut> cuts;
+    for (const auto& p : parts) {
+      Located l = locator.locate(p.path);
+      if (!l.error.empty()) {
+        std::string where;
+        for (const int i : p.path) where += (where.empty() ? "" : ".") + std::to_string(i);
+        return failure("part " + where + ": " + l.error);
+      }
+      cuts.push_back({l, &p});
+    }
+    std::sort(cuts.begin(), cuts.end(),
+              [](const Cut& a, const Cut& b) { return a.where.range.begin < b.where.range.begin; });
+    for (std::size_t i = 1; i < cuts.size(); ++i) {
+      if (cuts[i].where.range.begin < cuts[i - 1].where.range.end) return failure("parts overlap");
+    }
+
+    result.body.reserve(static_cast<std::size_t>(spool.size() - *bodyStart));
+    std::uint64_t at = *bodyStart;
+    for (const Cut& c : cuts) {
+      const Range r = c.where.range;
+      if (!appendRange(result.body, spool, {at, r.begin})) return failure("cannot read the spool");
+      if (const auto& content = c.part->content) {
+        const auto fields = fieldsWithoutContentType(spool, {r.begin, c.where.contentStart});
+        if (!fields) return failure("cannot read the header block of a part");
+        result.body += *fields;
+        result.body += "Content-Type: " + content->type + "; charset=" + content->charset +
+                       "\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+        result.body += base64Lines(content->bytes);
+      } else {
+        result.body += noticeHeaders(c.part->noticeFilename);
+        result.body += base64Lines(crlfLines(c.part->noticeText));
+      }
+      // The line end before the next boundary line stays where it was; a
+      // part that ran to the end of the message gets one of its own.
+      if (r.end == spool.size()) result.body += "\r\n";
+      at = r.end;
+    }
+    if (!appendRange(result.body, spool, {at, spool.size()})) return failure("cannot read the spool");
+    if (!appendRange(head, spool, {0, *bodyStart})) return failure("cannot read the spool");
   }
-  if (!appendRange(result.body, spool, {at, spool.size()})) return failure("cannot read the spool");
 
   // The check after: the new message, walked as callers walk it, must have
-  // the old structure entity by entity, with the notices where the parts
-  // were. Spooled like the original (to a file past the same memory limit).
+  // the old structure entity by entity, with the notices or the new content
+  // where the parts were. Spooled like the original (to a file past the
+  // same memory limit).
   Spool after(spool.memoryLimit(), spool.tmpDir());
-  std::string head;
-  if (!appendRange(head, spool, {0, *bodyStart}) || !after.append(head) || !after.append(result.body)) {
-    return failure("cannot spool the new message");
-  }
+  if (!after.append(head) || !after.append(result.body)) return failure("cannot spool the new message");
   const Walked now = walkEntries(after, limits, paths);
   if (!now.result.parsed || limitExceeded(now.result)) return failure("the new message does not parse");
   if (now.entries.size() != before.entries.size()) return failure("the new message has a different structure");
@@ -518,8 +591,15 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
       continue;
     }
     const Replacement& p = parts[static_cast<std::size_t>(replaced - paths.begin())];
-    if (is.info.path != was.path || is.info.contentType != "text/plain" || is.info.charset != "utf-8" ||
-        is.info.filename != p.noticeFilename || is.content != crlfLines(p.noticeText)) {
+    if (const auto& content = p.content) {
+      if (is.info.path != was.path || is.info.contentType != util::toLowerAscii(content->type) ||
+          is.info.charset != util::toLowerAscii(content->charset) || is.info.transferEncoding != "base64" ||
+          is.info.filename != was.filename || is.info.isAttachment != was.isAttachment ||
+          is.content != content->bytes) {
+        return failure("the new content did not come out as written");
+      }
+    } else if (is.info.path != was.path || is.info.contentType != "text/plain" || is.info.charset != "utf-8" ||
+               is.info.filename != p.noticeFilename || is.content != crlfLines(p.noticeText)) {
       return failure("a notice did not come out as written");
     }
   }

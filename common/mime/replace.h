@@ -25,6 +25,14 @@
 // ok=false: the caller must then reject or tempfail, never deliver the
 // original as if it had been cleaned.
 //
+// A part can also keep its place and header fields and get new content
+// (Replacement::content: HTML with its script removed): only its
+// Content-Type and Content-Transfer-Encoding fields change, the content is
+// written in base64, and the check after compares the decoded content. A
+// message that is one leaf part is rewritten the same way: the new body in
+// the result, the two header fields for the caller to change at the top
+// level (ReplaceResult::topLevelHeaders).
+//
 //   std::vector<mime::Replacement> parts;
 //   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
 //     if (p.isAttachment && p.filename.ends_with(".zip"))
@@ -36,7 +44,9 @@
 //   actions.replaceBody(std::as_bytes(std::span(r.body)));   // milter.h (MtaActions)
 #pragma once
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/mime/message.h"
@@ -44,12 +54,24 @@
 
 namespace sekimori::mime {
 
+// New content for a part instead of a notice (HTML with its active
+// content removed): the part keeps every header field but Content-Type and
+// Content-Transfer-Encoding, which become "TYPE; charset=CHARSET" and
+// base64.
+struct NewContent {
+  std::string type;     // "text/html"
+  std::string charset;  // "UTF-8"
+  std::string bytes;    // in that charset, as they are to be decoded
+};
+
 struct Replacement {
   std::vector<int> path;        // PartInfo::path of the part, as walk() reports it; the part
-                                // must be a leaf directly inside a multipart
+                                // must be a leaf directly inside a multipart, or {} for the
+                                // whole message when it is one leaf part and `content` is set
   std::string noticeText;       // UTF-8; line ends become CRLF
   std::string noticeFilename;   // empty: none (walk() then reports the notice as no attachment);
                                 // else sent as filename*=UTF-8''... (RFC 2231)
+  std::optional<NewContent> content = std::nullopt;  // set: the part's content is replaced, no notice
 };
 
 struct ReplaceResult {
@@ -57,9 +79,9 @@ struct ReplaceResult {
   std::string error;             // why not ok (for the log: may hold message bytes, sanitise it)
   std::string body;              // the new body: everything after the top-level header block and
                                  // its empty line, line ends as in the input
-  bool topLevelChanged = false;  // true if the top-level headers would have to change; never set
-                                 // today (only parts inside a multipart are replaced), there so a
-                                 // caller that checks it keeps working if that ever changes
+  bool topLevelChanged = false;  // the top-level headers must change too (the whole message was
+                                 // a replaced part): set topLevelHeaders, name by name
+  std::vector<std::pair<std::string, std::string>> topLevelHeaders;  // name, value (no leading space)
 };
 
 // The notice part's header block, as written in place of the old part's

@@ -372,6 +372,103 @@ TEST(ReplaceParts, BareLineFeedsAreKeptAsTheyCame) {
   EXPECT_EQ(seen[2].content, "removed");
 }
 
+// New content for a part (html_script_action = strip): the part keeps its
+// other header fields (Content-ID, folded ones), gets base64 UTF-8; every
+// other byte stays.
+const std::string kAlternative = crlf(
+    "From: a@example.jp\n"
+    "MIME-Version: 1.0\n"
+    "Content-Type: multipart/alternative; boundary=alt\n"
+    "\n"
+    "--alt\n"
+    "Content-Type: text/plain; charset=ISO-2022-JP\n"
+    "\n" +
+    kJis +
+    "\n"
+    "--alt\n"
+    "Content-Type: text/html;\n"
+    "\tcharset=\"iso-2022-jp\"\n"
+    "Content-ID: <html-1@example.jp>\n"
+    "Content-Transfer-Encoding: quoted-printable\n"
+    "X-Extra: kept\n"
+    "\n"
+    "<p onclick=3D\"x()\">" + kJis + "</p>\n"
+    "--alt--\n");
+
+TEST(ReplaceParts, NewContentKeepsTheOtherFieldsAndEveryOtherByte) {
+  auto spool = spoolOf(kAlternative);
+  Replacement rep;
+  rep.path = {1};
+  rep.content = NewContent{"text/html", "UTF-8", "<p>" + kUtf8 + "</p>"};
+  const ReplaceResult r = replaceParts(*spool, {rep});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_FALSE(r.topLevelChanged);
+  EXPECT_TRUE(r.topLevelHeaders.empty());
+
+  const std::string body = bodyOf(kAlternative);
+  const std::size_t partBegin = body.find("Content-Type: text/html");
+  EXPECT_EQ(r.body.substr(0, partBegin), body.substr(0, partBegin));
+  EXPECT_TRUE(r.body.ends_with("\r\n--alt--\r\n")) << r.body;
+  const std::string part = r.body.substr(partBegin, r.body.find("\r\n\r\n", partBegin) + 4 - partBegin);
+  EXPECT_EQ(part,
+            "Content-ID: <html-1@example.jp>\r\n"
+            "X-Extra: kept\r\n"
+            "Content-Type: text/html; charset=UTF-8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n");
+
+  WalkResult wr;
+  auto after = resultSpool(kAlternative, r);
+  const auto seen = walkAll(*after, &wr);
+  EXPECT_FALSE(wr.malformed);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[1].content, kJis);
+  EXPECT_EQ(seen[2].info.contentType, "text/html");
+  EXPECT_EQ(seen[2].info.charset, "utf-8");
+  EXPECT_EQ(seen[2].content, "<p>" + kUtf8 + "</p>");
+}
+
+TEST(ReplaceParts, NewContentForAWholeSinglePartMessage) {
+  const std::string msg = crlf(
+      "From: a@example.jp\n"
+      "Content-Type: text/html; charset=us-ascii\n"
+      "Subject: hello\n"
+      "\n"
+      "<body onload=\"x()\">hi</body>\n");
+  auto spool = spoolOf(msg);
+  Replacement rep;
+  rep.content = NewContent{"text/html", "UTF-8", "<body>hi</body>\r\n"};
+  const ReplaceResult r = replaceParts(*spool, {rep});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_TRUE(r.topLevelChanged);
+  ASSERT_EQ(r.topLevelHeaders.size(), 2u);
+  EXPECT_EQ(r.topLevelHeaders[0], (std::pair<std::string, std::string>{"Content-Type", "text/html; charset=UTF-8"}));
+  EXPECT_EQ(r.topLevelHeaders[1], (std::pair<std::string, std::string>{"Content-Transfer-Encoding", "base64"}));
+  // As the MTA applies it: the fields changed in place, the new body.
+  auto after = spoolOf(crlf("From: a@example.jp\n"
+                            "Content-Type: text/html; charset=UTF-8\n"
+                            "Subject: hello\n"
+                            "Content-Transfer-Encoding: base64\n"
+                            "\n") +
+                       r.body);
+  const auto seen = walkAll(*after);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].info.charset, "utf-8");
+  EXPECT_EQ(seen[0].content, "<body>hi</body>\r\n");
+
+  // Only new content, only on its own, only for a leaf.
+  EXPECT_FALSE(replaceParts(*spool, {{{}, "notice", ""}}).ok);
+  Replacement other = rep;
+  other.path = {0};
+  EXPECT_FALSE(replaceParts(*spool, {rep, other}).ok);
+  auto multipart = spoolOf(kAlternative);
+  const ReplaceResult m = replaceParts(*multipart, {rep});
+  EXPECT_FALSE(m.ok);
+  EXPECT_NE(m.error.find("not a single part"), std::string::npos) << m.error;
+  Replacement badType = rep;
+  badType.content->charset = "UTF-8\r\nX-Injected: 1";
+  EXPECT_FALSE(replaceParts(*spool, {badType}).ok);
+}
+
 TEST(ReplaceParts, Refusals) {
   const std::string single = crlf(
       "Content-Type: application/zip; name=x.zip\n"
@@ -429,7 +526,7 @@ TEST(ReplaceParts, Refusals) {
     const char* error;  // a substring of the reason
   };
   const Case cases[] = {
-      {"single-part message", single, {{}}, "not inside a multipart"},
+      {"single-part message", single, {{}}, "only be replaced by new content"},
       {"path not found", kMixed, {{9}}, "no such part"},
       {"path below a leaf", kMixed, {{2, 0}}, "no such part"},
       {"a multipart", kNested, {{1}}, "not a leaf part"},
