@@ -17,6 +17,7 @@
 #include "common/mime/message.h"
 #include "common/mime/replace.h"
 #include "common/mime/spool.h"
+#include "common/mime/text.h"
 #include "common/notify/notify.h"
 #include "common/store/quarantine.h"
 #include "common/util/strings.h"
@@ -98,10 +99,13 @@ const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "only as opaque bytes: mark (deliver, X-Virus-Status: unscanned: WHAT not "
                                      "unpacked; logged) or reject. Never reported clean. libclamav backend only.",
                                      Scope::Global, {"mark", "reject"}};
-const Option<std::string> kHtmlScript{"actions.html_script_action", "mark",
-                                      "HTML parts with script or plug-ins (<script, <object classid, <embed, "
-                                      "<applet, on*= handlers): mark (header and log) or reject.",
-                                      Scope::Global, {"mark", "reject"}};
+const Option<std::string> kHtmlScript{
+    "actions.html_script_action", "mark",
+    "HTML parts with script or plug-ins (<script, <object classid, <embed, <applet, on*= handlers): mark "
+    "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
+    "base64, keeps its other header fields; the rest of the message is unchanged; if that cannot be done "
+    "safely the message is rejected with replies.html_script) or reject.",
+    Scope::Global, {"mark", "strip", "reject"}};
 const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail",
                                        "A scan that failed or timed out: tempfail (the failure reply; the sender "
                                        "retries) or accept (delivered, marked unscanned).",
@@ -144,7 +148,8 @@ const Option<Reply> kReplyVirus{"replies.virus", kDefaultReplies.virus,
 const Option<Reply> kReplyEncrypted{"replies.encrypted", kDefaultReplies.encrypted, "encrypted_action = reject."};
 const Option<Reply> kReplyUnscanned{"replies.unscanned", kDefaultReplies.unscanned,
                                     "unscanned_action = reject; what was not unpacked is appended."};
-const Option<Reply> kReplyHtml{"replies.html_script", kDefaultReplies.htmlScript, "html_script_action = reject."};
+const Option<Reply> kReplyHtml{"replies.html_script", kDefaultReplies.htmlScript,
+                               "html_script_action = reject (or strip, when stripping is not possible)."};
 const Option<Reply> kReplyFailure{"replies.scan_failure", kDefaultReplies.failure,
                                   "scan_failure_action = tempfail."};
 
@@ -235,19 +240,76 @@ ScanResult scanSpool(Scanner& pool, const mime::Spool& spool) {
   return pool.scan(f.fd());
 }
 
-ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax) {
+// Scans one part's content; its first `htmlMax` bytes also go to htmlOut
+// (when set), *complete saying whether that was all of it.
+ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
+                       bool* complete) {
   MemFd f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
   for (;;) {
     const std::size_t n = content.read(buf);
     if (n == 0) break;
+    if (htmlOut && htmlOut->size() + n > htmlMax) *complete = false;
     if (htmlOut && htmlOut->size() < htmlMax) {
       htmlOut->append(reinterpret_cast<const char*>(buf.data()), std::min(n, htmlMax - htmlOut->size()));
     }
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
   }
   return pool.scan(f.fd());
+}
+
+// An HTML part with active content, kept for html_script_action = strip.
+struct ActiveHtml {
+  std::vector<int> path;
+  std::string charset;
+  std::string text;  // decoded (transfer encoding), in `charset`
+  bool complete;     // all of it (not cut at kHtmlMax)
+};
+
+constexpr std::size_t kHtmlMax = 8 * 1024 * 1024;
+
+// html_script_action = strip: each part rewritten without its active
+// content, in UTF-8 (a charset such as ISO-2022-JP can hold "<" inside its
+// two-byte characters; UTF-8 cannot), the rest of the message unchanged.
+// False, with why, when that cannot be done safely, or (mtaFault) when
+// the MTA refused a change.
+bool stripHtmlParts(mime::Spool& spool, const std::vector<ActiveHtml>& html, milter::MtaActions& mta,
+                    std::string* why, bool* mtaFault) {
+  std::vector<mime::Replacement> repl;
+  for (const auto& h : html) {
+    if (!h.complete) {
+      *why = "an HTML part is larger than " + std::to_string(kHtmlMax / (1024 * 1024)) + " MiB";
+      return false;
+    }
+    auto stripped = stripActiveHtml(mime::toUtf8(h.text, h.charset));
+    if (!stripped) {
+      *why = "active content remains after stripping";
+      return false;
+    }
+    mime::Replacement r;
+    r.path = h.path;
+    r.content = mime::NewContent{"text/html", "UTF-8", std::move(*stripped)};
+    repl.push_back(std::move(r));
+  }
+  const auto res = mime::replaceParts(spool, repl);
+  if (!res.ok) {
+    *why = util::sanitize(res.error, 300);
+    return false;
+  }
+  for (const auto& [name, value] : res.topLevelHeaders) {
+    if (!mta.changeHeader(name, 1, value)) {
+      *why = "the MTA refused to change " + name;
+      *mtaFault = true;
+      return false;
+    }
+  }
+  if (!mta.replaceBody(std::as_bytes(std::span(res.body)))) {
+    *why = "the MTA refused the new body";
+    *mtaFault = true;
+    return false;
+  }
+  return true;
 }
 
 std::string clientText(milter::Session& s) {
@@ -394,7 +456,10 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
                                           : LimitsAction::Infected;
   a.encrypted = v.get(kEncrypted) == "reject" ? UnscannableAction::Reject : UnscannableAction::Mark;
   a.unscanned = v.get(kUnscanned) == "reject" ? UnscannableAction::Reject : UnscannableAction::Mark;
-  a.htmlScript = v.get(kHtmlScript) == "reject" ? HtmlScriptAction::Reject : HtmlScriptAction::Mark;
+  const std::string html = v.get(kHtmlScript);
+  a.htmlScript = html == "reject"  ? HtmlScriptAction::Reject
+                 : html == "strip" ? HtmlScriptAction::Strip
+                                   : HtmlScriptAction::Mark;
   a.scanFailure = v.get(kScanFailure) == "accept" ? FailureAction::Accept : FailureAction::Tempfail;
 
   cfg->replies.virus = v.get(kReplyVirus);
@@ -574,30 +639,39 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   }
   const bool structured = (util::istartsWith(m.topType, "multipart/") && m.htmlSeen) || m.topType == "text/html";
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
+  std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
   if (suspicious || structured) {
     mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = p.contentType == "text/html";
-      if (!suspicious) {
-        if (!html) return true;
-        std::string text;
+      if (!suspicious && !html) return true;
+      std::string text;
+      bool complete = true;
+      if (suspicious) {
+        PartFinding pf;
+        pf.path = p.path;
+        pf.filename = p.filename;
+        pf.attachment = p.isAttachment;
+        pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlMax, &complete);
+        f.parts.push_back(std::move(pf));
+      } else {
         std::array<std::byte, 64 * 1024> buf{};
-        while (text.size() < 8 * 1024 * 1024) {
+        for (;;) {
           const std::size_t n = c->read(buf);
           if (n == 0) break;
+          if (text.size() + n > kHtmlMax) {
+            complete = false;
+            break;
+          }
           text.append(reinterpret_cast<const char*>(buf.data()), n);
         }
-        if (hasActiveHtml(text)) f.htmlScript = true;
-        return true;
       }
-      std::string text;
-      PartFinding pf;
-      pf.path = p.path;
-      pf.filename = p.filename;
-      pf.attachment = p.isAttachment;
-      pf.result = scanContent(*pool_, *c, html ? &text : nullptr, 8 * 1024 * 1024);
-      if (html && hasActiveHtml(text)) f.htmlScript = true;
-      f.parts.push_back(std::move(pf));
+      if (html && hasActiveHtml(text)) {
+        f.htmlScript = true;
+        if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
+          activeHtml.push_back({p.path, p.charset, std::move(text), complete});
+        }
+      }
       return true;
     });
   }
@@ -630,6 +704,20 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     }
   }
 
+  if (d.kind == Decision::Kind::StripHtml) {
+    std::string why;
+    bool mtaFault = false;
+    if (!stripHtmlParts(*m.spool, activeHtml, mta, &why, &mtaFault)) {
+      if (mtaFault) return Verdict::fault(why);
+      // Not delivered with the active content the admin asked to remove.
+      log::message(log::Level::Warning,
+                   s.queueId() + ": cannot strip the active HTML (" + why + "); refusing the message instead");
+      d.kind = Decision::Kind::Reject;
+      d.reply = cfg.replies.htmlScript;
+      d.status = "clean; suspicious: Heuristics.HTML.Script";
+    }
+  }
+
   // Log, quarantine, warn.
   {
     const bool refused = d.kind == Decision::Kind::Reject || d.kind == Decision::Kind::Tempfail;
@@ -637,6 +725,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
                          : d.kind == Decision::Kind::Tempfail  ? "tempfail"
                          : d.kind == Decision::Kind::Discard   ? "discard"
                          : d.kind == Decision::Kind::RemoveParts ? "remove"
+                         : d.kind == Decision::Kind::StripHtml   ? "strip"
                                                                  : "accept";
     log::Line line(s.queueId());
     line.kv("milter", "antivirus").kv("action", action).kv("status", d.status);
@@ -670,7 +759,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     case Decision::Kind::Tempfail: return Verdict::refuse(d.reply);
     case Decision::Kind::Discard: return Verdict::discard();
     case Decision::Kind::Deliver:
-    case Decision::Kind::RemoveParts: break;
+    case Decision::Kind::RemoveParts:
+    case Decision::Kind::StripHtml: break;
   }
   // Headers: forged copies out (last first, indexes stay valid), ours in.
   for (int i = m.scannedHeaders; i >= 1; --i) mta.changeHeader(kScannedHeader, i, "");

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace sekimori::antivirus {
 
@@ -117,53 +118,153 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
   }
   if (f.htmlScript) {
     d.virus = "Heuristics.HTML.Script";
+    d.status = "clean; suspicious: Heuristics.HTML.Script";
     if (a.htmlScript == HtmlScriptAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = replies.htmlScript;
+    } else if (a.htmlScript == HtmlScriptAction::Strip) {
+      d.kind = Decision::Kind::StripHtml;
+      d.status = "clean; stripped: Heuristics.HTML.Script";
     }
-    d.status = "clean; suspicious: Heuristics.HTML.Script";
     return d;
   }
   d.status = "clean";
   return d;
 }
 
-bool hasActiveHtml(std::string_view html) {
-  // Lowercased copy of a bounded prefix: active content sits in the first
-  // megabytes of any real page; a hostile 20 MB page is still bounded.
-  const std::size_t n = std::min<std::size_t>(html.size(), 8 * 1024 * 1024);
-  std::string s(html.substr(0, n));
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  for (const char* tag : {"<script", "<embed", "<applet"}) {
-    if (s.find(tag) != std::string::npos) return true;
+namespace {
+
+struct Span {
+  std::size_t begin, end;
+};
+
+// The end of the element that starts at `p` and closes with `close`
+// ("</script"): past the '>' of the closing tag, or the end of `s`.
+std::size_t elementEnd(const std::string& s, std::size_t p, std::string_view close) {
+  const std::size_t c = s.find(close, p);
+  if (c == std::string::npos) return s.size();
+  const std::size_t gt = s.find('>', c);
+  return gt == std::string::npos ? s.size() : gt + 1;
+}
+
+std::size_t tagEnd(const std::string& s, std::size_t p) {
+  const std::size_t gt = s.find('>', p);
+  return gt == std::string::npos ? s.size() : gt + 1;
+}
+
+bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// An on*= event handler whose "on" is at `p`, `inTag` saying whether the
+// nearest '<' before it comes after the nearest '>': its span (the name,
+// '=' and the value), or nullopt.
+std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
+  if (p == 0 || !inTag) return std::nullopt;
+  const char before = s[p - 1];
+  if (!(isSpace(before) || before == '/' || before == '"' || before == '\'')) return std::nullopt;
+  std::size_t q = p + 2;
+  const std::size_t letters = q;
+  while (q < s.size() && std::isalpha(static_cast<unsigned char>(s[q]))) ++q;
+  if (q - letters < 3) return std::nullopt;  // onload, onclick, onerror ...; not "on=" or "one="
+  while (q < s.size() && (s[q] == ' ' || s[q] == '\t')) ++q;
+  if (q >= s.size() || s[q] != '=') return std::nullopt;
+  // The value: quoted (to the closing quote, else to the end of the tag), or bare.
+  std::size_t v = q + 1;
+  while (v < s.size() && isSpace(s[v])) ++v;
+  std::size_t end = v;
+  if (v < s.size() && (s[v] == '"' || s[v] == '\'')) {
+    const std::size_t close = s.find(s[v], v + 1);
+    end = close != std::string::npos ? close + 1 : std::min(s.find('>', v), s.size());
+  } else {
+    // Unquoted values hold none of these (HTML), so a quote that closes
+    // an enclosing attribute value stays.
+    while (end < s.size() && !isSpace(s[end]) && std::strchr("\"'<>=`", s[end]) == nullptr) ++end;
   }
-  for (std::size_t p = s.find("<object"); p != std::string::npos; p = s.find("<object", p + 1)) {
-    const std::size_t end = s.find('>', p);
-    if (s.substr(p, end == std::string::npos ? std::string::npos : end - p).find("classid") != std::string::npos) {
-      return true;
+  return Span{p, end};
+}
+
+// The active content of lowercased `s`: every span, or the first one.
+std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
+  std::vector<Span> out;
+  const auto add = [&](Span sp) {
+    out.push_back(sp);
+    return firstOnly;
+  };
+  // Each search goes on after the span found: an unclosed element spans
+  // to the end of the text, and hostile input (a million "<script") stays
+  // linear.
+  for (const auto& [open, close] : {std::pair<std::string_view, std::string_view>{"<script", "</script"},
+                                    {"<applet", "</applet"}}) {
+    for (std::size_t p = s.find(open); p != std::string::npos;) {
+      const Span sp{p, elementEnd(s, p + open.size(), close)};
+      if (add(sp)) return out;
+      p = s.find(open, sp.end);
     }
   }
-  // on*= event handlers inside a tag: whitespace or quote/slash, "on",
-  // letters, optional spaces, "=".
-  for (std::size_t p = s.find("on"); p != std::string::npos; p = s.find("on", p + 2)) {
-    if (p == 0) continue;
-    const char before = s[p - 1];
-    if (!(before == ' ' || before == '\t' || before == '\n' || before == '\r' || before == '/' || before == '"' ||
-          before == '\'')) {
+  for (std::size_t p = s.find("<embed"); p != std::string::npos;) {
+    const Span sp{p, tagEnd(s, p)};
+    if (add(sp)) return out;
+    p = s.find("<embed", sp.end);
+  }
+  for (std::size_t p = s.find("<object"); p != std::string::npos;) {
+    const std::size_t end = tagEnd(s, p);
+    if (s.substr(p, end - p).find("classid") == std::string::npos) {
+      p = s.find("<object", end);
       continue;
     }
-    std::size_t q = p + 2;
-    const std::size_t letters = q;
-    while (q < s.size() && std::isalpha(static_cast<unsigned char>(s[q]))) ++q;
-    if (q - letters < 3) continue;  // onload, onclick, onerror ...; not "on=" or "one="
-    while (q < s.size() && (s[q] == ' ' || s[q] == '\t')) ++q;
-    if (q >= s.size() || s[q] != '=') continue;
-    // Inside a tag: the nearest '<' before is after the nearest '>'.
-    const std::size_t lt = s.rfind('<', p);
-    const std::size_t gt = s.rfind('>', p);
-    if (lt != std::string::npos && (gt == std::string::npos || lt > gt)) return true;
+    // The whole element when it is closed, else the tag that names the control.
+    const std::size_t close = s.find("</object", end);
+    const Span sp{p, close == std::string::npos ? end : elementEnd(s, close, "</object")};
+    if (add(sp)) return out;
+    p = s.find("<object", sp.end);
   }
-  return false;
+  // Handlers: where the last '<' and '>' were is carried forward, not
+  // searched backwards from each "on".
+  std::size_t seen = 0;
+  bool inTag = false;
+  for (std::size_t p = s.find("on"); p != std::string::npos;) {
+    for (; seen < p; ++seen) {
+      if (s[seen] == '<') inTag = true;
+      if (s[seen] == '>') inTag = false;
+    }
+    const auto h = handlerAt(s, p, inTag);
+    if (h && add(*h)) return out;
+    p = s.find("on", h ? std::max(h->end, p + 2) : p + 2);
+  }
+  return out;
+}
+
+std::string lowered(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+}  // namespace
+
+bool hasActiveHtml(std::string_view html) {
+  // A bounded prefix: active content sits in the first megabytes of any
+  // real page; a hostile 20 MB page is still bounded.
+  return !activeSpans(lowered(html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024))), true).empty();
+}
+
+std::optional<std::string> stripActiveHtml(std::string_view html) {
+  std::string s(html);
+  for (int pass = 0; pass < 16; ++pass) {
+    std::vector<Span> spans = activeSpans(lowered(s), false);
+    if (spans.empty()) return s;
+    std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+    std::string out;
+    out.reserve(s.size());
+    std::size_t at = 0;
+    for (const Span& sp : spans) {
+      if (sp.begin > at) out.append(s, at, sp.begin - at);
+      at = std::max(at, sp.end);
+    }
+    if (at < s.size()) out.append(s, at, std::string::npos);
+    s = std::move(out);
+  }
+  return std::nullopt;
 }
 
 }  // namespace sekimori::antivirus

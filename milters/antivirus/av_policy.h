@@ -11,9 +11,11 @@
 //   limits exceeded                           -> as infected, "Heuristics.Limits.Exceeded" (option)
 //   encrypted (cannot be scanned)             -> deliver and mark (option: reject)
 //   a container libclamav cannot unpack       -> deliver and mark (option: reject)
+//   HTML with script / plug-ins               -> deliver and mark (options: strip it, reject)
 //   scan failure                              -> tempfail (option: accept unscanned)
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,7 +30,7 @@ enum class InfectedAction { Reject, Discard };
 enum class AttachmentAction { Remove, Reject };
 enum class LimitsAction { Infected, Deliver, Reject };
 enum class UnscannableAction { Mark, Reject };  // content that cannot be scanned
-enum class HtmlScriptAction { Mark, Reject };
+enum class HtmlScriptAction { Mark, Strip, Reject };
 enum class FailureAction { Tempfail, Accept };
 
 struct ActionConfig {
@@ -69,6 +71,7 @@ struct Decision {
   enum class Kind {
     Deliver,          // add headers, nothing else
     RemoveParts,      // replace `remove` with notices, deliver
+    StripHtml,        // remove the active content from the HTML parts, deliver
     Reject,           // reply
     Discard,
     Tempfail,         // reply (4xx)
@@ -89,5 +92,14 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
 // HTML that invokes script or plug-ins: <script, <object ... classid,
 // <embed, <applet, on*= event handlers. Case-insensitive, bounded scan.
 bool hasActiveHtml(std::string_view html);
+
+// `html` without what hasActiveHtml() finds: <script> and <applet>
+// elements with their content (to the end of the text when unclosed),
+// <embed> tags, <object classid> elements, on*= attributes with their
+// values. Everything else is kept byte for byte. Repeated while removing
+// one thing joins the pieces into another ("<scr<script></script>ipt>");
+// nullopt if active content is still found after that (the caller must
+// not deliver it as stripped).
+std::optional<std::string> stripActiveHtml(std::string_view html);
 
 }  // namespace sekimori::antivirus

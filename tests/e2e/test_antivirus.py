@@ -292,6 +292,49 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
 
+    def test_html_script_strip_removes_the_active_content_only(self):
+        self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = strip\n")
+        self.milter.reload()
+        try:
+            # Inside a multipart: the HTML part rewritten (UTF-8, base64),
+            # the plain ISO-2022-JP part byte for byte.
+            msgid = self.msgid("strip-alt")
+            jis = JA_TEXT.encode("iso-2022-jp")
+            html = ("<html><body onload=\"go()\"><p>" + JA_TEXT.strip() + "</p>"
+                    "<script>alert(1)</script><img src=a.png onerror=steal()></body></html>\r\n")
+            plain_part = b"--A\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + jis
+            body = (plain_part + b"--A\r\nContent-Type: text/html; charset=ISO-2022-JP\r\n"
+                    b"Content-ID: <page@example.org>\r\n\r\n" + html.encode("iso-2022-jp") + b"--A--\r\n")
+            raw = harness.make_message(msgid=msgid, body=body, headers=[
+                "MIME-Version: 1.0", "Content-Type: multipart/alternative; boundary=\"A\""])
+            r = self.send(raw)
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script", got)
+            self.assertIn(plain_part.replace(b"\r\n", b"\n"), got)  # the sink stores LF
+            parts = msg.get_payload()
+            self.assertEqual(parts[1].get("Content-ID"), "<page@example.org>")
+            self.assertEqual(parts[1].get_content_charset(), "utf-8")
+            text = parts[1].get_payload(decode=True).decode("utf-8")
+            self.assertIn("<p>" + JA_TEXT.strip() + "</p>", text)
+            for active in ("<script", "onload", "onerror", "alert(1)"):
+                self.assertNotIn(active, text)
+
+            # A message that is one HTML part: its content fields change too.
+            msgid = self.msgid("strip-top")
+            raw = harness.make_message(msgid=msgid, body="<p>hi</p><script>alert(1)</script>\r\n",
+                                       headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"])
+            r = self.send(raw)
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertEqual(msg.get_all("Content-Type"), ["text/html; charset=UTF-8"])
+            self.assertEqual(msg.get_all("Content-Transfer-Encoding"), ["base64"])
+            # (swaks ends the DATA with an empty line of its own)
+            self.assertEqual(msg.get_payload(decode=True).rstrip(b"\r\n"), b"<p>hi</p>")
+        finally:
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+
     def test_clean_japanese_mail_is_unchanged_and_forged_headers_go(self):
         msgid = self.msgid("clean")
         body = JA_TEXT.encode("iso-2022-jp")

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 namespace sekimori::antivirus {
 namespace {
 
@@ -145,6 +147,62 @@ TEST(AvDecide, HtmlScriptIsMarkedOrRejected) {
   ActionConfig reject;
   reject.htmlScript = HtmlScriptAction::Reject;
   EXPECT_EQ(decide(reject, {}, Direction::Inbound, f).kind, Kind::Reject);
+}
+
+TEST(AvDecide, HtmlScriptStripIsAKindOfItsOwn) {
+  Findings f;
+  f.whole = result(Status::Clean);
+  f.htmlScript = true;
+  ActionConfig strip;
+  strip.htmlScript = HtmlScriptAction::Strip;
+  const Decision d = decide(strip, {}, Direction::Inbound, f);
+  EXPECT_EQ(d.kind, Kind::StripHtml);
+  EXPECT_EQ(d.status, "clean; stripped: Heuristics.HTML.Script");
+  EXPECT_FALSE(d.infected);
+}
+
+TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
+  struct Case {
+    const char* in;
+    const char* out;
+  } cases[] = {
+      {"<p>a</p><script>alert(1)</script><p>b</p>", "<p>a</p><p>b</p>"},
+      {"<P>a</P><SCRIPT type=x>alert(1)</Script >b", "<P>a</P>b"},
+      {"<p>a</p><script>never closed", "<p>a</p>"},
+      {"x<applet code=A.class><param name=a></applet>y", "xy"},
+      {"x<embed src=a.swf>y", "xy"},
+      {"x<object classid=\"clsid:1\"><param></object>y", "xy"},
+      {"x<object data=a.svg></object>y", "x<object data=a.svg></object>y"},
+      {"<body onload=\"go()\" class=a>t</body>", "<body  class=a>t</body>"},
+      {"<img src=a.png onerror=go()>", "<img src=a.png >"},
+      {"<a href=x ONCLICK = 'go(\"1\")'>l</a>", "<a href=x >l</a>"},
+      {"<a title=\"x onabc=y\">l</a>", "<a title=\"x \">l</a>"},
+      // Removing one joins the pieces into another.
+      {"<scr<script>x</script>ipt>alert(1)</script>ok", "ok"},
+      {"no tags, one = two, online=yes", "no tags, one = two, online=yes"},
+      // Japanese text around is kept byte for byte.
+      {"<p>\xe4\xbc\x9a\xe8\xad\xb0</p><script>x</script>\xe3\x81\xa7\xe3\x81\x99",
+       "<p>\xe4\xbc\x9a\xe8\xad\xb0</p>\xe3\x81\xa7\xe3\x81\x99"},
+  };
+  for (const auto& c : cases) {
+    const auto got = stripActiveHtml(c.in);
+    ASSERT_TRUE(got.has_value()) << c.in;
+    EXPECT_EQ(*got, c.out) << c.in;
+    EXPECT_FALSE(hasActiveHtml(*got)) << c.in;
+  }
+}
+
+TEST(AvHtml, StripStaysLinearOnHostileInput) {
+  std::string many;
+  for (int i = 0; i < 200000; ++i) many += "<script <embed <object classid x onabc=\"";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto got = stripActiveHtml(many);
+  EXPECT_TRUE(hasActiveHtml(many));
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->empty());
+  EXPECT_LT(ms, 2000) << "8 MB of hostile HTML took " << ms << " ms";
 }
 
 TEST(AvHtml, FindsActiveContent) {
