@@ -185,6 +185,7 @@ std::optional<Loaded> load(Milter& m, const config::Schema& schema, const std::s
 }
 
 std::atomic<bool> gStopping{false};
+std::atomic<bool> gFailed{false};  // stopFailed()
 
 void reloadLoop(Milter* m, const config::Schema* schema, std::string path,
                 std::vector<std::pair<std::string, std::string>> overrides) {
@@ -486,7 +487,14 @@ int runDaemon(Milter& milter, int argc, char** argv) {
   milter.stop();
   if (!start.pidfile.empty()) unlink(start.pidfile.c_str());
   log::message(log::Level::Notice, bin + " stopped");
-  return served ? kExitOk : kExitRuntime;
+  return served && !gFailed.load() ? kExitOk : kExitRuntime;
+}
+
+void stopFailed(const std::string& why) {
+  if (gFailed.exchange(true)) return;
+  log::message(log::Level::Error, "stopping: " + why + " (exit status " + std::to_string(kExitRuntime) +
+                                      ", for the service manager to restart)");
+  glue::stop();
 }
 
 }  // namespace sekimori::milter

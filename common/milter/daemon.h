@@ -12,13 +12,15 @@
 // Signals: SIGUSR1 reloads the conf file (a broken one is refused and the old
 // one kept); SIGTERM and SIGHUP stop accepting and let open connections finish
 // (libmilter's own signal thread owns SIGHUP, SIGTERM and SIGINT).
-// Exit codes: 0 normal stop, 1 config error, 2 failure to start.
+// Exit codes: 0 normal stop, 1 config error, 2 failure to start (or stopFailed()).
 //
 //   int main(int argc, char** argv) {
 //     sekimori::sizelimit::SizeLimitMilter milter;
 //     return sekimori::milter::runDaemon(milter, argc, argv);
 //   }
 #pragma once
+
+#include <string>
 
 #include "common/milter/milter.h"
 
@@ -35,6 +37,13 @@ constexpr int kExitConfig = 1;
 constexpr int kExitRuntime = 2;
 
 int runDaemon(Milter& milter, int argc, char** argv);
+
+// For a milter that can no longer do its work (a helper process it cannot
+// replace is gone): logs `why`, stops accepting connections as SIGTERM
+// does, and makes runDaemon() return kExitRuntime, so that a service
+// manager (Restart=on-failure) starts a fresh daemon. Open connections
+// drain; the MTA's milter_default_action covers the gap. Any thread.
+void stopFailed(const std::string& why);
 
 // The schema of a milter: [milter] and [policy] keys plus its own.
 // Exposed for tests (every key documented in conf/<name>.conf).

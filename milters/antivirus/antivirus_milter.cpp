@@ -14,6 +14,7 @@
 
 #include "common/config/schema.h"
 #include "common/log/log.h"
+#include "common/milter/daemon.h"
 #include "common/mime/message.h"
 #include "common/mime/replace.h"
 #include "common/mime/spool.h"
@@ -571,6 +572,14 @@ bool AntivirusMilter::prepare(std::string* error) {
                                        scannerOptions_.engine.databaseDir + " into " +
                                        std::to_string(scannerOptions_.workers) + " scanner processes");
   return true;
+}
+
+void AntivirusMilter::start() {
+  // Without its scanner processes the daemon could only tempfail every
+  // message: exit instead, for the service manager to start it afresh.
+  if (auto* pool = dynamic_cast<ScannerPool*>(pool_.get())) {
+    pool->watch([] { milter::stopFailed("the scanner processes are gone"); });
+  }
 }
 
 void AntivirusMilter::stop() {

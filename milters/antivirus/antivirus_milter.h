@@ -64,6 +64,7 @@ class AntivirusMilter final : public milter::Milter {
   void declareOptions(config::Schema& schema) const override;
   bool configure(const config::Values& values, config::Errors& errors, bool apply) override;
   bool prepare(std::string* error) override;
+  void start() override;
   void stop() override;
 
   milter::Verdict onMail(milter::Session& s) override;

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -714,12 +715,37 @@ struct ScannerPool::Impl {
   pid_t supervisor = -1;
   int ctlFd = -1;   // write end: reload() bytes; EOF stops the supervisor
   int lifeFd = -1;  // read end: 'R' when ready; EOF when the pool is gone
+  std::thread watcher;                // watch()
+  std::atomic<bool> stopping{false};  // stop() is under way: the watcher goes quietly
 };
 
 ScannerPool::ScannerPool() = default;
 ScannerPool::~ScannerPool() { stop(); }
 
 std::string ScannerPool::libraryVersion() { return cl_retver(); }
+
+pid_t ScannerPool::supervisorPid() const { return impl_ ? impl_->supervisor : -1; }
+
+void ScannerPool::watch(std::function<void()> onDeath) {
+  if (!impl_ || impl_->lifeFd < 0 || impl_->watcher.joinable()) return;
+  Impl* im = impl_.get();
+  im->watcher = std::thread([im, onDeath = std::move(onDeath)] {
+    while (!im->stopping.load()) {
+      // Short polls: stop() sets `stopping` and joins before it reads or
+      // closes the lifeline itself.
+      pollfd p{im->lifeFd, POLLIN, 0};
+      const int n = poll(&p, 1, 200);
+      if (n <= 0 || im->stopping.load()) continue;
+      char buf[64];
+      const ssize_t r = read(im->lifeFd, buf, sizeof buf);
+      if (r > 0 || (r < 0 && (errno == EINTR || errno == EAGAIN))) continue;
+      log::message(log::Level::Error, "scanner supervisor " + std::to_string(im->supervisor) +
+                                             " and its workers are gone; no scan can be made");
+      onDeath();
+      return;
+    }
+  });
+}
 
 bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
   std::string ignored;
@@ -971,6 +997,8 @@ void ScannerPool::reload() {
 void ScannerPool::stop() {
   if (!impl_) return;
   Impl& im = *impl_;
+  im.stopping = true;
+  if (im.watcher.joinable()) im.watcher.join();
   if (im.ctlFd >= 0) {
     close(im.ctlFd);  // EOF: the supervisor stops its workers and exits
     im.ctlFd = -1;

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -120,6 +121,16 @@ class ScannerPool final : public Scanner {
 
   // Stops the supervisor and workers (by PID) and removes the socket dir.
   void stop() override;
+
+  // Calls `onDeath` once, from a thread of its own, if the supervisor and
+  // its workers die while no stop() is under way (killed by the admin or
+  // the OOM killer): the pool can no longer scan, and every scan would
+  // fail until the daemon is restarted. Call after start(), from the
+  // process that will scan (the daemon starts it after detaching).
+  void watch(std::function<void()> onDeath);
+
+  // The supervisor's process id; -1 when not started.
+  pid_t supervisorPid() const;
 
   // libclamav's version string, e.g. "1.4.6".
   static std::string libraryVersion();

@@ -15,6 +15,7 @@ import glob
 import io
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -432,6 +433,42 @@ class AntivirusClamdE2E(unittest.TestCase):
         self.assertEqual(r.final, ("250", "2.0.0"))
         self.assertIn(b"X-Virus-Status: clean", self.site.sink.wait_for(msgid))
 
+
+class AntivirusPoolDeathE2E(unittest.TestCase):
+    """The scanner processes killed under a running daemon: it exits with
+    status 2 (for systemd's Restart=on-failure) instead of tempfailing every
+    message for ever, and Postfix tempfails meanwhile (nothing is lost)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sekimori-av-death-")
+        os.chmod(self.tmp, 0o755)
+        db = make_database(self.tmp)
+        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+        conf = CONF.format(db=db, admin="", port=1, templates=os.path.abspath(templates),
+                           quarantine=os.path.join(self.tmp, "quarantine"))
+        conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
+        self.milter = harness.Milter("antivirus", conf)
+        self.site = harness.Site([self.milter], name="antivirus-death")
+        self.site.start()
+
+    def tearDown(self):
+        self.site.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_daemon_exits_when_its_scanner_processes_are_killed(self):
+        r = self.site.swaks(data=harness.make_message())
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        children = subprocess.run(["pgrep", "-P", str(self.milter.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        self.assertEqual(len(children), 1, "one scanner supervisor under the daemon: %s" % children)
+        os.kill(int(children[0]), signal.SIGKILL)
+        t0 = time.monotonic()
+        harness.wait_until(lambda: self.milter.proc.poll() is not None, 20, "the daemon to exit")
+        print("daemon exited %.1f s after its scanner supervisor was killed" % (time.monotonic() - t0))
+        self.assertEqual(self.milter.proc.returncode, 2)
+        self.assertIn("stopping: the scanner processes are gone", self.milter.log())
+        r = self.site.swaks(data=harness.make_message())
+        self.assertEqual(r.final[0][0], "4", r.transcript[-1500:])
 
 if __name__ == "__main__":
     unittest.main()

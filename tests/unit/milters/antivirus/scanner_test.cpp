@@ -297,6 +297,32 @@ TEST_F(ScannerTest, HungWorkerIsKilledByItsWatchdog) {
 }
 #endif
 
+// The whole pool gone (the supervisor killed, say by the OOM killer): the
+// watcher says so, so the daemon can exit and be restarted rather than
+// tempfail every message. A stop() is no death.
+TEST_F(ScannerTest, WatcherReportsTheDeathOfThePoolButNotItsStop) {
+  startPool();
+  std::atomic<int> deaths{0};
+  pool_.watch([&] { ++deaths; });
+  ASSERT_GT(pool_.supervisorPid(), 0);
+  ASSERT_EQ(kill(pool_.supervisorPid(), SIGKILL), 0);
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (deaths.load() == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(deaths.load(), 1);
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Error);
+  pool_.stop();
+
+  ScannerPool second;
+  std::string why;
+  options_.runDir = (tmp_.path() / "run2").string();
+  ASSERT_TRUE(second.start(options_, &why)) << why;
+  std::atomic<int> stopped{0};
+  second.watch([&] { ++stopped; });
+  EXPECT_EQ(scanPath(second, file("eicar.com")).status, Status::Infected);
+  second.stop();
+  EXPECT_EQ(stopped.load(), 0);
+}
+
 TEST_F(ScannerTest, ReloadPicksUpANewSignatureWithoutFailingScans) {
   options_.dbCheckInterval = std::chrono::hours(1);  // only reload() triggers the check
   const std::string marker = "SEKIMORI-NEW-SIG-TEST";
