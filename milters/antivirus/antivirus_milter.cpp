@@ -723,7 +723,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
                    s.queueId() + ": cannot strip the active HTML (" + why + "); refusing the message instead");
       d.kind = Decision::Kind::Reject;
       d.reply = cfg.replies.htmlScript;
-      d.status = "clean; suspicious: Heuristics.HTML.Script";
+      d.status = d.status.substr(0, d.status.rfind("; ")) + "; suspicious: Heuristics.HTML.Script";
     }
   }
 

@@ -89,46 +89,43 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
     return threat(a, replies, dir, f, names);
   }
 
+  // What could not be scanned refuses, or marks; active HTML comes on top
+  // of a mark (a message can be both unscanned and scripted).
+  d.status = "clean";
   if (f.whole.status == Status::LimitsExceeded) {
+    d.status = "unscanned: limits exceeded";
     if (a.limitsExceeded == LimitsAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = withName(replies.virus, f.whole.name);
-      d.status = "unscanned: limits exceeded";
       return d;
     }
-    d.status = "unscanned: limits exceeded";
-    return d;
-  }
-  if (f.whole.status == Status::Encrypted) {
+  } else if (f.whole.status == Status::Encrypted) {
+    d.status = "unscanned: encrypted";
+    d.virus = f.whole.name;
     if (a.encrypted == UnscannableAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = replies.encrypted;
+      return d;
     }
-    d.status = "unscanned: encrypted";
-    d.virus = f.whole.name;
-    return d;
-  }
-  if (f.whole.status == Status::Unscanned) {
+  } else if (f.whole.status == Status::Unscanned) {
+    d.status = "unscanned: " + f.whole.name + " not unpacked";
     if (a.unscanned == UnscannableAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = withName(replies.unscanned, f.whole.name);
+      return d;
     }
-    d.status = "unscanned: " + f.whole.name + " not unpacked";
-    return d;
   }
   if (f.htmlScript) {
-    d.virus = "Heuristics.HTML.Script";
-    d.status = "clean; suspicious: Heuristics.HTML.Script";
+    addName(d.virus, "Heuristics.HTML.Script");
+    d.status += "; suspicious: Heuristics.HTML.Script";
     if (a.htmlScript == HtmlScriptAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = replies.htmlScript;
     } else if (a.htmlScript == HtmlScriptAction::Strip) {
       d.kind = Decision::Kind::StripHtml;
-      d.status = "clean; stripped: Heuristics.HTML.Script";
+      d.status = d.status.substr(0, d.status.rfind("; ")) + "; stripped: Heuristics.HTML.Script";
     }
-    return d;
   }
-  d.status = "clean";
   return d;
 }
 

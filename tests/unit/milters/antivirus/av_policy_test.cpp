@@ -159,6 +159,16 @@ TEST(AvDecide, HtmlScriptStripIsAKindOfItsOwn) {
   EXPECT_EQ(d.kind, Kind::StripHtml);
   EXPECT_EQ(d.status, "clean; stripped: Heuristics.HTML.Script");
   EXPECT_FALSE(d.infected);
+  // On top of a mark for what could not be scanned, not instead of it.
+  f.whole = result(Status::Unscanned, "RAR archive");
+  const Decision both = decide(strip, {}, Direction::Inbound, f);
+  EXPECT_EQ(both.kind, Kind::StripHtml);
+  EXPECT_EQ(both.status, "unscanned: RAR archive not unpacked; stripped: Heuristics.HTML.Script");
+  f.whole = result(Status::Encrypted, "Heuristics.Encrypted.Zip");
+  const Decision marked = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(marked.kind, Kind::Deliver);
+  EXPECT_EQ(marked.status, "unscanned: encrypted; suspicious: Heuristics.HTML.Script");
+  EXPECT_EQ(marked.virus, "Heuristics.Encrypted.Zip, Heuristics.HTML.Script");
 }
 
 TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
