@@ -74,13 +74,18 @@ def zip_bomb():
     return buf.getvalue()
 
 
-def attachment_message(payload, name):
+def zstd_of(data):
+    import subprocess
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+def attachment_message(payload, name, ctype="application/zip", subject="archive"):
     import base64
     b64 = base64.encodebytes(payload).decode().replace("\n", "\r\n")
     body = ("--b\r\nContent-Type: text/plain\r\n\r\nplease see the attachment\r\n"
-            "--b\r\nContent-Type: application/zip; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
-            "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s--b--\r\n" % (name, name, b64))
-    return harness.make_message(subject="archive", body=body,
+            "--b\r\nContent-Type: %s; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
+            "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s--b--\r\n" % (ctype, name, name, b64))
+    return harness.make_message(subject=subject, body=body,
                                 headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=b"])
 
 
@@ -121,6 +126,11 @@ def main():
         ("to list@example.net", dict(data=list_mail, to="list@example.net")),
         ("same Message-ID to list@example.net again", dict(data=list_mail, to="list@example.net")),
         ("inbound, virus in a zip attachment", dict(data=attachment_message(eicar_zip, "invoice.zip"))),
+        ("inbound HTML mail with <script>", dict(data=harness.make_message(
+            subject="html with script", body="<p>hello</p><script>alert(1)</script>\r\n",
+            headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"]))),
+        ("inbound .zst attachment (not unpackable)", dict(data=attachment_message(
+            zstd_of(b"a report\n" * 500), "report.txt.zst", "application/zstd", subject="zstd attachment"))),
         ("outbound from 10.1.2.3, virus in a zip attachment",
          dict(data=attachment_message(eicar_zip, "invoice.zip"), to="friend@remote.example", xclient="ADDR=10.1.2.3")),
     ]
@@ -140,9 +150,12 @@ def main():
         delivered = site.sink.messages()
         print("\nDelivered to the sink: %d message(s)" % len(delivered))
         for m in delivered:
-            if b"X-Virus-Status: removed" in m:
-                print("  the inbound invoice.zip arrived replaced by a notice: X-Virus-Status: " +
-                      m.split(b"X-Virus-Status: ")[1].split(b"\n")[0].decode())
+            if b"X-Virus-Status: " not in m:
+                continue
+            status = m.split(b"X-Virus-Status: ")[1].split(b"\n")[0].decode()
+            subject = m.split(b"\nSubject: ")[1].split(b"\n")[0].decode() if b"\nSubject: " in m else "?"
+            if status != "clean":
+                print("  %-20s X-Virus-Status: %s" % ("\"" + subject + "\"", status))
         print("\nThe milters' log lines (syslog, facility mail):")
         for m in (milter, rate, av):
             for line in m.log().splitlines():
