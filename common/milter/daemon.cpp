@@ -112,7 +112,8 @@ std::string usage(const Milter& m, const po::options_description& cmdline, const
          "                old configuration stays in force; open connections continue\n"
          "  SIGTERM       stop accepting connections, let open ones finish (drain_timeout)\n"
          "  SIGHUP        as SIGTERM (libmilter handles it; use SIGUSR1 to reload)\n"
-         "\nExit status: 0 normal stop or valid config, 1 config error, 2 failure to start.\n"
+         "\nExit status: 0 normal stop or valid config, 1 config error, 2 failure to start,\n"
+         "or a failure that stops the daemon (e.g. sekimori-antivirus' scanner processes gone).\n"
          "Logs go to syslog, facility mail, one line per decision, queue ID first.\n";
   return out;
 }
