@@ -471,15 +471,21 @@ class Site:
         import pwd
         pw = pwd.getpwnam("postfix")
         os.chown(os.path.join(self.dir, "data"), pw.pw_uid, pw.pw_gid)
-        self.sink = Sink(self.dir)
-        self.sink.start()
-        for m in self.milters:
-            m.setup(self.dir)
-            m.start()
-        self.port = free_port()
-        self._write_postfix_conf()
-        self._postfix("start")
-        wait_until(lambda: port_open(self.port), 30, "postfix smtpd on port %d" % self.port)
+        # A start that fails half way stops what it started (a test's
+        # tearDown does not run when its setUp raises).
+        try:
+            self.sink = Sink(self.dir)
+            self.sink.start()
+            for m in self.milters:
+                m.setup(self.dir)
+                m.start()
+            self.port = free_port()
+            self._write_postfix_conf()
+            self._postfix("start")
+            wait_until(lambda: port_open(self.port), 30, "postfix smtpd on port %d" % self.port)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
         if self.dir is None:
