@@ -241,6 +241,17 @@ ScanResult scanSpool(Scanner& pool, const mime::Spool& spool) {
   return pool.scan(f.fd());
 }
 
+// Keeps at most `max` bytes of a part's content in `text`; false (and
+// nothing more kept) once the content is longer.
+bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_t max) {
+  if (text.size() + n > max) {
+    text.append(reinterpret_cast<const char*>(p), max - std::min(max, text.size()));
+    return false;
+  }
+  text.append(reinterpret_cast<const char*>(p), n);
+  return true;
+}
+
 // Scans one part's content; its first `htmlMax` bytes also go to htmlOut
 // (when set), *complete saying whether that was all of it.
 ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
@@ -251,10 +262,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
   for (;;) {
     const std::size_t n = content.read(buf);
     if (n == 0) break;
-    if (htmlOut && htmlOut->size() + n > htmlMax) *complete = false;
-    if (htmlOut && htmlOut->size() < htmlMax) {
-      htmlOut->append(reinterpret_cast<const char*>(buf.data()), std::min(n, htmlMax - htmlOut->size()));
-    }
+    if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
   }
   return pool.scan(f.fd());
@@ -665,15 +673,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         f.parts.push_back(std::move(pf));
       } else {
         std::array<std::byte, 64 * 1024> buf{};
-        for (;;) {
-          const std::size_t n = c->read(buf);
-          if (n == 0) break;
-          if (text.size() + n > kHtmlMax) {
-            complete = false;
-            break;
-          }
-          text.append(reinterpret_cast<const char*>(buf.data()), n);
-        }
+        for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepCapped(text, buf.data(), n, kHtmlMax);
       }
       if (html && hasActiveHtml(text)) {
         f.htmlScript = true;

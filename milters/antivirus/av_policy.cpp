@@ -5,6 +5,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "common/util/strings.h"
+
 namespace sekimori::antivirus {
 
 namespace {
@@ -117,13 +119,12 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
   }
   if (f.htmlScript) {
     addName(d.virus, "Heuristics.HTML.Script");
-    d.status += "; suspicious: Heuristics.HTML.Script";
+    const bool strip = a.htmlScript == HtmlScriptAction::Strip;
+    d.status += strip ? "; stripped: Heuristics.HTML.Script" : "; suspicious: Heuristics.HTML.Script";
+    if (strip) d.kind = Decision::Kind::StripHtml;
     if (a.htmlScript == HtmlScriptAction::Reject) {
       d.kind = Decision::Kind::Reject;
       d.reply = replies.htmlScript;
-    } else if (a.htmlScript == HtmlScriptAction::Strip) {
-      d.kind = Decision::Kind::StripHtml;
-      d.status = d.status.substr(0, d.status.rfind("; ")) + "; stripped: Heuristics.HTML.Script";
     }
   }
   return d;
@@ -230,25 +231,18 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
   return out;
 }
 
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 }  // namespace
 
 bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
   // real page; a hostile 20 MB page is still bounded.
-  return !activeSpans(lowered(html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024))), true).empty();
+  return !activeSpans(util::toLowerAscii(html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024))), true).empty();
 }
 
 std::optional<std::string> stripActiveHtml(std::string_view html) {
   std::string s(html);
   for (int pass = 0; pass < 16; ++pass) {
-    std::vector<Span> spans = activeSpans(lowered(s), false);
+    std::vector<Span> spans = activeSpans(util::toLowerAscii(s), false);
     if (spans.empty()) return s;
     std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
     std::string out;
