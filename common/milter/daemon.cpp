@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -110,8 +111,9 @@ std::string usage(const Milter& m, const po::options_description& cmdline, const
   out += "\nSignals:\n"
          "  SIGUSR1       reload the conf file; a broken file is refused and logged, the\n"
          "                old configuration stays in force; open connections continue\n"
-         "  SIGTERM       stop accepting connections, let open ones finish (drain_timeout)\n"
-         "  SIGHUP        as SIGTERM (libmilter handles it; use SIGUSR1 to reload)\n"
+         "  SIGTERM       stop: new connections are tempfailed, open ones are served\n"
+         "                until they end (at most drain_timeout); a second one stops at once\n"
+         "  SIGINT, SIGHUP  as SIGTERM (use SIGUSR1 to reload)\n"
          "\nExit status: 0 normal stop or valid config, 1 config error, 2 failure to start,\n"
          "or a failure that stops the daemon (e.g. sekimori-antivirus' scanner processes gone).\n"
          "Logs go to syslog, facility mail, one line per decision, queue ID first.\n";
@@ -187,6 +189,99 @@ std::optional<Loaded> load(Milter& m, const config::Schema& schema, const std::s
 
 std::atomic<bool> gStopping{false};
 std::atomic<bool> gFailed{false};  // stopFailed()
+
+// The stop signals reach the main thread's handler through this pipe;
+// serveAndDrain() also learns here that libmilter returned by itself.
+int gWake[2] = {-1, -1};
+constexpr char kServerEnded = 'E';
+
+extern "C" void onStopSignal(int sig) {
+  const int saved = errno;
+  const char c = static_cast<char>(sig);
+  (void)!write(gWake[1], &c, 1);
+  errno = saved;
+}
+
+const char* signalName(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+// Runs libmilter in a thread of its own and waits here for a stop signal.
+// libmilter's own handling of SIGTERM cannot drain: Debian builds it with
+// its pool of workers, which abandon every open connection the moment the
+// stop flag is set (the MTA waits for its command timeout, then
+// tempfails). So the signals are ours: on the first one new connections
+// are tempfailed at connect while open ones keep their service, until none
+// is left or drain_timeout passes; then libmilter is stopped. A second
+// signal stops at once. Only this thread ever unblocks the stop signals,
+// and Linux gives a process-directed signal to the main thread first when
+// it does not block it, so libmilter's signal thread (sigwait on the same
+// signals) does not see them.
+bool serveAndDrain(std::chrono::milliseconds drain) {
+  if (pipe2(gWake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    log::message(log::Level::Warning, std::string("no graceful stop (pipe: ") + std::strerror(errno) +
+                                          "); libmilter handles SIGTERM itself");
+    return glue::serve();
+  }
+  std::atomic<bool> served{false};
+  std::thread server([&] {
+    served = glue::serve();
+    const char c = kServerEnded;
+    (void)!write(gWake[1], &c, 1);
+  });
+
+  struct sigaction sa {};
+  sa.sa_handler = onStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    sigaction(sig, &sa, nullptr);
+    sigaddset(&stops, sig);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &stops, nullptr);
+
+  // Waits up to `limit` for the next event: a signal number, kServerEnded,
+  // or 0 on timeout.
+  const auto next = [](std::chrono::milliseconds limit) -> char {
+    pollfd p{gWake[0], POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(limit.count()));
+    char c = 0;
+    if (n > 0 && read(gWake[0], &c, 1) == 1) return c;
+    return 0;
+  };
+  char event = 0;
+  while (event == 0) event = next(std::chrono::hours(1));
+  if (event != kServerEnded) {
+    Session::refuseNew();
+    const auto open = Session::live();
+    log::message(log::Level::Notice,
+                 std::string(signalName(event)) + ": stopping; new connections are tempfailed" +
+                     (open > 0 ? ", waiting for " + std::to_string(open) + " open connection(s)" : std::string()));
+    const auto deadline = std::chrono::steady_clock::now() + drain;
+    while (Session::live() > 0 && std::chrono::steady_clock::now() < deadline) {
+      event = next(std::chrono::milliseconds(50));
+      if (event == kServerEnded) break;
+      if (event != 0) {
+        log::message(log::Level::Notice, std::string(signalName(event)) + " again: stopping without waiting");
+        break;
+      }
+    }
+    if (Session::live() > 0 && event == 0) {
+      log::message(log::Level::Warning, "stopping with " + std::to_string(Session::live()) +
+                                            " connection(s) still open after drain_timeout");
+    }
+    glue::stop();
+  }
+  pthread_sigmask(SIG_BLOCK, &stops, nullptr);
+  server.join();
+  return served.load();
+}
 
 void reloadLoop(Milter* m, const config::Schema* schema, std::string path,
                 std::vector<std::pair<std::string, std::string>> overrides) {
@@ -432,13 +527,18 @@ int runDaemon(Milter& milter, int argc, char** argv) {
     return kExitRuntime;
   };
 
-  // SIGUSR1 is ours (reload): block it before libmilter starts any thread,
-  // so only the reload thread's sigwait receives it. SIGPIPE from a vanished
-  // MTA must not kill the process.
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+  // Blocked here, before any thread exists, so that every thread inherits
+  // the mask: SIGUSR1 (reload) then reaches only the reload thread's
+  // sigwait, and SIGTERM/SIGINT/SIGHUP only serveAndDrain(), the one place
+  // that unblocks them. A thread started with them unblocked (the reload
+  // thread, a milter's own threads) would take SIGTERM's default action:
+  // the process killed on the spot, no drain, nothing cleaned up. A stop
+  // signal sent during start-up stays pending until then. Children reset
+  // the mask before exec. SIGPIPE from a vanished MTA must not kill us.
+  sigset_t ours;
+  sigemptyset(&ours);
+  for (int sig : {SIGUSR1, SIGTERM, SIGINT, SIGHUP}) sigaddset(&ours, sig);
+  pthread_sigmask(SIG_BLOCK, &ours, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   std::string why;
@@ -470,18 +570,7 @@ int runDaemon(Milter& milter, int argc, char** argv) {
   milter.start();
   std::thread reloader(reloadLoop, &milter, &schema, path, overrides);
   log::message(log::Level::Notice, bin + " " SEKIMORI_VERSION " listening on " + start.socket);
-  const bool served = glue::serve();
-
-  // Drain: libmilter has stopped accepting; connections already open keep
-  // their threads until the MTA is done with them.
-  const auto deadline = std::chrono::steady_clock::now() + start.drain;
-  while (Session::live() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (Session::live() > 0) {
-    log::message(log::Level::Warning,
-                 "stopping with " + std::to_string(Session::live()) + " connection(s) still open after drain_timeout");
-  }
+  const bool served = serveAndDrain(start.drain);
   gStopping = true;
   pthread_kill(reloader.native_handle(), SIGUSR1);
   reloader.join();

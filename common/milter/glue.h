@@ -18,7 +18,8 @@ std::shared_ptr<const CommonConfig> common();
 // smfi_setconn + smfi_opensocket (a stale unix socket is removed), then
 // TCP_NODELAY on an inet listener. timeoutSeconds: libmilter's I/O timeout.
 bool openSocket(const std::string& spec, int timeoutSeconds, int backlog, std::string* error);
-// smfi_main: serves until SIGTERM/SIGHUP/SIGINT or stop(). Returns false on failure.
+// smfi_main: serves until stop() (or libmilter's own signal thread sees
+// SIGTERM/SIGHUP/SIGINT, which the daemon keeps from it). False on failure.
 bool serve();
 void stop();
 

@@ -240,7 +240,11 @@ sfsistat cbNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
         {Stage::Body, SMFIP_NOBODY},
     };
     unsigned long want = 0;
+    // A connection that arrives while the daemon drains for shutdown is
+    // refused at connect, so the MTA must wait for that reply.
+    const bool refusing = conn->session.refused();
     for (const auto& step : kSteps) {
+      if (refusing && step.stage == Stage::Connect) continue;
       if (!used.has(step.stage)) {
         want |= step.off;
       } else if (!replies.has(step.stage)) {
@@ -272,6 +276,12 @@ sfsistat cbNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned 
 }
 
 sfsistat cbConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) noexcept {
+  try {
+    // The daemon is draining for shutdown: the MTA tempfails this client.
+    if (connOf(ctx)->session.refused()) return SMFIS_TEMPFAIL;
+  } catch (...) {
+    return SMFIS_TEMPFAIL;
+  }
   return guard(ctx, Stage::Connect,
                [&](Conn& c) { return gDriver->connect(c.session, hostname ? hostname : "", ipOf(addr)); });
 }

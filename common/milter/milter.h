@@ -252,8 +252,13 @@ class Session {
     return *static_cast<T*>(connState_.get());
   }
 
-  // Live sessions in this process (for draining at shutdown).
+  // Live sessions in this process that the drain at shutdown waits for:
+  // those opened before refuseNew().
   static std::uint64_t live();
+  // Shutdown has begun: sessions opened from now on are refused at connect
+  // (refused() is true for them) and not counted by live().
+  static void refuseNew();
+  bool refused() const { return !counted_; }
 
  private:
   using StatePtr = std::unique_ptr<void, void (*)(void*)>;
@@ -264,6 +269,7 @@ class Session {
   StatePtr state_{nullptr, [](void*) {}};
   StatePtr connState_{nullptr, [](void*) {}};
   const std::type_info* stateType_ = nullptr;
+  bool counted_ = true;
 };
 
 class Milter {

@@ -9,6 +9,7 @@ namespace sekimori::milter {
 namespace {
 std::atomic<std::uint64_t> gLive{0};
 std::atomic<std::uint64_t> gNextId{1};
+std::atomic<bool> gRefusing{false};
 }  // namespace
 
 std::optional<std::uint64_t> Transaction::declaredSize() const {
@@ -29,15 +30,17 @@ std::optional<std::uint64_t> Transaction::declaredSize() const {
 Session::Session(const MacroSource& macros, std::shared_ptr<const CommonConfig> common)
     : macros_(&macros), connCommon_(std::move(common)) {
   connectionId = gNextId.fetch_add(1, std::memory_order_relaxed);
-  gLive.fetch_add(1, std::memory_order_relaxed);
+  counted_ = !gRefusing.load();
+  if (counted_) gLive.fetch_add(1, std::memory_order_relaxed);
 }
 
 Session::~Session() {
   endTransaction();
-  gLive.fetch_sub(1, std::memory_order_relaxed);
+  if (counted_) gLive.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::uint64_t Session::live() { return gLive.load(std::memory_order_relaxed); }
+void Session::refuseNew() { gRefusing = true; }
 
 const std::string& Session::queueId() {
   if (queueId_.empty()) {

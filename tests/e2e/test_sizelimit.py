@@ -10,6 +10,7 @@ import io
 import os
 import re
 import signal
+import smtplib
 import time
 import unittest
 import zipfile
@@ -312,6 +313,42 @@ class SizeLimitE2E(unittest.TestCase):
         self.assertTrue(self.milter.log_lines(r"reload refused: .*sizelimit.conf:\d+: max_message_size"))
         r = self.send_raw(harness.make_message(body="z" * 2000 + "\r\n"))
         self.assertReply(r, "552", "5.3.4")  # still the old 1k limit
+
+    def test_sigterm_lets_an_open_session_finish(self):
+        # SIGTERM: new connections are tempfailed, the open one still gets
+        # its verdicts, then a clean exit (status 0, "stopped"). Until this
+        # test, a thread of ours with SIGTERM unblocked took the default
+        # action and the daemon died on the spot; and libmilter's own stop
+        # abandons open connections (the MTA waits 30 s, then tempfails).
+        self.configure(conf(size="1k"))
+        milter = self.milter.proc
+        c = self.site.smtp()
+        try:
+            code, _ = c.mail("sender@example.org")
+            self.assertEqual(code, 250)
+            milter.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            self.assertIsNone(milter.poll(), "the daemon must wait for the open session:\n" +
+                              self.milter.log()[-1000:])
+            r = self.send_raw(harness.make_message())
+            self.assertEqual(r.final, ("451", "4.7.1"), brief(r.transcript))
+            self.assertIn("milter-reject: CONNECT", self.site.postfix_log()[-3000:])
+            t0 = time.monotonic()
+            code, _ = c.rcpt("user@example.net")
+            self.assertEqual(code, 250)
+            code, msg = c.data(harness.make_message(body="z" * 2000 + "\r\n"))
+            self.assertEqual((code, msg[:5]), (552, b"5.3.4"), "still checked by the draining milter")
+            self.assertLess(time.monotonic() - t0, 5, "served at once, not after a timeout")
+            c.quit()
+            harness.wait_until(lambda: milter.poll() is not None, 20, "the daemon to exit")
+            self.assertEqual(milter.returncode, 0, self.milter.log()[-1000:])
+            self.assertIn("sekimori-sizelimit stopped", self.milter.log().splitlines()[-1])
+        finally:
+            try:
+                c.close()
+            except Exception:
+                pass
+            self.milter.stop()  # whatever happened above: setUp starts a fresh one
 
     def test_milter_killed_means_tempfail_not_loss(self):
         # Mid-transaction: the milter dies after MAIL FROM was accepted.
