@@ -185,8 +185,11 @@ class Milter:
                    self.log().count("reload refused, keeping") > before, 10, "reload")
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Stops the daemon; a SIGTERM stop must end cleanly (status 0, the
+        "stopped" line), so every test's teardown checks the graceful stop."""
         if self.proc is None:
             return
+        unclean = None
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(sig)
@@ -194,10 +197,16 @@ class Milter:
                 pass
             try:
                 self.proc.wait(timeout)
+                if sig == signal.SIGTERM and (self.proc.returncode != 0 or
+                                              not self.log().rstrip().endswith(" stopped")):
+                    unclean = "exited with %s" % self.proc.returncode
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                unclean = "did not stop within %.0f s of SIGTERM" % timeout
         self.proc = None
+        if unclean:
+            raise AssertionError("sekimori-%s %s:\n%s" % (self.name, unclean, self.log()[-1500:]))
 
     def kill(self):
         """SIGKILL: a crash, as far as Postfix can tell."""
@@ -499,8 +508,12 @@ class Site:
             pid = self._master_pid()
             if pid:
                 stop_pid(pid, sig=signal.SIGKILL)
+        unclean = None
         for m in self.milters:
-            m.stop()
+            try:
+                m.stop()
+            except AssertionError as e:  # everything is still cleaned up
+                unclean = unclean or e
         if self.sink:
             self.sink.stop()
         if os.environ.get("SEKIMORI_KEEP") != "1":
@@ -508,6 +521,8 @@ class Site:
         else:
             print("kept", self.dir)
         self.dir = None
+        if unclean:
+            raise unclean
 
     def _master_pid(self):
         try:
