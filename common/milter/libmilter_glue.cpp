@@ -17,7 +17,9 @@
 #include <arpa/inet.h>
 #include <atomic>
 #include <cstring>
+#include <chrono>
 #include <mutex>
+#include <thread>
 
 #include "common/log/log.h"
 #include "common/milter/driver.h"
@@ -350,13 +352,12 @@ sfsistat cbClose(SMFICTX* ctx) noexcept {
 }
 
 // libmilter does not expose its listening socket: find it among our file
-// descriptors (the only listening stream socket at this point) and turn off
-// Nagle's algorithm. Linux copies the option to every accepted socket, so each
-// reply leaves at once instead of waiting ~40 ms for the MTA's delayed ACK.
-int setNoDelayOnListener() {
-  int changed = 0;
+// descriptors, the only listening stream socket right after
+// smfi_opensocket(). -1 if there is none.
+int findListener() {
+  int found = -1;
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
+  if (dir == nullptr) return -1;
   while (dirent* e = readdir(dir)) {
     const int fd = std::atoi(e->d_name);
     if (fd <= 2 || fd == dirfd(dir)) continue;
@@ -365,15 +366,42 @@ int setNoDelayOnListener() {
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
     len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
-    sockaddr_storage ss{};
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) continue;
-    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
-    const int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++changed;
+    found = fd;
+    break;
   }
   closedir(dir);
-  return changed;
+  return found;
+}
+
+int gListenFd = -1;
+
+// Turns off Nagle's algorithm on a TCP listener. Linux copies the option to
+// every accepted socket, so each reply leaves at once instead of waiting
+// ~40 ms for the MTA's delayed ACK.
+bool setNoDelay(int fd) {
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  if (fd < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return false;
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return false;
+  const int one = 1;
+  return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
+}
+
+// One connection to our own listener, closed at once: libmilter's listener
+// thread wakes from its poll (up to 5 s otherwise) and sees the stop flag.
+// A wildcard address is reached through loopback.
+void pokeListener(sockaddr_storage addr, socklen_t len) {
+  if (addr.ss_family == AF_INET) {
+    auto& in = reinterpret_cast<sockaddr_in&>(addr);
+    if (in.sin_addr.s_addr == htonl(INADDR_ANY)) in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else if (addr.ss_family == AF_INET6) {
+    auto& in6 = reinterpret_cast<sockaddr_in6&>(addr);
+    if (IN6_IS_ADDR_UNSPECIFIED(&in6.sin6_addr)) in6.sin6_addr = in6addr_loopback;
+  }
+  const int c = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (c < 0) return;
+  (void)!connect(c, reinterpret_cast<sockaddr*>(&addr), len);  // in progress or refused: either is fine
+  close(c);
 }
 
 }  // namespace
@@ -422,8 +450,9 @@ bool openSocket(const std::string& spec, int timeoutSeconds, int backlog, std::s
     if (error) *error = "cannot open socket '" + spec + "' (in use, or no permission for its directory)";
     return false;
   }
+  gListenFd = findListener();
   if (util::istartsWith(spec, "inet")) {
-    if (setNoDelayOnListener() == 0) {
+    if (!setNoDelay(gListenFd)) {
       log::message(log::Level::Warning, "could not set TCP_NODELAY on the listening socket");
     }
   }
@@ -431,6 +460,23 @@ bool openSocket(const std::string& spec, int timeoutSeconds, int backlog, std::s
 }
 
 bool serve() { return smfi_main() == MI_SUCCESS; }
-void stop() { smfi_stop(); }
+void stop() {
+  // smfi_stop() sets libmilter's stop flag, then waits for the listener
+  // thread, which looks at the flag only between polls of up to 5 s. Poked
+  // until smfi_stop() returns, it stops at once.
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  const bool canPoke = gListenFd >= 0 && getsockname(gListenFd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    smfi_stop();
+    done = true;
+  });
+  for (int i = 0; canPoke && !done && i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 5 : 50));
+    if (!done) pokeListener(addr, len);
+  }
+  stopper.join();
+}
 
 }  // namespace sekimori::milter::glue
