@@ -113,7 +113,8 @@ std::string usage(const Milter& m, const po::options_description& cmdline, const
          "                old configuration stays in force; open connections continue\n"
          "  SIGTERM       stop: new connections are tempfailed, open ones are served\n"
          "                until they end (at most drain_timeout); a second one stops at once\n"
-         "  SIGINT, SIGHUP  as SIGTERM (use SIGUSR1 to reload)\n"
+         "  SIGINT        as SIGTERM\n"
+         "  SIGHUP        as SIGTERM, as libmilter does (use SIGUSR1 to reload)\n"
          "\nExit status: 0 normal stop or valid config, 1 config error, 2 failure to start,\n"
          "or a failure that stops the daemon (e.g. sekimori-antivirus' scanner processes gone).\n"
          "Logs go to syslog, facility mail, one line per decision, queue ID first.\n";
