@@ -464,9 +464,15 @@ void stop() {
   // smfi_stop() sets libmilter's stop flag, then waits for the listener
   // thread, which looks at the flag only between polls of up to 5 s. Poked
   // until smfi_stop() returns, it stops at once.
+  // (A second stop() may find the descriptor closed by the first, or
+  // reused: only a listening socket is poked.)
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  const bool canPoke = gListenFd >= 0 && getsockname(gListenFd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  int listening = 0;
+  socklen_t optLen = sizeof listening;
+  const bool canPoke = gListenFd >= 0 &&
+                       getsockopt(gListenFd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optLen) == 0 && listening &&
+                       getsockname(gListenFd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   std::atomic<bool> done{false};
   std::thread stopper([&] {
     smfi_stop();
