@@ -436,13 +436,12 @@ class AntivirusClamdE2E(unittest.TestCase):
         self.assertIn(b"X-Virus-Status: clean", self.site.sink.wait_for(msgid))
 
 
-class AntivirusPoolDeathE2E(unittest.TestCase):
-    """The scanner processes killed under a running daemon: it exits with
-    status 2 (for systemd's Restart=on-failure) instead of tempfailing every
-    message for ever, and Postfix tempfails meanwhile (nothing is lost)."""
+class PlainSiteTest(unittest.TestCase):
+    """A private Postfix and a fresh sekimori-antivirus (the plain binary,
+    no warning mails) for each test, for tests that stop or break it."""
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="sekimori-av-death-")
+        self.tmp = tempfile.mkdtemp(prefix="sekimori-av-plain-")
         os.chmod(self.tmp, 0o755)
         db = make_database(self.tmp)
         templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
@@ -450,12 +449,18 @@ class AntivirusPoolDeathE2E(unittest.TestCase):
                            quarantine=os.path.join(self.tmp, "quarantine"))
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
         self.milter = harness.Milter("antivirus", conf)
-        self.site = harness.Site([self.milter], name="antivirus-death")
+        self.site = harness.Site([self.milter], name="antivirus-plain")
         self.site.start()
 
     def tearDown(self):
         self.site.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class AntivirusPoolDeathE2E(PlainSiteTest):
+    """The scanner processes killed under a running daemon: it exits with
+    status 2 (for systemd's Restart=on-failure) instead of tempfailing every
+    message for ever, and Postfix tempfails meanwhile (nothing is lost)."""
 
     def test_daemon_exits_when_its_scanner_processes_are_killed(self):
         r = self.site.swaks(data=harness.make_message())
@@ -472,26 +477,11 @@ class AntivirusPoolDeathE2E(unittest.TestCase):
         r = self.site.swaks(data=harness.make_message())
         self.assertEqual(r.final[0][0], "4", r.transcript[-1500:])
 
-class AntivirusStopUnderLoadE2E(unittest.TestCase):
+
+class AntivirusStopUnderLoadE2E(PlainSiteTest):
     """SIGTERM while ten clients send: every message is either delivered or
     tempfailed (never lost, never refused for good), the scans in flight
     finish, and the daemon exits 0."""
-
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="sekimori-av-load-")
-        os.chmod(self.tmp, 0o755)
-        db = make_database(self.tmp)
-        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
-        conf = CONF.format(db=db, admin="", port=1, templates=os.path.abspath(templates),
-                           quarantine=os.path.join(self.tmp, "quarantine"))
-        conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
-        self.milter = harness.Milter("antivirus", conf)
-        self.site = harness.Site([self.milter], name="antivirus-load")
-        self.site.start()
-
-    def tearDown(self):
-        self.site.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_sigterm_under_load_loses_nothing(self):
         results, lock, enough = [], threading.Lock(), threading.Event()
