@@ -575,10 +575,7 @@ bool AntivirusMilter::prepare(std::string* error) {
   }
   auto pool = std::make_shared<ScannerPool>();
   if (!pool->start(scannerOptions_, error)) return false;
-  pool_ = std::move(pool);
-  log::message(log::Level::Notice, "libclamav " + ScannerPool::libraryVersion() + " engine loaded from " +
-                                       scannerOptions_.engine.databaseDir + " into " +
-                                       std::to_string(scannerOptions_.workers) + " scanner processes");
+  pool_ = std::move(pool);  // its supervisor logged what it loaded
   return true;
 }
 

@@ -1,14 +1,20 @@
 // milters/antivirus/scanner.cpp — the libclamav process pool behind ScannerPool.
 //
-// Three kinds of process:
-//   milter    start() loads the engine once (so a bad database fails the
-//             start, in the admin's shell), forks the supervisor, frees its
-//             own copy; scan() hands an fd to a worker and reads one line.
-//   supervisor  owns the compiled engine and the listening socket; forks the
-//             workers, reaps and replaces them, reloads the signatures.
-//             Exits when the control pipe from the milter reaches EOF (the
-//             milter exited or called stop()); its workers die with it
-//             (PR_SET_PDEATHSIG).
+// Four kinds of process:
+//   milter    start() forks the supervisor and waits for its first engine
+//             (or the reason there is none); scan() hands an fd to a worker
+//             and reads one line. It never loads an engine itself.
+//   supervisor  no engine; owns the listening socket, watches the database
+//             directory, starts one engine process per generation of
+//             signatures and retires the previous one once the new one
+//             serves. Exits when the control pipe from the milter reaches
+//             EOF (the milter exited or called stop()).
+//   engine    loads and compiles the signatures, forks the workers that
+//             share the engine copy-on-write, reaps and replaces them. A
+//             database that crashes libclamav while loading, or the OOM
+//             killer, ends this process only: the supervisor keeps the
+//             previous generation, or loads a new one. Dies with the
+//             supervisor (PR_SET_PDEATHSIG), its workers with it.
 //   worker    accepts one connection at a time, receives one fd over
 //             SCM_RIGHTS, scans it under alarm() (the watchdog: SIGALRM's
 //             default action kills the worker), answers one line.
@@ -66,6 +72,8 @@ constexpr milliseconds kReplySlack{2000};
 constexpr int kRecvTimeoutSeconds = 5;
 // How long stop() waits for the supervisor before killing it.
 constexpr milliseconds kStopWait{5000};
+// How long start() waits for the first engine (loaded, compiled, workers forked).
+constexpr milliseconds kStartWait{300000};
 
 std::string errnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
@@ -475,89 +483,124 @@ std::string fieldSafe(std::string_view s) {
   }
 }
 
-// --- supervisor -----------------------------------------------------------
+// --- signals as bytes on a pipe -------------------------------------------
+//
+// The supervisor and each engine process wait in poll(); their signal
+// handlers only write the signal number to a pipe the loop reads.
 
-int gChildPipe = -1;  // SIGCHLD self-pipe (write end)
-void onSupervisorChild(int) {
+int gSignalPipe = -1;  // write end
+void onSignalByte(int sig) {
   const int saved = errno;
-  const char b = 'C';
-  (void)!write(gChildPipe, &b, 1);
+  const char b = static_cast<char>(sig);
+  (void)!write(gSignalPipe, &b, 1);
   errno = saved;
 }
 
+// Installs onSignalByte for `sigs`; returns the read end (non-blocking), or
+// -1. A process calls it once, after fork (the pipe is its own).
+int signalPipe(std::initializer_list<int> sigs) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  gSignalPipe = p[1];
+  struct sigaction sa {};
+  sa.sa_handler = onSignalByte;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigemptyset(&sa.sa_mask);
+  for (int s : sigs) sigaction(s, &sa, nullptr);
+  return p[0];
+}
+
+// Reads what is on the signal pipe; true if `sig` was among it.
+bool drainSignals(int fd, int sig) {
+  bool seen = false;
+  char buf[64];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < n; ++i) seen = seen || buf[i] == static_cast<char>(sig);
+  }
+  return seen;
+}
+
+std::string exitText(int status) {
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  return "status " + std::to_string(status);
+}
+
+// --- engine process -------------------------------------------------------
+//
+// One per generation of signatures: loads and compiles the engine, forks the
+// workers that share it, reaps and replaces them. A database that crashes
+// libclamav while loading kills this process only; the supervisor keeps the
+// previous generation serving. Report to the supervisor, one line:
+//   "R<versions>\t<signatures>\n"  loaded, workers forked
+//   "E<why>\n"                     no engine (then exits 1)
+// SIGTERM retires it: its workers exit after their current scan, then it
+// does.
+
 struct Worker {
   Clock::time_point started;
-  bool old = false;  // from an engine since replaced: exits after its scan
 };
 
-class Supervisor {
+class EngineProcess {
  public:
-  Supervisor(const ScannerOptions& o, LoadedEngine engine, int ctlFd, int lifeFd, int listenFd)
-      : o_(o), engine_(std::move(engine)), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {
-    stamp_ = databaseStamp(o_.engine.databaseDir);
+  EngineProcess(const ScannerOptions& o, int listenFd, int reportFd, pid_t supervisor)
+      : o_(o), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
     const double secs = std::ceil(static_cast<double>(o_.scanTimeout.count()) / 1000.0);
     alarmSeconds_ = static_cast<unsigned>(std::max(1.0, secs));
   }
 
   [[noreturn]] void run() {
-    int cp[2];
-    if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0) _exit(1);
-    childRead_ = cp[0];
-    gChildPipe = cp[1];
-    struct sigaction sa {};
-    sa.sa_handler = onSupervisorChild;
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGCHLD, &sa, nullptr);
-
+    // The supervisor gone (even SIGKILLed): SIGTERM, which retires us below
+    // (or, while still loading, ends us).
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != supervisor_) _exit(0);
+    prctl(PR_SET_NAME, "sekimori-av-eng");
+#ifdef SEKIMORI_TEST_HOOKS
+    faultOnLoad(o_.engine.databaseDir);
+#endif
+    std::string why;
+    const auto t0 = Clock::now();
+    if (!loadEngine(o_.engine, &engine_, &why)) {
+      report("E" + fieldSafe(why) + "\n");
+      _exit(1);
+    }
+    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+    signalRead_ = signalPipe({SIGCHLD, SIGTERM});
+    if (signalRead_ < 0) {
+      report("E" + errnoText("pipe") + "\n");
+      _exit(1);
+    }
     spawnMissing();
-    // Ready: start() may return and scans may come.
-    (void)!write(lifeFd_, "R", 1);
+    report("R" + engine_.versions + "\t" + std::to_string(engine_.signatures) + "\t" + std::to_string(ms) + "\n");
+    close(reportFd_);
+    reportFd_ = -1;
 
-    // dbCheckInterval <= 0: only reload() triggers a check.
-    const auto interval = o_.dbCheckInterval > milliseconds(0) ? o_.dbCheckInterval : milliseconds(24LL * 3600 * 1000);
-    auto nextCheck = Clock::now() + interval;
     for (;;) {
-      const auto now = Clock::now();
-      auto wake = nextCheck;
-      if (liveCurrent() < o_.workers) wake = std::min(wake, nextSpawn_);
-      const auto waitMs = std::max<long long>(
-          0, std::chrono::duration_cast<milliseconds>(wake - now).count() + 1);
-      pollfd p[2] = {{ctlFd_, POLLIN, 0}, {childRead_, POLLIN, 0}};
-      const int n = poll(p, 2, static_cast<int>(std::min<long long>(waitMs, 60000)));
-      if (n > 0 && (p[1].revents & POLLIN)) {
-        char buf[64];
-        while (read(childRead_, buf, sizeof buf) > 0) {
-        }
+      int waitMs = -1;
+      if (!retiring_ && live() < o_.workers) {
+        waitMs = static_cast<int>(std::clamp<long long>(
+            std::chrono::duration_cast<milliseconds>(nextSpawn_ - Clock::now()).count() + 1, 0, 60000));
+      }
+      pollfd p{signalRead_, POLLIN, 0};
+      poll(&p, 1, waitMs);
+      if (drainSignals(signalRead_, SIGTERM) && !retiring_) {
+        retiring_ = true;
+        for (const auto& [pid, w] : workers_) kill(pid, SIGTERM);
       }
       reap();
-      bool check = false;
-      if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-        char buf[64];
-        const ssize_t r = read(ctlFd_, buf, sizeof buf);
-        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) shutdown();  // milter gone or stop()
-        if (r > 0) check = true;                                                  // reload()
-      }
-      if (Clock::now() >= nextCheck) {
-        check = true;
-      }
-      if (check) {
-        checkDatabase();
-        nextCheck = Clock::now() + interval;
-      }
-      spawnMissing();
+      if (retiring_ && workers_.empty()) _exit(0);
+      if (!retiring_) spawnMissing();
     }
   }
 
  private:
-  int liveCurrent() const {
-    int n = 0;
-    for (const auto& [pid, w] : workers_) n += w.old ? 0 : 1;
-    return n;
-  }
+  void report(const std::string& line) { (void)!write(reportFd_, line.data(), line.size()); }
+
+  int live() const { return static_cast<int>(workers_.size()); }
 
   void spawnMissing() {
-    while (liveCurrent() < o_.workers && Clock::now() >= nextSpawn_) {
+    while (live() < o_.workers && Clock::now() >= nextSpawn_) {
       const pid_t pid = fork();
       if (pid < 0) {
         log::message(log::Level::Error, errnoText("cannot fork a scanner worker"));
@@ -565,12 +608,13 @@ class Supervisor {
         return;
       }
       if (pid == 0) {
-        close(ctlFd_);
-        close(childRead_);
-        close(gChildPipe);
+        if (reportFd_ >= 0) close(reportFd_);
+        close(signalRead_);
+        close(gSignalPipe);
+        signal(SIGTERM, SIG_DFL);
         workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_);
       }
-      workers_[pid] = Worker{Clock::now(), false};
+      workers_[pid] = Worker{Clock::now()};
     }
   }
 
@@ -588,13 +632,13 @@ class Supervisor {
         const int sig = WTERMSIG(st);
         if (sig == SIGALRM) {
           log::message(log::Level::Warning, who + " killed by signal 14 (scan timeout)");
-        } else if (!(w.old && (sig == SIGTERM || sig == SIGKILL))) {
+        } else if (!(retiring_ && (sig == SIGTERM || sig == SIGKILL))) {
           log::message(log::Level::Error, who + " crashed (signal " + std::to_string(sig) + ")");
         }
       } else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
         log::message(log::Level::Error, who + " exited with status " + std::to_string(WEXITSTATUS(st)));
       }
-      if (w.old) continue;
+      if (retiring_) continue;
       // Respawn at once, unless workers die as soon as they start: then back
       // off (100 ms doubling to 10 s) instead of a fork loop.
       if (Clock::now() - w.started < std::chrono::seconds(1)) {
@@ -611,69 +655,276 @@ class Supervisor {
     }
   }
 
+#ifdef SEKIMORI_TEST_HOOKS
+  // Test-only: a file of this name in the database directory makes the load
+  // crash, as a database that trips a bug in libclamav's loader would.
+  static void faultOnLoad(const std::string& dir) {
+    const char* env = std::getenv("SEKIMORI_FAULT_INJECTION");
+    if (env == nullptr || std::string_view(env) != "1") return;
+    if (access((dir + "/SEKIMORI-TEST-CRASH-ON-LOAD").c_str(), F_OK) == 0) raise(SIGSEGV);
+  }
+#endif
+
+  const ScannerOptions o_;
+  const int listenFd_;
+  int reportFd_;
+  const pid_t supervisor_;
+  const pid_t self_ = getpid();
+  LoadedEngine engine_;
+  int signalRead_ = -1;
+  unsigned alarmSeconds_ = 1;
+  bool retiring_ = false;
+  std::map<pid_t, Worker> workers_;
+  Clock::time_point nextSpawn_ = Clock::now();
+  int fastDeaths_ = 0;
+};
+
+// --- supervisor -----------------------------------------------------------
+//
+// Holds no engine (a few MB): owns the listening socket, watches the
+// database directory, starts an engine process per generation of
+// signatures, retires the previous one once the new one is serving, and
+// replaces an engine process that dies (the OOM killer picks the big ones).
+
+class Supervisor {
+ public:
+  Supervisor(const ScannerOptions& o, int ctlFd, int lifeFd, int listenFd)
+      : o_(o), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
+
+  [[noreturn]] void run() {
+    signalRead_ = signalPipe({SIGCHLD});
+    if (signalRead_ < 0) fail(errnoText("pipe"));
+    stamp_ = databaseStamp(o_.engine.databaseDir);
+    if (!startLoading()) fail(errnoText("cannot fork the scanner engine process"));
+
+    // dbCheckInterval <= 0: only reload() triggers a check.
+    const auto interval = o_.dbCheckInterval > milliseconds(0) ? o_.dbCheckInterval : milliseconds(24LL * 3600 * 1000);
+    auto nextCheck = Clock::now() + interval;
+    for (;;) {
+      auto wake = nextCheck;
+      if (current_ < 0 && loading_ < 0) wake = std::min(wake, nextStart_);
+      const auto waitMs = std::clamp<long long>(
+          std::chrono::duration_cast<milliseconds>(wake - Clock::now()).count() + 1, 0, 60000);
+      pollfd p[3] = {{ctlFd_, POLLIN, 0}, {signalRead_, POLLIN, 0}, {reportRead_, POLLIN, 0}};
+      const int n = poll(p, reportRead_ >= 0 ? 3 : 2, static_cast<int>(waitMs));
+      drainSignals(signalRead_, SIGCHLD);
+      bool check = false;
+      if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        char buf[64];
+        const ssize_t r = read(ctlFd_, buf, sizeof buf);
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) shutdown();  // milter gone or stop()
+        if (r > 0) check = true;                                                  // reload()
+      }
+      readReport();
+      reap();
+      if (Clock::now() >= nextCheck) check = true;
+      if (check) {
+        nextCheck = Clock::now() + interval;
+        if (loading_ >= 0) {
+          recheck_ = true;  // after the load under way
+        } else {
+          checkDatabase();
+        }
+      }
+      if (current_ < 0 && loading_ < 0 && Clock::now() >= nextStart_) {
+        stamp_ = databaseStamp(o_.engine.databaseDir);
+        startLoading();
+      }
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& why) {
+    (void)!write(lifeFd_, ("E" + why).data(), why.size() + 1);
+    _exit(1);
+  }
+
+  bool startLoading() {
+    int rp[2];
+    if (pipe2(rp, O_CLOEXEC) != 0) {
+      log::message(log::Level::Error, errnoText("cannot load the signatures: pipe"));
+      return false;
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+      log::message(log::Level::Error, errnoText("cannot fork the scanner engine process"));
+      close(rp[0]);
+      close(rp[1]);
+      nextStart_ = Clock::now() + std::chrono::seconds(1);
+      return false;
+    }
+    if (pid == 0) {
+      // Keeps the worker socket, the lifeline (EOF for the milter when the
+      // last process of the pool is gone) and its report pipe; not the
+      // control pipe, nor another generation's report pipe.
+      closeInheritedFds({listenFd_, lifeFd_, rp[1]});
+      signal(SIGCHLD, SIG_DFL);
+      EngineProcess(o_, listenFd_, rp[1], supervisor_).run();
+    }
+    close(rp[1]);
+    reportRead_ = rp[0];
+    setNonBlocking(reportRead_);
+    report_.clear();
+    loading_ = pid;
+    return true;
+  }
+
+  void readReport() {
+    if (reportRead_ < 0) return;
+    char buf[1024];
+    ssize_t n;
+    while ((n = read(reportRead_, buf, sizeof buf)) > 0) report_.append(buf, static_cast<std::size_t>(n));
+    if (n == 0) {  // written and closed: the engine is serving, or gone
+      close(reportRead_);
+      reportRead_ = -1;
+    }
+    if (report_.find('\n') != std::string::npos && report_[0] == 'R') ready();
+  }
+
+  // The generation being loaded is serving: it becomes current.
+  void ready() {
+    std::vector<std::string> f;
+    std::string_view line(report_.data() + 1, report_.find('\n') - 1);
+    for (;;) {
+      const auto t = line.find('\t');
+      f.emplace_back(line.substr(0, t));
+      if (t == std::string_view::npos) break;
+      line.remove_prefix(t + 1);
+    }
+    f.resize(3);
+    const pid_t previous = current_;
+    current_ = loading_;
+    currentSince_ = Clock::now();
+    loading_ = -1;
+    if (reportRead_ >= 0) {
+      close(reportRead_);
+      reportRead_ = -1;
+    }
+    report_.clear();
+    const std::string what = o_.engine.databaseDir + ": " + f[1] + " signatures, " + f[0] + " (" + f[2] +
+                             " ms), " + std::to_string(o_.workers) + " scanner workers";
+    if (!started_) {
+      started_ = true;
+      log::message(log::Level::Notice, "libclamav engine loaded from " + what);
+      (void)!write(lifeFd_, "R", 1);  // start() may return
+    } else {
+      log::message(log::Level::Notice, "signatures reloaded from " + what);
+    }
+    versions_ = f[0];
+    if (previous > 0) {
+      retiring_.insert(previous);  // its workers exit after their current scan
+      kill(previous, SIGTERM);
+    }
+    afterLoad();
+  }
+
+  // The generation being loaded died before it was serving.
+  void loadFailed(int status) {
+    std::string why = report_.size() > 1 && report_[0] == 'E'
+                          ? report_.substr(1, report_.find('\n') - 1)
+                          : "loading the signatures from " + o_.engine.databaseDir +
+                                " crashed the engine process (" + exitText(status) + ")";
+    loading_ = -1;
+    if (reportRead_ >= 0) {
+      close(reportRead_);
+      reportRead_ = -1;
+    }
+    report_.clear();
+    if (!started_) fail(why);
+    if (current_ > 0) {
+      log::message(log::Level::Error, "signature reload failed, keeping the engine " + versions_ + ": " + why);
+    } else {
+      const milliseconds delay = backOff();
+      nextStart_ = Clock::now() + delay;
+      log::message(log::Level::Error, "no scanner engine: " + why + "; next try in " +
+                                          std::to_string(delay.count()) + " ms");
+    }
+    afterLoad();
+  }
+
+  void afterLoad() {
+    if (!recheck_) return;
+    recheck_ = false;
+    checkDatabase();
+  }
+
+  // The delay before the next try: none, then 1 s doubling to 60 s.
+  milliseconds backOff() {
+    const milliseconds d = backoff_;
+    backoff_ = std::clamp(backoff_ * 2, milliseconds(1000), milliseconds(60000));
+    return d;
+  }
+
+  void reap() {
+    for (;;) {
+      int st = 0;
+      const pid_t pid = waitpid(-1, &st, WNOHANG);
+      if (pid <= 0) return;
+      if (pid == loading_) readReport();  // its 'R' may still be in the pipe: then it is current_ now
+      if (pid == loading_) {
+        loadFailed(st);
+      } else if (pid == current_) {
+        // Killed under us (the OOM killer, an admin): its workers die with
+        // it. Load a new generation at once, unless engine processes keep
+        // dying within a minute: then after 1 s, doubling to 60 s.
+        current_ = -1;
+        if (Clock::now() - currentSince_ > std::chrono::seconds(60)) backoff_ = milliseconds(0);
+        nextStart_ = Clock::now() + backOff();
+        log::message(log::Level::Error, "scanner engine process " + std::to_string(pid) + " " + exitText(st) +
+                                            "; loading the signatures again (scans wait meanwhile)");
+      } else {
+        retiring_.erase(pid);
+      }
+    }
+  }
+
   void checkDatabase() {
     const std::string stamp = databaseStamp(o_.engine.databaseDir);
     if (stamp == stamp_) return;
     stamp_ = stamp;  // a failed load is retried only when the directory changes again
-    LoadedEngine fresh;
-    std::string why;
-    const auto t0 = Clock::now();
-    if (!loadEngine(o_.engine, &fresh, &why)) {
-      log::message(log::Level::Error,
-                   "signature reload failed, keeping the engine " + engine_.versions + ": " + why);
-      return;
-    }
-    // New workers from the new engine; the old ones exit after their scan.
-    // The old engine is freed here only: each old worker has its own copy.
-    for (auto& [pid, w] : workers_) {
-      if (!w.old) {
-        w.old = true;
-        kill(pid, SIGTERM);
-      }
-    }
-    LoadedEngine previous = std::move(engine_);
-    engine_ = std::move(fresh);
-    nextSpawn_ = Clock::now();
-    fastDeaths_ = 0;
-    spawnMissing();
-    previous.engine.reset();
-    const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-    log::message(log::Level::Notice, "signatures reloaded from " + o_.engine.databaseDir + ": " +
-                                         std::to_string(engine_.signatures) + " signatures, " + engine_.versions +
-                                         " (" + std::to_string(ms) + " ms)");
+    startLoading();
   }
 
   [[noreturn]] void shutdown() {
-    for (const auto& [pid, w] : workers_) kill(pid, SIGTERM);
+    std::set<pid_t> all = retiring_;
+    for (pid_t p : {current_, loading_}) {
+      if (p > 0) all.insert(p);
+    }
+    for (pid_t p : all) kill(p, SIGTERM);
     const auto deadline = Clock::now() + milliseconds(1000);
-    while (!workers_.empty() && Clock::now() < deadline) {
-      int st = 0;
-      const pid_t pid = waitpid(-1, &st, WNOHANG);
+    while (!all.empty() && Clock::now() < deadline) {
+      const pid_t pid = waitpid(-1, nullptr, WNOHANG);
       if (pid > 0) {
-        workers_.erase(pid);
+        all.erase(pid);
       } else if (pid < 0 && errno == ECHILD) {
-        workers_.clear();
+        all.clear();
       } else {
         std::this_thread::sleep_for(milliseconds(10));
       }
     }
-    for (const auto& [pid, w] : workers_) kill(pid, SIGKILL);
-    for (const auto& [pid, w] : workers_) waitpid(pid, nullptr, 0);
+    for (pid_t p : all) kill(p, SIGKILL);  // their workers follow (PR_SET_PDEATHSIG)
+    for (pid_t p : all) waitpid(p, nullptr, 0);
     _exit(0);
   }
 
   const ScannerOptions o_;
-  LoadedEngine engine_;
   const int ctlFd_;
   const int lifeFd_;
   const int listenFd_;
-  const pid_t self_ = getpid();
-  int childRead_ = -1;
-  unsigned alarmSeconds_ = 1;
+  const pid_t supervisor_ = getpid();
+  int signalRead_ = -1;
+  int reportRead_ = -1;  // from the engine process being loaded
+  std::string report_;
   std::string stamp_;
-  std::map<pid_t, Worker> workers_;
-  Clock::time_point nextSpawn_ = Clock::now();
-  int fastDeaths_ = 0;
+  std::string versions_;
+  bool started_ = false;
+  bool recheck_ = false;
+  pid_t current_ = -1;  // the generation serving
+  pid_t loading_ = -1;  // the generation being loaded
+  std::set<pid_t> retiring_;
+  Clock::time_point currentSince_;
+  Clock::time_point nextStart_ = Clock::now();
+  milliseconds backoff_{0};
 };
 
 // The socket is created by the supervisor before any worker, so workers
@@ -767,11 +1018,6 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
     *error = std::string("cannot initialise libclamav: ") + cl_strerror(rc);
     return false;
   }
-  // Loaded here first so that a missing or broken database fails start()
-  // with the reason, before anything is forked.
-  LoadedEngine engine;
-  if (!loadEngine(options.engine, &engine, error)) return false;
-
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   if (options.runDir.empty()) {
@@ -844,24 +1090,23 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
       (void)!write(life[1], ("E" + why).data(), why.size() + 1);
       _exit(1);
     }
-    Supervisor sup(options, std::move(engine), ctl[0], life[1], listenFd);
-    sup.run();
+    Supervisor(options, ctl[0], life[1], listenFd).run();
   }
   close(ctl[0]);
   close(life[1]);
-  engine.engine.reset();  // the supervisor has its copy; ours would only cost memory
   impl->supervisor = pid;
   impl->ctlFd = ctl[1];
   impl->lifeFd = life[0];
 
-  // Wait for 'R' (socket listening, workers forked) or an error.
+  // Wait for 'R' (signatures loaded, workers forked) or the reason there
+  // is no engine. The official databases take tens of seconds to compile.
   std::string answer;
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  const auto deadline = Clock::now() + kStartWait;
   for (;;) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
     pollfd p{impl->lifeFd, POLLIN, 0};
     if (left <= 0 || poll(&p, 1, static_cast<int>(left)) == 0) {
-      answer = "Escanner supervisor did not start in 30 s";
+      answer = "Esignatures not loaded within " + std::to_string(kStartWait.count() / 1000) + " s";
       break;
     }
     char buf[512];

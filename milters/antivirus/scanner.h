@@ -1,20 +1,23 @@
 // milters/antivirus/scanner.h — libclamav scanning, isolated from the milter.
 //
-// The engine is loaded and compiled once, in a supervisor process forked
-// from the milter before libmilter starts any thread; the supervisor forks a
-// small pool of worker processes that share the compiled engine
-// copy-on-write. A milter thread hands one scan to a worker as a file
-// descriptor (a memfd or spooled temp file) over a private unix socket and
-// gets a verdict line back. A worker that crashes or hangs inside libclamav
-// costs that one scan (ScanResult::Error, the milter tempfails it); the
-// supervisor replaces the worker. A worker bounds each scan with its own
-// alarm (scan timeout), so a hang kills only that worker.
+// The engine is loaded and compiled once per generation of signatures, in
+// an engine process started by a supervisor process that the milter forks
+// before libmilter starts any thread; the engine process forks a small pool
+// of worker processes that share the compiled engine copy-on-write. A
+// milter thread hands one scan to a worker as a file descriptor (a memfd or
+// spooled temp file) over a private unix socket and gets a verdict line
+// back. A worker that crashes or hangs inside libclamav costs that one scan
+// (ScanResult::Error, the milter tempfails it) and is replaced. A worker
+// bounds each scan with its own alarm (scan timeout), so a hang kills only
+// that worker.
 //
 // Signature updates: the supervisor stats the database directory every
-// dbCheckInterval (and on reload()); on a change it loads and compiles a new
-// engine beside the old one, and only if that succeeds replaces the workers
-// one by one (each old worker exits after its current scan). A database that
-// fails to load keeps the old engine and logs why.
+// dbCheckInterval (and on reload()); on a change it starts a new engine
+// process beside the old one, and once that one has loaded, compiled and
+// forked its workers, the old one retires (each old worker exits after its
+// current scan). A database that fails to load, or crashes libclamav's
+// loader, keeps the old engine and is logged. An engine process killed
+// under the pool (OOM killer) is replaced by a fresh load.
 //
 //   ScannerPool pool;
 //   ScannerOptions o;  o.engine.databaseDir = "/var/lib/clamav";
@@ -106,10 +109,12 @@ class ScannerPool final : public Scanner {
   ScannerPool(const ScannerPool&) = delete;
   ScannerPool& operator=(const ScannerPool&) = delete;
 
-  // Checks libclamav >= 1.4 (LZH support), loads and compiles the engine
-  // from options.engine.databaseDir, forks the supervisor and its workers.
-  // False with `error` set (clear, for the admin) when there is no loadable
-  // database or libclamav is too old. Call while the process has one thread.
+  // Checks libclamav >= 1.4 (LZH support), forks the supervisor, and waits
+  // until its engine process has loaded and compiled the engine from
+  // options.engine.databaseDir and forked the workers. False with `error`
+  // set (clear, for the admin) when there is no loadable database, loading
+  // it crashed libclamav, or libclamav is too old. Call while the process
+  // has one thread.
   bool start(const ScannerOptions& options, std::string* error);
 
   // Scans what `fd` holds (read from offset 0; the caller keeps the fd).

@@ -458,15 +458,37 @@ class PlainSiteTest(unittest.TestCase):
 
 
 class AntivirusPoolDeathE2E(PlainSiteTest):
-    """The scanner processes killed under a running daemon: it exits with
+    """The scanner processes killed under a running daemon. The engine
+    process (the big one, the OOM killer's pick) is replaced by a fresh load
+    and mail keeps flowing. The supervisor killed: the daemon exits with
     status 2 (for systemd's Restart=on-failure) instead of tempfailing every
     message for ever, and Postfix tempfails meanwhile (nothing is lost)."""
+
+    def children(self, pid):
+        return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+    def test_engine_process_killed_is_replaced_and_scanning_goes_on(self):
+        supervisors = self.children(self.milter.proc.pid)
+        self.assertEqual(len(supervisors), 1, supervisors)
+        engines = self.children(supervisors[0])
+        self.assertEqual(len(engines), 1, "one engine process under the supervisor: %s" % engines)
+        os.kill(int(engines[0]), signal.SIGKILL)
+        harness.wait_until(lambda: "loading the signatures again" in self.milter.log(), 10,
+                           "the supervisor to see its engine process go")
+        r = self.site.swaks(data=harness.make_message(body=EICAR.decode() + "\r\n"))
+        self.assertEqual(r.final[0], "554", r.transcript[-1500:])
+        self.assertIn("Virus found: " + SIGNAME, r.transcript)
+        r = self.site.swaks(data=harness.make_message())
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        self.assertIsNone(self.milter.proc.poll(), "the daemon keeps running")
+        replaced = self.children(supervisors[0])
+        self.assertEqual(len(replaced), 1, replaced)
+        self.assertNotEqual(replaced, engines)
 
     def test_daemon_exits_when_its_scanner_processes_are_killed(self):
         r = self.site.swaks(data=harness.make_message())
         self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        children = subprocess.run(["pgrep", "-P", str(self.milter.proc.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = self.children(self.milter.proc.pid)
         self.assertEqual(len(children), 1, "one scanner supervisor under the daemon: %s" % children)
         os.kill(int(children[0]), signal.SIGKILL)
         t0 = time.monotonic()

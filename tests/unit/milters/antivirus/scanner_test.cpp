@@ -70,6 +70,15 @@ class TempDir {
 
 int sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
 
+// The children of `pid` (the supervisor's are its engine processes).
+std::vector<pid_t> childrenOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  pid_t c;
+  while (f >> c) out.push_back(c);
+  return out;
+}
+
 ScanResult scanPath(ScannerPool& pool, const fs::path& p) {
   const int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ScanResult{};
@@ -280,6 +289,74 @@ TEST_F(ScannerTest, CrashedWorkerCostsOneScanAndIsReplaced) {
   }
 }
 
+// A database that crashes libclamav's loader (a bug, a corrupt file):
+// at start, start() fails naming the crash ...
+TEST_F(ScannerTest, LoadThatCrashesAtStartFailsStartNamingTheCrash) {
+  FaultInjection fi;
+  writeFile(db_ / "SEKIMORI-TEST-CRASH-ON-LOAD", "");
+  std::string why;
+  EXPECT_FALSE(pool_.start(options_, &why));
+  std::cout << "[ message  ] " << why << "\n";
+  EXPECT_NE(why.find("crashed the engine process (killed by signal 11)"), std::string::npos) << why;
+  EXPECT_NE(why.find(db_.string()), std::string::npos) << why;
+  EXPECT_FALSE(fs::exists(options_.runDir));
+}
+
+// ... and at a reload it costs nothing: the engine process serving keeps
+// serving (same process, no scan fails), and the next change loads.
+TEST_F(ScannerTest, ReloadThatCrashesTheLoaderKeepsTheOldEngine) {
+  FaultInjection fi;
+  options_.dbCheckInterval = std::chrono::hours(1);
+  const std::string marker = "SEKIMORI-NEW-SIG-TEST";
+  writeFile(file("new.txt"), "payload " + marker + " end\n");
+  startPool();
+  std::atomic<int> deaths{0};
+  pool_.watch([&] { ++deaths; });
+  const std::vector<pid_t> before = childrenOf(pool_.supervisorPid());
+  ASSERT_EQ(before.size(), 1u);
+
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0}, wrong{0}, total{0};
+  std::thread background([&] {
+    while (!done) {
+      const ScanResult e = scanPath(pool_, file("eicar.com"));
+      if (e.status == Status::Error) ++errors;
+      if (e.status != Status::Infected && e.status != Status::Error) ++wrong;
+      ++total;
+    }
+  });
+  writeFile(db_ / "new.ndb", ndbLine("Sekimori.Test.NewSig", marker));
+  writeFile(db_ / "SEKIMORI-TEST-CRASH-ON-LOAD", "");
+  pool_.reload();
+  // The crashed load is reaped; only the old engine process is left.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  std::this_thread::sleep_for(milliseconds(100));
+  while (childrenOf(pool_.supervisorPid()).size() != 1 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(childrenOf(pool_.supervisorPid()), before);
+  EXPECT_EQ(scanPath(pool_, file("new.txt")).status, Status::Clean);  // still the old signatures
+
+  fs::remove(db_ / "SEKIMORI-TEST-CRASH-ON-LOAD");
+  pool_.reload();
+  ScanResult r;
+  const auto t0 = Clock::now();
+  while (Clock::now() - t0 < std::chrono::seconds(5)) {
+    r = scanPath(pool_, file("new.txt"));
+    if (r.status != Status::Clean) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  done = true;
+  background.join();
+  EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(total.load(), 0);
+  EXPECT_EQ(deaths.load(), 0);
+  EXPECT_NE(childrenOf(pool_.supervisorPid()), before);
+}
+
 TEST_F(ScannerTest, HungWorkerIsKilledByItsWatchdog) {
   FaultInjection fi;
   options_.workers = 1;
@@ -321,6 +398,33 @@ TEST_F(ScannerTest, WatcherReportsTheDeathOfThePoolButNotItsStop) {
   EXPECT_EQ(scanPath(second, file("eicar.com")).status, Status::Infected);
   second.stop();
   EXPECT_EQ(stopped.load(), 0);
+}
+
+// The engine process killed (the OOM killer picks the biggest process,
+// and that is the one holding the engine): the supervisor loads a new one,
+// scans work again, and the pool is not dead.
+TEST_F(ScannerTest, KilledEngineProcessIsReplaced) {
+  startPool();
+  std::atomic<int> deaths{0};
+  pool_.watch([&] { ++deaths; });
+  const std::vector<pid_t> before = childrenOf(pool_.supervisorPid());
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(kill(before[0], SIGKILL), 0);
+  const auto t0 = Clock::now();
+  ScanResult r;
+  while (Clock::now() - t0 < std::chrono::seconds(10)) {
+    r = scanPath(pool_, file("eicar.com"));
+    if (r.status == Status::Infected) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::cout << "[ timing   ] scanning again " << ms << " ms after the engine process was killed\n";
+  EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
+  const std::vector<pid_t> after = childrenOf(pool_.supervisorPid());
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);
+  EXPECT_EQ(deaths.load(), 0);
 }
 
 TEST_F(ScannerTest, ReloadPicksUpANewSignatureWithoutFailingScans) {
