@@ -387,6 +387,17 @@ std::string fieldSafe(std::string_view s) {
   return out;
 }
 
+// The tab-separated fields of one line of ours (empty fields kept).
+std::vector<std::string> tabFields(std::string_view line) {
+  std::vector<std::string> f;
+  for (;;) {
+    const auto t = line.find('\t');
+    f.emplace_back(line.substr(0, t));
+    if (t == std::string_view::npos) return f;
+    line.remove_prefix(t + 1);
+  }
+}
+
 [[noreturn]] void workerMain(int listenFd, pid_t supervisor, const cl_engine* engine, const std::string& versions,
                              unsigned alarmSeconds) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -533,7 +544,7 @@ std::string exitText(int status) {
 // workers that share it, reaps and replaces them. A database that crashes
 // libclamav while loading kills this process only; the supervisor keeps the
 // previous generation serving. Report to the supervisor, one line:
-//   "R<versions>\t<signatures>\n"  loaded, workers forked
+//   "R<versions>\t<signatures>\t<load ms>\n"  loaded, workers forked
 //   "E<why>\n"                     no engine (then exits 1)
 // SIGTERM retires it: its workers exit after their current scan, then it
 // does.
@@ -695,7 +706,7 @@ class Supervisor {
     signalRead_ = signalPipe({SIGCHLD});
     if (signalRead_ < 0) fail(errnoText("pipe"));
     stamp_ = databaseStamp(o_.engine.databaseDir);
-    if (!startLoading()) fail(errnoText("cannot fork the scanner engine process"));
+    if (std::string why; !startLoading(&why)) fail(why);
 
     // dbCheckInterval <= 0: only reload() triggers a check.
     const auto interval = o_.dbCheckInterval > milliseconds(0) ? o_.dbCheckInterval : milliseconds(24LL * 3600 * 1000);
@@ -739,17 +750,22 @@ class Supervisor {
     _exit(1);
   }
 
-  bool startLoading() {
+  // Forks the engine process for a new generation. False (logged, `why`
+  // set, the next try in 1 s) when the system cannot make one.
+  bool startLoading(std::string* why = nullptr) {
     int rp[2];
+    pid_t pid = -1;
+    std::string error;
     if (pipe2(rp, O_CLOEXEC) != 0) {
-      log::message(log::Level::Error, errnoText("cannot load the signatures: pipe"));
-      return false;
-    }
-    const pid_t pid = fork();
-    if (pid < 0) {
-      log::message(log::Level::Error, errnoText("cannot fork the scanner engine process"));
+      error = errnoText("cannot start a scanner engine process: pipe");
+    } else if ((pid = fork()) < 0) {
+      error = errnoText("cannot fork a scanner engine process");
       close(rp[0]);
       close(rp[1]);
+    }
+    if (!error.empty()) {
+      log::message(log::Level::Error, error);
+      if (why != nullptr) *why = error;
       nextStart_ = Clock::now() + std::chrono::seconds(1);
       return false;
     }
@@ -783,14 +799,7 @@ class Supervisor {
 
   // The generation being loaded is serving: it becomes current.
   void ready() {
-    std::vector<std::string> f;
-    std::string_view line(report_.data() + 1, report_.find('\n') - 1);
-    for (;;) {
-      const auto t = line.find('\t');
-      f.emplace_back(line.substr(0, t));
-      if (t == std::string_view::npos) break;
-      line.remove_prefix(t + 1);
-    }
+    std::vector<std::string> f = tabFields(std::string_view(report_.data() + 1, report_.find('\n') - 1));
     f.resize(3);
     const pid_t previous = current_;
     current_ = loading_;
@@ -882,7 +891,7 @@ class Supervisor {
     const std::string stamp = databaseStamp(o_.engine.databaseDir);
     if (stamp == stamp_) return;
     stamp_ = stamp;  // a failed load is retried only when the directory changes again
-    startLoading();
+    if (!startLoading()) stamp_.clear();  // no process for it: retried at the next check
   }
 
   [[noreturn]] void shutdown() {
@@ -1207,14 +1216,7 @@ ScanResult ScannerPool::scan(int fd) {
     }
     const auto nl = reply.find('\n');
     if (accepted && nl != std::string::npos) {
-      std::vector<std::string> f;
-      std::string_view line(reply.data(), nl);
-      for (;;) {
-        const auto t = line.find('\t');
-        f.emplace_back(line.substr(0, t));
-        if (t == std::string_view::npos) break;
-        line.remove_prefix(t + 1);
-      }
+      const std::vector<std::string> f = tabFields(std::string_view(reply.data(), nl));
       ScanResult r2;
       if (f.size() != 4 || !parseStatus(f[0], &r2.status)) {
         result = errorResult("malformed answer from the scanner worker");
