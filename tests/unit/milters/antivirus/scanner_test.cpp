@@ -91,6 +91,21 @@ ScanResult scanPath(ScannerPool& pool, const fs::path& p) {
   return r;
 }
 
+// Scans `p` every 20 ms until `until` holds for the verdict or `limit`
+// passes; the last verdict.
+template <typename Pred>
+ScanResult scanUntil(ScannerPool& pool, const fs::path& p, Pred until, std::chrono::seconds limit) {
+  const auto t0 = Clock::now();
+  ScanResult r;
+  while (Clock::now() - t0 < limit) {
+    r = scanPath(pool, p);
+    if (until(r.status)) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return r;
+}
+const auto kNotClean = [](Status st) { return st != Status::Clean; };  // a new signature matched
+
 class ScannerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -379,13 +394,7 @@ TEST_F(ScannerTest, ReloadThatCrashesTheLoaderKeepsTheOldEngine) {
 
   fs::remove(db_ / "SEKIMORI-TEST-CRASH-ON-LOAD");
   pool_.reload();
-  ScanResult r;
-  const auto t0 = Clock::now();
-  while (Clock::now() - t0 < std::chrono::seconds(5)) {
-    r = scanPath(pool_, file("new.txt"));
-    if (r.status != Status::Clean) break;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  const ScanResult r = scanUntil(pool_, file("new.txt"), kNotClean, std::chrono::seconds(5));
   done = true;
   background.join();
   EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
@@ -450,12 +459,8 @@ TEST_F(ScannerTest, KilledEngineProcessIsReplaced) {
   ASSERT_EQ(before.size(), 1u);
   ASSERT_EQ(kill(before[0], SIGKILL), 0);
   const auto t0 = Clock::now();
-  ScanResult r;
-  while (Clock::now() - t0 < std::chrono::seconds(10)) {
-    r = scanPath(pool_, file("eicar.com"));
-    if (r.status == Status::Infected) break;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  const ScanResult r =
+      scanUntil(pool_, file("eicar.com"), [](Status st) { return st == Status::Infected; }, std::chrono::seconds(10));
   const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
   std::cout << "[ timing   ] scanning again " << ms << " ms after the engine process was killed\n";
   EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
@@ -497,12 +502,7 @@ TEST_F(ScannerTest, ReloadPicksUpANewSignatureWithoutFailingScans) {
   writeFile(db_ / "new.ndb", ndbLine("Sekimori.Test.NewSig", marker));
   const auto t0 = Clock::now();
   pool_.reload();
-  ScanResult r;
-  while (Clock::now() - t0 < std::chrono::seconds(5)) {
-    r = scanPath(pool_, file("new.txt"));
-    if (r.status != Status::Clean) break;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  const ScanResult r = scanUntil(pool_, file("new.txt"), kNotClean, std::chrono::seconds(5));
   const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
   std::this_thread::sleep_for(milliseconds(200));
   done = true;
@@ -522,13 +522,7 @@ TEST_F(ScannerTest, PeriodicCheckPicksUpANewSignature) {
   startPool();
   ASSERT_EQ(scanPath(pool_, file("new.txt")).status, Status::Clean);
   writeFile(db_ / "new.ndb", ndbLine("Sekimori.Test.NewSig", "SEKIMORI-NEW-SIG-TEST"));
-  ScanResult r;
-  const auto t0 = Clock::now();
-  while (Clock::now() - t0 < std::chrono::seconds(5)) {
-    r = scanPath(pool_, file("new.txt"));
-    if (r.status != Status::Clean) break;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
+  const ScanResult r = scanUntil(pool_, file("new.txt"), kNotClean, std::chrono::seconds(5));
   EXPECT_EQ(r.status, Status::Infected) << r.error;
 }
 
