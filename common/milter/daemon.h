@@ -10,8 +10,10 @@
 //       --defaults        print the documented default conf file
 //       --version, --help
 // Signals: SIGUSR1 reloads the conf file (a broken one is refused and the old
-// one kept); SIGTERM and SIGHUP stop accepting and let open connections finish
-// (libmilter's own signal thread owns SIGHUP, SIGTERM and SIGINT).
+// one kept); SIGTERM, SIGINT and SIGHUP stop: new connections are tempfailed,
+// open ones are served until they end (at most drain_timeout), a second
+// signal stops at once. The daemon handles them itself (serveAndDrain in
+// daemon.cpp); libmilter's own signal thread never sees them.
 // Exit codes: 0 normal stop, 1 config error, 2 failure to start (or stopFailed()).
 //
 //   int main(int argc, char** argv) {
