@@ -242,23 +242,33 @@ bool validDomain(std::string_view d) {
 }
 
 // A display name as a phrase: atoms when it is plain ASCII words, a quoted
-// string for other ASCII, encoded words for UTF-8.
+// string for other ASCII, encoded words for UTF-8 — and for ASCII whose
+// atoms or quoted string would not fit a folded line (foldTokens never
+// splits a token; encoded words are split to fit).
 std::vector<std::string> phraseTokens(std::string_view rawName, std::size_t firstLineUsed) {
   const std::string name = validUtf8(blankControls(util::trim(rawName)));
   if (name.empty()) return {};
-  if (!isAscii(name) || name.find("=?") != std::string::npos) return encodedWords(name, firstLineUsed);
-  const bool atoms = std::all_of(name.begin(), name.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view(" !#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
-  });
-  if (atoms) return util::split(name, ' ');
-  std::string quoted = "\"";
-  for (char c : name) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
+  const auto fit = [](const std::vector<std::string>& tokens) {
+    return std::all_of(tokens.begin(), tokens.end(), [](const std::string& t) { return t.size() + 1 <= kMaxLine; });
+  };
+  if (isAscii(name) && name.find("=?") == std::string::npos) {
+    const bool atoms = std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view(" !#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
+    });
+    if (atoms) {
+      if (auto words = util::split(name, ' '); fit(words)) return words;
+    } else {
+      std::string quoted = "\"";
+      for (char c : name) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      quoted += '"';
+      if (std::vector<std::string> tokens{quoted}; fit(tokens)) return tokens;
+    }
   }
-  quoted += '"';
-  return {quoted};
+  return encodedWords(name, firstLineUsed);
 }
 
 // ---- dates and ids ------------------------------------------------------------

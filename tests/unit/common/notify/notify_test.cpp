@@ -331,6 +331,33 @@ TEST(NotifyBuild, LongSubjectsFoldWithinLineLimit) {
   }
 }
 
+// Found by fuzz_notify: a long ASCII display name went out as one atom or
+// quoted string, a From line of over 998 octets.
+TEST(NotifyBuild, LongDisplayNamesFoldWithinLineLimit) {
+  struct Case {
+    const char* label;
+    std::string name;
+    std::string reads;  // the From header, decoded
+  };
+  const std::string quotedWord = "\"" + std::string(100, 'q') + "\"";
+  const Case cases[] = {
+      {"short atoms stay plain", "Virus Check", "Virus Check <postmaster@example.jp>"},
+      {"short quoted stays quoted", "Check, Virus", "\"Check, Virus\" <postmaster@example.jp>"},
+      {"atom longer than a line", std::string(1200, 'w'), std::string(1200, 'w') + " <postmaster@example.jp>"},
+      {"quoted string longer than a line", std::string(1200, ','), std::string(1200, ',') + " <postmaster@example.jp>"},
+      {"quotes inside", quotedWord, quotedWord + " <postmaster@example.jp>"},
+  };
+  for (const auto& c : cases) {
+    Mail m = sampleMail();
+    m.fromName = c.name;
+    std::string error;
+    const auto msg = buildMessage(m, "", &error);
+    ASSERT_TRUE(msg) << c.label << ": " << error;
+    expectWellFormedLines(msg->data);
+    EXPECT_EQ(decodeWords(header(parse(msg->data), "From")), c.reads) << c.label;
+  }
+}
+
 TEST(NotifyBuild, HeaderInjectionIsBlankedOrRefused) {
   {
     Mail m = sampleMail();
