@@ -366,12 +366,17 @@ bool appendRange(std::string& out, const Spool& spool, Range r) {
 // The header block [r) (its fields and the empty line that ends it)
 // without its Content-Type and Content-Transfer-Encoding fields and their
 // continuation lines: the other fields as they were written, without the
-// empty line. nullopt when `r` is not exactly a header block.
-std::optional<std::string> fieldsWithoutContentType(const Spool& spool, Range r) {
+// empty line. nullopt when `r` is not exactly a header block, or, with
+// `once`, when it holds either field more than once: for the top-level
+// block, whose fields the caller changes in place (the first of each,
+// smfi_chgheader index 1), a second one left behind would tell another
+// reader a different type or encoding.
+std::optional<std::string> fieldsWithoutContentType(const Spool& spool, Range r, bool once) {
   LineReader reader(spool, r);
   Line line;
   std::string out;
   bool drop = false, ended = false;
+  int types = 0, encodings = 0;
   while (reader.next(line)) {
     if (ended) return std::nullopt;  // bytes after the empty line
     if (line.eol > 0 && line.head.empty() && line.tailLwsp) {
@@ -382,11 +387,14 @@ std::optional<std::string> fieldsWithoutContentType(const Spool& spool, Range r)
       std::string_view name(line.head);
       name = name.substr(0, name.find(':'));
       while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-      drop = util::iequals(name, "Content-Type") || util::iequals(name, "Content-Transfer-Encoding");
+      const bool type = util::iequals(name, "Content-Type"), encoding = util::iequals(name, "Content-Transfer-Encoding");
+      types += type;
+      encodings += encoding;
+      drop = type || encoding;
     }
     if (!drop && !appendRange(out, spool, {line.start, line.next})) return std::nullopt;
   }
-  if (!ended) return std::nullopt;
+  if (!ended || (once && (types > 1 || encodings > 1))) return std::nullopt;
   return out;
 }
 
@@ -517,8 +525,8 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
     // fields in the top-level header block.
     if (!GMIME_IS_PART(root)) return failure("the message is not a single part");
     const NewContent& c = *parts.front().content;
-    const auto fields = fieldsWithoutContentType(spool, {0, *bodyStart});
-    if (!fields) return failure("cannot read the top-level header block");
+    const auto fields = fieldsWithoutContentType(spool, {0, *bodyStart}, true);
+    if (!fields) return failure("cannot read the top-level header block, or it has more than one content field");
     result.topLevelChanged = true;
     result.topLevelHeaders = {{"Content-Type", c.type + "; charset=" + c.charset},
                               {"Content-Transfer-Encoding", "base64"}};
@@ -554,7 +562,7 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
       const Range r = c.where.range;
       if (!appendRange(result.body, spool, {at, r.begin})) return failure("cannot read the spool");
       if (const auto& content = c.part->content) {
-        const auto fields = fieldsWithoutContentType(spool, {r.begin, c.where.contentStart});
+        const auto fields = fieldsWithoutContentType(spool, {r.begin, c.where.contentStart}, false);
         if (!fields) return failure("cannot read the header block of a part");
         result.body += *fields;
         result.body += "Content-Type: " + content->type + "; charset=" + content->charset +

@@ -31,7 +31,8 @@
 // written in base64, and the check after compares the decoded content. A
 // message that is one leaf part is rewritten the same way: the new body in
 // the result, the two header fields for the caller to change at the top
-// level (ReplaceResult::topLevelHeaders).
+// level (ReplaceResult::topLevelHeaders; the caller changes the first field
+// of each name, so a header block holding either field twice is refused).
 //
 //   std::vector<mime::Replacement> parts;
 //   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content*) {

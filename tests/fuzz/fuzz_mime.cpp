@@ -1,11 +1,16 @@
-// Fuzzes reading a message's MIME structure and cutting attachments out of
-// it (common/mime: prescan.cpp, message.cpp, replace.cpp): the bytes come
-// from the SMTP client as they are.
+// Fuzzes reading a message's MIME structure and rewriting it the two ways
+// sekimori-antivirus does (common/mime: prescan.cpp, message.cpp,
+// replace.cpp): cutting attachments out (a notice in their place), and
+// giving HTML parts new content (html_script_action = strip). The bytes
+// come from the SMTP client as they are.
 // Properties: walk() and replaceParts() always return (bounded by small
 // limits here, so the limit paths run too); every leaf's content can be
 // read; when replaceParts() says ok, the new message parses and has the
-// same number of entities as the old one, and each removed part's place now
-// reads as the notice.
+// same number of entities as the old one, each removed part's place now
+// reads as the notice, and each rewritten HTML part decodes to exactly its
+// new content.
+#include <strings.h>
+
 #include <string>
 #include <vector>
 
@@ -68,6 +73,35 @@ std::size_t milterSpool(std::string_view in, std::string& out) {
   return bodyStart;
 }
 
+// The message the recipient gets from `spool` after `r`: Postfix's header
+// block (with the milter's changeHeader(name, 1, value) calls applied:
+// the first field of that name changed, else added), then the new body.
+std::string delivered(std::string_view input, std::size_t bodyStart, const ReplaceResult& r) {
+  std::string head(input.substr(0, bodyStart - 2));  // without the empty line
+  for (const auto& [name, value] : r.topLevelHeaders) {
+    std::size_t at = std::string::npos;
+    for (std::size_t p = 0; p < head.size();) {
+      const std::size_t e = head.find("\r\n", p);
+      const std::size_t colon = head.find(':', p);
+      if (colon < e && colon - p == name.size() && strncasecmp(head.data() + p, name.data(), name.size()) == 0) {
+        at = p;
+        break;
+      }
+      p = e + 2;
+    }
+    const std::string field = name + ": " + value + "\r\n";
+    if (at == std::string::npos) {
+      head += field;
+      continue;
+    }
+    // The field with its continuation lines.
+    std::size_t end = head.find("\r\n", at) + 2;
+    while (end < head.size() && (head[end] == ' ' || head[end] == '\t')) end = head.find("\r\n", end) + 2;
+    head.replace(at, end - at, field);
+  }
+  return head + "\r\n" + r.body;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -79,31 +113,45 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const Seen before = walkAll(spool);
   FUZZ_CHECK(before.parts.size() <= kLimits.maxParts + 1);
 
-  // Every attachment that is a leaf directly inside a multipart.
+  // 1. Every attachment that is a leaf directly inside a multipart, cut out.
   std::vector<Replacement> cut;
+  // 2. Every HTML leaf, given new content.
+  std::vector<Replacement> html;
+  const NewContent kHtml{"text/html", "UTF-8", "<p>stripped \xE2\x91\xA0</p>\n"};
   for (const PartInfo& p : before.parts) {
     if (p.isAttachment && !p.path.empty()) cut.push_back({p.path, kNotice, "notice.txt"});
-  }
-  if (cut.empty()) return 0;
-  const ReplaceResult r = replaceParts(spool, cut, kLimits);
-  if (!r.ok) return 0;
-  FUZZ_CHECK(!r.topLevelChanged);
-
-  // What the recipient gets: Postfix's header block, the new body.
-  Spool after(1 << 20, "/tmp");
-  after.append(std::string_view(input).substr(0, bodyStart));
-  after.append(r.body);
-  const Seen now = walkAll(after);
-  FUZZ_CHECK(now.result.parsed);
-  FUZZ_CHECK(now.parts.size() == before.parts.size());
-  for (const Replacement& c : cut) {
-    bool found = false;
-    for (std::size_t i = 0; i < now.parts.size(); ++i) {
-      if (now.parts[i].path != c.path) continue;
-      found = true;
-      FUZZ_CHECK(now.content[i].find(kNotice) != std::string::npos);
+    if (p.contentType == "text/html") {
+      Replacement r;
+      r.path = p.path;
+      r.content = kHtml;
+      html.push_back(std::move(r));
     }
-    FUZZ_CHECK(found);
+  }
+  for (const auto* repl : {&cut, &html}) {
+    if (repl->empty()) continue;
+    const ReplaceResult r = replaceParts(spool, *repl, kLimits);
+    if (!r.ok) continue;
+    FUZZ_CHECK(repl == &html || !r.topLevelChanged);
+    FUZZ_CHECK(r.topLevelChanged == !r.topLevelHeaders.empty());
+    Spool after(1 << 20, "/tmp");
+    after.append(delivered(input, bodyStart, r));
+    const Seen now = walkAll(after);
+    FUZZ_CHECK(now.result.parsed);
+    FUZZ_CHECK(now.parts.size() == before.parts.size());
+    for (const Replacement& c : *repl) {
+      bool found = false;
+      for (std::size_t i = 0; i < now.parts.size(); ++i) {
+        if (now.parts[i].path != c.path) continue;
+        found = true;
+        if (c.content) {
+          FUZZ_CHECK(now.parts[i].contentType == "text/html");
+          FUZZ_CHECK(now.content[i] == c.content->bytes);
+        } else {
+          FUZZ_CHECK(now.content[i].find(kNotice) != std::string::npos);
+        }
+      }
+      FUZZ_CHECK(found);
+    }
   }
   return 0;
 }

@@ -467,6 +467,19 @@ TEST(ReplaceParts, NewContentForAWholeSinglePartMessage) {
   Replacement badType = rep;
   badType.content->charset = "UTF-8\r\nX-Injected: 1";
   EXPECT_FALSE(replaceParts(*spool, {badType}).ok);
+
+  // Found by fuzz_mime: a content field given twice (even with the same
+  // value) would survive the MTA's change of the first one and tell a
+  // reader the old type or encoding.
+  for (const char* twice : {"Content-Type: text/html\nContent-Type: text/html\n",
+                            "Content-Type: text/html\nContent-Transfer-Encoding: 7bit\n"
+                            "Content-Transfer-Encoding: 7bit\n"}) {
+    SCOPED_TRACE(twice);
+    auto dup = spoolOf(crlf(std::string("Subject: x\n") + twice + "\n<body onload=\"x()\">hi</body>\n"));
+    const ReplaceResult d = replaceParts(*dup, {rep});
+    EXPECT_FALSE(d.ok);
+    EXPECT_NE(d.error.find("more than one content field"), std::string::npos) << d.error;
+  }
 }
 
 TEST(ReplaceParts, Refusals) {
