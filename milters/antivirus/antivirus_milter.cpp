@@ -50,8 +50,10 @@ const Option<std::string> kDatabaseDir{"engine.database_dir", "/var/lib/clamav",
                                         "...). With no loadable database the milter does not start."};
 const Option<std::string> kTempDir{"engine.temp_dir", "",
                                    "Where libclamav writes a scan's temp files (decoded attachments, archive "
-                                   "members). Empty: $TMPDIR or /tmp. A tmpfs (e.g. a directory under /dev/shm "
-                                   "or /run) saves a disk write per member; it must be writable by the milter."};
+                                   "members), created and removed for every scan. Empty: $TMPDIR or /tmp. On a "
+                                   "tmpfs (e.g. a directory under /dev/shm) a scan of small mail costs half the "
+                                   "CPU it costs on ext4 (README, Performance); the directory must be writable "
+                                   "by the milter and have room for max_file_size per worker."};
 const Option<Count> kWorkers{"engine.workers", Count{4},
                              "Scanner processes. Each scans one message at a time; they share the compiled "
                              "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};

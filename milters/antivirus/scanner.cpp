@@ -29,12 +29,14 @@
 #include <clamav.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -385,6 +387,20 @@ std::string fieldSafe(std::string_view s) {
     if (c == '\t' || c == '\n' || c == '\r') c = ' ';
   }
   return out;
+}
+
+// Where libclamav writes a scan's temp files, for the start log line:
+// on a disk file system creating and removing them costs more CPU than
+// scanning small mail does (README, Performance), on a tmpfs little.
+std::string tempDirNote(const std::string& configured) {
+  std::string dir = configured;
+  if (dir.empty()) {  // libclamav's own choice
+    const char* env = std::getenv("TMPDIR");
+    dir = env != nullptr && *env != '\0' ? env : "/tmp";
+  }
+  struct statfs fs {};
+  if (statfs(dir.c_str(), &fs) != 0) return "temp files in " + dir + " (" + std::strerror(errno) + ")";
+  return "temp files in " + dir + (fs.f_type == TMPFS_MAGIC ? " (tmpfs)" : " (not a tmpfs, see [engine] temp_dir)");
 }
 
 // The tab-separated fields of one line of ours (empty fields kept).
@@ -814,7 +830,8 @@ class Supervisor {
                              " ms), " + std::to_string(o_.workers) + " scanner workers";
     if (!started_) {
       started_ = true;
-      log::message(log::Level::Notice, "libclamav engine loaded from " + what);
+      log::message(log::Level::Notice,
+                   "libclamav engine loaded from " + what + ", " + tempDirNote(o_.engine.tempDir));
       (void)!write(lifeFd_, "R", 1);  // start() may return
     } else {
       log::message(log::Level::Notice, "signatures reloaded from " + what);

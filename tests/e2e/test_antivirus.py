@@ -51,6 +51,19 @@ dir = {quarantine}
 """
 
 
+def fs_type(path):
+    """The type of the file system `path` is on, from /proc/self/mounts
+    (the longest mount point that contains it)."""
+    path = os.path.realpath(path)
+    best, kind = "", None
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            mount, fstype = line.split()[1:3]
+            if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                best, kind = mount, fstype
+    return kind
+
+
 def ndb_line(name, data):
     return "%s:0:*:%s\n" % (name, data.hex())
 
@@ -351,6 +364,13 @@ class AntivirusE2E(unittest.TestCase):
         self.assertNotIn(b"forged", got)
         self.assertNotIn(b"by nobody", got)
         self.assertEqual(got.count(b"X-Virus-Status: clean"), 1)
+
+    def test_start_log_line_says_where_temp_files_go_and_if_that_is_a_tmpfs(self):
+        (line,) = self.milter.log_lines("libclamav engine loaded from")
+        self.assertIn(self.db + ": ", line)
+        self.assertIn("2 scanner workers", line)
+        tmp = os.environ.get("TMPDIR") or "/tmp"  # no temp_dir in CONF: libclamav's default
+        self.assertIn("temp files in %s (%s" % (tmp, "tmpfs" if fs_type(tmp) == "tmpfs" else "not a tmpfs"), line)
 
     # -- robustness --------------------------------------------------------
     def test_a_crashing_scan_costs_one_message_only(self):
