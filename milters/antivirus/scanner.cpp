@@ -627,20 +627,34 @@ class EngineProcess {
   int live() const { return static_cast<int>(workers_.size()); }
 
   void spawnMissing() {
+    // SIGTERM is blocked across the fork: a worker told to retire before it
+    // has set up its own handling (until then it has ours, which writes to
+    // our signal pipe) must not lose the signal and live on after us. It
+    // stays pending until the worker first waits (workerMain), and the
+    // worker exits then.
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
     while (live() < o_.workers && Clock::now() >= nextSpawn_) {
+      sigprocmask(SIG_BLOCK, &term, &old);
       const pid_t pid = fork();
       if (pid < 0) {
+        sigprocmask(SIG_SETMASK, &old, nullptr);
         log::message(log::Level::Error, errnoText("cannot fork a scanner worker"));
         nextSpawn_ = Clock::now() + std::chrono::seconds(1);
         return;
       }
       if (pid == 0) {
+#ifdef SEKIMORI_TEST_HOOKS
+        slowWorkerStart(o_.engine.databaseDir);
+#endif
         if (reportFd_ >= 0) close(reportFd_);
         close(signalRead_);
         close(gSignalPipe);
         signal(SIGTERM, SIG_DFL);
         workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_);
       }
+      sigprocmask(SIG_SETMASK, &old, nullptr);
       workers_[pid] = Worker{Clock::now()};
     }
   }
@@ -683,12 +697,19 @@ class EngineProcess {
   }
 
 #ifdef SEKIMORI_TEST_HOOKS
+  static bool testMarker(const std::string& dir, const char* name) {
+    const char* env = std::getenv("SEKIMORI_FAULT_INJECTION");
+    return env != nullptr && std::string_view(env) == "1" && access((dir + "/" + name).c_str(), F_OK) == 0;
+  }
   // Test-only: a file of this name in the database directory makes the load
   // crash, as a database that trips a bug in libclamav's loader would.
   static void faultOnLoad(const std::string& dir) {
-    const char* env = std::getenv("SEKIMORI_FAULT_INJECTION");
-    if (env == nullptr || std::string_view(env) != "1") return;
-    if (access((dir + "/SEKIMORI-TEST-CRASH-ON-LOAD").c_str(), F_OK) == 0) raise(SIGSEGV);
+    if (testMarker(dir, "SEKIMORI-TEST-CRASH-ON-LOAD")) raise(SIGSEGV);
+  }
+  // Test-only: a new worker that the scheduler runs late (300 ms after the
+  // fork, before it has touched its signal handling).
+  static void slowWorkerStart(const std::string& dir) {
+    if (testMarker(dir, "SEKIMORI-TEST-SLOW-WORKER-START")) usleep(300 * 1000);
   }
 #endif
 
@@ -1107,6 +1128,7 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_DFL);  // never a handler of the milter's: it would swallow the signal here
     close(ctl[1]);
     close(life[0]);
     closeInheritedFds({ctl[0], life[1]});

@@ -448,6 +448,40 @@ TEST_F(ScannerTest, WatcherReportsTheDeathOfThePoolButNotItsStop) {
   EXPECT_EQ(stopped.load(), 0);
 }
 
+// Workers forked a moment before the engine process is told to retire
+// (its supervisor killed right after start) still exit: a SIGTERM that
+// reaches a worker before it has set up its own handling is not lost, so
+// no engine or worker process is left behind. The lifeline reaches EOF,
+// which the watcher reports, only when every process of the pool is gone.
+// (Before the fix, seen once in a unit-test run on a loaded machine: an
+// engine process and a worker left idle for good after
+// WatcherReportsTheDeathOfThePoolButNotItsStop killed their supervisor.)
+TEST_F(ScannerTest, SupervisorKilledRightAfterStartLeavesNoProcessBehind) {
+  FaultInjection fi;
+  writeFile(db_ / "SEKIMORI-TEST-SLOW-WORKER-START", "");  // workers run 300 ms after their fork
+  options_.workers = 3;
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    ScannerPool pool;
+    std::string why;
+    options_.runDir = (tmp_.path() / ("run-kill-" + std::to_string(round))).string();
+    ASSERT_TRUE(pool.start(options_, &why)) << why;
+    std::atomic<int> deaths{0};
+    pool.watch([&] { ++deaths; });
+    std::vector<pid_t> pids = childrenOf(pool.supervisorPid());  // the engine process
+    ASSERT_EQ(pids.size(), 1u);
+    for (pid_t w : childrenOf(pids[0])) pids.push_back(w);
+    ASSERT_EQ(kill(pool.supervisorPid(), SIGKILL), 0);
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (deaths.load() == 0 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(10));
+    EXPECT_EQ(deaths.load(), 1) << "a process of the pool outlived its supervisor";
+    if (deaths.load() == 0) {
+      for (pid_t p : pids) kill(p, SIGKILL);  // ours: leave nothing behind on failure
+    }
+    pool.stop();
+  }
+}
+
 // The engine process killed (the OOM killer picks the biggest process,
 // and that is the one holding the engine): the supervisor loads a new one,
 // scans work again, and the pool is not dead.
