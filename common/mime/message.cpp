@@ -373,4 +373,17 @@ WalkResult walk(Spool& spool, const WalkLimits& limits, const Visitor& visitor) 
   return result;
 }
 
+std::string mediaType(std::string_view value) {
+  detail::initGMime();
+  const std::string text(value);
+  OptionsPtr options(g_mime_parser_options_new());
+  GMimeContentType* ct = g_mime_content_type_parse(options.get(), text.c_str());
+  if (ct == nullptr) return "";
+  char* type = g_mime_content_type_get_mime_type(ct);
+  std::string out = lowered(type);
+  g_free(type);
+  g_object_unref(ct);
+  return out;
+}
+
 }  // namespace sekimori::mime

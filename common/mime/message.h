@@ -110,4 +110,11 @@ using Visitor = std::function<bool(const PartInfo&, Content*)>;
 // Thread-safe: walks of different spools may run at the same time.
 WalkResult walk(Spool& spool, const WalkLimits& limits, const Visitor& visitor);
 
+// The lowercased "type/subtype" GMime reads from a Content-Type field value,
+// as walk() reports it in PartInfo::contentType: white space and comments
+// around the '/' skipped ("text / (x) html" is text/html), parameters
+// dropped. A value it cannot read gives what GMime makes of it (it falls
+// back to application/octet-stream for a bare word).
+std::string mediaType(std::string_view value);
+
 }  // namespace sekimori::mime

@@ -167,25 +167,15 @@ struct AvMessage {
   int statusHeaders = 0;   // X-Virus-Status copies that arrived
   bool isNotice = false;   // one of our own warning mails
   std::string subject;
-  std::string topType = "text/plain";
-  // "text/html" seen anywhere in the body (any case): only then is a clean
-  // multipart message walked for active HTML. The tail keeps a match that
-  // straddles two chunks.
-  bool htmlSeen = false;
-  std::string tail;
+  // What the top-level Content-Type fields declare, as GMime reads them
+  // (mime::mediaType): a message that declares two is judged by both.
+  bool topContainer = false;  // multipart/* or message/*
+  bool topHtml = false;
+  bool topEncrypted = false;  // S/MIME or PGP/MIME
+  // An HTML part may be in the body: only then is a clean message of
+  // several parts walked for active HTML.
+  HtmlTypeSniffer html;
 };
-
-// "text/html" in any case. Runs over every body chunk of every message, so
-// it looks for the '/' with memchr (rare in base64, unlike 't').
-bool containsHtmlType(std::string_view text) {
-  for (std::size_t i = 4; i + 5 <= text.size(); ++i) {
-    const void* slash = std::memchr(text.data() + i, '/', text.size() - 4 - i);
-    if (slash == nullptr) return false;
-    i = static_cast<std::size_t>(static_cast<const char*>(slash) - text.data());
-    if (util::iequals(text.substr(i - 4, 4), "text") && util::iequals(text.substr(i + 1, 4), "html")) return true;
-  }
-  return false;
-}
 
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
   auto& m = s.message<AvMessage>();
@@ -605,8 +595,11 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
   if (util::iequals(name, kNoticeHeader)) m.isNotice = true;
   if (util::iequals(name, "Subject") && m.subject.empty()) m.subject = mime::decodeHeader(util::trim(value.substr(0, 998)));
   if (util::iequals(name, "Content-Type")) {
-    std::string t(util::trim(value.substr(0, value.find(';'))));
-    m.topType = util::toLowerAscii(t);
+    const std::string t = mime::mediaType(value.substr(0, 4096));
+    m.topContainer = m.topContainer || t.starts_with("multipart/") || t.starts_with("message/");
+    m.topHtml = m.topHtml || t == "text/html";
+    m.topEncrypted = m.topEncrypted || t == "multipart/encrypted" || t == "application/pkcs7-mime" ||
+                     t == "application/x-pkcs7-mime" || t == "application/pgp-encrypted";
   }
   m.spool->append(name);
   m.spool->append(":");
@@ -623,12 +616,7 @@ Verdict AntivirusMilter::onEoh(milter::Session& s) {
 Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> chunk) {
   auto& m = state(s, config_);
   m.spool->append(chunk);
-  if (!m.htmlSeen) {
-    const std::string_view text(reinterpret_cast<const char*>(chunk.data()), chunk.size());
-    m.tail.append(text.substr(0, std::min<std::size_t>(text.size(), 16)));
-    m.htmlSeen = containsHtmlType(m.tail) || containsHtmlType(text);
-    m.tail.assign(text.substr(text.size() > 8 ? text.size() - 8 : 0));
-  }
+  m.html.feed(std::string_view(reinterpret_cast<const char*>(chunk.data()), chunk.size()));
   return Verdict::next();
 }
 
@@ -648,12 +636,11 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   }
   // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never "clean".
   if (f.whole.status == ScanResult::Status::Clean &&
-      (m.topType == "multipart/encrypted" || m.topType == "application/pkcs7-mime" ||
-       m.topType == "application/x-pkcs7-mime" || m.topType == "application/pgp-encrypted")) {
+      m.topEncrypted) {
     f.whole.status = ScanResult::Status::Encrypted;
     f.whole.name = "Heuristics.Encrypted.Mail";
   }
-  const bool structured = (util::istartsWith(m.topType, "multipart/") && m.htmlSeen) || m.topType == "text/html";
+  const bool structured = (m.topContainer && m.html.seen()) || m.topHtml;
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
   if (suspicious || structured) {

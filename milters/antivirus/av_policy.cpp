@@ -233,6 +233,87 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
 
 }  // namespace
 
+namespace {
+
+constexpr std::size_t kSniffTail = 64;
+
+bool iequalChar(char a, char b) {
+  return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+}
+
+}  // namespace
+
+// After a '/' whose "text" side matched: the bytes up to "html". `state`
+// is -1 (no match), 0 (skipping white space), 1-3 ("html" matched so far)
+// or 4 (matched; a comment counts as a match too).
+int HtmlTypeSniffer::afterSlash(std::string_view bytes, int state) {
+  for (const char c : bytes) {
+    if (state == 0) {
+      if (isSpace(c)) continue;
+      if (c == '(') return 4;
+      state = iequalChar(c, 'h') ? 1 : -1;
+    } else {
+      state = iequalChar(c, "html"[state]) ? state + 1 : -1;
+    }
+    if (state < 0 || state == 4) return state;
+  }
+  return state;
+}
+
+bool HtmlTypeSniffer::feed(std::string_view chunk) {
+  if (seen_) return true;
+  // The '/' at the end of the last chunk, its "html" side cut off.
+  if (pending_ >= 0) {
+    pending_ = afterSlash(chunk, pending_);
+    if (pending_ == 4) return seen_ = true;
+  }
+  // Byte i of the window: the kept tail, then this chunk (i < 0: tail).
+  const auto tailSize = static_cast<std::ptrdiff_t>(tail_.size());
+  const auto at = [&](std::ptrdiff_t i) {
+    return i < 0 ? tail_[static_cast<std::size_t>(tailSize + i)] : chunk[static_cast<std::size_t>(i)];
+  };
+  // `word` (any case, a whole MIME token) before the '/' at j, past white
+  // space; a comment counts. Running off what is kept: at the start of the
+  // stream no, else (a very long run of white space) yes.
+  const auto before = [&](std::ptrdiff_t j, std::string_view word) {
+    std::ptrdiff_t k = j - 1;
+    while (k >= -tailSize && isSpace(at(k))) --k;
+    const auto n = static_cast<std::ptrdiff_t>(word.size());
+    for (std::ptrdiff_t i = 0; i < n; ++i, --k) {
+      if (k < -tailSize) return !atStart_;
+      if (i == 0 && at(k) == ')') return true;
+      if (!iequalChar(at(k), word[static_cast<std::size_t>(n - 1 - i)])) return false;
+    }
+    if (k < -tailSize) return true;  // the word starts the stream, or what came before is not kept
+    const auto c = static_cast<unsigned char>(at(k));
+    return !(std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`{|}~", c) != nullptr));  // not "xmessage/"
+  };
+  // '/' is rare in what most bodies are made of (base64 has one in 64);
+  // memchr finds it fast.
+  for (const char* p = chunk.data(); (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p)));
+       ++p) {
+    const std::ptrdiff_t j = p - chunk.data();
+    // An attached message of any kind may hold HTML (also base64-encoded,
+    // where no "text/html" shows).
+    if (before(j, "message")) return seen_ = true;
+    if (!before(j, "text")) continue;
+    const int state = afterSlash(chunk.substr(static_cast<std::size_t>(j) + 1), 0);
+    if (state == 4) return seen_ = true;
+    if (state >= 0) pending_ = state;  // cut off by the end of the chunk
+  }
+  if (chunk.size() >= kSniffTail) {
+    tail_.assign(chunk.substr(chunk.size() - kSniffTail));
+    atStart_ = false;
+  } else {
+    tail_.append(chunk);
+    if (tail_.size() > kSniffTail) {
+      tail_.erase(0, tail_.size() - kSniffTail);
+      atStart_ = false;
+    }
+  }
+  return false;
+}
+
 bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
   // real page; a hostile 20 MB page is still bounded.

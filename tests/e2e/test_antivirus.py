@@ -297,12 +297,47 @@ class AntivirusE2E(unittest.TestCase):
         self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
 
     def test_html_script_inside_multipart_is_marked(self):
-        msgid = self.msgid("html-alt")
-        body = ("--A\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
-                "--A\r\nContent-Type: TEXT/HTML; charset=us-ascii\r\n\r\n"
-                "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n")
-        raw = harness.make_message(msgid=msgid, body=body, headers=[
-            "MIME-Version: 1.0", "Content-Type: multipart/alternative; boundary=\"A\""])
+        # Also when the media type is written with white space or a comment
+        # around the '/', as MIME allows and mail readers (and GMime) read
+        # it: found by fuzz_antivirus, these went unchecked before.
+        for html_type in ("TEXT/HTML", "text/ html", "text /(comment) html", "text/\r\n html"):
+            with self.subTest(html_type=html_type):
+                msgid = self.msgid("html-alt")
+                body = ("--A\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+                        "--A\r\nContent-Type: %s; charset=us-ascii\r\n\r\n"
+                        "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n" % html_type)
+                raw = harness.make_message(msgid=msgid, body=body, headers=[
+                    "MIME-Version: 1.0", "Content-Type: multipart/alternative; boundary=\"A\""])
+                r = self.send(raw)
+                self.assertEqual(r.final, ("250", "2.0.0"))
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
+
+    def test_html_script_inside_an_attached_message_is_marked(self):
+        inner = ("Subject: inner\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+                 "<p onclick=\"x()\">hi</p>\r\n")
+        cases = {
+            # Found by fuzz_antivirus: a message that is itself an attached message.
+            "top-level message/rfc822": (["MIME-Version: 1.0", "Content-Type: message/rfc822"], inner),
+            # No "text/html" shows in the body at all.
+            "base64 message/rfc822 part": (
+                ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"M\""],
+                "--M\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                "--M\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                base64.encodebytes(inner.encode()).decode().replace("\n", "\r\n") + "--M--\r\n"),
+        }
+        for label, (headers, body) in cases.items():
+            with self.subTest(label):
+                msgid = self.msgid("html-msg")
+                r = self.send(harness.make_message(msgid=msgid, body=body, headers=headers))
+                self.assertEqual(r.final, ("250", "2.0.0"))
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: clean; suspicious: Heuristics.HTML.Script", got)
+
+    def test_html_script_in_a_single_part_with_a_spaced_media_type_is_marked(self):
+        msgid = self.msgid("html-spaced")
+        raw = harness.make_message(msgid=msgid, body="<p onclick=\"x()\">hi</p>\r\n",
+                                   headers=["MIME-Version: 1.0", "Content-Type: text / html; charset=us-ascii"])
         r = self.send(raw)
         self.assertEqual(r.final, ("250", "2.0.0"))
         got, _ = self.delivered(msgid)

@@ -631,5 +631,27 @@ TEST(Message, TwentyMiBMessageIsReadWithBoundedMemory) {
   }
 }
 
+TEST(Message, MediaTypeIsReadAsTheWalkReadsIt) {
+  struct Case {
+    const char* value;
+    const char* type;
+  };
+  for (const Case& c : {Case{" text/html; charset=utf-8", "text/html"}, Case{" TEXT/HTML", "text/html"},
+                        Case{" text / html", "text/html"}, Case{" text/(comment) html", "text/html"},
+                        Case{" text/\r\n html", "text/html"}, Case{" Multipart/Mixed; boundary=x", "multipart/mixed"},
+                        Case{" application/pkcs7-mime; smime-type=enveloped-data", "application/pkcs7-mime"}}) {
+    EXPECT_EQ(mediaType(c.value), c.type) << c.value;
+    // The same value in a message: walk() reports the same type.
+    Spool spool(1 << 20);
+    spool.append(std::string("Subject: x\r\nContent-Type:") + c.value + "\r\n\r\nbody\r\n");
+    std::string walked;
+    walk(spool, {}, [&](const PartInfo& p, Content*) {
+      if (walked.empty()) walked = p.contentType;
+      return true;
+    });
+    EXPECT_EQ(walked, c.type) << c.value;
+  }
+}
+
 }  // namespace
 }  // namespace sekimori::mime

@@ -228,5 +228,58 @@ TEST(AvHtml, FindsActiveContent) {
   EXPECT_FALSE(hasActiveHtml(""));
 }
 
+// Whether `text` makes the sniffer say yes, fed in chunks of `chunk` bytes.
+bool sniff(std::string_view text, std::size_t chunk) {
+  HtmlTypeSniffer s;
+  for (std::size_t i = 0; i < text.size(); i += chunk) s.feed(text.substr(i, chunk));
+  return s.seen();
+}
+
+// Every way to cut `text` in two, and every chunk size up to 12.
+void expectSniffed(std::string_view text, bool expected) {
+  for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+    HtmlTypeSniffer s;
+    s.feed(text.substr(0, cut));
+    s.feed(text.substr(cut));
+    EXPECT_EQ(s.seen(), expected) << "cut at " << cut << ": " << text;
+  }
+  for (std::size_t chunk = 1; chunk <= 12; ++chunk) EXPECT_EQ(sniff(text, chunk), expected) << chunk << ": " << text;
+}
+
+TEST(AvHtmlType, SniffsTheMediaTypeAsMimeReadersReadIt) {
+  const std::string before = "--b\r\nContent-Type: ", after = "; charset=utf-8\r\n\r\n<p>x</p>\r\n";
+  // Found by fuzz_antivirus: GMime (and mail readers) read all of these as
+  // text/html; a search for "text/html" saw only the first two.
+  for (const char* type : {"text/html", "TEXT/Html", "text/ html", "text /html", "text\t/\thtml",
+                           "text/\r\n html", "text/(comment)html", "text(c) / (c)html"}) {
+    expectSniffed(before + type + after, true);
+  }
+  // An attached message may hold HTML, base64-encoded where no type shows.
+  for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial"}) {
+    expectSniffed(before + type + after, true);
+  }
+  for (const char* type : {"text/plain", "image/png", "text/htm", "application/xhtml+xml", "texts/xml",
+                           "xmessage/rfc822"}) {
+    expectSniffed(before + type + after, false);
+  }
+}
+
+TEST(AvHtmlType, BodiesWithoutHtmlStayUnsniffed) {
+  // base64 of bytes 0..255 repeated: '/' and letters in every position.
+  std::string b64;
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int i = 0; i < 64 * 1024; ++i) {
+    b64 += kAlphabet[(i * 7 + i / 64) % 64];
+    if (i % 76 == 75) b64 += "\r\n";
+  }
+  EXPECT_FALSE(sniff(b64, 65535));
+  EXPECT_FALSE(sniff(b64, 1));
+  EXPECT_FALSE(sniff("see https://example.jp/index.html and a/b text\r\n", 7));
+  HtmlTypeSniffer s;
+  EXPECT_FALSE(s.feed(""));
+  EXPECT_TRUE(s.feed("text/html"));
+  EXPECT_TRUE(s.feed("anything"));  // stays seen
+}
+
 }  // namespace
 }  // namespace sekimori::antivirus
