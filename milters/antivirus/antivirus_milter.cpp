@@ -635,8 +635,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     f.whole = scanSpool(*pool_, *m.spool);
   }
   // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never "clean".
-  if (f.whole.status == ScanResult::Status::Clean &&
-      m.topEncrypted) {
+  if (f.whole.status == ScanResult::Status::Clean && m.topEncrypted) {
     f.whole.status = ScanResult::Status::Encrypted;
     f.whole.name = "Heuristics.Encrypted.Mail";
   }

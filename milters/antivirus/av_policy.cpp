@@ -231,11 +231,7 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
-constexpr std::size_t kSniffTail = 64;
+constexpr std::size_t kSniffTail = 64;  // bytes HtmlTypeSniffer keeps between chunks
 
 bool iequalChar(char a, char b) {
   return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
@@ -273,8 +269,9 @@ bool HtmlTypeSniffer::feed(std::string_view chunk) {
     return i < 0 ? tail_[static_cast<std::size_t>(tailSize + i)] : chunk[static_cast<std::size_t>(i)];
   };
   // `word` (any case, a whole MIME token) before the '/' at j, past white
-  // space; a comment counts. Running off what is kept: at the start of the
-  // stream no, else (a very long run of white space) yes.
+  // space; a comment counts. Running off what is kept before the word is
+  // complete: at the start of the stream no, else (a very long run of
+  // white space) yes.
   const auto before = [&](std::ptrdiff_t j, std::string_view word) {
     std::ptrdiff_t k = j - 1;
     while (k >= -tailSize && isSpace(at(k))) --k;
