@@ -72,7 +72,9 @@ std::optional<Address> parseAddress(std::string_view text) {
     const auto colon = text.find(':');
     if (colon == kNotFound) return std::nullopt;
     text = text.substr(colon + 1);
-    if (text.empty()) return std::nullopt;  // "<@x:>" routes to nobody
+    // "<@x:>" routes to nobody; a mailbox cannot start with '@' (it would
+    // read as a route again: "<@x:@y@z>").
+    if (text.empty() || text.front() == '@') return std::nullopt;
   }
 
   std::size_t at = kNotFound;

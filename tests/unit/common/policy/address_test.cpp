@@ -87,6 +87,9 @@ TEST(Address, RefusesGarbage) {
       {"unterminated quote", "<\"a b@example.jp>"},
       {"route without colon", "<@relay.example>"},
       {"route to nobody", "<@relay.example:>"},
+      // Found by fuzz_policy: the mailbox after a route began with '@', so
+      // what str() gave back read as a route without a colon.
+      {"mailbox after a route starting with @", "<@route:@\",ax b\"@c>"},
       {"1025 bytes", "<" + std::string(1023 - 11, 'x') + "@example.jp>"},
   };
   for (const auto& c : cases) {
