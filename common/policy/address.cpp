@@ -49,8 +49,13 @@ std::string Address::str() const {
 }
 
 std::string normalizeDomain(std::string_view domain) {
-  domain = util::trim(domain);
-  while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  // White space and trailing dots in any mix ("c\v."), so that the result
+  // is its own normal form.
+  for (std::size_t before = domain.size() + 1; domain.size() != before;) {
+    before = domain.size();
+    domain = util::trim(domain);
+    while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  }
   return util::toLowerAscii(domain);
 }
 
@@ -71,7 +76,7 @@ std::optional<Address> parseAddress(std::string_view text) {
   if (!text.empty() && text.front() == '@') {
     const auto colon = text.find(':');
     if (colon == kNotFound) return std::nullopt;
-    text = text.substr(colon + 1);
+    text = util::trim(text.substr(colon + 1));
     // "<@x:>" routes to nobody; a mailbox cannot start with '@' (it would
     // read as a route again: "<@x:@y@z>").
     if (text.empty() || text.front() == '@') return std::nullopt;
@@ -87,6 +92,14 @@ std::optional<Address> parseAddress(std::string_view text) {
   }
   a.local = std::string(text.substr(0, at));
   a.domain = normalizeDomain(text.substr(at + 1));
+  // No domain after the '@' ("x @", "x@y@."): the address is its local
+  // part, which str() prints alone, so it must read back as itself: white
+  // space around it dropped, and no '@' left in it ("x@y@").
+  if (a.domain.empty()) {
+    a.local = std::string(util::trim(a.local));
+    std::size_t localAt = kNotFound;
+    if (a.local.empty() || !scanMailbox(a.local, &localAt) || localAt != kNotFound) return std::nullopt;
+  }
   return a;
 }
 

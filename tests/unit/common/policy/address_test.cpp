@@ -23,6 +23,9 @@ TEST(Address, ParsesEnvelopeForms) {
       {"whitespace inside brackets", "< a@example.jp >", "a", "example.jp"},
       {"source route dropped", "<@relay1.example,@relay2.example:a@example.jp>", "a", "example.jp"},
       {"single-hop route", "<@relay.example:a@example.jp>", "a", "example.jp"},
+      {"white space after the route's colon", "<@relay.example:  a@example.jp>", "a", "example.jp"},
+      {"no domain after '@', white space before it", "<postmaster @>", "postmaster", ""},
+      {"white space and dots mixed at the end", "<a@example.jp\v.>", "a", "example.jp"},
       {"quoted local part with space", "\"a b\"@example.jp", "\"a b\"", "example.jp"},
       {"quoted local part bracketed", "<\"a b\"@example.jp>", "\"a b\"", "example.jp"},
       {"'@' inside quotes", "<\"a@b\"@example.jp>", "\"a@b\"", "example.jp"},
@@ -90,6 +93,9 @@ TEST(Address, RefusesGarbage) {
       // Found by fuzz_policy: the mailbox after a route began with '@', so
       // what str() gave back read as a route without a colon.
       {"mailbox after a route starting with @", "<@route:@\",ax b\"@c>"},
+      {"no domain after a local part ending in @", "<x@@>"},
+      {"no domain after a local part with an @", "x@y@"},
+      {"only dots after a local part with an @", "<x@y@.>"},
       {"1025 bytes", "<" + std::string(1023 - 11, 'x') + "@example.jp>"},
   };
   for (const auto& c : cases) {
