@@ -60,7 +60,7 @@ std::string normalizeDomain(std::string_view domain) {
 }
 
 std::optional<Address> parseAddress(std::string_view text) {
-  if (text.size() > kMaxAddressBytes) return std::nullopt;
+  if (text.size() > kMaxAddressBytes + 64) return std::nullopt;  // before looking at it at all
   // CR/LF could forge log lines or headers downstream; NUL would cut the
   // address short in any C API it reaches. No legitimate address has them.
   if (text.find_first_of(std::string_view("\r\n\0", 3)) != kNotFound) return std::nullopt;
@@ -70,6 +70,9 @@ std::optional<Address> parseAddress(std::string_view text) {
     if (text.size() < 2 || text.back() != '>') return std::nullopt;
     text = util::trim(text.substr(1, text.size() - 2));
   }
+  // The limit counts the address, not the brackets or white space around
+  // it: what str() prints is accepted back with or without them.
+  if (text.size() > kMaxAddressBytes) return std::nullopt;
 
   // A source route "@a,@b:user@c": only the mailbox after the colon counts.
   // Route domains cannot contain ':' or quotes, so the first ':' ends it.

@@ -50,7 +50,7 @@ struct Address {
 //
 // nullopt for garbage: unbalanced or stray '<' '>', an unterminated quote, a
 // source route without ':', CR, LF or NUL anywhere, more than
-// kMaxAddressBytes bytes.
+// kMaxAddressBytes bytes inside the brackets.
 std::optional<Address> parseAddress(std::string_view text);
 
 // ASCII-lowercases, trims whitespace and removes trailing dots:

@@ -38,8 +38,8 @@ TEST(Address, ParsesEnvelopeForms) {
       {"A-label IDN lowered only", "<u@XN--R8JZ45G.jp>", "u", "xn--r8jz45g.jp"},
       {"UTF-8 local part kept", "<\xE5\xA4\xAA\xE9\x83\x8E@example.jp>", "\xE5\xA4\xAA\xE9\x83\x8E", "example.jp"},
       {"address literal", "<a@[192.0.2.1]>", "a", "[192.0.2.1]"},
-      {"exactly 1024 bytes", "<" + std::string(1022 - 11, 'x') + "@example.jp>", std::string(1022 - 11, 'x'),
-       "example.jp"},
+      {"exactly 1024 bytes inside the brackets", "<" + std::string(1024 - 11, 'x') + "@example.jp>",
+       std::string(1024 - 11, 'x'), "example.jp"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
@@ -96,7 +96,7 @@ TEST(Address, RefusesGarbage) {
       {"no domain after a local part ending in @", "<x@@>"},
       {"no domain after a local part with an @", "x@y@"},
       {"only dots after a local part with an @", "<x@y@.>"},
-      {"1025 bytes", "<" + std::string(1023 - 11, 'x') + "@example.jp>"},
+      {"1025 bytes inside the brackets", "<" + std::string(1025 - 11, 'x') + "@example.jp>"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
