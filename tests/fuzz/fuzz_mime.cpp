@@ -9,8 +9,6 @@
 // same number of entities as the old one, each removed part's place now
 // reads as the notice, and each rewritten HTML part decodes to exactly its
 // new content.
-#include <strings.h>
-
 #include <string>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "common/mime/replace.h"
 #include "common/mime/spool.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/fuzz/milter_input.h"
 
 namespace {
 
@@ -35,81 +34,20 @@ struct Seen {
 Seen walkAll(Spool& spool) {
   Seen s;
   s.result = walk(spool, kLimits, [&](const PartInfo& p, Content* c) {
-    std::string bytes;
-    if (c != nullptr) {
-      std::byte buf[4096];
-      for (std::size_t n; (n = c->read(buf)) > 0;) bytes.append(reinterpret_cast<const char*>(buf), n);
-    }
     s.parts.push_back(p);
-    s.content.push_back(std::move(bytes));
+    s.content.push_back(c != nullptr ? sekimori::fuzz::readAll(*c) : std::string());
     return true;
   });
   return s;
 }
 
-// The spool as the milter writes it: the header fields Postfix passed on
-// ("Name:value" lines; continuation lines kept; lines that are no field
-// dropped, as Postfix ends the header block at them), the empty line, then
-// the body as it came. Returns where the body starts.
-std::size_t milterSpool(std::string_view in, std::string& out) {
-  while (!in.empty()) {
-    const std::size_t nl = in.find('\n');
-    std::string_view line = in.substr(0, nl);
-    in = nl == std::string_view::npos ? "" : in.substr(nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;  // the empty line: the body follows
-    const bool continuation = line[0] == ' ' || line[0] == '\t';
-    const std::size_t colon = line.find(':');
-    if (continuation ? out.empty()
-                     : colon == std::string_view::npos || colon == 0 ||
-                           line.substr(0, colon).find_first_of(" \t") != std::string_view::npos) {
-      continue;
-    }
-    out.append(line).append("\r\n");
-  }
-  out.append("\r\n");
-  const std::size_t bodyStart = out.size();
-  out.append(in);
-  return bodyStart;
-}
-
-// The message the recipient gets from `spool` after `r`: Postfix's header
-// block (with the milter's changeHeader(name, 1, value) calls applied:
-// the first field of that name changed, else added), then the new body.
-std::string delivered(std::string_view input, std::size_t bodyStart, const ReplaceResult& r) {
-  std::string head(input.substr(0, bodyStart - 2));  // without the empty line
-  for (const auto& [name, value] : r.topLevelHeaders) {
-    std::size_t at = std::string::npos;
-    for (std::size_t p = 0; p < head.size();) {
-      const std::size_t e = head.find("\r\n", p);
-      const std::size_t colon = head.find(':', p);
-      if (colon < e && colon - p == name.size() && strncasecmp(head.data() + p, name.data(), name.size()) == 0) {
-        at = p;
-        break;
-      }
-      p = e + 2;
-    }
-    const std::string field = name + ": " + value + "\r\n";
-    if (at == std::string::npos) {
-      head += field;
-      continue;
-    }
-    // The field with its continuation lines.
-    std::size_t end = head.find("\r\n", at) + 2;
-    while (end < head.size() && (head[end] == ' ' || head[end] == '\t')) end = head.find("\r\n", end) + 2;
-    head.replace(at, end - at, field);
-  }
-  return head + "\r\n" + r.body;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::string input;
-  const std::size_t bodyStart = milterSpool(sekimori::fuzz::view(data, size), input);
+  const sekimori::fuzz::PostfixMessage input = sekimori::fuzz::asPostfixPassesIt(sekimori::fuzz::view(data, size));
   // Small memory limit: inputs over 2 KB go through the temp-file spool.
   Spool spool(2048, "/tmp");
-  spool.append(input);
+  spool.append(input.spool());
   const Seen before = walkAll(spool);
   FUZZ_CHECK(before.parts.size() <= kLimits.maxParts + 1);
 
@@ -133,8 +71,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!r.ok) continue;
     FUZZ_CHECK(repl == &html || !r.topLevelChanged);
     FUZZ_CHECK(r.topLevelChanged == !r.topLevelHeaders.empty());
+    // What the recipient gets: Postfix's header block with the milter's
+    // changes applied, the new body.
+    sekimori::fuzz::PostfixMessage delivered = input;
+    for (const auto& [name, value] : r.topLevelHeaders) delivered.changeFirst(name, value);
     Spool after(1 << 20, "/tmp");
-    after.append(delivered(input, bodyStart, r));
+    after.append(delivered.headerBlock() + "\r\n" + r.body);
     const Seen now = walkAll(after);
     FUZZ_CHECK(now.result.parsed);
     FUZZ_CHECK(now.parts.size() == before.parts.size());
