@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/util/strings.h"
+
 namespace sekimori::config {
 namespace po = boost::program_options;
 
@@ -165,12 +167,23 @@ Values Values::parse(const Schema& schema, std::string_view text, std::string fi
           target = nullptr;
           continue;
         }
-        section = "domain " + domain;
-        sectionIsOverride = true;
-        if (v.overrides_.count(section) != 0) {
-          errors.add(file, number, "section [" + section + "] appears twice");
+        // Kept under the domain's normal form, so that [domain 例え.jp] and
+        // [domain xn--r8jz45g.jp] are found to be one section.
+        std::string idna;
+        const std::string normal = policy::normalizeDomain(domain, &idna);
+        if (!idna.empty()) {
+          errors.add(file, number, "[domain " + util::sanitize(domain, 80) + "]: " + idna);
+          target = nullptr;
+          continue;
         }
-        target = &v.overrides_[section];
+        section = "domain " + domain;  // for messages: as written
+        sectionIsOverride = true;
+        const std::string key = "domain " + normal;
+        if (v.overrides_.count(key) != 0) {
+          errors.add(file, number,
+                     "section [" + key + "] appears twice" + (normal == domain ? "" : " (here as [" + section + "])"));
+        }
+        target = &v.overrides_[key];
       } else if (schema.hasSection(name)) {
         target = &v.global_;
       } else {

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "common/config/schema.h"
+#include "common/policy/address.h"
 #include "common/policy/direction.h"
-#include "common/util/strings.h"
 
 namespace sekimori::config {
 
@@ -62,7 +62,7 @@ class Layered {
 
   const T& get(policy::Direction d, std::string_view domain) const {
     if (!domain_.empty() && !domain.empty()) {
-      const auto it = domain_.find(util::toLowerAscii(domain));
+      const auto it = domain_.find(policy::normalizeDomain(domain));
       if (it != domain_.end()) return it->second;
     }
     const auto& byDir = direction_[static_cast<std::size_t>(d)];
@@ -70,7 +70,7 @@ class Layered {
   }
   const T& global() const { return global_; }
   void setDirection(policy::Direction d, T v) { direction_[static_cast<std::size_t>(d)] = std::move(v); }
-  void setDomain(std::string domain, T v) { domain_[util::toLowerAscii(domain)] = std::move(v); }
+  void setDomain(std::string_view domain, T v) { domain_[policy::normalizeDomain(domain)] = std::move(v); }
   bool hasDomainOverrides() const { return !domain_.empty(); }
   // Every value that can apply in direction d: the direction's own (or the
   // global one) and each domain's. For "the largest limit any recipient may

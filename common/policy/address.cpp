@@ -1,6 +1,10 @@
 // common/policy/address.cpp — see address.h.
 #include "common/policy/address.h"
 
+#include <idn2.h>
+
+#include <algorithm>
+
 #include "common/util/strings.h"
 
 namespace sekimori::policy {
@@ -48,13 +52,59 @@ std::string Address::str() const {
   return out;
 }
 
-std::string normalizeDomain(std::string_view domain) {
-  // White space and trailing dots in any mix ("c\v."), so that the result
-  // is its own normal form.
+namespace {
+
+// White space and trailing dots in any mix ("c\v."), so that the result
+// is its own normal form.
+std::string_view trimDomain(std::string_view domain) {
   for (std::size_t before = domain.size() + 1; domain.size() != before;) {
     before = domain.size();
     domain = util::trim(domain);
     while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  }
+  return domain;
+}
+
+// The A-label form of a domain with U-labels, or nullopt (and why).
+std::optional<std::string> toALabels(std::string_view domain, std::string* error) {
+  if (domain.find('\0') != std::string_view::npos) {
+    if (error) *error = "NUL byte in domain";
+    return std::nullopt;
+  }
+  const std::string in(domain);
+  char* out = nullptr;
+  const int rc = idn2_to_ascii_8z(in.c_str(), &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+  if (rc != IDN2_OK) {
+    idn2_free(out);
+    if (error) *error = std::string("not a valid internationalized domain name: ") + idn2_strerror(rc);
+    return std::nullopt;
+  }
+  // The mapping may give white space or dots at the end of its own (U+3000
+  // and U+3002, the ideographic space and full stop, map to ' ' and '.').
+  std::string a(trimDomain(out));
+  idn2_free(out);
+  // UTS #46 also maps full-width punctuation to ASCII ("＠" to '@', "＜" to
+  // '<') and leaves ASCII labels unchecked: a result that is more than
+  // letters, digits, '-', '_' and dots would not read back as the same address.
+  const auto ldh = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  };
+  if (!std::all_of(a.begin(), a.end(), ldh)) {
+    if (error) *error = "not a valid internationalized domain name: maps to characters not allowed in a domain";
+    return std::nullopt;
+  }
+  return a;
+}
+
+}  // namespace
+
+std::string normalizeDomain(std::string_view domain, std::string* idnaError) {
+  domain = trimDomain(domain);
+  const bool ascii =
+      std::all_of(domain.begin(), domain.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (!ascii) {
+    if (auto a = toALabels(domain, idnaError)) return std::move(*a);  // lowercase already
   }
   return util::toLowerAscii(domain);
 }

@@ -9,9 +9,10 @@
 //
 // The local part is kept exactly as sent (case matters to some mailbox
 // servers; quotes are kept, so str() gives a valid address back); the domain
-// is ASCII-lowercased with a trailing dot removed. An IDN domain (UTF-8
-// U-labels or xn-- A-labels) is otherwise left as it came: no IDNA mapping, so
-// "例え.jp" and "xn--r8jz45g.jp" are different domains here.
+// is put in its one normal form (normalizeDomain): lowercase, no trailing
+// dot, IDN U-labels as A-labels, so that "<a@例え.JP>" (SMTPUTF8) and
+// "<a@xn--r8jz45g.jp>" are the same address to every list, counter and
+// per-domain setting.
 //
 //   auto a = policy::parseAddress("<Alice@Example.JP.>");  // local "Alice", domain "example.jp"
 //   a->str();                                            // "Alice@example.jp"
@@ -53,8 +54,15 @@ struct Address {
 // kMaxAddressBytes bytes inside the brackets.
 std::optional<Address> parseAddress(std::string_view text);
 
-// ASCII-lowercases, trims whitespace and removes trailing dots:
-// "Example.JP." -> "example.jp". Non-ASCII bytes are left untouched.
-std::string normalizeDomain(std::string_view domain);
+// A domain's normal form, the one every comparison uses: whitespace around
+// and trailing dots removed, ASCII lowercased ("Example.JP." -> "example.jp").
+// A domain with non-ASCII bytes goes through IDNA (libidn2, UTS #46
+// non-transitional mapping, NFC) to its A-labels: "例え.jp" ->
+// "xn--r8jz45g.jp", and full-width "ＥＸＡＭＰＬＥ．ｊｐ" -> "example.jp". One
+// that IDNA refuses (invalid UTF-8, a disallowed character, a label over 63
+// bytes) is only trimmed and ASCII-lowercased, and `idnaError`, when given,
+// says why; config readers refuse such entries, mail is compared as it came.
+// A-labels are not checked (an ASCII domain never goes to libidn2).
+std::string normalizeDomain(std::string_view domain, std::string* idnaError = nullptr);
 
 }  // namespace sekimori::policy

@@ -15,8 +15,8 @@ bool isControl(char c) {
 
 // Why `d` (already lowercased, without the leading '.' of a parent entry or
 // the trailing root dot) cannot be a list domain, or "" when it can. Checks
-// only what would make an entry silently never match; non-ASCII bytes (IDN
-// U-labels) are allowed.
+// only what would make an entry silently never match; IDN U-labels are
+// A-labels by now (normalizeDomain).
 std::string domainProblem(std::string_view d) {
   if (d.empty()) return "empty domain";
   if (d.size() > kMaxDomainBytes) return "domain longer than 253 bytes";
@@ -43,17 +43,17 @@ bool DomainList::add(std::string_view entry, std::string* error) {
   std::string_view e = trimmed;
   const bool parent = !e.empty() && e.front() == '.';
   if (parent) e.remove_prefix(1);
-  std::string d = normalizeDomain(e);
+  std::string idna;
+  std::string d = normalizeDomain(e, &idna);
+  if (!idna.empty()) return fail(error, "bad domain", trimmed, idna);
   if (const auto why = domainProblem(d); !why.empty()) return fail(error, "bad domain", trimmed, why);
   (parent ? parents_ : exact_).insert(std::move(d));
   return true;
 }
 
 std::string DomainList::find(std::string_view domain) const {
-  domain = util::trim(domain);
-  while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-  if (domain.empty()) return {};
-  const std::string d = util::toLowerAscii(domain);
+  const std::string d = normalizeDomain(domain);
+  if (d.empty()) return {};
   if (exact_.find(std::string_view(d)) != exact_.end()) return d;
   if (parents_.empty()) return {};
   // Walk up the labels, nearest parent first:
@@ -90,7 +90,9 @@ bool AddressList::add(std::string_view entry, std::string* error) {
   if (domainPart.front() == '.') {
     return fail(error, "bad address", e, "an address takes an exact domain (for a whole subdomain tree, list .example.jp alone)");
   }
-  const std::string domain = normalizeDomain(domainPart);
+  std::string idna;
+  const std::string domain = normalizeDomain(domainPart, &idna);
+  if (!idna.empty()) return fail(error, "bad address", e, idna);
   if (const auto why = domainProblem(domain); !why.empty()) return fail(error, "bad address", e, why);
   addresses_.insert(util::toLowerAscii(local) + "@" + domain);
   return true;

@@ -4,8 +4,11 @@
 //
 // Domains: "example.jp" matches exactly that domain; ".example.jp" matches
 // any subdomain of it but not example.jp itself (Postfix with
-// parent_domain_matches_subdomains=no: list both to get both). Case-insensitive
-// for ASCII; IDNs compare byte for byte (no U-label/A-label mapping).
+// parent_domain_matches_subdomains=no: list both to get both). Entries and
+// looked-up domains are compared in their normal form (normalizeDomain):
+// case-insensitive, and an IDN matches in U-labels and A-labels alike
+// ("例え.jp" in a list matches mail for xn--r8jz45g.jp); an entry that IDNA
+// refuses is a config error.
 //
 // Addresses: "user@example.jp" is that one address, "user@" that local part
 // at any domain, "@example.jp" or "example.jp" the whole domain and
@@ -50,7 +53,7 @@ class DomainList {
   // are ignored). On failure returns false and, when `error` is set, writes a
   // one-line reason for a config message.
   bool add(std::string_view entry, std::string* error);
-  // `domain` need not be normalised: case and a trailing dot are ignored.
+  // `domain` need not be normalised (normalizeDomain is applied).
   bool contains(std::string_view domain) const { return !find(domain).empty(); }
   // The entry that matched, as stored ("example.jp" or ".example.jp"), or ""
   // when none did. An exact entry wins over a parent entry, and a nearer

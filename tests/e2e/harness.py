@@ -148,7 +148,7 @@ class Milter:
 
     def write_conf(self, conf):
         self.conf = conf
-        with open(self.conf_path, "w") as f:
+        with open(self.conf_path, "w", encoding="utf-8") as f:
             f.write(conf)
 
     def start(self):

@@ -184,6 +184,16 @@ class SizeLimitE2E(unittest.TestCase):
         r = self.send_raw(raw, to=["user@big.example", "user@example.net"], xclient="ADDR=203.0.113.5")
         self.assertReply(r, "552", "5.3.4")
 
+    def test_idn_domain_section_applies_to_its_a_labels(self):
+        # Written in U-labels (例え.jp) as an administrator types it; without
+        # SMTPUTF8 the envelope carries the A-labels.
+        self.configure(conf(size="100k", extra="[domain \u4f8b\u3048.jp]\nmax_message_size = 300k\n"))
+        raw = harness.make_message(body=("y" * 98 + "\r\n") * 1500)  # ~150 KB
+        r = self.send_raw(raw, to="user@XN--R8JZ45G.jp", xclient="ADDR=203.0.113.5")
+        self.assertReply(r, "250", "2.0.0")
+        r = self.send_raw(raw, to="user@xn--fsq.jp", xclient="ADDR=203.0.113.5")  # 例.jp: the global 100k
+        self.assertReply(r, "552", "5.3.4")
+
     # -- R-SIZE-4: hops ---------------------------------------------------
     def test_fifty_received_headers_pass_fifty_one_are_refused(self):
         def hops(n):

@@ -103,6 +103,10 @@ TEST(Values, EveryErrorHasFileAndLine) {
       {"not overridable", "[outbound]\nmax_received_headers = 3\n",
        "t.conf:2: 'max_received_headers' cannot be overridden in [outbound]"},
       {"domain without name", "[domain ]\n", "t.conf:1: [domain NAME] needs one domain name"},
+      {"domain IDNA refuses", "[domain \xF0\x9F\x98\x80.jp]\n",
+       "t.conf:1: [domain \\xf0\\x9f\\x98\\x80.jp]: not a valid internationalized domain name"},
+      {"one domain in two spellings", "[domain xn--r8jz45g.jp]\n[domain \xE4\xBE\x8B\xE3\x81\x88.jp]\n",
+       "t.conf:2: section [domain xn--r8jz45g.jp] appears twice (here as [domain \xE4\xBE\x8B\xE3\x81\x88.jp])"},
       {"unclosed section", "[limits\n", "t.conf:1: section header without closing ']'"},
   };
   for (const auto& c : cases) {
@@ -138,6 +142,20 @@ TEST(Values, LayeredOverridesMostSpecificWins) {
   EXPECT_EQ(l.get(Direction::Outbound, "EXAMPLE.jp").value, 150000000u);
   const auto inbound = l.candidates(Direction::Inbound);
   EXPECT_EQ(inbound.size(), 2u);
+}
+
+TEST(Values, DomainSectionMatchesTheDomainInAnySpelling) {
+  const Schema s = schema();
+  Errors errors;
+  const Values v = Values::parse(s,
+                                 "[limits]\nmax_message_size = 20M\n"
+                                 "[domain \xE4\xBE\x8B\xE3\x81\x88.jp.]\nmax_message_size = 150MB\n",  // 例え.jp.
+                                 "t.conf", errors);
+  ASSERT_TRUE(errors.empty()) << errors.str();
+  const auto l = v.layered(kSize);
+  EXPECT_EQ(l.get(Direction::Inbound, "xn--r8jz45g.jp").value, 150000000u);
+  EXPECT_EQ(l.get(Direction::Inbound, "\xE4\xBE\x8B\xE3\x81\x88.JP").value, 150000000u);
+  EXPECT_EQ(l.get(Direction::Inbound, "example.jp").value, 20971520u);
 }
 
 TEST(Values, CommandLineOverride) {

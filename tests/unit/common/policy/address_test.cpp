@@ -34,7 +34,10 @@ TEST(Address, ParsesEnvelopeForms) {
       {"local part ends at last '@'", "a@b@example.jp", "a@b", "example.jp"},
       {"no domain (postmaster)", "<postmaster>", "postmaster", ""},
       {"'@' quoted, no domain", "<\"a@b\">", "\"a@b\"", ""},
-      {"UTF-8 IDN left as is", "<u@\xE4\xBE\x8B\xE3\x81\x88.JP>", "u", "\xE4\xBE\x8B\xE3\x81\x88.jp"},
+      {"UTF-8 IDN to A-labels", "<u@\xE4\xBE\x8B\xE3\x81\x88.JP>", "u", "xn--r8jz45g.jp"},  // 例え.JP
+      {"IDN that IDNA refuses left as is", "<u@\xF0\x9F\x98\x80.JP>", "u", "\xF0\x9F\x98\x80.jp"},  // emoji
+      {"full-width '@' in the domain is not an '@'", "<u@x\xEF\xBC\xA0\xE4\xBE\x8B.jp>", "u",
+       "x\xEF\xBC\xA0\xE4\xBE\x8B.jp"},
       {"A-label IDN lowered only", "<u@XN--R8JZ45G.jp>", "u", "xn--r8jz45g.jp"},
       {"UTF-8 local part kept", "<\xE5\xA4\xAA\xE9\x83\x8E@example.jp>", "\xE5\xA4\xAA\xE9\x83\x8E", "example.jp"},
       {"address literal", "<a@[192.0.2.1]>", "a", "[192.0.2.1]"},
@@ -139,14 +142,44 @@ TEST(Address, NormalizeDomain) {
       {"trailing dot", "example.jp.", "example.jp"},
       {"several trailing dots", "example.jp..", "example.jp"},
       {"whitespace", " example.jp ", "example.jp"},
-      {"non-ASCII untouched", "\xE4\xBE\x8B.JP", "\xE4\xBE\x8B.jp"},
+      {"U-label to A-label", "\xE4\xBE\x8B.JP", "xn--fsq.jp"},  // 例.JP
+      {"U-labels and A-labels mixed", "\xE4\xBE\x8B\xE3\x81\x88.XN--ZCKZAH", "xn--r8jz45g.xn--zckzah"},
+      // Full-width letters and full stop, as a Japanese input method types them.
+      {"full-width ASCII mapped",
+       "\xEF\xBC\xA5\xEF\xBC\xB8\xEF\xBC\xA1\xEF\xBC\xAD\xEF\xBC\xB0\xEF\xBC\xAC\xEF\xBC\xA5"
+       "\xEF\xBC\x8E\xEF\xBD\x8A\xEF\xBD\x90",
+       "example.jp"},
+      {"ideographic full stop at the end", "\xE4\xBE\x8B\xE3\x81\x88.jp\xE3\x80\x82", "xn--r8jz45g.jp"},
+      {"A-label lowered only", " XN--R8JZ45G.JP. ", "xn--r8jz45g.jp"},
+      {"refused by IDNA: disallowed character", "\xF0\x9F\x98\x80.JP", "\xF0\x9F\x98\x80.jp"},
+      {"refused by IDNA: not UTF-8", "\xFF.JP", "\xFF.jp"},
+      {"ideographic space at the end", "\xE4\xBE\x8B.jp\xE3\x80\x80", "xn--fsq.jp"},
+      // Full-width '@' and '<' map to ASCII ones, which would not read back.
+      {"maps to '@'", "\xE4\xBE\x8B.j\xEF\xBC\xA0p", "\xE4\xBE\x8B.j\xEF\xBC\xA0p"},
+      {"maps to '<'", "\xE4\xBE\x8B.j\xEF\xBC\x9Cp", "\xE4\xBE\x8B.j\xEF\xBC\x9Cp"},
       {"empty", "", ""},
       {"root only", ".", ""},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
     EXPECT_EQ(normalizeDomain(c.in), c.out);
+    EXPECT_EQ(normalizeDomain(c.out), c.out);  // its own normal form
   }
+}
+
+TEST(Address, NormalizeDomainSaysWhyIdnaRefused) {
+  std::string why;
+  EXPECT_EQ(normalizeDomain("\xE4\xBE\x8B.jp", &why), "xn--fsq.jp");
+  EXPECT_EQ(why, "");
+  EXPECT_EQ(normalizeDomain("\xF0\x9F\x98\x80.jp", &why), "\xF0\x9F\x98\x80.jp");
+  EXPECT_EQ(why, "not a valid internationalized domain name: string contains a disallowed character");
+  why.clear();
+  EXPECT_EQ(normalizeDomain("\xE4\xBE\x8B" + std::string(70, 'a') + ".jp", &why),
+            "\xE4\xBE\x8B" + std::string(70, 'a') + ".jp");
+  EXPECT_NE(why, "");  // a label over 63 bytes once encoded
+  why.clear();
+  EXPECT_EQ(normalizeDomain("Example.JP", &why), "example.jp");  // ASCII never goes to IDNA
+  EXPECT_EQ(why, "");
 }
 
 }  // namespace

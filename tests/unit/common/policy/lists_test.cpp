@@ -67,12 +67,40 @@ TEST(DomainList, BothEntriesForDomainAndSubdomains) {
   EXPECT_EQ(list.find("x.mail.example.jp"), ".mail.example.jp");  // the nearer parent
 }
 
-TEST(DomainList, IdnComparedByteForByte) {
-  const auto list = domains({"\xE4\xBE\x8B\xE3\x81\x88.JP", "xn--eckwd4c7c.xn--zckzah"});
+TEST(DomainList, IdnMatchesInULabelsAndALabels) {
+  // 例え.JP, and the A-labels of ドメイン名例.テスト
+  const auto list = domains({"\xE4\xBE\x8B\xE3\x81\x88.JP", "xn--eckwd4c7cu47r2wf.xn--zckzah",
+                             ".\xE4\xBE\x8B.jp"});  // .例.jp
   EXPECT_TRUE(list.contains("\xE4\xBE\x8B\xE3\x81\x88.jp"));
-  EXPECT_TRUE(list.contains("XN--ECKWD4C7C.XN--ZCKZAH"));
-  // XXX: no IDNA mapping, so the A-label of a listed U-label does not match.
-  EXPECT_FALSE(list.contains("xn--r8jz45g.jp"));
+  EXPECT_TRUE(list.contains("xn--r8jz45g.jp"));
+  EXPECT_EQ(list.find("XN--R8JZ45G.JP."), "xn--r8jz45g.jp");
+  EXPECT_TRUE(list.contains("XN--ECKWD4C7CU47R2WF.XN--ZCKZAH"));
+  EXPECT_TRUE(list.contains("\xE3\x83\x89\xE3\x83\xA1\xE3\x82\xA4\xE3\x83\xB3\xE5\x90\x8D\xE4\xBE\x8B."
+                            "\xE3\x83\x86\xE3\x82\xB9\xE3\x83\x88"));
+  EXPECT_EQ(list.find("mail.xn--fsq.jp"), ".xn--fsq.jp");
+  EXPECT_EQ(list.find("mail.\xE4\xBE\x8B.jp"), ".xn--fsq.jp");
+  EXPECT_FALSE(list.contains("xn--fsq.jp"));  // a parent entry only
+}
+
+TEST(AddressList, IdnAddressMatchesInULabelsAndALabels) {
+  AddressList list;
+  std::string why;
+  ASSERT_TRUE(list.add("boss@\xE4\xBE\x8B\xE3\x81\x88.jp", &why)) << why;  // boss@例え.jp
+  ASSERT_TRUE(list.add("xn--fsq.jp", &why)) << why;                            // 例.jp
+  EXPECT_EQ(list.find(*parseAddress("<Boss@XN--R8JZ45G.jp>")).entry, "boss@xn--r8jz45g.jp");
+  EXPECT_EQ(list.find(*parseAddress("<boss@\xE4\xBE\x8B\xE3\x81\x88.jp>")).entry, "boss@xn--r8jz45g.jp");
+  EXPECT_EQ(list.find(*parseAddress("<anyone@\xE4\xBE\x8B.jp>")).entry, "xn--fsq.jp");
+}
+
+TEST(DomainList, RefusesDomainsIdnaRefuses) {
+  DomainList list;
+  std::string why;
+  EXPECT_FALSE(list.add("\xF0\x9F\x98\x80.jp", &why));  // an emoji
+  EXPECT_EQ(why, "bad domain '\\xf0\\x9f\\x98\\x80.jp': not a valid internationalized domain name: "
+                 "string contains a disallowed character");
+  AddressList addresses;
+  EXPECT_FALSE(addresses.add("user@\xF0\x9F\x98\x80.jp", &why));
+  EXPECT_TRUE(list.empty());
 }
 
 TEST(DomainList, RefusesBadEntries) {

@@ -15,6 +15,14 @@ TEST(RateKeys, AreNormalised) {
   EXPECT_EQ(*userKey("alice"), "u:alice");
 }
 
+TEST(RateKeys, OneIdnDomainIsOneCounterInEitherSpelling) {
+  // 例え.jp in UTF-8 (SMTPUTF8) and in A-labels: not two counters to split a
+  // sender's mail across.
+  EXPECT_EQ(*domainKey(addr("<a@\xE4\xBE\x8B\xE3\x81\x88.JP>")), "d:xn--r8jz45g.jp");
+  EXPECT_EQ(*domainKey(addr("<a@xn--r8jz45g.jp>")), "d:xn--r8jz45g.jp");
+  EXPECT_EQ(*senderKey(addr("<a@\xE4\xBE\x8B\xE3\x81\x88.jp>")), *senderKey(addr("<a@XN--R8JZ45G.JP>")));
+}
+
 TEST(RateKeys, NullSenderHasNoSenderOrDomainKey) {
   EXPECT_FALSE(senderKey(addr("<>")));
   EXPECT_FALSE(domainKey(addr("<>")));
