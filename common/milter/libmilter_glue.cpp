@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <chrono>
@@ -99,12 +100,15 @@ class CtxActions final : public MtaActions {
 
  private:
   // With SMFIP_HDR_LEADSPC the MTA adds no space after the colon: we do, so
-  // headers we add look like any other.
+  // headers we add look like any other. CR, LF and NUL become spaces: no
+  // value (a signature name, a version string) may add a header line of
+  // its own or be cut short.
   std::string headerValue(std::string_view v) const {
     std::string out;
     out.reserve(v.size() + 1);
     if (leadingSpace_) out.push_back(' ');
     out.append(v);
+    std::replace_if(out.begin(), out.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; }, ' ');
     return out;
   }
   SMFICTX* ctx_;

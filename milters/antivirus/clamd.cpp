@@ -147,6 +147,17 @@ bool readReply(int fd, std::string* out, Steady::time_point deadline) {
   }
 }
 
+// What clamd names (a signature, its version) goes into headers, replies,
+// logs and the quarantine index: printable ASCII without spaces, bounded,
+// whatever the other end of the socket sends.
+std::string word(std::string_view s) {
+  std::string out(s.substr(0, 200));
+  for (char& c : out) {
+    if (c <= 0x20 || c >= 0x7f) c = '?';
+  }
+  return out;
+}
+
 ScanResult error(std::string why) {
   ScanResult r;
   r.status = ScanResult::Status::Error;
@@ -188,7 +199,7 @@ ScanResult parseClamdReply(std::string_view reply) {
   if (body == "OK") {
     r.status = ScanResult::Status::Clean;
   } else if (body.size() > kFound.size() && body.substr(body.size() - kFound.size()) == kFound) {
-    r.name = std::string(body.substr(0, body.size() - kFound.size()));
+    r.name = word(body.substr(0, body.size() - kFound.size()));
     if (r.name.rfind("Heuristics.Limits.Exceeded", 0) == 0) {
       r.status = ScanResult::Status::LimitsExceeded;
     } else if (r.name.rfind("Heuristics.Encrypted", 0) == 0) {
@@ -250,7 +261,7 @@ std::string ClamdScanner::versions() const {
   const auto first = v.find('/');
   const auto second = first == std::string::npos ? std::string::npos : v.find('/', first + 1);
   std::lock_guard lock(versionMutex_);
-  versionCache_ = "clamd " + v.substr(0, second);
+  versionCache_ = "clamd " + word(v.substr(0, second));
   versionAt_ = Steady::now();
   return versionCache_;
 }

@@ -44,7 +44,8 @@ class ClamdScanner final : public Scanner {
 };
 
 // clamd's reply line ("stream: Eicar-Signature FOUND", "stream: OK",
-// "... ERROR") as a ScanResult.
+// "... ERROR") as a ScanResult. A name is kept to printable ASCII without
+// spaces ('?' for anything else) and 200 bytes.
 ScanResult parseClamdReply(std::string_view reply);
 
 }  // namespace sekimori::antivirus

@@ -20,6 +20,15 @@ TEST(Clamd, RepliesMapToTheSameVerdictsAsThePool) {
   EXPECT_NE(e.error.find("allocate"), std::string::npos);
 }
 
+TEST(Clamd, NamesCannotCarryLineBreaksOrControls) {
+  // The name ends up in headers and SMTP replies: whatever answers on the
+  // socket must not be able to add a line to either.
+  const auto v = parseClamdReply(std::string("stream: Bad\r\nX-Injected: 1\x01\0 FOUND", 34));
+  EXPECT_EQ(v.status, Status::Infected);
+  EXPECT_EQ(v.name, "Bad??X-Injected:?1??");
+  EXPECT_EQ(parseClamdReply("stream: " + std::string(500, 'A') + " FOUND").name.size(), 200u);
+}
+
 TEST(Clamd, AddressSyntax) {
   EXPECT_TRUE(validClamdAddress("/run/clamav/clamd.ctl"));
   EXPECT_TRUE(validClamdAddress("127.0.0.1:3310"));
