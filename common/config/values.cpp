@@ -1,6 +1,7 @@
 // common/config/values.cpp — see values.h.
 #include "common/config/values.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -18,7 +19,22 @@ std::string Error::str() const {
 }
 
 void Errors::add(std::string file, int line, std::string message) {
-  list_.push_back(Error{std::move(file), line, std::move(message)});
+  // Messages quote values from the file (and Boost's texts quote them too):
+  // a control character there would end the log line or forge another.
+  std::string clean;
+  clean.reserve(message.size());
+  for (const char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      clean += "\\x";
+      clean += kHex[u >> 4];
+      clean += kHex[u & 15];
+    } else {
+      clean += c;
+    }
+  }
+  list_.push_back(Error{std::move(file), line, std::move(clean)});
 }
 
 std::string Errors::str() const {
@@ -34,8 +50,14 @@ namespace {
 bool convert(const Schema::Entry& e, std::string_view raw, boost::any& out, std::string& reason) {
   try {
     e.desc->semantic()->parse(out, {std::string(raw)}, true);
+  } catch (const po::error_with_option_name&) {
+    // Boost's own validators (yes|no): its what() fills placeholders in the
+    // message with the value, and loops forever on a value that holds one
+    // ("%value%"). Our words instead.
+    reason = e.name + ": invalid value '" + util::sanitize(raw, 80) + "' (expected " + e.typeHint + ")";
+    return false;
   } catch (const po::error& ex) {
-    reason = e.name + ": " + ex.what();
+    reason = e.name + ": " + ex.what();  // our validators' plain messages (schema.cpp)
     return false;
   } catch (const std::exception& ex) {
     reason = e.name + ": invalid value '" + util::sanitize(raw, 80) + "': " + ex.what();
@@ -162,7 +184,10 @@ Values Values::parse(const Schema& schema, std::string_view text, std::string fi
         target = &v.overrides_[name];
       } else if (name == "domain" || util::istartsWith(name, "domain ") || util::istartsWith(name, "domain\t")) {
         const std::string domain{util::trim(std::string_view(name).substr(6))};
-        if (domain.empty() || domain.find_first_of(" \t,@[]") != std::string::npos) {
+        const bool control = std::any_of(domain.begin(), domain.end(), [](char c) {
+          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        });
+        if (domain.empty() || control || domain.find_first_of(" \t,@[]") != std::string::npos) {
           errors.add(file, number, "[domain NAME] needs one domain name, got '" + util::sanitize(domain, 80) + "'");
           target = nullptr;
           continue;

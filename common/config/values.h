@@ -43,6 +43,7 @@ struct Error {
 
 class Errors {
  public:
+  // Control characters in `message` are written as \xNN: one error, one line.
   void add(std::string file, int line, std::string message);
   bool empty() const { return list_.empty(); }
   const std::vector<Error>& list() const { return list_; }
