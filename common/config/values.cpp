@@ -21,20 +21,7 @@ std::string Error::str() const {
 void Errors::add(std::string file, int line, std::string message) {
   // Messages quote values from the file (and Boost's texts quote them too):
   // a control character there would end the log line or forge another.
-  std::string clean;
-  clean.reserve(message.size());
-  for (const char c : message) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      clean += "\\x";
-      clean += kHex[u >> 4];
-      clean += kHex[u & 15];
-    } else {
-      clean += c;
-    }
-  }
-  list_.push_back(Error{std::move(file), line, std::move(clean)});
+  list_.push_back(Error{std::move(file), line, util::escapeControls(message)});
 }
 
 std::string Errors::str() const {
@@ -184,10 +171,8 @@ Values Values::parse(const Schema& schema, std::string_view text, std::string fi
         target = &v.overrides_[name];
       } else if (name == "domain" || util::istartsWith(name, "domain ") || util::istartsWith(name, "domain\t")) {
         const std::string domain{util::trim(std::string_view(name).substr(6))};
-        const bool control = std::any_of(domain.begin(), domain.end(), [](char c) {
-          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-        });
-        if (domain.empty() || control || domain.find_first_of(" \t,@[]") != std::string::npos) {
+        if (domain.empty() || std::any_of(domain.begin(), domain.end(), util::isControl) ||
+            domain.find_first_of(" \t,@[]") != std::string::npos) {
           errors.add(file, number, "[domain NAME] needs one domain name, got '" + util::sanitize(domain, 80) + "'");
           target = nullptr;
           continue;

@@ -108,17 +108,12 @@ std::string validUtf8(std::string_view s) {
   return out;
 }
 
-bool isAscii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
 // Header text: controls (CR, LF, TAB, NUL, DEL) become spaces — a header
 // value can never start a new header line.
 std::string blankControls(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) c = ' ';
+    if (util::isControl(c)) c = ' ';
   }
   return out;
 }
@@ -183,7 +178,7 @@ std::string unstructuredHeader(std::string_view name, std::string_view rawValue)
   const auto words = util::split(validUtf8(blankControls(rawValue)), ' ');
   std::string value;
   for (const auto& w : words) value += (value.empty() ? "" : " ") + w;
-  if (isAscii(value) && value.find("=?") == std::string::npos &&
+  if (util::isAscii(value) && value.find("=?") == std::string::npos &&
       std::all_of(words.begin(), words.end(), [](const std::string& w) { return w.size() + 1 <= kMaxLine; })) {
     return foldTokens(name, words);
   }
@@ -251,7 +246,7 @@ std::vector<std::string> phraseTokens(std::string_view rawName, std::size_t firs
   const auto fit = [](const std::vector<std::string>& tokens) {
     return std::all_of(tokens.begin(), tokens.end(), [](const std::string& t) { return t.size() + 1 <= kMaxLine; });
   };
-  if (isAscii(name) && name.find("=?") == std::string::npos) {
+  if (util::isAscii(name) && name.find("=?") == std::string::npos) {
     const bool atoms = std::all_of(name.begin(), name.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) ||
              std::string_view(" !#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;

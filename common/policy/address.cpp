@@ -101,9 +101,7 @@ std::optional<std::string> toALabels(std::string_view domain, std::string* error
 
 std::string normalizeDomain(std::string_view domain, std::string* idnaError) {
   domain = trimDomain(domain);
-  const bool ascii =
-      std::all_of(domain.begin(), domain.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-  if (!ascii) {
+  if (!util::isAscii(domain)) {
     if (auto a = toALabels(domain, idnaError)) return std::move(*a);  // lowercase already
   }
   return util::toLowerAscii(domain);

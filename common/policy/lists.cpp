@@ -8,11 +8,6 @@ namespace {
 
 constexpr std::size_t kMaxDomainBytes = 253;  // RFC 1035, without the root dot
 
-bool isControl(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u < 0x20 || u == 0x7f;
-}
-
 // Why `d` (already lowercased, without the leading '.' of a parent entry or
 // the trailing root dot) cannot be a list domain, or "" when it can. Checks
 // only what would make an entry silently never match; IDN U-labels are
@@ -23,7 +18,7 @@ std::string domainProblem(std::string_view d) {
   if (d.front() == '.' || d.find("..") != std::string_view::npos) return "empty label in domain";
   for (char c : d) {
     if (c == '*') return "wildcards are not supported (write .example.jp for the subdomains of example.jp)";
-    if (c == ' ' || c == '\t' || isControl(c)) return "space or control character in domain";
+    if (c == ' ' || c == '\t' || util::isControl(c)) return "space or control character in domain";
     if (c == '@' || c == ',' || c == '<' || c == '>' || c == '[' || c == ']' || c == '"' || c == '\\' || c == '/') {
       return std::string("character '") + c + "' not allowed in a domain";
     }
@@ -70,7 +65,7 @@ bool AddressList::add(std::string_view entry, std::string* error) {
   const auto e = util::trim(entry);
   if (e.empty()) return fail(error, "bad address", e, "empty entry");
   for (char c : e) {
-    if (isControl(c)) return fail(error, "bad address", e, "control character in entry");
+    if (util::isControl(c)) return fail(error, "bad address", e, "control character in entry");
   }
   const auto at = e.rfind('@');
   if (at == std::string_view::npos) return domains_.add(e, error);  // "example.jp", ".example.jp"

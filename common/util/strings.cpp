@@ -1,18 +1,28 @@
 // common/util/strings.cpp — see strings.h.
 #include "common/util/strings.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace sekimori::util {
 namespace {
 constexpr bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 constexpr char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+void appendHex(std::string& out, unsigned char c) {
+  char buf[5];
+  std::snprintf(buf, sizeof buf, "\\x%02x", c);
+  out += buf;
+}
 }  // namespace
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && isSpace(s.front())) s.remove_prefix(1);
   while (!s.empty() && isSpace(s.back())) s.remove_suffix(1);
   return s;
+}
+
+bool isAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 std::string toLowerAscii(std::string_view s) {
@@ -69,9 +79,20 @@ std::string sanitize(std::string_view s, std::size_t max) {
     if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
       out += static_cast<char>(c);
     } else {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
+      appendHex(out, c);
+    }
+  }
+  return out;
+}
+
+std::string escapeControls(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    if (isControl(c)) {
+      appendHex(out, static_cast<unsigned char>(c));
+    } else {
+      out += c;
     }
   }
   return out;

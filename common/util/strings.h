@@ -15,6 +15,10 @@
 namespace sekimori::util {
 
 std::string_view trim(std::string_view s);
+// ASCII control characters: 0x00-0x1f and DEL.
+constexpr bool isControl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+// No byte >= 0x80.
+bool isAscii(std::string_view s);
 std::string toLowerAscii(std::string_view s);
 bool iequals(std::string_view a, std::string_view b);
 bool istartsWith(std::string_view s, std::string_view prefix);
@@ -28,5 +32,8 @@ std::vector<std::string> splitList(std::string_view s);
 // everything else (CR, LF, NUL, bytes >= 0x7f, '"' and '\\') written as \xNN,
 // cut to `max` bytes with "..." appended when longer.
 std::string sanitize(std::string_view s, std::size_t max = 256);
+// Only control characters written as \xNN, everything else (UTF-8 too) kept:
+// text that stays one line, for messages meant to be read as written.
+std::string escapeControls(std::string_view s);
 
 }  // namespace sekimori::util

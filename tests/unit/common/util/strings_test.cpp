@@ -29,5 +29,13 @@ TEST(Strings, SanitizeEscapesControlAndQuotes) {
   EXPECT_EQ(sanitize("abcdef", 3), "abc...");
 }
 
+TEST(Strings, EscapeControlsKeepsEverythingElse) {
+  EXPECT_EQ(escapeControls(std::string_view("a\r\n\x7f\0\"\xE4\xBE\x8B", 9)), "a\\x0d\\x0a\\x7f\\x00\"\xE4\xBE\x8B");
+  EXPECT_TRUE(isAscii("Example.JP"));
+  EXPECT_FALSE(isAscii("\xE4\xBE\x8B.jp"));
+  EXPECT_TRUE(isControl('\t'));
+  EXPECT_FALSE(isControl(' '));
+}
+
 }  // namespace
 }  // namespace sekimori::util
