@@ -187,26 +187,35 @@ std::string unstructuredHeader(std::string_view name, std::string_view rawValue)
 
 // ---- addresses --------------------------------------------------------------
 
-// An addr-spec for a header or the envelope: enclosing <> removed; refused
-// when empty, too long, or holding anything that could end the address or
-// the line (controls, space, non-ASCII without SMTPUTF8, <>,;()).
+}  // namespace
+
+// (notify.h) Non-ASCII must be valid UTF-8 without C1 controls (0xC2 0x80..0x9F).
 // XXX: quoted local parts with spaces ("john doe"@example.jp) are refused.
 std::optional<std::string> cleanAddress(std::string_view raw, std::string* error) {
   std::string_view a = util::trim(raw);
   if (a.size() >= 2 && a.front() == '<' && a.back() == '>') a = a.substr(1, a.size() - 2);
-  if (a.empty() || a.size() > kMaxAddress) {
+  const auto invalid = [&] {
     setError(error, "invalid address <" + util::sanitize(raw) + ">");
     return std::nullopt;
-  }
-  for (char c : a) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7F || std::string_view("<>,;()\\").find(c) != std::string_view::npos) {
-      setError(error, "invalid address <" + util::sanitize(raw) + ">");
-      return std::nullopt;
+  };
+  if (a.empty() || a.size() > kMaxAddress) return invalid();
+  for (std::size_t i = 0; i < a.size();) {
+    const auto u = static_cast<unsigned char>(a[i]);
+    if (u >= 0x80) {
+      const std::size_t n = utf8Length(a, i);
+      if (n == 0 || (u == 0xC2 && static_cast<unsigned char>(a[i + 1]) < 0xA0)) return invalid();
+      i += n;
+      continue;
     }
+    if (u <= 0x20 || u == 0x7F || std::string_view("<>,;()\\").find(a[i]) != std::string_view::npos) {
+      return invalid();
+    }
+    ++i;
   }
   return std::string(a);
 }
+
+namespace {
 
 bool isNullAddress(std::string_view a) {
   a = util::trim(a);

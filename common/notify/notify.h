@@ -13,7 +13,8 @@
 //     bounded by a timeout.
 //
 // Security: every value that reaches a header is checked — addresses with
-// CR/LF, controls, spaces, '<', '>' or ',' are refused; Subject text has its
+// CR/LF, controls, spaces, '<', '>' or ',' are refused (UTF-8 ones, valid
+// and without controls, are allowed: SMTPUTF8); Subject text has its
 // controls turned into spaces, so a ${name} from the wire cannot add a header.
 // The envelope sender defaults to the null sender <> so that a bounce of a
 // warning never produces another warning (no mail loops), and nothing is ever
@@ -90,6 +91,14 @@ struct Message {
 // is empty. Returns nullopt and sets *error on an invalid address, header or
 // domain, or when no recipient is left.
 std::optional<Message> buildMessage(const Mail& m, std::string_view messageIdDomain, std::string* error = nullptr);
+
+// The addr-spec that buildMessage and submit use for `raw`: enclosing <> and
+// surrounding blanks removed. nullopt, and *error set, when it is empty,
+// longer than 254 bytes or holds a control, a space, one of <>,;()\ or
+// invalid UTF-8. Non-ASCII UTF-8 is allowed (SMTPUTF8, RFC 6531: it goes
+// into the header as it is, and libcurl adds MAIL FROM's SMTPUTF8 parameter
+// when the server offers it). For checking configured addresses up front.
+std::optional<std::string> cleanAddress(std::string_view raw, std::string* error = nullptr);
 
 struct SubmitSettings {
   std::string method = "smtp";                  // "smtp" (libcurl) | "sendmail"

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -115,12 +116,15 @@ const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail"
                                        Scope::Global, {"tempfail", "accept"}};
 
 const Option<bool> kNotify{"notify.enabled", true,
-                           "Warning mails when a virus is found: to the sender for outbound mail, to the "
-                           "recipients for inbound mail, and to the admin. Never to the null sender. R-AV-6.",
+                           "Warning mails when a virus is found: to the sender for outbound mail, to each "
+                           "recipient for inbound mail, and to the admin; a mail of its own for each, a "
+                           "recipient's naming that recipient alone (no Bcc disclosed). Never to the null "
+                           "sender. R-AV-6.",
                            Scope::Overridable};
 const Option<std::string> kNotifyOptOut{"notify.opt_out", "",
                                         "Addresses or domains that never receive warning mails."};
-const Option<std::string> kNotifyAdmin{"notify.admin", "", "Admin address warned of every virus (empty: none)."};
+const Option<std::string> kNotifyAdmin{"notify.admin", "",
+                                       "Admin address warned of every virus, one address (empty: none)."};
 const Option<std::string> kNotifyFrom{"notify.from", "postmaster@localhost",
                                       "From: of warning mails. The envelope sender is always the null sender, so "
                                       "a warning never bounces."};
@@ -325,24 +329,42 @@ std::string readFile(const std::string& path) {
 }
 
 // Warning mails (R-AV-6): to the sender for mail from inside, to the
-// recipients for mail from outside, and to the admin; never to <>.
+// recipients for mail from outside, and to the admin; never to <>. Every
+// addressee gets a mail of their own: a recipient's names that recipient
+// alone (the others may have been Bcc), the sender's and the admin's name
+// every recipient; and one addressee's failure (a relay refusing a UTF-8
+// address, say) costs no other one theirs.
 void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const Decision& d,
                   const std::string& subject) {
   const NotifyConfig& n = cfg.notify;
   auto& t = s.txn();
-  std::vector<std::string> to;
-  const auto want = [&](const policy::Address& a, std::string_view domain) {
-    if (a.isNull() || n.optOut.find(a).found()) return;
-    if (!n.enabled.get(dir, domain)) return;
-    to.push_back(a.str());
+  std::string everyone;
+  for (const auto& r : t.recipients) everyone += (everyone.empty() ? "" : ", ") + r.str();
+  struct Notice {
+    std::string to;          // one address
+    std::string recipients;  // ${recipients} in this one's mail
+  };
+  std::vector<Notice> notices;
+  const auto add = [&](const std::string& to, const std::string& recipients) {
+    const auto same = std::find_if(notices.begin(), notices.end(), [&](const Notice& x) { return x.to == to; });
+    if (same == notices.end()) {
+      notices.push_back({to, recipients});
+    } else {
+      same->recipients = recipients;  // the admin's copy, which names everyone, wins
+    }
+  };
+  const auto wanted = [&](const policy::Address& a, std::string_view domain) {
+    return !a.isNull() && !n.optOut.find(a).found() && n.enabled.get(dir, domain);
   };
   if (dir == Direction::Inbound) {
-    for (const auto& r : t.recipients) want(r, r.domain);
-  } else {
-    want(t.sender, t.sender.domain);
+    for (const auto& r : t.recipients) {
+      if (wanted(r, r.domain)) add(r.str(), r.str());
+    }
+  } else if (wanted(t.sender, t.sender.domain)) {
+    add(t.sender.str(), everyone);
   }
-  if (!n.admin.empty()) to.push_back(n.admin);
-  if (to.empty()) return;
+  if (!n.admin.empty()) add(n.admin, everyone);
+  if (notices.empty()) return;
 
   std::string why;
   const std::string path = n.templateDir + "/antivirus-warning." + n.language + ".txt";
@@ -351,8 +373,6 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     log::message(log::Level::Error, "warning mail not sent: template " + path + ": " + why);
     return;
   }
-  std::string rcpts;
-  for (const auto& r : t.recipients) rcpts += (rcpts.empty() ? "" : ", ") + r.str();
   std::string action;
   switch (d.kind) {
     case Decision::Kind::RemoveParts: action = n.language == "ja" ? "ウイルスを含む添付ファイルを削除して配送しました" : "the infected attachment was removed, the rest delivered"; break;
@@ -361,34 +381,35 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   }
   std::string files;
   for (const auto& p : d.remove) files += (files.empty() ? "" : ", ") + (p.filename.empty() ? "(no name)" : p.filename);
-  const std::map<std::string, std::string> values = {
+  std::map<std::string, std::string> values = {
       {"virus", d.virus},          {"sender", t.sender.isNull() ? "<>" : t.sender.str()},
-      {"recipients", rcpts},       {"subject", subject},
-      {"queue_id", s.queueId()},   {"direction", std::string(policy::toString(dir))},
+      {"subject", subject},        {"queue_id", s.queueId()},
+      {"direction", std::string(policy::toString(dir))},
       {"action", action},          {"files", files.empty() ? "-" : files},
   };
-  notify::Mail mail;
-  mail.from = n.from;
-  mail.to = to;
-  mail.subject = notify::expand(tpl->subject, values);
-  mail.body = notify::expand(tpl->body, values);
-  mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
   const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
   notify::SubmitSettings ss;
   ss.method = n.method;
   ss.smtpUrl = n.smtpUrl;
   ss.sendmailPath = n.sendmailPath;
   ss.timeout = n.timeout;
-  const auto msg = notify::buildMessage(mail, domain, &why);
-  const bool sent = msg && notify::submit(ss, to, msg->data, &why);
-  log::Line line(s.queueId());
-  line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
-  if (msg) line.kv("message_id", msg->messageId);
-  std::string list;
-  for (const auto& a : to) list += (list.empty() ? "" : ",") + a;
-  line.kv("to", list);
-  if (!sent) line.kv("error", why);
-  line.emit(sent ? log::Level::Info : log::Level::Warning);
+  for (const auto& notice : notices) {
+    values["recipients"] = notice.recipients;
+    notify::Mail mail;
+    mail.from = n.from;
+    mail.to = {notice.to};
+    mail.subject = notify::expand(tpl->subject, values);
+    mail.body = notify::expand(tpl->body, values);
+    mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
+    const auto msg = notify::buildMessage(mail, domain, &why);
+    const bool sent = msg && notify::submit(ss, mail.to, msg->data, &why);
+    log::Line line(s.queueId());
+    line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
+    if (msg) line.kv("message_id", msg->messageId);
+    line.kv("to", notice.to);
+    if (!sent) line.kv("error", why);
+    line.emit(sent ? log::Level::Info : log::Level::Warning);
+  }
 }
 
 }  // namespace
@@ -488,9 +509,13 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   }
   n.language = v.get(kNotifyLanguage);
   n.timeout = v.get(kNotifyTimeout).value;
-  for (const std::string* addr : {&n.admin, &n.from}) {
-    if (addr->find_first_of("\r\n<>\" ") != std::string::npos) {
-      error(addr == &n.admin ? kNotifyAdmin.key : kNotifyFrom.key, "not a plain address: '" + *addr + "'");
+  for (std::string* addr : {&n.admin, &n.from}) {
+    if (addr == &n.admin && addr->empty()) continue;
+    std::string why;
+    if (auto clean = notify::cleanAddress(*addr, &why)) {
+      *addr = std::move(*clean);
+    } else {
+      error(addr == &n.admin ? kNotifyAdmin.key : kNotifyFrom.key, why);
     }
   }
   std::string why;

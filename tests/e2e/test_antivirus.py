@@ -14,6 +14,7 @@ import email.policy
 import glob
 import io
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -131,6 +132,11 @@ def with_attachment(payload, filename, ctype="application/octet-stream", frm="se
                                 headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"B1\""])
 
 
+def warning_text(raw):
+    """The body of a warning mail from the sink, decoded."""
+    return email.message_from_bytes(raw, policy=email.policy.compat32).get_payload(decode=True).decode("utf-8")
+
+
 def make_database(tmp):
     db = os.path.join(tmp, "db")
     os.makedirs(db)
@@ -184,15 +190,23 @@ class AntivirusE2E(unittest.TestCase):
         raw = self.site.sink.wait_for(msgid)
         return raw, email.message_from_bytes(raw, policy=email.policy.compat32)
 
-    def wait_warning_to(self, address):
-        """The warning mail the sink got for `address` (the admin is a
-        recipient of every warning)."""
+    def wait_warning_to(self, address, about=None):
+        """The warning mail the sink got for `address` (whose text holds
+        `about`, when given: the admin gets one for every virus). Each
+        warning has one addressee, in To: and in the envelope (which
+        smtp-sink writes with '?' for each non-ASCII byte)."""
+        rcpt = re.sub(rb"[\x80-\xff]", b"?", address.encode())
         def find():
             for m in self.site.sink.messages():
-                if b"X-Sekimori-Notice: antivirus" in m and b"X-Rcpt-Args: <%s>" % address.encode() in m:
+                if (b"X-Sekimori-Notice: antivirus" in m and b"X-Rcpt-Args: <%s>" % rcpt in m and
+                        b"\nTo: %s\n" % address.encode() in m and (about is None or about in warning_text(m))):
                     return m
             return None
-        return harness.wait_until(find, 20, "a warning mail to " + address)
+        try:
+            return harness.wait_until(find, 20, "a warning mail to " + address)
+        except TimeoutError:
+            self.fail("no warning mail to %s\n--- milter log:\n%s\n--- Postfix log:\n%s" %
+                      (address, self.milter.log()[-3000:], self.site.postfix_log()[-3000:]))
 
     def msgid(self, tag):
         return "<%s-%s@example.org>" % (tag, os.urandom(4).hex())
@@ -202,11 +216,12 @@ class AntivirusE2E(unittest.TestCase):
         r = self.send(with_attachment(EICAR, "eicar.com", frm="alice@example.net", to="bob@remote.example"),
                       frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
         self.assertRefused(r, "Virus found: " + SIGNAME)
-        # A warning to the sender (and the admin), through Postfix to the sink.
+        # A warning to the sender and one to the admin, through Postfix to the sink.
         warning = self.wait_warning_to("alice@example.net")
         self.assertIn(b"X-Mail-Args: <>", warning)  # the null sender: a warning never bounces
-        self.assertIn(b"X-Rcpt-Args: <av-admin@example.net>", warning)
         self.assertIn(b"=?UTF-8?B?", warning)  # the Japanese subject, RFC 2047 encoded
+        self.assertIn("bob@remote.example", warning_text(warning))
+        self.wait_warning_to("av-admin@example.net", "alice@example.net")
 
     def test_outbound_archives_are_scanned(self):
         for name, payload, ctype in [("a.zip", zip_of("eicar.com", EICAR), "application/zip"),
@@ -223,6 +238,36 @@ class AntivirusE2E(unittest.TestCase):
                                       to="bob@remote.example"),
                       frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
         self.assertRefused(r, "Virus found:")
+
+    # -- warning mails: one per addressee ---------------------------------
+    def test_inbound_warnings_are_one_per_recipient_and_name_no_other(self):
+        # user@ is in To:, hidden@ only in the envelope (Bcc), and 山田@ is a
+        # UTF-8 (SMTPUTF8) address: each is warned alone, and no warning
+        # tells one recipient who the others were; the admin's names all.
+        msgid = self.msgid("bcc")
+        rcpts = ["user@example.net", "hidden@example.net", "山田@example.net"]
+        c = self.site.smtp()
+        try:
+            c.command_encoding = "utf-8"  # Postfix here runs without SMTPUTF8 and takes the bytes as they are
+            refused = c.sendmail("sender@example.org", rcpts, with_attachment(EICAR, "eicar.com", msgid=msgid))
+        finally:
+            c.quit()
+        self.assertEqual(refused, {})
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: removed: " + SIGNAME.encode(), got)
+        qid = re.search(rb"by mx\.sekimori\.test \(Postfix\) with E?SMTP id (\w+)", got).group(1).decode()
+        for r in rcpts:
+            text = warning_text(self.wait_warning_to(r, qid))
+            with self.subTest(recipient=r):
+                self.assertIn(r, text)
+                for other in rcpts:
+                    if other != r:
+                        self.assertNotIn(other, text)
+        admin = warning_text(self.wait_warning_to("av-admin@example.net", qid))
+        for r in rcpts:
+            self.assertIn(r, admin)
+        lines = [l for l in self.milter.log_lines(qid) if "warning=sent" in l]
+        self.assertEqual(len(lines), 4, self.milter.log())
 
     # -- inbound: remove the attachment ---------------------------------
     def test_inbound_infected_attachment_is_removed_and_the_rest_kept(self):

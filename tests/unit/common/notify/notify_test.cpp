@@ -21,6 +21,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/util/strings.h"
+
 namespace sekimori::notify {
 namespace {
 
@@ -379,7 +381,9 @@ TEST(NotifyBuild, HeaderInjectionIsBlankedOrRefused) {
       {"empty From", [](Mail& m) { m.from = ""; }},
       {"LF in To", [](Mail& m) { m.to = {"b@example.jp\nBcc: x@example.com"}; }},
       {"comma in To", [](Mail& m) { m.to = {"b@example.jp, c@example.com"}; }},
-      {"non-ASCII To", [](Mail& m) { m.to = {"田中@example.jp"}; }},
+      {"invalid UTF-8 in To", [](Mail& m) { m.to = {"\xFF@example.jp"}; }},
+      {"cut UTF-8 in To", [](Mail& m) { m.to = {"\xE7\x94@example.jp"}; }},
+      {"C1 control (NEL) in To", [](Mail& m) { m.to = {"a\xC2\x85@example.jp"}; }},
       {"only null recipients",
        [](Mail& m) {
          m.to = {"", "<>"};
@@ -425,6 +429,22 @@ TEST(NotifyBuild, RecipientsAndHeadersDetails) {
   EXPECT_EQ(header(p, "Auto-Submitted"), "auto-replied");
   EXPECT_EQ(decodeWords(header(p, "X-Note")), "注意");
   EXPECT_TRUE(std::regex_search(header(p, "Date"), std::regex(" (1970|1969) "))) << header(p, "Date");
+}
+
+TEST(NotifyBuild, Utf8AddressesGoIntoTheHeaderAsTheyAre) {
+  // SMTPUTF8 (RFC 6531/6532): an addr-spec is never RFC 2047-encoded.
+  Mail m = sampleMail();
+  m.to = {"<山田@example.jp>"};
+  const auto msg = buildMessage(m, "");
+  ASSERT_TRUE(msg);
+  expectWellFormedLines(msg->data);
+  EXPECT_EQ(header(parse(msg->data), "To"), "山田@example.jp");
+  EXPECT_EQ(cleanAddress(" <山田@例え.jp> "), "山田@例え.jp");
+  EXPECT_EQ(cleanAddress("user@example.jp"), "user@example.jp");
+  std::string error;
+  EXPECT_FALSE(cleanAddress("a@example.jp, b@example.jp", &error));
+  EXPECT_EQ(error, "invalid address <a@example.jp, b@example.jp>");
+  EXPECT_FALSE(cleanAddress(std::string(250, 'a') + "@x.jp"));
 }
 
 TEST(NotifyBuild, MessageIdsAreUnique) {
@@ -607,6 +627,118 @@ TEST(NotifySubmit, SmtpDotLinesAndExplicitEnvelopeSender) {
   ASSERT_EQ(dumps.size(), 1u);
   EXPECT_NE(dumps[0].find("X-Mail-Args: <bounces@example.jp>\n"), std::string::npos) << dumps[0];
   EXPECT_NE(dumps[0].find("\n\nfirst\n.\n..two dots\nlast\n"), std::string::npos) << dumps[0];
+}
+
+// One SMTP session by script on a loopback port: greets, offers `ehlo`
+// extensions, accepts everything and keeps each command line it got.
+class ScriptedSmtpServer {
+ public:
+  explicit ScriptedSmtpServer(std::vector<std::string> extensions) : extensions_(std::move(extensions)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 1) != 0) {
+      throw std::runtime_error("ScriptedSmtpServer: bind/listen");
+    }
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ScriptedSmtpServer(const ScriptedSmtpServer&) = delete;
+  ScriptedSmtpServer& operator=(const ScriptedSmtpServer&) = delete;
+  ~ScriptedSmtpServer() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes an accept() still waiting
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
+  // The command lines, once the session has ended.
+  std::vector<std::string> commands() {
+    if (thread_.joinable()) thread_.join();
+    return commands_;
+  }
+
+ private:
+  void serve() {
+    const int c = ::accept(fd_, nullptr, nullptr);
+    if (c < 0) return;
+    timeval tv{5, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const auto say = [c](const std::string& s) { (void)!::send(c, s.data(), s.size(), MSG_NOSIGNAL); };
+    say("220 scripted ESMTP\r\n");
+    std::string buf;
+    bool inData = false;
+    for (;;) {
+      const auto eol = buf.find("\r\n");
+      if (eol == std::string::npos) {
+        char chunk[4096];
+        const ssize_t n = ::recv(c, chunk, sizeof chunk, 0);
+        if (n <= 0) break;
+        buf.append(chunk, static_cast<std::size_t>(n));
+        continue;
+      }
+      const std::string line = buf.substr(0, eol);
+      buf.erase(0, eol + 2);
+      if (inData) {
+        if (line == ".") {
+          inData = false;
+          say("250 2.0.0 queued\r\n");
+        }
+        continue;
+      }
+      commands_.push_back(line);
+      const std::string verb = util::toLowerAscii(line.substr(0, 4));
+      if (verb == "ehlo") {
+        std::string reply = "250-scripted\r\n";
+        for (const auto& e : extensions_) reply += "250-" + e + "\r\n";
+        say(reply + "250 ENHANCEDSTATUSCODES\r\n");
+      } else if (verb == "data") {
+        inData = true;
+        say("354 go ahead\r\n");
+      } else if (verb == "quit") {
+        say("221 2.0.0 bye\r\n");
+        break;
+      } else {
+        say("250 2.0.0 ok\r\n");
+      }
+    }
+    ::close(c);
+  }
+
+  std::vector<std::string> extensions_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::vector<std::string> commands_;
+};
+
+TEST(NotifySubmit, SmtpUtf8AddressesUseTheExtensionWhenOffered) {
+  Mail m = sampleMail();
+  m.to = {"山田@example.jp"};
+  const auto msg = buildMessage(m, "");
+  ASSERT_TRUE(msg);
+  std::string error;
+  {
+    ScriptedSmtpServer server({"8BITMIME", "SMTPUTF8"});
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    ASSERT_TRUE(submit(s, m.to, msg->data, &error)) << error;
+    const auto cmds = server.commands();
+    EXPECT_NE(std::find(cmds.begin(), cmds.end(), "MAIL FROM:<> SMTPUTF8"), cmds.end()) << ::testing::PrintToString(cmds);
+    EXPECT_NE(std::find(cmds.begin(), cmds.end(), "RCPT TO:<山田@example.jp>"), cmds.end())
+        << ::testing::PrintToString(cmds);
+  }
+  {
+    // An ASCII mail does not ask for the extension even where it is offered.
+    ScriptedSmtpServer server({"SMTPUTF8"});
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    ASSERT_TRUE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error)) << error;
+    const auto cmds = server.commands();
+    EXPECT_NE(std::find(cmds.begin(), cmds.end(), "MAIL FROM:<>"), cmds.end()) << ::testing::PrintToString(cmds);
+  }
 }
 
 TEST(NotifySubmit, SmtpTimesOutOnServerThatNeverGreets) {
