@@ -267,8 +267,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 // An HTML part with active content, kept for html_script_action = strip.
 struct ActiveHtml {
   std::vector<int> path;
-  std::string charset;
-  std::string text;  // decoded (transfer encoding), in `charset`
+  std::string utf8;  // the part's text, transfer encoding and charset decoded
   bool complete;     // all of it (not cut at kHtmlMax)
 };
 
@@ -287,7 +286,7 @@ bool stripHtmlParts(mime::Spool& spool, const std::vector<ActiveHtml>& html, mil
       *why = "an HTML part is larger than " + std::to_string(kHtmlMax / (1024 * 1024)) + " MiB";
       return false;
     }
-    auto stripped = stripActiveHtml(mime::toUtf8(h.text, h.charset));
+    auto stripped = stripActiveHtml(h.utf8);
     if (!stripped) {
       *why = "active content remains after stripping";
       return false;
@@ -685,11 +684,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         std::array<std::byte, 64 * 1024> buf{};
         for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepCapped(text, buf.data(), n, kHtmlMax);
       }
-      if (html && hasActiveHtml(text)) {
+      if (!html) return true;
+      // Looked at as the reader's mail program will show it: in a charset
+      // such as ISO-2022-JP an escape sequence can sit inside "onclick" or
+      // "<script" and vanish in decoding. And as the bytes came, for a
+      // reader that takes them as ASCII.
+      std::string utf8 = mime::toUtf8(text, p.charset);
+      if (hasActiveHtml(utf8) || hasActiveHtml(text)) {
         f.htmlScript = true;
-        if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
-          activeHtml.push_back({p.path, p.charset, std::move(text), complete});
-        }
+        if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({p.path, std::move(utf8), complete});
       }
       return true;
     });

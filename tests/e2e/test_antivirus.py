@@ -360,6 +360,24 @@ class AntivirusE2E(unittest.TestCase):
                     "--A\r\nContent-Type: %s; charset=us-ascii\r\n\r\n"
                     "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n" % html_type, "html-alt")
 
+    def test_html_script_hidden_by_the_charset_is_marked(self):
+        # Mail readers decode the part before they render it: an ISO-2022-JP
+        # escape sequence inside "<script" or "onclick" vanishes then, and
+        # UTF-16 puts a NUL byte between the letters. Found by fuzz_antivirus
+        # (the undeclared-charset case): the HTML was checked as raw bytes.
+        utf16 = base64.encodebytes("<p onclick=\"x()\">hi</p>\r\n".encode("utf-16")).replace(b"\n", b"\r\n")
+        cases = {
+            "ISO-2022-JP, escape inside <script": (
+                "text/html; charset=ISO-2022-JP", [],
+                b"<p>\x1b$B$3$s$K$A$O\x1b(B</p><scr\x1b(Bipt>alert(1)</scr\x1b(Bipt>\r\n"),
+            "no charset, escape inside onclick": ("text/html", [], b"<p oncl\x1b(Jick=\"x()\">hi</p>\r\n"),
+            "UTF-16, base64": ("text/html; charset=UTF-16", ["Content-Transfer-Encoding: base64"], utf16),
+        }
+        for label, (ctype, more, body) in cases.items():
+            with self.subTest(label):
+                self.assertDeliveredMarkedHtmlScript(["MIME-Version: 1.0", "Content-Type: " + ctype] + more, body,
+                                                     "html-cs")
+
     def test_html_script_inside_an_attached_message_is_marked(self):
         inner = ("Subject: inner\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
                  "<p onclick=\"x()\">hi</p>\r\n")
