@@ -151,6 +151,8 @@ std::size_t tagEnd(const std::string& s, std::size_t p) {
 }
 
 bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+// White space between HTML attributes: FORM FEED too.
+bool htmlSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'; }
 
 // An on*= event handler whose "on" is at `p`, `inTag` saying whether the
 // nearest '<' before it comes after the nearest '>': its span (the name,
@@ -158,12 +160,12 @@ bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
   if (p == 0 || !inTag) return std::nullopt;
   const char before = s[p - 1];
-  if (!(isSpace(before) || before == '/' || before == '"' || before == '\'')) return std::nullopt;
+  if (!(htmlSpace(before) || before == '/' || before == '"' || before == '\'')) return std::nullopt;
   std::size_t q = p + 2;
   const std::size_t letters = q;
   while (q < s.size() && std::isalpha(static_cast<unsigned char>(s[q]))) ++q;
   if (q - letters < 3) return std::nullopt;  // onload, onclick, onerror ...; not "on=" or "one="
-  while (q < s.size() && (s[q] == ' ' || s[q] == '\t')) ++q;
+  while (q < s.size() && htmlSpace(s[q])) ++q;
   if (q >= s.size() || s[q] != '=') return std::nullopt;
   // The value: quoted (to the closing quote, else to the end of the tag), or bare.
   std::size_t v = q + 1;
@@ -178,6 +180,154 @@ std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
     while (end < s.size() && !isSpace(s[end]) && std::strchr("\"'<>=`", s[end]) == nullptr) ++end;
   }
   return Span{p, end};
+}
+
+// The character of the reference at the start of `v` ("&#106;", "&#x6a",
+// "&colon;"; `v` lowercased), its length in *used; nullopt when it is none
+// of those. Code points past ASCII come back as 0x80, which matches nothing.
+std::optional<char> charRef(std::string_view v, std::size_t* used) {
+  if (v.size() >= 3 && v[1] == '#') {
+    const bool hex = v[2] == 'x';
+    std::size_t i = hex ? 3 : 2;
+    const std::size_t digits = i;
+    unsigned long code = 0;
+    for (; i < v.size(); ++i) {
+      const char c = v[i];
+      int d;
+      if (c >= '0' && c <= '9') {
+        d = c - '0';
+      } else if (hex && c >= 'a' && c <= 'f') {
+        d = c - 'a' + 10;
+      } else {
+        break;
+      }
+      code = std::min<unsigned long>(code * (hex ? 16 : 10) + static_cast<unsigned long>(d), 0x110000);
+    }
+    if (i == digits) return std::nullopt;
+    if (i < v.size() && v[i] == ';') ++i;  // optional for numeric references
+    *used = i;
+    return code < 0x80 ? static_cast<char>(code) : static_cast<char>(0x80);
+  }
+  for (const auto& [name, c] : {std::pair<std::string_view, char>{"&tab;", '\t'}, {"&newline;", '\n'}, {"&colon;", ':'}}) {
+    if (v.starts_with(name)) {
+      *used = name.size();
+      return c;
+    }
+  }
+  return std::nullopt;
+}
+
+// Whether an attribute value (lowercased) is a javascript: or vbscript: URL
+// as a browser reads it: character references decoded, TAB, LF and CR
+// dropped, leading blanks and controls skipped.
+bool scriptUrl(std::string_view v) {
+  std::string head;
+  for (std::size_t i = 0; i < v.size() && head.size() < 11;) {
+    char c = v[i];
+    std::size_t used = 1;
+    if (c == '&') {
+      if (const auto r = charRef(v.substr(i), &used)) c = *r;
+    }
+    i += used;
+    if (c == '\t' || c == '\n' || c == '\r') continue;
+    if (head.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
+    head += c;
+  }
+  return head.starts_with("javascript:") || head.starts_with("vbscript:");
+}
+
+bool urlAttribute(std::string_view name) {
+  for (const std::string_view u : {"href", "src", "action", "formaction", "data", "background", "lowsrc", "dynsrc",
+                                   "poster", "codebase", "xlink:href"}) {
+    if (name == u) return true;
+  }
+  return false;
+}
+
+// Elements whose content a browser reads as text up to their end tag.
+bool textElement(std::string_view name) {
+  for (const std::string_view t : {"style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "script"}) {
+    if (name == t) return true;
+  }
+  return false;
+}
+
+struct Attribute {
+  std::string_view name, value;
+  bool hasValue;
+  Span span;  // name to the end of the value
+};
+
+// Every attribute of every tag in lowercased `s`, read as an HTML5
+// tokenizer reads them: a tag is '<' (or "</") and a letter; attributes are
+// split by white space (FORM FEED included) or '/'; a quoted value may hold
+// '>'; comments end at "-->" or "--!>"; "<!", "<?" and "</" without a letter
+// open a bogus comment up to '>'; the content of <style>, <textarea> and
+// the like is text. f(attribute) returns true to stop. Linear in `s`.
+template <typename F>
+void forEachAttribute(const std::string& s, F f) {
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while ((i = s.find('<', i)) != std::string::npos && i + 1 < n) {
+    if (s.compare(i, 4, "<!--") == 0) {
+      const std::size_t a = s.find("-->", i + 2), b = s.find("--!>", i + 2);
+      if (a == std::string::npos && b == std::string::npos) return;
+      i = a < b ? a + 3 : b + 4;
+      continue;
+    }
+    const bool endTag = s[i + 1] == '/';
+    std::size_t j = i + (endTag ? 2 : 1);
+    if (j >= n || !std::isalpha(static_cast<unsigned char>(s[j]))) {
+      if (s[i + 1] == '!' || s[i + 1] == '?' || endTag) {
+        i = s.find('>', i + 1);
+        if (i == std::string::npos) return;
+      }
+      ++i;
+      continue;
+    }
+    const std::size_t nameBegin = j;
+    while (j < n && !htmlSpace(s[j]) && s[j] != '/' && s[j] != '>') ++j;
+    const std::string_view tag(s.data() + nameBegin, j - nameBegin);
+    for (;;) {
+      while (j < n && (htmlSpace(s[j]) || s[j] == '/')) ++j;
+      if (j >= n) return;
+      if (s[j] == '>') {
+        ++j;
+        break;
+      }
+      Attribute a{};
+      const std::size_t begin = j++;
+      while (j < n && !htmlSpace(s[j]) && s[j] != '/' && s[j] != '>' && s[j] != '=') ++j;
+      a.name = std::string_view(s.data() + begin, j - begin);
+      std::size_t k = j;
+      while (k < n && htmlSpace(s[k])) ++k;
+      if (k < n && s[k] == '=') {
+        a.hasValue = true;
+        ++k;
+        while (k < n && htmlSpace(s[k])) ++k;
+        if (k < n && (s[k] == '"' || s[k] == '\'')) {
+          const std::size_t close = s.find(s[k], k + 1);
+          const std::size_t end = close == std::string::npos ? n : close;
+          a.value = std::string_view(s.data() + k + 1, end - k - 1);
+          j = close == std::string::npos ? n : close + 1;
+        } else {
+          const std::size_t vb = k;
+          while (k < n && !htmlSpace(s[k]) && s[k] != '>') ++k;
+          a.value = std::string_view(s.data() + vb, k - vb);
+          j = k;
+        }
+      }
+      a.span = Span{begin, j};
+      if (f(a)) return;
+    }
+    if (!endTag && tag == "plaintext") return;
+    if (!endTag && textElement(tag)) {
+      const std::size_t close = s.find("</" + std::string(tag), j);
+      if (close == std::string::npos) return;
+      j = close;
+    }
+    i = j;
+  }
 }
 
 // The active content of lowercased `s`: every span, or the first one.
@@ -228,6 +378,14 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
     if (h && add(*h)) return out;
     p = s.find("on", h ? std::max(h->end, p + 2) : p + 2);
   }
+  // The same handlers, and script URLs, with tags read as a browser reads
+  // them (the pass above misses a handler after a quoted '>').
+  bool stop = false;
+  forEachAttribute(s, [&](const Attribute& a) {
+    const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on");
+    if (handler || (a.hasValue && urlAttribute(a.name) && scriptUrl(a.value))) stop = add(a.span);
+    return stop;
+  });
   return out;
 }
 

@@ -378,6 +378,15 @@ class AntivirusE2E(unittest.TestCase):
                 self.assertDeliveredMarkedHtmlScript(["MIME-Version: 1.0", "Content-Type: " + ctype] + more, body,
                                                      "html-cs")
 
+    def test_html_script_urls_and_tag_tricks_are_marked(self):
+        for label, html in {
+            "javascript: link, TAB as a reference": b"<a href=\"jav&#x09;ascript:steal()\">open</a>\r\n",
+            "handler after a quoted '>'": b"<a title=\">\" onclick=\"steal()\">open</a>\r\n",
+        }.items():
+            with self.subTest(label):
+                self.assertDeliveredMarkedHtmlScript(["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"],
+                                                     html, "html-url")
+
     def test_html_script_inside_an_attached_message_is_marked(self):
         inner = ("Subject: inner\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
                  "<p onclick=\"x()\">hi</p>\r\n")

@@ -213,6 +213,17 @@ TEST(AvHtml, StripStaysLinearOnHostileInput) {
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(got->empty());
   EXPECT_LT(ms, 2000) << "8 MB of hostile HTML took " << ms << " ms";
+  // Tags, comments and text elements that never end, links with long references.
+  for (const char* unit : {"<a href=\"&#000000", "<a b='", "<!--", "<textarea>", "<x y=1 z=2 ", "<a href=jav&colon;"}) {
+    std::string html;
+    while (html.size() < (4u << 20)) html += unit;
+    const auto t1 = std::chrono::steady_clock::now();
+    hasActiveHtml(html);
+    stripActiveHtml(html);
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1).count();
+    EXPECT_LT(took, 2000) << "4 MB of " << unit << " took " << took << " ms";
+  }
 }
 
 TEST(AvHtml, FindsActiveContent) {
@@ -226,6 +237,49 @@ TEST(AvHtml, FindsActiveContent) {
   EXPECT_FALSE(hasActiveHtml("<object data=movie.mp4></object>"));
   EXPECT_FALSE(hasActiveHtml("<p>javascript is a word</p>"));
   EXPECT_FALSE(hasActiveHtml(""));
+}
+
+TEST(AvHtml, ReadsTagsAsBrowsersDo) {
+  // Each was missed before: attributes are split the way an HTML tokenizer
+  // splits them, not by where the last '<' and '>' are.
+  const char* active[] = {
+      "<a title=\">\" onclick=\"x()\">t</a>",          // '>' inside a quoted value
+      "<a title='a>b' onclick=x()>t</a>",
+      "<img src=x\fonerror=go()>",                     // FORM FEED separates attributes
+      "<p onclick\n=\"x()\">t</p>",                    // white space before '='
+      "<a <img onerror=go()>",                          // "<img" is an attribute name of <a>
+      "<style><x y='</style><a title=\">\" onclick=x>",  // <style> holds text, not tags
+      "<textarea><b title='</textarea><a title=\">\" onclick=x>",
+      // Script URLs, as the browser reads the value: references decoded,
+      // TAB/LF/CR dropped, leading blanks and controls skipped, any case.
+      "<a href=\"javascript:alert(1)\">x</a>",
+      "<a href=\" \x01JaVaScRiPt:go()\">x</a>",
+      "<a href=\"jav&#x09;ascript:go()\">x</a>",
+      "<a href=\"jav&Tab;ascript:go()\">x</a>",
+      "<a href=\"&#106;avascript:go()\">x</a>",
+      "<a href=\"&#0000106avascript:go()\">x</a>",
+      "<a href=\"javascript&colon;go()\">x</a>",
+      "<a href=\"java\nscript:go()\">x</a>",
+      "<iframe src=vbscript:msgbox(1)>",
+      "<form action='javascript:go()'><button>go</button></form>",
+      "<svg><a xlink:href=\"javascript:go()\"><text>x</text></a></svg>",
+  };
+  for (const char* html : active) {
+    EXPECT_TRUE(hasActiveHtml(html)) << html;
+    const auto stripped = stripActiveHtml(html);
+    ASSERT_TRUE(stripped) << html;
+    EXPECT_FALSE(hasActiveHtml(*stripped)) << html << " -> " << *stripped;
+  }
+  const char* inert[] = {
+      "<p title=\"javascript: the good parts\">x</p>",
+      "<a href=\"https://example.jp/javascript:x\">x</a>",
+      "<a href=\"javascript.html\">x</a>",
+      "<p>a > b, onclick = no tag</p>",
+      "<!-- <a title=\" --><p>onion=3</p>",
+  };
+  for (const char* html : inert) EXPECT_FALSE(hasActiveHtml(html)) << html;
+  // A stripped script URL leaves the link text.
+  EXPECT_EQ(stripActiveHtml("<a class=x href=\"javascript:go()\">x</a>"), "<a class=x >x</a>");
 }
 
 // Whether `text` makes the sniffer say yes, fed in chunks of `chunk` bytes.
