@@ -622,7 +622,10 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
   if (util::iequals(name, "Content-Type")) {
     const std::string t = mime::mediaType(value.substr(0, 4096));
     m.topContainer = m.topContainer || t.starts_with("multipart/") || t.starts_with("message/");
-    m.topHtml = m.topHtml || t == "text/html";
+    // What the walk's parser may read as text/html (it drops a lone CR
+    // from a header line, mediaType does not): the sniffer says so.
+    HtmlTypeSniffer sniffer;
+    m.topHtml = m.topHtml || t == "text/html" || sniffer.feed(value.substr(0, 4096));
     m.topEncrypted = m.topEncrypted || t == "multipart/encrypted" || t == "application/pkcs7-mime" ||
                      t == "application/x-pkcs7-mime" || t == "application/pgp-encrypted";
   }

@@ -391,6 +391,11 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
 
 constexpr std::size_t kSniffTail = 64;  // bytes HtmlTypeSniffer keeps between chunks
 
+// Bytes GMime's parser leaves out of a part's header line: a lone CR, and
+// 8-bit bytes it may drop in decoding ("text/ht\x80ml" is text/html to
+// it). The sniffer reads past them, so it says yes where GMime would.
+bool droppedByParser(char c) { return c == '\r' || static_cast<unsigned char>(c) >= 0x80; }
+
 bool iequalChar(char a, char b) {
   return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
 }
@@ -402,6 +407,7 @@ bool iequalChar(char a, char b) {
 // or 4 (matched; a comment counts as a match too).
 int HtmlTypeSniffer::afterSlash(std::string_view bytes, int state) {
   for (const char c : bytes) {
+    if (droppedByParser(c)) continue;
     if (state == 0) {
       if (isSpace(c)) continue;
       if (c == '(') return 4;
@@ -432,13 +438,15 @@ bool HtmlTypeSniffer::feed(std::string_view chunk) {
   // white space) yes.
   const auto before = [&](std::ptrdiff_t j, std::string_view word) {
     std::ptrdiff_t k = j - 1;
-    while (k >= -tailSize && isSpace(at(k))) --k;
+    while (k >= -tailSize && (isSpace(at(k)) || droppedByParser(at(k)))) --k;
     const auto n = static_cast<std::ptrdiff_t>(word.size());
     for (std::ptrdiff_t i = 0; i < n; ++i, --k) {
+      while (k >= -tailSize && droppedByParser(at(k))) --k;
       if (k < -tailSize) return !atStart_;
       if (i == 0 && at(k) == ')') return true;
       if (!iequalChar(at(k), word[static_cast<std::size_t>(n - 1 - i)])) return false;
     }
+    while (k >= -tailSize && droppedByParser(at(k))) --k;
     if (k < -tailSize) return true;  // the word starts the stream, or what came before is not kept
     const auto c = static_cast<unsigned char>(at(k));
     return !(std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`{|}~", c) != nullptr));  // not "xmessage/"

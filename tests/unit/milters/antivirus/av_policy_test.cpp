@@ -308,6 +308,12 @@ TEST(AvHtmlType, SniffsTheMediaTypeAsMimeReadersReadIt) {
                            "text/\r\n html", "text/(comment)html", "text(c) / (c)html"}) {
     expectSniffed(before + type + after, true);
   }
+  // GMime's parser drops a lone CR and bytes such as 0x80 from a part's
+  // header lines: these are text/html to it (found by fuzz_antivirus).
+  for (const char* type : {"text/htm\rl", "t\re\rx\rt\r/\rh\rt\rm\rl", "tex\x80t/html", "text\x80/html",
+                           "text/\x80html", "text/ht\x81\xFFml"}) {
+    expectSniffed(before + type + after, true);
+  }
   // An attached message may hold HTML, base64-encoded where no type shows.
   for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial"}) {
     expectSniffed(before + type + after, true);
