@@ -382,7 +382,9 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
   // them (the pass above misses a handler after a quoted '>').
   bool stop = false;
   forEachAttribute(s, [&](const Attribute& a) {
-    const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on");
+    // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
+    const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on") &&
+                         std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
     if (handler || (a.hasValue && urlAttribute(a.name) && scriptUrl(a.value))) stop = add(a.span);
     return stop;
   });

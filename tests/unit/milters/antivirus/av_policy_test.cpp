@@ -276,6 +276,7 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<a href=\"javascript.html\">x</a>",
       "<p>a > b, onclick = no tag</p>",
       "<!-- <a title=\" --><p>onion=3</p>",
+      "<td one-time=\"1\" only=yes>x</td>",
   };
   for (const char* html : inert) EXPECT_FALSE(hasActiveHtml(html)) << html;
   // A stripped script URL leaves the link text.
