@@ -65,7 +65,7 @@ bool parseLevel(std::string_view text, Level& out) {
   return false;
 }
 
-void message(Level level, std::string_view text) { write(level, util::sanitize(text, 2000)); }
+void message(Level level, std::string_view text) { write(level, util::sanitizeText(text, 2000)); }
 
 Line::Line(std::string_view queueId) {
   text_ = queueId.empty() ? std::string("NOQUEUE") : util::sanitize(queueId, 64);
@@ -73,7 +73,7 @@ Line::Line(std::string_view queueId) {
 }
 
 Line& Line::kv(std::string_view key, std::string_view value) {
-  const std::string v = util::sanitize(value, 512);
+  const std::string v = util::sanitizeText(value, 512);
   text_ += ' ';
   text_ += key;
   text_ += '=';

@@ -67,60 +67,6 @@ std::string convertReplacing(std::string_view in, const char* from) {
   return r ? std::move(*r) : std::string();
 }
 
-// Length of the valid UTF-8 sequence at s[i], 0 when invalid (overlongs,
-// surrogates and code points above U+10FFFF included).
-std::size_t utf8SequenceAt(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  std::size_t len;
-  unsigned lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k) {
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
-  }
-  return len;
-}
-
-bool isValidUtf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t n = utf8SequenceAt(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-std::string repairUtf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t n = utf8SequenceAt(s, i);
-    if (n == 0) {
-      out += kReplacement;
-      ++i;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
-
 bool hasJisEscape(std::string_view s) {
   for (std::string_view esc : {"\x1b$B", "\x1b$@", "\x1b(J", "\x1b(I", "\x1b$(D", "\x1b$(Q", "\x1b$(O"}) {
     if (s.find(esc) != std::string_view::npos) return true;
@@ -245,7 +191,7 @@ std::string decodeIso2022jp(std::string_view in) {
 // Text whose charset nobody declared (or declared as us-ascii).
 std::string guessToUtf8(std::string_view in) {
   if (hasJisEscape(in)) return decodeIso2022jp(in);
-  if (isValidUtf8(in)) return std::string(in);
+  if (util::isValidUtf8(in)) return std::string(in);
   // EUC-JP first: its bytes are all >= 0xA1, which Shift_JIS text almost
   // never is, while EUC-JP text often "converts" as CP932 half-width kana.
   if (auto r = convert(in, "EUC-JP-MS", true)) return std::move(*r);
@@ -404,7 +350,7 @@ std::string toUtf8(std::string_view bytes, std::string_view charset) {
       return guessToUtf8(bytes);
     case Family::Utf8:
       if (hasJisEscape(bytes)) return decodeIso2022jp(bytes);
-      return isValidUtf8(bytes) ? std::string(bytes) : repairUtf8(bytes);
+      return util::isValidUtf8(bytes) ? std::string(bytes) : util::repairUtf8(bytes);
     case Family::Jis:
       return decodeIso2022jp(bytes);
     case Family::Sjis:

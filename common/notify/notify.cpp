@@ -62,52 +62,6 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-// Length of the valid UTF-8 sequence at s[i], 0 when invalid (overlong forms,
-// surrogates and code points above U+10FFFF count as invalid).
-std::size_t utf8Length(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned c = b(i);
-  if (c < 0x80) return 1;
-  std::size_t n;
-  unsigned lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < n; ++k) {
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
-  }
-  return n;
-}
-
-// Valid UTF-8 kept; each invalid byte becomes U+FFFD, so charset=UTF-8 is true.
-std::string validUtf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t n = utf8Length(s, i);
-    if (n == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
-
 // Header text: controls (CR, LF, TAB, NUL, DEL) become spaces — a header
 // value can never start a new header line.
 std::string blankControls(std::string_view s) {
@@ -158,7 +112,7 @@ std::vector<std::string> encodedWords(std::string_view text, std::size_t firstLi
   while (i < text.size()) {
     std::size_t end = i;
     while (end < text.size()) {
-      std::size_t n = utf8Length(text, end);
+      std::size_t n = util::utf8Length(text, end);
       if (n == 0) n = 1;  // callers pass valid UTF-8; never loop forever
       if (end + n - i > budget) break;
       end += n;
@@ -175,7 +129,7 @@ std::vector<std::string> encodedWords(std::string_view text, std::size_t firstLi
 // line; RFC 2047 words otherwise. Text that merely looks like an encoded word
 // ("=?") is encoded too, so a reader shows it as written.
 std::string unstructuredHeader(std::string_view name, std::string_view rawValue) {
-  const auto words = util::split(validUtf8(blankControls(rawValue)), ' ');
+  const auto words = util::split(util::repairUtf8(blankControls(rawValue)), ' ');
   std::string value;
   for (const auto& w : words) value += (value.empty() ? "" : " ") + w;
   if (util::isAscii(value) && value.find("=?") == std::string::npos &&
@@ -202,7 +156,7 @@ std::optional<std::string> cleanAddress(std::string_view raw, std::string* error
   for (std::size_t i = 0; i < a.size();) {
     const auto u = static_cast<unsigned char>(a[i]);
     if (u >= 0x80) {
-      const std::size_t n = utf8Length(a, i);
+      const std::size_t n = util::utf8Length(a, i);
       if (n == 0 || (u == 0xC2 && static_cast<unsigned char>(a[i + 1]) < 0xA0)) return invalid();
       i += n;
       continue;
@@ -250,7 +204,7 @@ bool validDomain(std::string_view d) {
 // atoms or quoted string would not fit a folded line (foldTokens never
 // splits a token; encoded words are split to fit).
 std::vector<std::string> phraseTokens(std::string_view rawName, std::size_t firstLineUsed) {
-  const std::string name = validUtf8(blankControls(util::trim(rawName)));
+  const std::string name = util::repairUtf8(blankControls(util::trim(rawName)));
   if (name.empty()) return {};
   const auto fit = [](const std::vector<std::string>& tokens) {
     return std::all_of(tokens.begin(), tokens.end(), [](const std::string& t) { return t.size() + 1 <= kMaxLine; });
@@ -734,7 +688,7 @@ std::optional<Message> buildMessage(const Mail& m, std::string_view messageIdDom
   out += foldTokens("Message-ID", {msg.messageId});  // on a line of its own when long
   out += "MIME-Version: 1.0\r\n";
   out += "Content-Type: text/plain; charset=UTF-8\r\n";
-  const std::string body = crlfLines(validUtf8(m.body));
+  const std::string body = crlfLines(util::repairUtf8(m.body));
   const bool sevenBit = fitsSevenBit(body);
   out += sevenBit ? "Content-Transfer-Encoding: 7bit\r\n" : "Content-Transfer-Encoding: base64\r\n";
   if (!std::any_of(m.extraHeaders.begin(), m.extraHeaders.end(),

@@ -67,6 +67,58 @@ std::vector<std::string> splitList(std::string_view s) {
   return out;
 }
 
+std::size_t utf8Length(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned c = b(i);
+  if (c < 0x80) return 1;
+  std::size_t n;
+  unsigned lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+bool isValidUtf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8Length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string repairUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8Length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
 std::string sanitize(std::string_view s, std::size_t max) {
   std::string out;
   out.reserve(s.size() < max ? s.size() : max);
@@ -81,6 +133,42 @@ std::string sanitize(std::string_view s, std::size_t max) {
     } else {
       appendHex(out, c);
     }
+  }
+  return out;
+}
+
+namespace {
+// A UTF-8 character (2 to 4 bytes) that may go into a log line as it is.
+bool readableCharacter(std::string_view ch) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(ch[k]); };
+  if (ch.size() == 2) return !(b(0) == 0xC2 && b(1) < 0xA0);  // C1 controls
+  if (ch.size() == 3 && b(0) == 0xE2 && b(1) == 0x80) {
+    return !(b(2) == 0x8E || b(2) == 0x8F || (b(2) >= 0xA8 && b(2) <= 0xAE));  // U+200E/F, U+2028-202E
+  }
+  if (ch.size() == 3 && b(0) == 0xE2 && b(1) == 0x81) return !(b(2) >= 0xA6 && b(2) <= 0xA9);  // U+2066-2069
+  if (ch.size() == 3 && b(0) == 0xEF && b(1) == 0xBB && b(2) == 0xBF) return false;             // U+FEFF
+  return true;
+}
+}  // namespace
+
+std::string sanitizeText(std::string_view s, std::size_t max) {
+  std::string out;
+  out.reserve(s.size() < max ? s.size() : max);
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c >= 0x80 ? utf8Length(s, i) : 1;
+    const bool keep = c >= 0x80 ? n > 0 && readableCharacter(s.substr(i, n)) : c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    const std::size_t width = keep ? (n == 0 ? 1 : n) : (n == 0 ? 1 : n) * 4;
+    if (out.size() + width > max) {
+      out += "...";
+      break;
+    }
+    if (keep) {
+      out.append(s.substr(i, n));
+    } else {
+      for (std::size_t k = 0; k < (n == 0 ? 1 : n); ++k) appendHex(out, static_cast<unsigned char>(s[i + k]));
+    }
+    i += n == 0 ? 1 : n;
   }
   return out;
 }

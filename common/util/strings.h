@@ -28,10 +28,24 @@ std::vector<std::string> split(std::string_view s, char sep);
 // Splits on commas and/or whitespace (Postfix list syntax: "a, b c").
 std::vector<std::string> splitList(std::string_view s);
 
+// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), 0 when it is
+// invalid: a stray continuation byte, a cut sequence, an overlong form, a
+// surrogate or a code point above U+10FFFF.
+std::size_t utf8Length(std::string_view s, std::size_t i);
+bool isValidUtf8(std::string_view s);
+// Valid UTF-8 kept; each byte of an invalid sequence becomes U+FFFD.
+std::string repairUtf8(std::string_view s);
+
 // Makes untrusted wire data safe for one log field: printable ASCII kept,
 // everything else (CR, LF, NUL, bytes >= 0x7f, '"' and '\\') written as \xNN,
 // cut to `max` bytes with "..." appended when longer.
 std::string sanitize(std::string_view s, std::size_t max = 256);
+// sanitize() for text meant to be read, such as log lines: valid UTF-8 is
+// kept too (山田@example.jp, a Japanese subject), except the characters that
+// could make a line look other than it is — C1 controls, bidirectional
+// controls (U+200E/F, U+202A-E, U+2066-9), U+2028/9 and U+FEFF — which are
+// written as \xNN like invalid bytes. Never cuts a character in two.
+std::string sanitizeText(std::string_view s, std::size_t max = 256);
 // Only control characters written as \xNN, everything else (UTF-8 too) kept:
 // text that stays one line, for messages meant to be read as written.
 std::string escapeControls(std::string_view s);

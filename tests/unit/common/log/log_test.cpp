@@ -18,6 +18,9 @@ TEST(Log, WireDataIsSanitisedAndQuoted) {
   EXPECT_EQ(line.text().find('\n'), std::string::npos);
   EXPECT_NE(line.text().find("reply=\"552 5.3.4 Too big\""), std::string::npos);
   EXPECT_NE(line.text().find("empty=\"\""), std::string::npos);
+  // UTF-8 stays readable; a right-to-left override does not.
+  EXPECT_EQ(Line("Q").kv("to", "山田@example.jp").kv("file", "evil\xE2\x80\xAEgpj.exe").text(),
+            "Q: to=山田@example.jp file=evil\\xe2\\x80\\xaegpj.exe");
   // A % is data, never a format.
   EXPECT_NE(Line("Q").kv("subject", "100%s %n").text().find("100%s"), std::string::npos);
 }

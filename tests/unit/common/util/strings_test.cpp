@@ -29,6 +29,37 @@ TEST(Strings, SanitizeEscapesControlAndQuotes) {
   EXPECT_EQ(sanitize("abcdef", 3), "abc...");
 }
 
+TEST(Strings, Utf8LengthAndRepair) {
+  EXPECT_EQ(utf8Length("a", 0), 1u);
+  EXPECT_EQ(utf8Length("\xC3\xA9", 0), 2u);           // é
+  EXPECT_EQ(utf8Length("\xE5\xB1\xB1", 0), 3u);       // 山
+  EXPECT_EQ(utf8Length("\xF0\x9F\x98\x80", 0), 4u);   // U+1F600
+  EXPECT_EQ(utf8Length("\xE5\xB1", 0), 0u);           // cut
+  EXPECT_EQ(utf8Length("\xC0\xAF", 0), 0u);           // overlong '/'
+  EXPECT_EQ(utf8Length("\xED\xA0\x80", 0), 0u);       // surrogate
+  EXPECT_EQ(utf8Length("\xF4\x90\x80\x80", 0), 0u);   // above U+10FFFF
+  EXPECT_EQ(utf8Length("\x80", 0), 0u);
+  EXPECT_TRUE(isValidUtf8("山田 a"));
+  EXPECT_FALSE(isValidUtf8("a\xFF"));
+  EXPECT_EQ(repairUtf8("a\xFF\xE5\xB1" "b"), "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "b");
+}
+
+TEST(Strings, SanitizeTextKeepsReadableUtf8Only) {
+  EXPECT_EQ(sanitizeText("to=山田@example.jp 会議"), "to=山田@example.jp 会議");
+  EXPECT_EQ(sanitizeText(std::string_view("a\r\nb\0\"", 6)), "a\\x0d\\x0ab\\x00\\x22");
+  EXPECT_EQ(sanitizeText("bad \xFF\xE5\xB1"), "bad \\xff\\xe5\\xb1");
+  // Characters that could make a line read other than it is.
+  EXPECT_EQ(sanitizeText("x\xC2\x85y"), "x\\xc2\\x85y");                          // NEL (C1)
+  EXPECT_EQ(sanitizeText("evil\xE2\x80\xAEgpj.exe"), "evil\\xe2\\x80\\xaegpj.exe");  // RIGHT-TO-LEFT OVERRIDE
+  EXPECT_EQ(sanitizeText("a\xE2\x80\xA8" "b"), "a\\xe2\\x80\\xa8b");                  // LINE SEPARATOR
+  EXPECT_EQ(sanitizeText("\xE2\x81\xA6x"), "\\xe2\\x81\\xa6x");                      // LEFT-TO-RIGHT ISOLATE
+  EXPECT_EQ(sanitizeText("\xEF\xBB\xBFx"), "\\xef\\xbb\\xbfx");                      // BOM
+  EXPECT_EQ(sanitizeText("\xE2\x80\x94"), "\xE2\x80\x94");                           // EM DASH is fine
+  // Cut at `max` bytes, never inside a character.
+  EXPECT_EQ(sanitizeText("山田太郎", 7), "山田...");
+  EXPECT_EQ(sanitizeText("ab\x01", 5), "ab...");
+}
+
 TEST(Strings, EscapeControlsKeepsEverythingElse) {
   EXPECT_EQ(escapeControls(std::string_view("a\r\n\x7f\0\"\xE4\xBE\x8B", 9)), "a\\x0d\\x0a\\x7f\\x00\"\xE4\xBE\x8B");
   EXPECT_TRUE(isAscii("Example.JP"));
