@@ -171,6 +171,7 @@ struct AvMessage {
   int scannedHeaders = 0;  // X-Virus-Scanned copies that arrived
   int statusHeaders = 0;   // X-Virus-Status copies that arrived
   bool isNotice = false;   // one of our own warning mails
+  std::uint64_t headerBytes = 0;  // the spool's top-level header block and its empty line
   std::string subject;
   // What the top-level Content-Type fields declare, as GMime reads them
   // (mime::mediaType): a message that declares two is judged by both.
@@ -225,15 +226,22 @@ ScanResult scanError(std::string why) {
   return r;
 }
 
-ScanResult scanSpool(Scanner& pool, const mime::Spool& spool) {
+// Scans the spooled message; with `newBody`, its first `headerBytes` (the
+// top-level header block) followed by that body instead of its own.
+ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std::string_view> newBody = std::nullopt,
+                     std::uint64_t headerBytes = 0) {
   MemFd f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
-  for (std::uint64_t off = 0;;) {
-    const std::size_t n = spool.read(off, buf);
+  const std::uint64_t end = newBody ? headerBytes : spool.size();
+  for (std::uint64_t off = 0; off < end;) {
+    const std::size_t n = spool.read(off, std::span(buf).first(static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off))));
     if (n == 0) break;
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
     off += n;
+  }
+  if (newBody && !f.write(reinterpret_cast<const std::byte*>(newBody->data()), newBody->size())) {
+    return scanError(std::string("memfd write: ") + std::strerror(errno));
   }
   return pool.scan(f.fd());
 }
@@ -637,7 +645,9 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
 }
 
 Verdict AntivirusMilter::onEoh(milter::Session& s) {
-  state(s, config_).spool->append("\r\n");
+  auto& m = state(s, config_);
+  m.spool->append("\r\n");
+  m.headerBytes = m.spool->size();
   return Verdict::next();
 }
 
@@ -716,14 +726,20 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       repl.push_back(std::move(r));
     }
     const auto res = mime::replaceParts(*m.spool, repl);
+    // What is left is scanned again: the parts found are not always all of
+    // what the whole message was found for (a signature may match a part's
+    // header lines, which no part's content holds).
     if (!res.ok) {
-      // The parts cannot be cut out safely: refuse the whole message.
-      log::message(log::Level::Warning, s.queueId() + ": cannot remove the infected parts (" + res.error +
-                                            "); refusing the message instead");
-      d.kind = cfg.actions.inboundBody == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
-      d.reply = cfg.replies.virus;
-      d.reply.text += " " + d.virus;
-      d.status = "infected: " + d.virus;
+      log::message(log::Level::Warning,
+                   s.queueId() + ": cannot remove the infected parts (" + res.error + "); refusing the message instead");
+      refuseWhole(d, cfg.actions, cfg.replies);
+    } else if (const ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
+               isThreat(again, cfg.actions.limitsExceeded)) {
+      log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
+                                            ") with the infected parts removed; refusing the message instead");
+      refuseWhole(d, cfg.actions, cfg.replies, again.name);
+    } else if (again.status == ScanResult::Status::Error && cfg.actions.scanFailure == FailureAction::Tempfail) {
+      return Verdict::refuse(cfg.replies.failure);
     } else if (!mta.replaceBody(std::span<const std::byte>(reinterpret_cast<const std::byte*>(res.body.data()),
                                                            res.body.size()))) {
       return Verdict::fault("the MTA refused the new body");

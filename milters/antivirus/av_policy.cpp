@@ -61,6 +61,15 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
 
 }  // namespace
 
+void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover) {
+  addName(d.virus, leftover);
+  d.infected = true;
+  d.remove.clear();
+  d.kind = a.inboundBody == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
+  d.reply = withName(replies.virus, d.virus);
+  d.status = "infected: " + d.virus;
+}
+
 bool isThreat(const ScanResult& r, LimitsAction limits) {
   return r.status == Status::Infected || (r.status == Status::LimitsExceeded && limits == LimitsAction::Infected);
 }

@@ -89,6 +89,12 @@ bool isThreat(const ScanResult& r, LimitsAction limits);
 
 Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f);
 
+// A RemoveParts decision that cannot be carried out: the parts cannot be
+// cut out safely, or what is left of the message still scans as a threat
+// (named `leftover`, added to the names). The whole message is then
+// refused, or discarded, as an infected body is (inbound_body_action).
+void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover = "");
+
 // Whether a message body, fed in the chunks the MTA sends, may hold an
 // HTML part: a "text" "/" "html" media type (any case), also with white
 // space, folded lines or comments around the '/' ("text/ html",

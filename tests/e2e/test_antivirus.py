@@ -269,6 +269,17 @@ class AntivirusE2E(unittest.TestCase):
         lines = [l for l in self.milter.log_lines(qid) if "warning=sent" in l]
         self.assertEqual(len(lines), 4, self.milter.log())
 
+    def test_inbound_removal_that_leaves_a_finding_refuses_the_whole(self):
+        # The virus string in a part's header lines as well as in an
+        # attachment: cutting the attachment out would deliver the rest
+        # still infected (found by fuzz_antivirus), so the message is refused.
+        raw = with_attachment(EICAR, "eicar.com", msgid=self.msgid("leftover"))
+        raw = raw.replace(b"--B1\r\nContent-Type: text/plain; charset=UTF-8\r\n",
+                          b"--B1\r\nContent-Type: text/plain; charset=UTF-8\r\nX-Note: " + EICAR + b"\r\n", 1)
+        r = self.send(raw)
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+        self.assertIn("still infected", self.milter.log())
+
     # -- inbound: remove the attachment ---------------------------------
     def test_inbound_infected_attachment_is_removed_and_the_rest_kept(self):
         msgid = self.msgid("remove")

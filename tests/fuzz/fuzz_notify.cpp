@@ -1,15 +1,18 @@
 // Fuzzes building a warning mail (common/notify/notify.cpp) from values
 // that come from the wire: the virus-carrying message's Subject and
 // attachment names end up in the Subject, the body and the From display
-// name of a mail we send.
+// name of a mail we send, and an envelope address (maybe UTF-8) in To.
 // Properties: either no mail, or one whose every line ends in CRLF and is
 // at most 998 octets (RFC 5322), whose header block is 7-bit printable
-// ASCII with exactly one Subject, From and To field and nothing a value
-// could have added, and whose 7bit body really is 7-bit.
+// ASCII (but for a UTF-8 address in To, which is valid UTF-8 without
+// controls and is the address as cleanAddress gives it) with exactly one
+// Subject, From and To field and nothing a value could have added, and
+// whose 7bit body really is 7-bit.
 #include <string>
 #include <vector>
 
 #include "common/notify/notify.h"
+#include "common/util/strings.h"
 #include "tests/fuzz/fuzz.h"
 
 namespace {
@@ -39,11 +42,12 @@ std::size_t count(std::string_view head, std::string_view name) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace sekimori::notify;
-  const auto f = fields(sekimori::fuzz::view(data, size), 4);
+  const auto f = fields(sekimori::fuzz::view(data, size), 5);
   Mail m;
   m.from = "postmaster@example.jp";
   m.fromName = std::string(f[0]);
-  m.to = {"user@example.jp"};
+  const std::string to = f[4].empty() ? "user@example.jp" : std::string(f[4]);
+  m.to = {to};
   m.subject = expand("[virus] ${subject}", {{"subject", std::string(f[1])}});
   m.body = expand("File ${file} was removed.\n", {{"file", std::string(f[2])}});
   m.extraHeaders = {{"X-Sekimori-Notice", std::string(f[3])}};
@@ -69,8 +73,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t end = d.find("\r\n\r\n");
   FUZZ_CHECK(end != std::string::npos);
   const std::string_view head(d.data(), end + 2), body(d.data() + end + 4, d.size() - end - 4);
-  for (char c : head) {
-    const auto u = static_cast<unsigned char>(c);
+  // The To field, unfolded, is the address as cleanAddress gives it.
+  const auto clean = cleanAddress(to);
+  FUZZ_CHECK(clean.has_value());
+  const std::size_t toBegin = std::string_view(d).find("\r\nTo:") + 5;
+  FUZZ_CHECK(toBegin > 5 && toBegin < end);
+  std::size_t toEnd = toBegin;
+  while ((toEnd = d.find("\r\n", toEnd)) < end && (d[toEnd + 2] == ' ' || d[toEnd + 2] == '\t')) toEnd += 2;
+  std::string unfolded;
+  for (std::size_t i = toBegin; i < toEnd; ++i) {
+    if (d[i] != '\r' && d[i] != '\n') unfolded += d[i];
+  }
+  FUZZ_CHECK(unfolded == " " + *clean);
+  FUZZ_CHECK(sekimori::util::isValidUtf8(*clean));
+  for (char c : *clean) FUZZ_CHECK(!sekimori::util::isControl(c));
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    if (i >= toBegin && i < toEnd && head[i] != '\r' && head[i] != '\n') continue;
+    const auto u = static_cast<unsigned char>(head[i]);
     FUZZ_CHECK(u == '\r' || u == '\n' || u == '\t' || (u >= 0x20 && u < 0x7F));
   }
   for (const char* name : {"Subject:", "From:", "To:", "Date:", "Message-ID:", "MIME-Version:", "Content-Type:",

@@ -84,6 +84,22 @@ TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
   EXPECT_EQ(decide(discard, {}, Direction::Inbound, body).kind, Kind::Discard);
 }
 
+TEST(AvDecide, RemovalThatCannotBeDoneRefusesTheWhole) {
+  Decision d = decide({}, {}, Direction::Inbound, infectedAttachment());
+  ASSERT_EQ(d.kind, Kind::RemoveParts);
+  refuseWhole(d, {}, {}, "Header.Exploit");
+  EXPECT_EQ(d.kind, Kind::Reject);
+  EXPECT_TRUE(d.remove.empty());
+  EXPECT_EQ(d.reply.str(), "554 5.7.1 Virus found: Eicar-Signature, Header.Exploit");
+  EXPECT_EQ(d.status, "infected: Eicar-Signature, Header.Exploit");
+  ActionConfig discard;
+  discard.inboundBody = InfectedAction::Discard;
+  Decision d2 = decide(discard, {}, Direction::Inbound, infectedAttachment());
+  refuseWhole(d2, discard, {});
+  EXPECT_EQ(d2.kind, Kind::Discard);
+  EXPECT_EQ(d2.status, "infected: Eicar-Signature");
+}
+
 TEST(AvDecide, LimitsExceededIsAVirusByDefault) {
   Findings f;
   f.whole = result(Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxRecursion");
