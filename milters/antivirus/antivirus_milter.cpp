@@ -235,7 +235,8 @@ ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std:
   std::array<std::byte, 64 * 1024> buf{};
   const std::uint64_t end = newBody ? headerBytes : spool.size();
   for (std::uint64_t off = 0; off < end;) {
-    const std::size_t n = spool.read(off, std::span(buf).first(static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off))));
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off));
+    const std::size_t n = spool.read(off, std::span(buf).first(want));
     if (n == 0) break;
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
     off += n;
@@ -706,7 +707,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       std::string utf8 = mime::toUtf8(text, p.charset);
       if (hasActiveHtml(utf8) || hasActiveHtml(text)) {
         f.htmlScript = true;
-        if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({p.path, std::move(utf8), complete});
+        if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
+          activeHtml.push_back({p.path, std::move(utf8), complete});
+        }
       }
       return true;
     });
@@ -730,8 +733,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     // what the whole message was found for (a signature may match a part's
     // header lines, which no part's content holds).
     if (!res.ok) {
-      log::message(log::Level::Warning,
-                   s.queueId() + ": cannot remove the infected parts (" + res.error + "); refusing the message instead");
+      log::message(log::Level::Warning, s.queueId() + ": cannot remove the infected parts (" + res.error +
+                                            "); refusing the message instead");
       refuseWhole(d, cfg.actions, cfg.replies);
     } else if (const ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
                isThreat(again, cfg.actions.limitsExceeded)) {

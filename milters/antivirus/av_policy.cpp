@@ -217,7 +217,8 @@ std::optional<char> charRef(std::string_view v, std::size_t* used) {
     *used = i;
     return code < 0x80 ? static_cast<char>(code) : static_cast<char>(0x80);
   }
-  for (const auto& [name, c] : {std::pair<std::string_view, char>{"&tab;", '\t'}, {"&newline;", '\n'}, {"&colon;", ':'}}) {
+  using Named = std::pair<std::string_view, char>;
+  for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'}}) {
     if (v.starts_with(name)) {
       *used = name.size();
       return c;
