@@ -149,7 +149,7 @@ std::optional<std::string> cleanAddress(std::string_view raw, std::string* error
   std::string_view a = util::trim(raw);
   if (a.size() >= 2 && a.front() == '<' && a.back() == '>') a = a.substr(1, a.size() - 2);
   const auto invalid = [&] {
-    setError(error, "invalid address <" + util::sanitize(raw) + ">");
+    setError(error, "invalid address <" + util::sanitizeText(raw) + ">");
     return std::nullopt;
   };
   if (a.empty() || a.size() > kMaxAddress) return invalid();
