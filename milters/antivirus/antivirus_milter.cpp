@@ -283,15 +283,14 @@ struct ActiveHtml {
 
 constexpr std::size_t kHtmlMax = 8 * 1024 * 1024;
 
-// html_script_action = strip: each part rewritten without its active
-// content, in UTF-8 (a charset such as ISO-2022-JP can hold "<" inside its
-// two-byte characters; UTF-8 cannot), the rest of the message unchanged.
-// False, with why, when that cannot be done safely, or (mtaFault) when
-// the MTA refused a change.
-bool stripHtmlParts(mime::Spool& spool, const std::vector<ActiveHtml>& html, milter::MtaActions& mta,
-                    std::string* why, bool* mtaFault) {
-  std::vector<mime::Replacement> repl;
+// html_script_action = strip: each HTML part (but those being replaced by
+// a notice) rewritten without its active content, in UTF-8 (a charset such
+// as ISO-2022-JP can hold "<" inside its two-byte characters; UTF-8
+// cannot), added to `repl`. False, with why, when that cannot be done safely.
+bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<PartFinding>& removed,
+                     std::vector<mime::Replacement>& repl, std::string* why) {
   for (const auto& h : html) {
+    if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
     if (!h.complete) {
       *why = "an HTML part is larger than " + std::to_string(kHtmlMax / (1024 * 1024)) + " MiB";
       return false;
@@ -305,23 +304,6 @@ bool stripHtmlParts(mime::Spool& spool, const std::vector<ActiveHtml>& html, mil
     r.path = h.path;
     r.content = mime::NewContent{"text/html", "UTF-8", std::move(*stripped)};
     repl.push_back(std::move(r));
-  }
-  const auto res = mime::replaceParts(spool, repl);
-  if (!res.ok) {
-    *why = util::sanitize(res.error, 300);
-    return false;
-  }
-  for (const auto& [name, value] : res.topLevelHeaders) {
-    if (!mta.changeHeader(name, 1, value)) {
-      *why = "the MTA refused to change " + name;
-      *mtaFault = true;
-      return false;
-    }
-  }
-  if (!mta.replaceBody(std::as_bytes(std::span(res.body)))) {
-    *why = "the MTA refused the new body";
-    *mtaFault = true;
-    return false;
   }
   return true;
 }
@@ -717,7 +699,10 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
 
   const Direction dir = s.direction();
   Decision d = decide(cfg.actions, cfg.replies, dir, f);
-  if (d.kind == Decision::Kind::RemoveParts) {
+  // The message rewritten: infected attachments replaced by notices, the
+  // active content cut out of the HTML parts, in one pass.
+  if (d.kind == Decision::Kind::RemoveParts || d.stripHtml) {
+    const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
       mime::Replacement r;
@@ -728,38 +713,38 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
                      p.result.name + "）が検出されたため、削除しました。\r\n";
       repl.push_back(std::move(r));
     }
-    const auto res = mime::replaceParts(*m.spool, repl);
-    // What is left is scanned again: the parts found are not always all of
-    // what the whole message was found for (a signature may match a part's
-    // header lines, which no part's content holds).
-    if (!res.ok) {
-      log::message(log::Level::Warning, s.queueId() + ": cannot remove the infected parts (" + res.error +
-                                            "); refusing the message instead");
-      refuseWhole(d, cfg.actions, cfg.replies);
-    } else if (const ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
-               isThreat(again, cfg.actions.limitsExceeded)) {
-      log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
-                                            ") with the infected parts removed; refusing the message instead");
-      refuseWhole(d, cfg.actions, cfg.replies, again.name);
-    } else if (again.status == ScanResult::Status::Error && cfg.actions.scanFailure == FailureAction::Tempfail) {
-      return Verdict::refuse(cfg.replies.failure);
-    } else if (!mta.replaceBody(std::span<const std::byte>(reinterpret_cast<const std::byte*>(res.body.data()),
-                                                           res.body.size()))) {
-      return Verdict::fault("the MTA refused the new body");
-    }
-  }
-
-  if (d.kind == Decision::Kind::StripHtml) {
     std::string why;
-    bool mtaFault = false;
-    if (!stripHtmlParts(*m.spool, activeHtml, mta, &why, &mtaFault)) {
-      if (mtaFault) return Verdict::fault(why);
+    mime::ReplaceResult res;
+    if (d.stripHtml && !addStrippedHtml(activeHtml, d.remove, repl, &why)) {
       // Not delivered with the active content the admin asked to remove.
       log::message(log::Level::Warning,
                    s.queueId() + ": cannot strip the active HTML (" + why + "); refusing the message instead");
-      d.kind = Decision::Kind::Reject;
-      d.reply = cfg.replies.htmlScript;
-      d.status = d.status.substr(0, d.status.rfind("; ")) + "; suspicious: Heuristics.HTML.Script";
+      refuseUnstrippable(d, cfg.replies);
+    } else if (res = mime::replaceParts(*m.spool, repl); !res.ok) {
+      log::message(log::Level::Warning, s.queueId() + ": cannot rewrite the message (" +
+                                            util::sanitize(res.error, 300) + "); refusing the message instead");
+      if (removing) {
+        refuseWhole(d, cfg.actions, cfg.replies);
+      } else {
+        refuseUnstrippable(d, cfg.replies);
+      }
+    } else if (const ScanResult again =
+                   removing ? scanSpool(*pool_, *m.spool, res.body, m.headerBytes) : ScanResult{};
+               removing && isThreat(again, cfg.actions.limitsExceeded)) {
+      // What is left is scanned again: the parts found are not always all
+      // of what the whole message was found for (a signature may match a
+      // part's header lines, which no part's content holds).
+      log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
+                                            ") with the infected parts removed; refusing the message instead");
+      refuseWhole(d, cfg.actions, cfg.replies, again.name);
+    } else if (removing && again.status == ScanResult::Status::Error &&
+               cfg.actions.scanFailure == FailureAction::Tempfail) {
+      return Verdict::refuse(cfg.replies.failure);
+    } else {
+      for (const auto& [name, value] : res.topLevelHeaders) {
+        if (!mta.changeHeader(name, 1, value)) return Verdict::fault("the MTA refused to change " + name);
+      }
+      if (!mta.replaceBody(std::as_bytes(std::span(res.body)))) return Verdict::fault("the MTA refused the new body");
     }
   }
 
@@ -770,7 +755,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
                          : d.kind == Decision::Kind::Tempfail  ? "tempfail"
                          : d.kind == Decision::Kind::Discard   ? "discard"
                          : d.kind == Decision::Kind::RemoveParts ? "remove"
-                         : d.kind == Decision::Kind::StripHtml   ? "strip"
+                         : d.stripHtml                           ? "strip"
                                                                  : "accept";
     log::Line line(s.queueId());
     line.kv("milter", "antivirus").kv("action", action).kv("status", d.status);
@@ -804,8 +789,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     case Decision::Kind::Tempfail: return Verdict::refuse(d.reply);
     case Decision::Kind::Discard: return Verdict::discard();
     case Decision::Kind::Deliver:
-    case Decision::Kind::RemoveParts:
-    case Decision::Kind::StripHtml: break;
+    case Decision::Kind::RemoveParts: break;
   }
   // Headers: forged copies out (last first, indexes stay valid), ours in.
   for (int i = m.scannedHeaders; i >= 1; --i) mta.changeHeader(kScannedHeader, i, "");

@@ -59,12 +59,37 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
   return d;
 }
 
+// Active HTML on top of what `d` already says: named, marked in the status,
+// and stripped or refused as html_script_action says.
+void applyHtmlAction(Decision& d, const ActionConfig& a, const Replies& replies) {
+  addName(d.virus, "Heuristics.HTML.Script");
+  const bool strip = a.htmlScript == HtmlScriptAction::Strip;
+  d.status += strip ? "; stripped: Heuristics.HTML.Script" : "; suspicious: Heuristics.HTML.Script";
+  d.stripHtml = strip;
+  if (a.htmlScript == HtmlScriptAction::Reject) {
+    d.kind = Decision::Kind::Reject;
+    d.reply = replies.htmlScript;
+  }
+}
+
 }  // namespace
+
+void refuseUnstrippable(Decision& d, const Replies& replies) {
+  d.kind = Decision::Kind::Reject;
+  d.reply = replies.htmlScript;
+  d.remove.clear();
+  d.stripHtml = false;
+  constexpr std::string_view kStripped = "stripped: Heuristics.HTML.Script";
+  if (const auto at = d.status.find(kStripped); at != std::string::npos) {
+    d.status.replace(at, kStripped.size(), "suspicious: Heuristics.HTML.Script");
+  }
+}
 
 void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover) {
   addName(d.virus, leftover);
   d.infected = true;
   d.remove.clear();
+  d.stripHtml = false;
   d.kind = a.inboundBody == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
   d.reply = withName(replies.virus, d.virus);
   d.status = "infected: " + d.virus;
@@ -97,7 +122,18 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
   }
   if (anyThreat) {
     if (names.empty()) addName(names, f.whole.name);
-    return threat(a, replies, dir, f, names);
+    Decision d = threat(a, replies, dir, f, names);
+    // Delivered with the infected parts cut out: the HTML action applies
+    // to the rest as to any mail.
+    if (d.kind == Decision::Kind::RemoveParts && f.htmlScript) {
+      applyHtmlAction(d, a, replies);
+      if (d.kind == Decision::Kind::Reject) {
+        d.remove.clear();
+        d.reply = withName(replies.virus, d.virus);
+        d.status = "infected: " + d.virus;
+      }
+    }
+    return d;
   }
 
   // What could not be scanned refuses, or marks; active HTML comes on top
@@ -126,16 +162,7 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
       return d;
     }
   }
-  if (f.htmlScript) {
-    addName(d.virus, "Heuristics.HTML.Script");
-    const bool strip = a.htmlScript == HtmlScriptAction::Strip;
-    d.status += strip ? "; stripped: Heuristics.HTML.Script" : "; suspicious: Heuristics.HTML.Script";
-    if (strip) d.kind = Decision::Kind::StripHtml;
-    if (a.htmlScript == HtmlScriptAction::Reject) {
-      d.kind = Decision::Kind::Reject;
-      d.reply = replies.htmlScript;
-    }
-  }
+  if (f.htmlScript) applyHtmlAction(d, a, replies);
   return d;
 }
 

@@ -71,7 +71,6 @@ struct Decision {
   enum class Kind {
     Deliver,          // add headers, nothing else
     RemoveParts,      // replace `remove` with notices, deliver
-    StripHtml,        // remove the active content from the HTML parts, deliver
     Reject,           // reply
     Discard,
     Tempfail,         // reply (4xx)
@@ -81,6 +80,7 @@ struct Decision {
   std::string virus;                // names found, ", "-joined (for reply, log, header)
   std::string status;               // X-Virus-Status value: "clean", "removed: A, B", "unscanned: encrypted", ...
   bool infected = false;            // something malicious was found (quarantine + warning mails)
+  bool stripHtml = false;           // Deliver or RemoveParts: also cut the active content out of the HTML parts
   policy::Reply reply;              // Reject / Tempfail
 };
 
@@ -94,6 +94,10 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
 // (named `leftover`, added to the names). The whole message is then
 // refused, or discarded, as an infected body is (inbound_body_action).
 void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover = "");
+
+// A stripHtml decision whose HTML cannot be stripped safely: refused with
+// replies.html_script rather than delivered with the active content.
+void refuseUnstrippable(Decision& d, const Replies& replies);
 
 // Whether a message body, fed in the chunks the MTA sends, may hold an
 // HTML part: a "text" "/" "html" media type (any case), also with white

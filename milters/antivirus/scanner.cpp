@@ -324,6 +324,14 @@ volatile sig_atomic_t gWorkerStop = 0;
 void onWorkerTerm(int) { gWorkerStop = 1; }
 
 #ifdef SEKIMORI_TEST_HOOKS
+// Test-only: dies of SIGSEGV as a crash in libclamav would, also in a
+// sanitizer build (whose own SIGSEGV handler would exit with status 1).
+[[noreturn]] void crashNow() {
+  signal(SIGSEGV, SIG_DFL);
+  raise(SIGSEGV);
+  _exit(139);
+}
+
 // Test-only: lets the unit tests prove that a crash or a hang inside the
 // scan costs one scan and one worker, nothing more.
 void faultInjection(int fd) {
@@ -339,7 +347,7 @@ void faultInjection(int fd) {
     off += n;
     if (data.size() > (16u << 20)) break;
   }
-  if (data.find("SEKIMORI-TEST-CRASH") != std::string::npos) raise(SIGSEGV);
+  if (data.find("SEKIMORI-TEST-CRASH") != std::string::npos) crashNow();
   if (data.find("SEKIMORI-TEST-HANG") != std::string::npos) {
     for (;;) pause();
   }
@@ -704,7 +712,7 @@ class EngineProcess {
   // Test-only: a file of this name in the database directory makes the load
   // crash, as a database that trips a bug in libclamav's loader would.
   static void faultOnLoad(const std::string& dir) {
-    if (testMarker(dir, "SEKIMORI-TEST-CRASH-ON-LOAD")) raise(SIGSEGV);
+    if (testMarker(dir, "SEKIMORI-TEST-CRASH-ON-LOAD")) crashNow();
   }
   // Test-only: a new worker that the scheduler runs late (300 ms after the
   // fork, before it has touched its signal handling).

@@ -458,6 +458,41 @@ class AntivirusE2E(unittest.TestCase):
             self.milter.write_conf(self.conf(port=self.site.port))
             self.milter.reload()
 
+    def test_html_action_applies_next_to_a_removed_attachment(self):
+        # Found by fuzz_antivirus: an infected attachment made the message
+        # skip the HTML action (adding one was a way past "reject").
+        def message(tag):
+            msgid = self.msgid(tag)
+            raw = with_attachment(EICAR, "eicar.com", msgid=msgid)
+            raw = raw.replace(b"--B1--\r\n", b"--B1\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n"
+                              b"<p onclick=\"steal()\">open</p>\r\n--B1--\r\n")
+            return msgid, raw
+        try:
+            for action in ("strip", "reject"):
+                self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = %s\n" % action)
+                self.milter.reload()
+                msgid, raw = message("html-and-virus-" + action)
+                r = self.send(raw)
+                with self.subTest(action):
+                    if action == "reject":
+                        self.assertRefused(r, "Virus found: " + SIGNAME)
+                        self.assertIn(", Heuristics.HTML.Script", r.final_text)
+                        continue
+                    self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                    got, msg = self.delivered(msgid)
+                    status = re.search(rb"X-Virus-Status: (.*)", got).group(1)
+                    self.assertTrue(status.startswith(b"removed: " + SIGNAME.encode()), status)
+                    self.assertTrue(status.endswith(b"; stripped: Heuristics.HTML.Script"), status)
+                    self.assertNotIn(b"EICAR-STANDARD", got)
+                    html = [p for p in msg.walk() if p.get_content_type() == "text/html"]
+                    self.assertEqual(len(html), 1)
+                    text = html[0].get_payload(decode=True).decode("utf-8")
+                    self.assertIn(">open</p>", text)
+                    self.assertNotIn("onclick", text)
+        finally:
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+
     def test_clean_japanese_mail_is_unchanged_and_forged_headers_go(self):
         msgid = self.msgid("clean")
         body = JA_TEXT.encode("iso-2022-jp")

@@ -165,26 +165,59 @@ TEST(AvDecide, HtmlScriptIsMarkedOrRejected) {
   EXPECT_EQ(decide(reject, {}, Direction::Inbound, f).kind, Kind::Reject);
 }
 
-TEST(AvDecide, HtmlScriptStripIsAKindOfItsOwn) {
+TEST(AvDecide, HtmlScriptStripIsDeliveredStripped) {
   Findings f;
   f.whole = result(Status::Clean);
   f.htmlScript = true;
   ActionConfig strip;
   strip.htmlScript = HtmlScriptAction::Strip;
   const Decision d = decide(strip, {}, Direction::Inbound, f);
-  EXPECT_EQ(d.kind, Kind::StripHtml);
+  EXPECT_EQ(d.kind, Kind::Deliver);
+  EXPECT_TRUE(d.stripHtml);
   EXPECT_EQ(d.status, "clean; stripped: Heuristics.HTML.Script");
   EXPECT_FALSE(d.infected);
+  EXPECT_FALSE(decide({}, {}, Direction::Inbound, f).stripHtml);
   // On top of a mark for what could not be scanned, not instead of it.
   f.whole = result(Status::Unscanned, "RAR archive");
   const Decision both = decide(strip, {}, Direction::Inbound, f);
-  EXPECT_EQ(both.kind, Kind::StripHtml);
+  EXPECT_TRUE(both.stripHtml);
   EXPECT_EQ(both.status, "unscanned: RAR archive not unpacked; stripped: Heuristics.HTML.Script");
   f.whole = result(Status::Encrypted, "Heuristics.Encrypted.Zip");
   const Decision marked = decide({}, {}, Direction::Inbound, f);
   EXPECT_EQ(marked.kind, Kind::Deliver);
   EXPECT_EQ(marked.status, "unscanned: encrypted; suspicious: Heuristics.HTML.Script");
   EXPECT_EQ(marked.virus, "Heuristics.Encrypted.Zip, Heuristics.HTML.Script");
+}
+
+TEST(AvDecide, HtmlActionAppliesToWhatIsLeftAfterRemoval) {
+  // Found by fuzz_antivirus: an infected attachment made the message skip
+  // the HTML action, so adding one was a way past html_script_action.
+  Findings f = infectedAttachment();
+  f.htmlScript = true;
+  const Decision marked = decide({}, {}, Direction::Inbound, f);
+  EXPECT_EQ(marked.kind, Kind::RemoveParts);
+  EXPECT_EQ(marked.status, "removed: Eicar-Signature; suspicious: Heuristics.HTML.Script");
+  ActionConfig strip;
+  strip.htmlScript = HtmlScriptAction::Strip;
+  const Decision both = decide(strip, {}, Direction::Inbound, f);
+  EXPECT_EQ(both.kind, Kind::RemoveParts);
+  EXPECT_TRUE(both.stripHtml);
+  EXPECT_EQ(both.remove.size(), 1u);
+  EXPECT_EQ(both.status, "removed: Eicar-Signature; stripped: Heuristics.HTML.Script");
+  ActionConfig reject;
+  reject.htmlScript = HtmlScriptAction::Reject;
+  const Decision refused = decide(reject, {}, Direction::Inbound, f);
+  EXPECT_EQ(refused.kind, Kind::Reject);
+  EXPECT_TRUE(refused.remove.empty());
+  EXPECT_EQ(refused.reply.str(), "554 5.7.1 Virus found: Eicar-Signature, Heuristics.HTML.Script");
+  EXPECT_TRUE(refused.infected);
+  // Stripping that cannot be done refuses with the HTML reply.
+  Decision unstrippable = both;
+  refuseUnstrippable(unstrippable, {});
+  EXPECT_EQ(unstrippable.kind, Kind::Reject);
+  EXPECT_FALSE(unstrippable.stripHtml);
+  EXPECT_TRUE(unstrippable.remove.empty());
+  EXPECT_EQ(unstrippable.status, "removed: Eicar-Signature; suspicious: Heuristics.HTML.Script");
 }
 
 TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
