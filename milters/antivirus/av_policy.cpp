@@ -359,9 +359,15 @@ void forEachAttribute(const std::string& s, F f) {
     }
     if (!endTag && tag == "plaintext") return;
     if (!endTag && textElement(tag)) {
-      const std::size_t close = s.find("</" + std::string(tag), j);
-      if (close == std::string::npos) return;
-      j = close;
+      // Its end tag: "</style" and then white space, '/' or '>' ("</styles>" is text).
+      const std::string close = "</" + std::string(tag);
+      std::size_t c = s.find(close, j);
+      for (; c != std::string::npos; c = s.find(close, c + close.size())) {
+        const std::size_t after = c + close.size();
+        if (after >= n || htmlSpace(s[after]) || s[after] == '/' || s[after] == '>') break;
+      }
+      if (c == std::string::npos) return;
+      j = c;
     }
     i = j;
   }

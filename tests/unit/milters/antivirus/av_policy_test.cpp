@@ -299,6 +299,7 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<a <img onerror=go()>",                          // "<img" is an attribute name of <a>
       "<style><x y='</style><a title=\">\" onclick=x>",  // <style> holds text, not tags
       "<textarea><b title='</textarea><a title=\">\" onclick=x>",
+      "<style></styles><x y='</style><a title=\">\" onclick=x>",  // "</styles" ends nothing
       // Script URLs, as the browser reads the value: references decoded,
       // TAB/LF/CR dropped, leading blanks and controls skipped, any case.
       "<a href=\"javascript:alert(1)\">x</a>",
