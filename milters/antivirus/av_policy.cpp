@@ -274,11 +274,24 @@ bool scriptUrl(std::string_view v) {
 }
 
 bool urlAttribute(std::string_view name) {
+  // The last four: SVG <animate>/<set> give an href its value from them.
   for (const std::string_view u : {"href", "src", "action", "formaction", "data", "background", "lowsrc", "dynsrc",
-                                   "poster", "codebase", "xlink:href"}) {
+                                   "poster", "codebase", "xlink:href", "values", "to", "from", "by"}) {
     if (name == u) return true;
   }
   return false;
+}
+
+// A URL attribute holding a script URL; "values" is a ';'-separated list.
+bool scriptUrlAttribute(std::string_view name, std::string_view value) {
+  if (!urlAttribute(name)) return false;
+  if (name != "values") return scriptUrl(value);
+  for (;;) {
+    const std::size_t semi = value.find(';');
+    if (scriptUrl(value.substr(0, semi))) return true;
+    if (semi == std::string_view::npos) return false;
+    value.remove_prefix(semi + 1);
+  }
 }
 
 // Elements whose content a browser reads as text up to their end tag.
@@ -428,7 +441,7 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
     // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
     const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on") &&
                          std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    if (handler || (a.hasValue && urlAttribute(a.name) && scriptUrl(a.value))) stop = add(a.span);
+    if (handler || (a.hasValue && scriptUrlAttribute(a.name, a.value))) stop = add(a.span);
     return stop;
   });
   return out;

@@ -124,8 +124,8 @@ class HtmlTypeSniffer {
 
 // HTML that invokes script or plug-ins: <script, <object ... classid,
 // <embed, <applet, on*= event handlers, javascript: and vbscript: URLs in
-// href, src, action and the like (character references decoded as a
-// browser does). Attributes are read as an HTML5 tokenizer splits them.
+// href, src, action and the like, SVG animation values included
+// (character references decoded as a browser does). Attributes are read as an HTML5 tokenizer splits them.
 // `html` is text as the reader sees it: decode its charset first.
 // Case-insensitive, bounded scan, linear.
 bool hasActiveHtml(std::string_view html);

@@ -313,6 +313,8 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<iframe src=vbscript:msgbox(1)>",
       "<form action='javascript:go()'><button>go</button></form>",
       "<svg><a xlink:href=\"javascript:go()\"><text>x</text></a></svg>",
+      "<svg><a><animate attributeName=href values=\"x;javascript:go()\"/><text>x</text></a></svg>",
+      "<svg><a><set attributeName=href to=\"javascript:go()\"/><text>x</text></a></svg>",
   };
   for (const char* html : active) {
     EXPECT_TRUE(hasActiveHtml(html)) << html;
