@@ -728,23 +728,26 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       } else {
         refuseUnstrippable(d, cfg.replies);
       }
-    } else if (const ScanResult again =
-                   removing ? scanSpool(*pool_, *m.spool, res.body, m.headerBytes) : ScanResult{};
-               removing && isThreat(again, cfg.actions.limitsExceeded)) {
-      // What is left is scanned again: the parts found are not always all
-      // of what the whole message was found for (a signature may match a
-      // part's header lines, which no part's content holds).
-      log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
-                                            ") with the infected parts removed; refusing the message instead");
-      refuseWhole(d, cfg.actions, cfg.replies, again.name);
-    } else if (removing && again.status == ScanResult::Status::Error &&
-               cfg.actions.scanFailure == FailureAction::Tempfail) {
-      return Verdict::refuse(cfg.replies.failure);
     } else {
-      for (const auto& [name, value] : res.topLevelHeaders) {
-        if (!mta.changeHeader(name, 1, value)) return Verdict::fault("the MTA refused to change " + name);
+      if (removing) {
+        // What is left is scanned again: the parts found are not always all
+        // of what the whole message was found for (a signature may match a
+        // part's header lines, which no part's content holds).
+        const ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
+        if (isThreat(again, cfg.actions.limitsExceeded)) {
+          log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
+                                                ") with the infected parts removed; refusing the message instead");
+          refuseWhole(d, cfg.actions, cfg.replies, again.name);
+        } else if (again.status == ScanResult::Status::Error && cfg.actions.scanFailure == FailureAction::Tempfail) {
+          return Verdict::refuse(cfg.replies.failure);
+        }
       }
-      if (!mta.replaceBody(std::as_bytes(std::span(res.body)))) return Verdict::fault("the MTA refused the new body");
+      if (d.kind == Decision::Kind::RemoveParts || d.stripHtml) {  // still to be delivered as rewritten
+        for (const auto& [name, value] : res.topLevelHeaders) {
+          if (!mta.changeHeader(name, 1, value)) return Verdict::fault("the MTA refused to change " + name);
+        }
+        if (!mta.replaceBody(std::as_bytes(std::span(res.body)))) return Verdict::fault("the MTA refused the new body");
+      }
     }
   }
 

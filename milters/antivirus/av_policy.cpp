@@ -27,15 +27,23 @@ policy::Reply withName(policy::Reply r, const std::string& name) {
   return r;
 }
 
+// `d` made a refusal (or a discard) of the whole message for what it names.
+void refuseInfected(Decision& d, const Replies& replies, InfectedAction act) {
+  d.infected = true;
+  d.remove.clear();
+  d.stripHtml = false;
+  d.kind = act == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
+  d.reply = withName(replies.virus, d.virus);
+  d.status = "infected: " + d.virus;
+}
+
 Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f,
                 std::string names) {
   Decision d;
   d.infected = true;
   d.virus = names;
   const auto reject = [&](InfectedAction act) {
-    d.kind = act == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
-    d.reply = withName(replies.virus, names);
-    d.status = "infected: " + names;
+    refuseInfected(d, replies, act);
     return d;
   };
   if (dir != policy::Direction::Inbound) return reject(a.outboundInfected);
@@ -87,12 +95,7 @@ void refuseUnstrippable(Decision& d, const Replies& replies) {
 
 void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover) {
   addName(d.virus, leftover);
-  d.infected = true;
-  d.remove.clear();
-  d.stripHtml = false;
-  d.kind = a.inboundBody == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
-  d.reply = withName(replies.virus, d.virus);
-  d.status = "infected: " + d.virus;
+  refuseInfected(d, replies, a.inboundBody);
 }
 
 bool isThreat(const ScanResult& r, LimitsAction limits) {
@@ -127,11 +130,7 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
     // to the rest as to any mail.
     if (d.kind == Decision::Kind::RemoveParts && f.htmlScript) {
       applyHtmlAction(d, a, replies);
-      if (d.kind == Decision::Kind::Reject) {
-        d.remove.clear();
-        d.reply = withName(replies.virus, d.virus);
-        d.status = "infected: " + d.virus;
-      }
+      if (d.kind == Decision::Kind::Reject) refuseInfected(d, replies, InfectedAction::Reject);
     }
     return d;
   }
