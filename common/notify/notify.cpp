@@ -345,22 +345,19 @@ std::size_t readCallback(char* buffer, std::size_t size, std::size_t nitems, voi
   return n;
 }
 
-bool submitSmtp(const SubmitSettings& s, const std::string& sender, const std::vector<std::string>& rcpts,
-                const std::string& message, std::string* error) {
-  if (!util::istartsWith(s.smtpUrl, "smtp://") && !util::istartsWith(s.smtpUrl, "smtps://")) {
-    setError(error, "smtp: URL must start with smtp:// or smtps://: " + util::sanitize(s.smtpUrl));
-    return false;
-  }
+bool curlReady(std::string* error) {
   std::call_once(curlInitOnce, [] { curlInitResult = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (curlInitResult != CURLE_OK) {
     setError(error, std::string("smtp: curl_global_init: ") + curl_easy_strerror(curlInitResult));
     return false;
   }
-  CurlPtr curl(curl_easy_init(), &curl_easy_cleanup);
-  if (!curl) {
-    setError(error, "smtp: curl_easy_init failed");
-    return false;
-  }
+  return true;
+}
+
+// One message over `h`, which may hold an open session from the message
+// before (libcurl reuses it for the same URL, or connects anew).
+bool submitSmtp(CURL* h, const SubmitSettings& s, const std::string& sender, const std::vector<std::string>& rcpts,
+                const std::string& message, std::string* error) {
   SlistPtr rcptList(nullptr, &curl_slist_free_all);
   for (const auto& r : rcpts) {
     curl_slist* next = curl_slist_append(rcptList.get(), ("<" + r + ">").c_str());
@@ -375,13 +372,16 @@ bool submitSmtp(const SubmitSettings& s, const std::string& sender, const std::v
   char errbuf[CURL_ERROR_SIZE] = {};
   // A timeout of 0 would mean "none" to libcurl.
   const long timeoutMs = static_cast<long>(std::max<std::chrono::milliseconds::rep>(s.timeout.count(), 1));
-  CURL* h = curl.get();
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_URL, s.smtpUrl.c_str());
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // threads of a milter: no SIGALRM for DNS timeouts
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeoutMs);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeoutMs);
+  // Bounds each reply, and so the QUIT at the end of the session, which
+  // CURLOPT_TIMEOUT_MS does not cover (libcurl's default: 120 s). Seconds:
+  // CURLOPT_SERVER_RESPONSE_TIMEOUT_MS is newer than Debian 12's libcurl.
+  curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, std::max(1L, (timeoutMs + 999) / 1000));
   // "<>" is sent as MAIL FROM:<> (the null sender).
   const std::string mailFrom = "<" + sender + ">";
   curl_easy_setopt(h, CURLOPT_MAIL_FROM, mailFrom.c_str());
@@ -391,6 +391,11 @@ bool submitSmtp(const SubmitSettings& s, const std::string& sender, const std::v
   curl_easy_setopt(h, CURLOPT_READDATA, &upload);
   curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
   const CURLcode rc = curl_easy_perform(h);
+  // Nothing of this call's may outlive it in the handle (the QUIT at the end
+  // of the session runs without them).
+  curl_easy_setopt(h, CURLOPT_MAIL_RCPT, static_cast<curl_slist*>(nullptr));
+  curl_easy_setopt(h, CURLOPT_READDATA, static_cast<void*>(nullptr));
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));
   if (rc != CURLE_OK) {
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
@@ -709,8 +714,16 @@ std::optional<Message> buildMessage(const Mail& m, std::string_view messageIdDom
   return msg;
 }
 
-bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo, const std::string& message,
-            std::string* error) {
+struct Submitter::Connection {
+  CurlPtr curl{nullptr, &curl_easy_cleanup};
+};
+
+Submitter::Submitter(SubmitSettings s) : settings_(std::move(s)) {}
+
+Submitter::~Submitter() = default;  // curl_easy_cleanup sends QUIT on an open session
+
+bool Submitter::submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error) {
+  const SubmitSettings& s = settings_;
   const auto rcpts = cleanRecipients(envelopeTo, error);
   if (!rcpts) return false;
   std::string sender;
@@ -722,10 +735,31 @@ bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo,
     }
     sender = *a;
   }
-  if (s.method == "smtp") return submitSmtp(s, sender, *rcpts, message, error);
   if (s.method == "sendmail") return submitSendmail(s, sender, *rcpts, message, error);
-  setError(error, "unknown submit method \"" + util::sanitize(s.method) + "\" (smtp, sendmail)");
-  return false;
+  if (s.method != "smtp") {
+    setError(error, "unknown submit method \"" + util::sanitize(s.method) + "\" (smtp, sendmail)");
+    return false;
+  }
+  if (!util::istartsWith(s.smtpUrl, "smtp://") && !util::istartsWith(s.smtpUrl, "smtps://")) {
+    setError(error, "smtp: URL must start with smtp:// or smtps://: " + util::sanitize(s.smtpUrl));
+    return false;
+  }
+  if (!smtp_) {
+    if (!curlReady(error)) return false;
+    auto c = std::make_unique<Connection>();
+    c->curl.reset(curl_easy_init());
+    if (!c->curl) {
+      setError(error, "smtp: curl_easy_init failed");
+      return false;
+    }
+    smtp_ = std::move(c);
+  }
+  return submitSmtp(smtp_->curl.get(), s, sender, *rcpts, message, error);
+}
+
+bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo, const std::string& message,
+            std::string* error) {
+  return Submitter(s).submit(envelopeTo, message, error);
 }
 
 }  // namespace sekimori::notify

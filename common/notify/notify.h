@@ -10,7 +10,8 @@
 //     base64 (76-character lines), an ASCII one as 7bit; CRLF line ends;
 //     "Auto-Submitted: auto-generated" (RFC 3834) unless the caller sets it;
 //   - submission: SMTP through libcurl or the sendmail(1) command, always
-//     bounded by a timeout.
+//     bounded by a timeout; a series of mails (one per addressee) over one
+//     SMTP connection with Submitter.
 //
 // Security: every value that reaches a header is checked — addresses with
 // CR/LF, controls, spaces, '<', '>' or ',' are refused (UTF-8 ones, valid
@@ -41,6 +42,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -115,5 +117,29 @@ struct SubmitSettings {
 // is killed with its process group).
 bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo, const std::string& message,
             std::string* error = nullptr);
+
+// Submits several messages one after the other, as submit() does each, but
+// over one SMTP connection: libcurl keeps it open between them (a new
+// MAIL FROM on the same session) and opens a new one when the server has
+// closed it or a transaction failed. Ends the session (QUIT) when destroyed.
+// The sendmail method runs one process per message, as submit() does. One
+// thread at a time; `timeout` bounds each message, not the series.
+//
+//   notify::Submitter out(settings);
+//   for (const auto& [to, msg] : notices) ok = out.submit({to}, msg.data, &err);
+class Submitter {
+ public:
+  explicit Submitter(SubmitSettings s);
+  ~Submitter();
+  Submitter(const Submitter&) = delete;
+  Submitter& operator=(const Submitter&) = delete;
+
+  bool submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error = nullptr);
+
+ private:
+  struct Connection;
+  SubmitSettings settings_;
+  std::unique_ptr<Connection> smtp_;  // the libcurl handle that holds the open session
+};
 
 }  // namespace sekimori::notify

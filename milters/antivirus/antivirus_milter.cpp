@@ -324,7 +324,7 @@ std::string readFile(const std::string& path) {
 // addressee gets a mail of their own: a recipient's names that recipient
 // alone (the others may have been Bcc), the sender's and the admin's name
 // every recipient; and one addressee's failure (a relay refusing a UTF-8
-// address, say) costs no other one theirs.
+// address, say) costs no other one theirs. They share one SMTP session.
 void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const Decision& d,
                   const std::string& subject) {
   const NotifyConfig& n = cfg.notify;
@@ -384,6 +384,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   ss.smtpUrl = n.smtpUrl;
   ss.sendmailPath = n.sendmailPath;
   ss.timeout = n.timeout;
+  notify::Submitter out(std::move(ss));  // one SMTP session for all of them
   for (const auto& notice : notices) {
     values["recipients"] = notice.recipients;
     notify::Mail mail;
@@ -393,7 +394,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     mail.body = notify::expand(tpl->body, values);
     mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
     const auto msg = notify::buildMessage(mail, domain, &why);
-    const bool sent = msg && notify::submit(ss, mail.to, msg->data, &why);
+    const bool sent = msg && out.submit(mail.to, msg->data, &why);
     log::Line line(s.queueId());
     line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
     if (msg) line.kv("message_id", msg->messageId);

@@ -629,41 +629,65 @@ TEST(NotifySubmit, SmtpDotLinesAndExplicitEnvelopeSender) {
   EXPECT_NE(dumps[0].find("\n\nfirst\n.\n..two dots\nlast\n"), std::string::npos) << dumps[0];
 }
 
-// One SMTP session by script on a loopback port: greets, offers `ehlo`
-// extensions, accepts everything and keeps each command line it got.
+// SMTP sessions by script on a loopback port, one after the other: greets,
+// offers `ehlo` extensions, accepts everything but the `refused` recipients
+// (550), answers QUIT unless told not to, and keeps each command line it got.
 class ScriptedSmtpServer {
  public:
-  explicit ScriptedSmtpServer(std::vector<std::string> extensions) : extensions_(std::move(extensions)) {
+  struct Script {
+    std::vector<std::string> extensions;
+    std::vector<std::string> refused;  // "RCPT TO:<...>" lines answered 550
+    bool answerQuit = true;
+  };
+  explicit ScriptedSmtpServer(std::vector<std::string> extensions)
+      : ScriptedSmtpServer(Script{.extensions = std::move(extensions), .refused = {}}) {}
+  explicit ScriptedSmtpServer(Script script) : script_(std::move(script)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 1) != 0) {
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0) {
       throw std::runtime_error("ScriptedSmtpServer: bind/listen");
     }
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        sessions_.emplace_back();
+        serve(c, sessions_.back());
+        ::close(c);
+      }
+    });
   }
   ScriptedSmtpServer(const ScriptedSmtpServer&) = delete;
   ScriptedSmtpServer& operator=(const ScriptedSmtpServer&) = delete;
   ~ScriptedSmtpServer() {
-    ::shutdown(fd_, SHUT_RDWR);  // wakes an accept() still waiting
-    if (thread_.joinable()) thread_.join();
+    stop();
     ::close(fd_);
   }
   std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
-  // The command lines, once the session has ended.
+  // The command lines of each session, once the client is done with them.
+  std::vector<std::vector<std::string>> sessions() {
+    stop();
+    return sessions_;
+  }
+  // The command lines of all sessions.
   std::vector<std::string> commands() {
-    if (thread_.joinable()) thread_.join();
-    return commands_;
+    std::vector<std::string> all;
+    for (const auto& s : sessions()) all.insert(all.end(), s.begin(), s.end());
+    return all;
   }
 
  private:
-  void serve() {
-    const int c = ::accept(fd_, nullptr, nullptr);
-    if (c < 0) return;
+  void stop() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes an accept() still waiting
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void serve(int c, std::vector<std::string>& commands) const {
     timeval tv{5, 0};
     ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const auto say = [c](const std::string& s) { (void)!::send(c, s.data(), s.size(), MSG_NOSIGNAL); };
@@ -675,7 +699,7 @@ class ScriptedSmtpServer {
       if (eol == std::string::npos) {
         char chunk[4096];
         const ssize_t n = ::recv(c, chunk, sizeof chunk, 0);
-        if (n <= 0) break;
+        if (n <= 0) return;
         buf.append(chunk, static_cast<std::size_t>(n));
         continue;
       }
@@ -688,31 +712,91 @@ class ScriptedSmtpServer {
         }
         continue;
       }
-      commands_.push_back(line);
+      commands.push_back(line);
       const std::string verb = util::toLowerAscii(line.substr(0, 4));
       if (verb == "ehlo") {
         std::string reply = "250-scripted\r\n";
-        for (const auto& e : extensions_) reply += "250-" + e + "\r\n";
+        for (const auto& e : script_.extensions) reply += "250-" + e + "\r\n";
         say(reply + "250 ENHANCEDSTATUSCODES\r\n");
       } else if (verb == "data") {
         inData = true;
         say("354 go ahead\r\n");
       } else if (verb == "quit") {
+        if (!script_.answerQuit) continue;  // silent until the client gives up
         say("221 2.0.0 bye\r\n");
-        break;
+        return;
+      } else if (std::find(script_.refused.begin(), script_.refused.end(), line) != script_.refused.end()) {
+        say("550 5.1.1 no such user\r\n");
       } else {
         say("250 2.0.0 ok\r\n");
       }
     }
-    ::close(c);
   }
 
-  std::vector<std::string> extensions_;
+  Script script_;
   int fd_ = -1;
   int port_ = 0;
   std::thread thread_;
-  std::vector<std::string> commands_;
+  std::vector<std::vector<std::string>> sessions_;
 };
+
+std::size_t countPrefix(const std::vector<std::string>& lines, std::string_view prefix) {
+  return static_cast<std::size_t>(
+      std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.compare(0, prefix.size(), prefix) == 0; }));
+}
+
+TEST(NotifySubmitter, SeriesOfMailsShareOneSession) {
+  ScriptedSmtpServer server({"8BITMIME"});
+  {
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    Submitter out(s);
+    std::string error;
+    for (const char* to : {"a@example.jp", "b@example.jp", "山田@example.jp"}) {
+      ASSERT_TRUE(out.submit({to}, builtMessage("x", "y"), &error)) << to << ": " << error;
+    }
+  }
+  const auto sessions = server.sessions();
+  ASSERT_EQ(sessions.size(), 1u) << ::testing::PrintToString(sessions);
+  const auto& cmds = sessions[0];
+  EXPECT_EQ(countPrefix(cmds, "EHLO"), 1u) << ::testing::PrintToString(cmds);
+  EXPECT_EQ(countPrefix(cmds, "MAIL FROM:<>"), 3u) << ::testing::PrintToString(cmds);
+  EXPECT_EQ(countPrefix(cmds, "DATA"), 3u) << ::testing::PrintToString(cmds);
+  EXPECT_EQ(cmds.back(), "QUIT") << ::testing::PrintToString(cmds);
+}
+
+TEST(NotifySubmitter, RefusedRecipientCostsOnlyItsOwnMail) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {"RCPT TO:<gone@example.jp>"}});
+  {
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    Submitter out(s);
+    std::string error;
+    ASSERT_TRUE(out.submit({"a@example.jp"}, builtMessage("x", "y"), &error)) << error;
+    EXPECT_FALSE(out.submit({"gone@example.jp"}, builtMessage("x", "y"), &error));
+    EXPECT_NE(error.find("550"), std::string::npos) << error;
+    error.clear();
+    EXPECT_TRUE(out.submit({"b@example.jp"}, builtMessage("x", "y"), &error)) << error;
+  }
+  const auto cmds = server.commands();
+  EXPECT_EQ(countPrefix(cmds, "DATA"), 2u) << ::testing::PrintToString(cmds);
+  EXPECT_EQ(countPrefix(cmds, "RCPT TO:<b@example.jp>"), 1u) << ::testing::PrintToString(cmds);
+}
+
+TEST(NotifySubmitter, ServerSilentAfterQuitDoesNotHoldTheCaller) {
+  // libcurl waits for the reply to QUIT up to its own response timeout
+  // (120 s unless set): the submission timeout must bound it too.
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .answerQuit = false});
+  SubmitSettings s;
+  s.smtpUrl = server.url();
+  s.timeout = 1000ms;
+  const auto start = std::chrono::steady_clock::now();
+  std::string error;
+  EXPECT_TRUE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error)) << error;
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 3s);  // the scripted server itself gives up after 5 s
+  EXPECT_EQ(server.commands().back(), "QUIT");
+}
 
 TEST(NotifySubmit, SmtpUtf8AddressesUseTheExtensionWhenOffered) {
   Mail m = sampleMail();
