@@ -244,7 +244,9 @@ std::optional<char> charRef(std::string_view v, std::size_t* used) {
     return code < 0x80 ? static_cast<char>(code) : static_cast<char>(0x80);
   }
   using Named = std::pair<std::string_view, char>;
-  for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'}}) {
+  for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'},
+                                Named{"&lt;", '<'}, Named{"&gt;", '>'}, Named{"&quot;", '"'}, Named{"&apos;", '\''},
+                                Named{"&amp;", '&'}}) {
     if (v.starts_with(name)) {
       *used = name.size();
       return c;
@@ -291,6 +293,51 @@ bool scriptUrlAttribute(std::string_view name, std::string_view value) {
     if (semi == std::string_view::npos) return false;
     value.remove_prefix(semi + 1);
   }
+}
+
+// A <meta http-equiv=refresh> content value that sends the page to a script
+// URL: "0;url=javascript:...", "5, URL = 'vbscript:...'", "0; javascript:..."
+// (a delay, ';' or ',', then the URL with or without "url=").
+bool refreshToScriptUrl(std::string_view content) {
+  std::size_t i = 0;
+  while (i < content.size() && htmlSpace(content[i])) ++i;
+  const std::size_t digits = i;
+  while (i < content.size() && ((content[i] >= '0' && content[i] <= '9') || content[i] == '.')) ++i;
+  if (i == digits) return false;
+  const std::size_t sep = content.find_first_of(";,", i);
+  if (sep == std::string_view::npos) return false;
+  std::string_view url = content.substr(sep + 1);
+  const auto skipSpace = [&url] {
+    while (!url.empty() && htmlSpace(url.front())) url.remove_prefix(1);
+  };
+  skipSpace();
+  if (url.starts_with("url")) {
+    std::string_view rest = url.substr(3);
+    while (!rest.empty() && htmlSpace(rest.front())) rest.remove_prefix(1);
+    if (rest.starts_with("=")) {
+      url = rest.substr(1);
+      skipSpace();
+    }
+  }
+  if (url.starts_with("'") || url.starts_with("\"")) url.remove_prefix(1);
+  return scriptUrl(url);
+}
+
+// `v` with its character references decoded as charRef() reads them (the
+// HTML of an <iframe srcdoc> value).
+std::string decodeCharRefs(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t used = 1;
+    char c = v[i];
+    if (c == '&') {
+      if (const auto r = charRef(v.substr(i), &used)) c = *r;
+    }
+    out += c;
+    i += used;
+  }
+  return out;
 }
 
 // Elements whose content a browser reads as text up to their end tag.
@@ -385,8 +432,13 @@ void forEachAttribute(const std::string& s, F f) {
   }
 }
 
+// How deep <iframe srcdoc> documents inside srcdoc documents are read;
+// each level needs its own layer of escaping ("&amp;lt;script").
+constexpr int kMaxSrcdocDepth = 4;
+
 // The active content of lowercased `s`: every span, or the first one.
-std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
+// `depth`: how many srcdoc values `s` is inside.
+std::vector<Span> activeSpans(const std::string& s, bool firstOnly, int depth = 0) {
   std::vector<Span> out;
   const auto add = [&](Span sp) {
     out.push_back(sp);
@@ -440,7 +492,13 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly) {
     // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
     const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on") &&
                          std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    if (handler || (a.hasValue && scriptUrlAttribute(a.name, a.value))) stop = add(a.span);
+    const bool active =
+        handler || (a.hasValue && scriptUrlAttribute(a.name, a.value)) ||
+        (a.hasValue && a.name == "content" && refreshToScriptUrl(a.value)) ||
+        // The value is a document of its own (HTML-escaped) that the frame shows.
+        (a.hasValue && a.name == "srcdoc" && depth < kMaxSrcdocDepth &&
+         !activeSpans(decodeCharRefs(a.value), true, depth + 1).empty());
+    if (active) stop = add(a.span);
     return stop;
   });
   return out;

@@ -124,16 +124,18 @@ class HtmlTypeSniffer {
 
 // HTML that invokes script or plug-ins: <script, <object ... classid,
 // <embed, <applet, on*= event handlers, javascript: and vbscript: URLs in
-// href, src, action and the like, SVG animation values included
-// (character references decoded as a browser does). Attributes are read as an HTML5 tokenizer splits them.
+// href, src, action and the like, SVG animation values included, and in a
+// <meta http-equiv=refresh> content (character references decoded as a
+// browser does); an <iframe srcdoc> document that holds any of these.
+// Attributes are read as an HTML5 tokenizer splits them.
 // `html` is text as the reader sees it: decode its charset first.
 // Case-insensitive, bounded scan, linear.
 bool hasActiveHtml(std::string_view html);
 
 // `html` without what hasActiveHtml() finds: <script> and <applet>
 // elements with their content (to the end of the text when unclosed),
-// <embed> tags, <object classid> elements, on*= and script-URL attributes
-// with their values. Everything else is kept byte for byte. Repeated while removing
+// <embed> tags, <object classid> elements, on*=, script-URL, refresh and
+// srcdoc attributes with their values. Everything else is kept byte for byte. Repeated while removing
 // one thing joins the pieces into another ("<scr<script></script>ipt>");
 // nullopt if active content is still found after that (the caller must
 // not deliver it as stripped).

@@ -393,6 +393,9 @@ class AntivirusE2E(unittest.TestCase):
         for label, html in {
             "javascript: link, TAB as a reference": b"<a href=\"jav&#x09;ascript:steal()\">open</a>\r\n",
             "handler after a quoted '>'": b"<a title=\">\" onclick=\"steal()\">open</a>\r\n",
+            "refresh to a script URL": b"<meta http-equiv=refresh content=\"0;url=javascript:steal()\">\r\n",
+            "escaped script in a srcdoc frame":
+                b"<iframe srcdoc=\"&lt;script&gt;steal()&lt;/script&gt;\"></iframe>\r\n",
         }.items():
             with self.subTest(label):
                 self.assertDeliveredMarkedHtmlScript(["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"],

@@ -263,7 +263,8 @@ TEST(AvHtml, StripStaysLinearOnHostileInput) {
   EXPECT_TRUE(got->empty());
   EXPECT_LT(ms, 2000) << "8 MB of hostile HTML took " << ms << " ms";
   // Tags, comments and text elements that never end, links with long references.
-  for (const char* unit : {"<a href=\"&#000000", "<a b='", "<!--", "<textarea>", "<x y=1 z=2 ", "<a href=jav&colon;"}) {
+  for (const char* unit : {"<a href=\"&#000000", "<a b='", "<!--", "<textarea>", "<x y=1 z=2 ", "<a href=jav&colon;",
+                           "<iframe srcdoc='", "<i srcdoc=&lt;i srcdoc=&amp;lt;", "<m content=\"0;url="}) {
     std::string html;
     while (html.size() < (4u << 20)) html += unit;
     const auto t1 = std::chrono::steady_clock::now();
@@ -315,6 +316,14 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<svg><a xlink:href=\"javascript:go()\"><text>x</text></a></svg>",
       "<svg><a><animate attributeName=href values=\"x;javascript:go()\"/><text>x</text></a></svg>",
       "<svg><a><set attributeName=href to=\"javascript:go()\"/><text>x</text></a></svg>",
+      // A refresh to a script URL, with or without "url=", quoted or not.
+      "<meta http-equiv=\"refresh\" content=\"0;url=javascript:go()\">",
+      "<META HTTP-EQUIV=Refresh CONTENT=\"5 , URL = 'vbscript:go()'\">",
+      "<meta http-equiv=refresh content=\"0; jav&#x09;ascript:go()\">",
+      // A frame's srcdoc document holds active content, escaped once or twice.
+      "<iframe srcdoc=\"&lt;script&gt;go()&lt;/script&gt;\"></iframe>",
+      "<iframe srcdoc=\"<p onclick=go()>x</p>\"></iframe>",
+      "<iframe srcdoc='&lt;iframe srcdoc=&quot;&amp;lt;img src=x onerror=go()&amp;gt;&quot;&gt;'></iframe>",
   };
   for (const char* html : active) {
     EXPECT_TRUE(hasActiveHtml(html)) << html;
@@ -329,6 +338,9 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<p>a > b, onclick = no tag</p>",
       "<!-- <a title=\" --><p>onion=3</p>",
       "<td one-time=\"1\" only=yes>x</td>",
+      "<meta http-equiv=refresh content=\"30;url=https://example.jp/javascript:x\">",
+      "<meta name=description content=\"javascript: a guide\">",
+      "<iframe srcdoc=\"&lt;p&gt;safe &amp;amp; sound&lt;/p&gt;\"></iframe>",
   };
   for (const char* html : inert) EXPECT_FALSE(hasActiveHtml(html)) << html;
   // A stripped script URL leaves the link text.
