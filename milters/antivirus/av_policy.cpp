@@ -218,8 +218,9 @@ std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
 }
 
 // The character of the reference at the start of `v` ("&#106;", "&#x6a",
-// "&colon;"; `v` lowercased), its length in *used; nullopt when it is none
-// of those. Code points past ASCII come back as 0x80, which matches nothing.
+// "&colon;"; `v` lowercased), lowercased as well, its length in *used;
+// nullopt when it is none of those. Code points past ASCII come back as
+// 0x80, which matches nothing.
 std::optional<char> charRef(std::string_view v, std::size_t* used) {
   if (v.size() >= 3 && v[1] == '#') {
     const bool hex = v[2] == 'x';
@@ -241,7 +242,9 @@ std::optional<char> charRef(std::string_view v, std::size_t* used) {
     if (i == digits) return std::nullopt;
     if (i < v.size() && v[i] == ';') ++i;  // optional for numeric references
     *used = i;
-    return code < 0x80 ? static_cast<char>(code) : static_cast<char>(0x80);
+    if (code >= 0x80) return static_cast<char>(0x80);
+    // Lowercased, as the text around it: "&#74;" is 'J', read as 'j'.
+    return static_cast<char>(std::tolower(static_cast<int>(code)));
   }
   using Named = std::pair<std::string_view, char>;
   for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'},

@@ -309,6 +309,7 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<a href=\"jav&Tab;ascript:go()\">x</a>",
       "<a href=\"&#106;avascript:go()\">x</a>",
       "<a href=\"&#0000106avascript:go()\">x</a>",
+      "<a href=\"&#74;ava&#X53;cript:go()\">x</a>",  // 'J' and 'S' as references
       "<a href=\"javascript&colon;go()\">x</a>",
       "<a href=\"java\nscript:go()\">x</a>",
       "<iframe src=vbscript:msgbox(1)>",
@@ -323,6 +324,7 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       // A frame's srcdoc document holds active content, escaped once or twice.
       "<iframe srcdoc=\"&lt;script&gt;go()&lt;/script&gt;\"></iframe>",
       "<iframe srcdoc=\"<p onclick=go()>x</p>\"></iframe>",
+      "<iframe srcdoc=\"&lt;&#83;cript&gt;go()&lt;/script&gt;\"></iframe>",
       "<iframe srcdoc='&lt;iframe srcdoc=&quot;&amp;lt;img src=x onerror=go()&amp;gt;&quot;&gt;'></iframe>",
   };
   for (const char* html : active) {
