@@ -142,7 +142,8 @@ const Option<std::string> kNotifyTemplates{"notify.template_dir", "",
 const Option<std::string> kNotifyLanguage{"notify.language", "ja", "Template language: ja or en.", Scope::Global,
                                           {"ja", "en"}};
 const Option<Duration> kNotifyTimeout{"notify.timeout", Duration{std::chrono::seconds(10)},
-                                      "Time to submit one warning mail."};
+                                      "Time to submit one warning mail; also the longest wait for any one SMTP reply "
+                                      "(in whole seconds), the QUIT that ends the session included."};
 
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
