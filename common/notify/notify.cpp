@@ -268,8 +268,18 @@ std::string newMessageId(std::string_view domain) {
     return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
   }();
   static std::atomic<std::uint64_t> counter{0};
-  return "<" + base36(processRandom) + "." + base36(static_cast<std::uint64_t>(getpid())) + "." +
-         base36(counter.fetch_add(1) + 1) + "@" + std::string(domain) + ">";
+  // Appended piece by piece: GCC 12's -Wrestrict misfires on "<" + string
+  // in optimised builds (GCC bug 105651).
+  std::string id = "<";
+  for (const std::uint64_t part : {processRandom, static_cast<std::uint64_t>(getpid())}) {
+    id += base36(part);
+    id += '.';
+  }
+  id += base36(counter.fetch_add(1) + 1);
+  id += '@';
+  id += domain;
+  id += '>';
+  return id;
 }
 
 // ---- body -----------------------------------------------------------------------
