@@ -741,8 +741,8 @@ class ScriptedSmtpServer {
 };
 
 std::size_t countPrefix(const std::vector<std::string>& lines, std::string_view prefix) {
-  return static_cast<std::size_t>(
-      std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.compare(0, prefix.size(), prefix) == 0; }));
+  return static_cast<std::size_t>(std::count_if(
+      lines.begin(), lines.end(), [&](const std::string& l) { return l.compare(0, prefix.size(), prefix) == 0; }));
 }
 
 TEST(NotifySubmitter, SeriesOfMailsShareOneSession) {
