@@ -156,19 +156,20 @@ std::string sanitizeText(std::string_view s, std::size_t max) {
   out.reserve(s.size() < max ? s.size() : max);
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    const std::size_t n = c >= 0x80 ? utf8Length(s, i) : 1;
-    const bool keep = c >= 0x80 ? n > 0 && readableCharacter(s.substr(i, n)) : c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-    const std::size_t width = keep ? (n == 0 ? 1 : n) : (n == 0 ? 1 : n) * 4;
-    if (out.size() + width > max) {
+    const std::size_t valid = c >= 0x80 ? utf8Length(s, i) : 1;  // 0: an invalid byte
+    const std::size_t n = valid == 0 ? 1 : valid;                 // bytes taken together
+    const bool keep = c >= 0x80 ? valid > 0 && readableCharacter(s.substr(i, n))
+                                : c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    if (out.size() + (keep ? n : 4 * n) > max) {
       out += "...";
       break;
     }
     if (keep) {
       out.append(s.substr(i, n));
     } else {
-      for (std::size_t k = 0; k < (n == 0 ? 1 : n); ++k) appendHex(out, static_cast<unsigned char>(s[i + k]));
+      for (std::size_t k = 0; k < n; ++k) appendHex(out, static_cast<unsigned char>(s[i + k]));
     }
-    i += n == 0 ? 1 : n;
+    i += n;
   }
   return out;
 }

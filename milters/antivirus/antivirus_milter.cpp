@@ -690,7 +690,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       // "<script" and vanish in decoding. And as the bytes came, for a
       // reader that takes them as ASCII.
       std::string utf8 = mime::toUtf8(text, p.charset);
-      if (hasActiveHtml(utf8) || hasActiveHtml(text)) {
+      if (hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
         f.htmlScript = true;
         if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
           activeHtml.push_back({p.path, std::move(utf8), complete});

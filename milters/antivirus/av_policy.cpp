@@ -258,18 +258,24 @@ std::optional<char> charRef(std::string_view v, std::size_t* used) {
   return std::nullopt;
 }
 
+// The character at v[*i], a reference decoded (charRef); *i moves past it.
+char decodedAt(std::string_view v, std::size_t* i) {
+  std::size_t used = 1;
+  char c = v[*i];
+  if (c == '&') {
+    if (const auto r = charRef(v.substr(*i), &used)) c = *r;
+  }
+  *i += used;
+  return c;
+}
+
 // Whether an attribute value (lowercased) is a javascript: or vbscript: URL
 // as a browser reads it: character references decoded, TAB, LF and CR
 // dropped, leading blanks and controls skipped.
 bool scriptUrl(std::string_view v) {
   std::string head;
   for (std::size_t i = 0; i < v.size() && head.size() < 11;) {
-    char c = v[i];
-    std::size_t used = 1;
-    if (c == '&') {
-      if (const auto r = charRef(v.substr(i), &used)) c = *r;
-    }
-    i += used;
+    const char c = decodedAt(v, &i);
     if (c == '\t' || c == '\n' || c == '\r') continue;
     if (head.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
     head += c;
@@ -331,15 +337,7 @@ bool refreshToScriptUrl(std::string_view content) {
 std::string decodeCharRefs(std::string_view v) {
   std::string out;
   out.reserve(v.size());
-  for (std::size_t i = 0; i < v.size();) {
-    std::size_t used = 1;
-    char c = v[i];
-    if (c == '&') {
-      if (const auto r = charRef(v.substr(i), &used)) c = *r;
-    }
-    out += c;
-    i += used;
-  }
+  for (std::size_t i = 0; i < v.size();) out += decodedAt(v, &i);
   return out;
 }
 
@@ -492,15 +490,15 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly, int depth = 
   // them (the pass above misses a handler after a quoted '>').
   bool stop = false;
   forEachAttribute(s, [&](const Attribute& a) {
+    if (!a.hasValue) return false;
     // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
-    const bool handler = a.hasValue && a.name.size() >= 5 && a.name.starts_with("on") &&
+    const bool handler = a.name.size() >= 5 && a.name.starts_with("on") &&
                          std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    const bool active =
-        handler || (a.hasValue && scriptUrlAttribute(a.name, a.value)) ||
-        (a.hasValue && a.name == "content" && refreshToScriptUrl(a.value)) ||
-        // The value is a document of its own (HTML-escaped) that the frame shows.
-        (a.hasValue && a.name == "srcdoc" && depth < kMaxSrcdocDepth &&
-         !activeSpans(decodeCharRefs(a.value), true, depth + 1).empty());
+    const bool active = handler || scriptUrlAttribute(a.name, a.value) ||
+                        (a.name == "content" && refreshToScriptUrl(a.value)) ||
+                        // The value is a document of its own (HTML-escaped) that the frame shows.
+                        (a.name == "srcdoc" && depth < kMaxSrcdocDepth &&
+                         !activeSpans(decodeCharRefs(a.value), true, depth + 1).empty());
     if (active) stop = add(a.span);
     return stop;
   });
