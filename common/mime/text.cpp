@@ -236,59 +236,13 @@ std::string unfold(std::string_view s) {
   return out;
 }
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Base64 as mailers get it wrong: characters outside the alphabet are
-// skipped, padding is optional, a trailing partial group gives what bits it
-// has.
-std::string decodeBase64Lenient(std::string_view s) {
-  std::string out;
-  unsigned acc = 0;
-  int bits = 0;
-  for (char ch : s) {
-    int v;
-    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-    else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-    else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-    else if (ch == '+') v = 62;
-    else if (ch == '/') v = 63;
-    else if (ch == '=') break;
-    else continue;
-    acc = (acc << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  return out;
-}
-
 std::string decodeQ(std::string_view s) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '_') {
       out += ' ';
-    } else if (s[i] == '=' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
-      out += static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-std::string percentDecode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
-      out += static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2]));
+    } else if (s[i] == '=' && i + 2 < s.size() && util::hexValue(s[i + 1]) >= 0 && util::hexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(util::hexValue(s[i + 1]) * 16 + util::hexValue(s[i + 2]));
       i += 2;
     } else {
       out += s[i];
@@ -333,7 +287,7 @@ std::optional<EncodedWord> encodedWordAt(std::string_view s, std::size_t pos) {
   w.begin = pos;
   w.end = close + 2;
   w.charset = std::string(charset);
-  w.bytes = (enc == 'B' || enc == 'b') ? decodeBase64Lenient(text) : decodeQ(text);
+  w.bytes = (enc == 'B' || enc == 'b') ? util::decodeBase64Lenient(text) : decodeQ(text);
   return w;
 }
 
@@ -480,7 +434,7 @@ std::optional<std::string> headerParameter(std::string_view rawValue, std::strin
         }
       }
       first = false;
-      bytes += piece.encoded ? percentDecode(v) : std::string(v);
+      bytes += piece.encoded ? util::percentDecode(v) : std::string(v);
     }
     return toUtf8(bytes, charset);
   }

@@ -50,4 +50,13 @@ std::string sanitizeText(std::string_view s, std::size_t max = 256);
 // text that stays one line, for messages meant to be read as written.
 std::string escapeControls(std::string_view s);
 
+// The value of a hexadecimal digit (either case), -1 for anything else.
+int hexValue(char c);
+// "%XX" sequences decoded; a '%' not followed by two hex digits kept as is.
+std::string percentDecode(std::string_view s);
+// Base64 as mailers and browsers get it wrong: characters outside the
+// alphabet are skipped, padding is optional, decoding stops at the first
+// '=', a trailing partial group gives what bits it has.
+std::string decodeBase64Lenient(std::string_view s);
+
 }  // namespace sekimori::util

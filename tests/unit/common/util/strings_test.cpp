@@ -68,5 +68,18 @@ TEST(Strings, EscapeControlsKeepsEverythingElse) {
   EXPECT_FALSE(isControl(' '));
 }
 
+TEST(Strings, PercentAndBase64DecodeForgivingly) {
+  EXPECT_EQ(hexValue('7'), 7);
+  EXPECT_EQ(hexValue('c'), 12);
+  EXPECT_EQ(hexValue('F'), 15);
+  EXPECT_EQ(hexValue('g'), -1);
+  EXPECT_EQ(percentDecode("%3Cscript%3e%20x"), "<script> x");
+  EXPECT_EQ(percentDecode("100% %4 %zz %"), "100% %4 %zz %");
+  EXPECT_EQ(decodeBase64Lenient("PHNjcmlwdD4="), "<script>");
+  EXPECT_EQ(decodeBase64Lenient("PHNj\r\ncmlw dD4"), "<script>");  // breaks and blanks skipped, no padding
+  EXPECT_EQ(decodeBase64Lenient("YQ==YWJj"), "a");                 // stops at padding
+  EXPECT_EQ(decodeBase64Lenient(""), "");
+}
+
 }  // namespace
 }  // namespace sekimori::util
