@@ -106,7 +106,8 @@ const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
 const Option<std::string> kHtmlScript{
     "actions.html_script_action", "mark",
     "HTML parts with script or plug-ins (<script, <object classid, <embed, <applet, on*= handlers, "
-    "javascript:/vbscript: links, sources and refreshes, <iframe srcdoc> documents holding any of these), "
+    "javascript:/vbscript: links, sources and refreshes, <iframe srcdoc> documents and data: URL documents "
+    "(HTML, SVG, XML; not images) holding any of these), "
     "looked at as mail readers show them (charset decoded): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
     "base64, keeps its other header fields; the rest of the message is unchanged; if that cannot be done "

@@ -218,39 +218,32 @@ std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
 }
 
 // The character of the reference at the start of `v` ("&#106;", "&#x6a",
-// "&colon;"; `v` lowercased), lowercased as well, its length in *used;
-// nullopt when it is none of those. Code points past ASCII come back as
-// 0x80, which matches nothing.
-std::optional<char> charRef(std::string_view v, std::size_t* used) {
+// "&colon;", any case), its length in *used; nullopt when it is none of
+// those. With `lower` a numeric reference to a capital comes back
+// lowercased, as the lowercased text around it ("&#74;" is 'J', read as
+// 'j'). Code points past ASCII come back as 0x80, which matches nothing.
+std::optional<char> charRef(std::string_view v, std::size_t* used, bool lower) {
   if (v.size() >= 3 && v[1] == '#') {
-    const bool hex = v[2] == 'x';
+    const bool hex = v[2] == 'x' || v[2] == 'X';
     std::size_t i = hex ? 3 : 2;
     const std::size_t digits = i;
     unsigned long code = 0;
     for (; i < v.size(); ++i) {
-      const char c = v[i];
-      int d;
-      if (c >= '0' && c <= '9') {
-        d = c - '0';
-      } else if (hex && c >= 'a' && c <= 'f') {
-        d = c - 'a' + 10;
-      } else {
-        break;
-      }
+      const int d = hex ? util::hexValue(v[i]) : (v[i] >= '0' && v[i] <= '9' ? v[i] - '0' : -1);
+      if (d < 0) break;
       code = std::min<unsigned long>(code * (hex ? 16 : 10) + static_cast<unsigned long>(d), 0x110000);
     }
     if (i == digits) return std::nullopt;
     if (i < v.size() && v[i] == ';') ++i;  // optional for numeric references
     *used = i;
     if (code >= 0x80) return static_cast<char>(0x80);
-    // Lowercased, as the text around it: "&#74;" is 'J', read as 'j'.
-    return static_cast<char>(std::tolower(static_cast<int>(code)));
+    return static_cast<char>(lower ? std::tolower(static_cast<int>(code)) : static_cast<int>(code));
   }
   using Named = std::pair<std::string_view, char>;
   for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'},
                                 Named{"&lt;", '<'}, Named{"&gt;", '>'}, Named{"&quot;", '"'}, Named{"&apos;", '\''},
                                 Named{"&amp;", '&'}}) {
-    if (v.starts_with(name)) {
+    if (util::istartsWith(v, name)) {
       *used = name.size();
       return c;
     }
@@ -259,11 +252,11 @@ std::optional<char> charRef(std::string_view v, std::size_t* used) {
 }
 
 // The character at v[*i], a reference decoded (charRef); *i moves past it.
-char decodedAt(std::string_view v, std::size_t* i) {
+char decodedAt(std::string_view v, std::size_t* i, bool lower = true) {
   std::size_t used = 1;
   char c = v[*i];
   if (c == '&') {
-    if (const auto r = charRef(v.substr(*i), &used)) c = *r;
+    if (const auto r = charRef(v.substr(*i), &used, lower)) c = *r;
   }
   *i += used;
   return c;
@@ -292,52 +285,48 @@ bool urlAttribute(std::string_view name) {
   return false;
 }
 
-// A URL attribute holding a script URL; "values" is a ';'-separated list.
-bool scriptUrlAttribute(std::string_view name, std::string_view value) {
-  if (!urlAttribute(name)) return false;
-  if (name != "values") return scriptUrl(value);
-  for (;;) {
-    const std::size_t semi = value.find(';');
-    if (scriptUrl(value.substr(0, semi))) return true;
-    if (semi == std::string_view::npos) return false;
-    value.remove_prefix(semi + 1);
+// Where a URL is only ever shown as an image or played as media: a
+// document there (an SVG image, say) runs no script.
+bool mediaOnly(std::string_view tag, std::string_view attr) {
+  if (attr == "poster" || attr == "background" || attr == "lowsrc" || attr == "dynsrc") return true;
+  if (attr != "src" && attr != "href" && attr != "xlink:href") return false;
+  for (const std::string_view t : {"img", "image", "input", "video", "audio", "source", "track"}) {
+    if (tag == t) return true;
   }
+  return false;
 }
 
-// A <meta http-equiv=refresh> content value that sends the page to a script
-// URL: "0;url=javascript:...", "5, URL = 'vbscript:...'", "0; javascript:..."
-// (a delay, ';' or ',', then the URL with or without "url=").
-bool refreshToScriptUrl(std::string_view content) {
+// Where the URL of a <meta http-equiv=refresh> content value starts
+// ("0;url=javascript:...", "5, URL = 'vbscript:...'", "0; javascript:...":
+// a delay, ';' or ',', then the URL with or without "url="); nullopt when
+// there is none.
+std::optional<std::size_t> refreshUrl(std::string_view content) {
   std::size_t i = 0;
   while (i < content.size() && htmlSpace(content[i])) ++i;
   const std::size_t digits = i;
   while (i < content.size() && ((content[i] >= '0' && content[i] <= '9') || content[i] == '.')) ++i;
-  if (i == digits) return false;
-  const std::size_t sep = content.find_first_of(";,", i);
-  if (sep == std::string_view::npos) return false;
-  std::string_view url = content.substr(sep + 1);
-  const auto skipSpace = [&url] {
-    while (!url.empty() && htmlSpace(url.front())) url.remove_prefix(1);
+  if (i == digits) return std::nullopt;
+  i = content.find_first_of(";,", i);
+  if (i == std::string_view::npos) return std::nullopt;
+  const auto skipSpace = [&](std::size_t k) {
+    while (k < content.size() && htmlSpace(content[k])) ++k;
+    return k;
   };
-  skipSpace();
-  if (url.starts_with("url")) {
-    std::string_view rest = url.substr(3);
-    while (!rest.empty() && htmlSpace(rest.front())) rest.remove_prefix(1);
-    if (rest.starts_with("=")) {
-      url = rest.substr(1);
-      skipSpace();
-    }
+  i = skipSpace(i + 1);
+  if (util::istartsWith(content.substr(i), "url")) {
+    const std::size_t eq = skipSpace(i + 3);
+    if (eq < content.size() && content[eq] == '=') i = skipSpace(eq + 1);
   }
-  if (url.starts_with("'") || url.starts_with("\"")) url.remove_prefix(1);
-  return scriptUrl(url);
+  if (i < content.size() && (content[i] == '\'' || content[i] == '"')) ++i;
+  return i;
 }
 
 // `v` with its character references decoded as charRef() reads them (the
-// HTML of an <iframe srcdoc> value).
-std::string decodeCharRefs(std::string_view v) {
+// HTML of an <iframe srcdoc> value); `lower` as for charRef().
+std::string decodeCharRefs(std::string_view v, bool lower) {
   std::string out;
   out.reserve(v.size());
-  for (std::size_t i = 0; i < v.size();) out += decodedAt(v, &i);
+  for (std::size_t i = 0; i < v.size();) out += decodedAt(v, &i, lower);
   return out;
 }
 
@@ -350,6 +339,7 @@ bool textElement(std::string_view name) {
 }
 
 struct Attribute {
+  std::string_view tag;  // the element's name
   std::string_view name, value;
   bool hasValue;
   Span span;  // name to the end of the value
@@ -393,6 +383,7 @@ void forEachAttribute(const std::string& s, F f) {
         break;
       }
       Attribute a{};
+      a.tag = tag;
       const std::size_t begin = j++;
       while (j < n && !htmlSpace(s[j]) && s[j] != '/' && s[j] != '>' && s[j] != '=') ++j;
       a.name = std::string_view(s.data() + begin, j - begin);
@@ -433,13 +424,76 @@ void forEachAttribute(const std::string& s, F f) {
   }
 }
 
-// How deep <iframe srcdoc> documents inside srcdoc documents are read;
-// each level needs its own layer of escaping ("&amp;lt;script").
-constexpr int kMaxSrcdocDepth = 4;
+// How deep documents inside documents are read: <iframe srcdoc> values
+// (each level needs its own layer of escaping, "&amp;lt;script") and
+// data: URLs.
+constexpr int kMaxInnerDepth = 4;
 
-// The active content of lowercased `s`: every span, or the first one.
-// `depth`: how many srcdoc values `s` is inside.
-std::vector<Span> activeSpans(const std::string& s, bool firstOnly, int depth = 0) {
+std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool firstOnly, int depth);
+
+// Whether URL `v` (an attribute value in its original case, references
+// not decoded) is a data: URL of a document that runs script — HTML,
+// XHTML, SVG or XML — holding active content. Read as a browser reads it:
+// references decoded, TAB, LF and CR dropped, the data percent-decoded,
+// then base64-decoded when the media type ends in ";base64".
+bool activeDataDocument(std::string_view v, int depth) {
+  if (depth >= kMaxInnerDepth) return false;
+  std::string url;
+  for (std::size_t i = 0; i < v.size();) {
+    const char c = decodedAt(v, &i, false);
+    if (c == '\t' || c == '\n' || c == '\r') continue;
+    if (url.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
+    url += c;
+    if (url.size() == 5 && !util::iequals(url, "data:")) return false;
+  }
+  const std::size_t comma = url.find(',');
+  if (url.size() < 5 || comma == std::string::npos) return false;
+  const std::string meta = util::toLowerAscii(std::string_view(url).substr(5, comma - 5));
+  std::string_view type = util::trim(meta);
+  bool base64 = false;
+  if (type.ends_with("base64")) {
+    std::string_view before = type.substr(0, type.size() - 6);
+    while (before.ends_with(' ')) before.remove_suffix(1);
+    if (before.ends_with(';')) {
+      base64 = true;
+      type = before.substr(0, before.size() - 1);
+    }
+  }
+  type = util::trim(type.substr(0, type.find(';')));
+  if (type != "text/html" && type != "application/xhtml+xml" && type != "image/svg+xml" && type != "text/xml" &&
+      type != "application/xml") {
+    return false;
+  }
+  std::string doc = util::percentDecode(std::string_view(url).substr(comma + 1));
+  url = std::string();  // one copy of a large value at a time, at each depth
+  if (base64) doc = util::decodeBase64Lenient(doc);
+  return !activeSpans(util::toLowerAscii(doc), doc, true, depth + 1).empty();
+}
+
+// Whether attribute `a` (`orig`: its value in the original case) is a URL
+// that runs script: a script URL, or a data: document holding active
+// content where one is shown as a document. "values" is a ';'-separated
+// list.
+bool activeUrlAttribute(const Attribute& a, std::string_view orig, int depth) {
+  if (!urlAttribute(a.name)) return false;
+  const bool document = !mediaOnly(a.tag, a.name);
+  const auto active = [&](std::size_t from, std::size_t len) {
+    return scriptUrl(a.value.substr(from, len)) || (document && activeDataDocument(orig.substr(from, len), depth));
+  };
+  if (a.name != "values") return active(0, std::string_view::npos);
+  for (std::size_t from = 0;;) {
+    const std::size_t semi = a.value.find(';', from);
+    if (active(from, semi == std::string_view::npos ? semi : semi - from)) return true;
+    if (semi == std::string_view::npos) return false;
+    from = semi + 1;
+  }
+}
+
+// The active content of lowercased `s` (`orig`: the same text in its
+// original case, for base64 data): every span, or the first one. `depth`:
+// how many srcdoc values and data: URLs `s` is inside.
+std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool firstOnly, int depth) {
+  if (orig.size() != s.size()) orig = s;  // never: the two are decoded alike
   std::vector<Span> out;
   const auto add = [&](Span sp) {
     out.push_back(sp);
@@ -491,14 +545,19 @@ std::vector<Span> activeSpans(const std::string& s, bool firstOnly, int depth = 
   bool stop = false;
   forEachAttribute(s, [&](const Attribute& a) {
     if (!a.hasValue) return false;
+    const std::string_view origValue = orig.substr(static_cast<std::size_t>(a.value.data() - s.data()), a.value.size());
     // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
     const bool handler = a.name.size() >= 5 && a.name.starts_with("on") &&
                          std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    const bool active = handler || scriptUrlAttribute(a.name, a.value) ||
-                        (a.name == "content" && refreshToScriptUrl(a.value)) ||
+    const auto refresh = [&] {
+      const auto at = refreshUrl(a.value);
+      return at && (scriptUrl(a.value.substr(*at)) || activeDataDocument(origValue.substr(*at), depth));
+    };
+    const bool active = handler || activeUrlAttribute(a, origValue, depth) || (a.name == "content" && refresh()) ||
                         // The value is a document of its own (HTML-escaped) that the frame shows.
-                        (a.name == "srcdoc" && depth < kMaxSrcdocDepth &&
-                         !activeSpans(decodeCharRefs(a.value), true, depth + 1).empty());
+                        (a.name == "srcdoc" && depth < kMaxInnerDepth &&
+                         !activeSpans(decodeCharRefs(a.value, true), decodeCharRefs(origValue, false), true, depth + 1)
+                              .empty());
     if (active) stop = add(a.span);
     return stop;
   });
@@ -596,13 +655,14 @@ bool HtmlTypeSniffer::feed(std::string_view chunk) {
 bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
   // real page; a hostile 20 MB page is still bounded.
-  return !activeSpans(util::toLowerAscii(html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024))), true).empty();
+  const std::string_view head = html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024));
+  return !activeSpans(util::toLowerAscii(head), head, true, 0).empty();
 }
 
 std::optional<std::string> stripActiveHtml(std::string_view html) {
   std::string s(html);
   for (int pass = 0; pass < 16; ++pass) {
-    std::vector<Span> spans = activeSpans(util::toLowerAscii(s), false);
+    std::vector<Span> spans = activeSpans(util::toLowerAscii(s), s, false, 0);
     if (spans.empty()) return s;
     std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
     std::string out;

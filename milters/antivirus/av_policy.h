@@ -126,7 +126,9 @@ class HtmlTypeSniffer {
 // <embed, <applet, on*= event handlers, javascript: and vbscript: URLs in
 // href, src, action and the like, SVG animation values included, and in a
 // <meta http-equiv=refresh> content (character references decoded as a
-// browser does); an <iframe srcdoc> document that holds any of these.
+// browser does); an <iframe srcdoc> document, or a data: URL of an HTML,
+// XHTML, SVG or XML document (percent- or base64-encoded; not where it is
+// only an image or media source), that holds any of these.
 // Attributes are read as an HTML5 tokenizer splits them.
 // `html` is text as the reader sees it: decode its charset first.
 // Case-insensitive, bounded scan, linear.
@@ -134,9 +136,10 @@ bool hasActiveHtml(std::string_view html);
 
 // `html` without what hasActiveHtml() finds: <script> and <applet>
 // elements with their content (to the end of the text when unclosed),
-// <embed> tags, <object classid> elements, on*=, script-URL, refresh and
-// srcdoc attributes with their values. Everything else is kept byte for byte. Repeated while removing
-// one thing joins the pieces into another ("<scr<script></script>ipt>");
+// <embed> tags, <object classid> elements, on*=, script-URL, refresh,
+// srcdoc and data:-document attributes with their values. Everything else
+// is kept byte for byte. Repeated while removing one thing joins the
+// pieces into another ("<scr<script></script>ipt>");
 // nullopt if active content is still found after that (the caller must
 // not deliver it as stripped).
 std::optional<std::string> stripActiveHtml(std::string_view html);

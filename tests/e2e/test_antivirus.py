@@ -396,6 +396,9 @@ class AntivirusE2E(unittest.TestCase):
             "refresh to a script URL": b"<meta http-equiv=refresh content=\"0;url=javascript:steal()\">\r\n",
             "escaped script in a srcdoc frame":
                 b"<iframe srcdoc=\"&lt;script&gt;steal()&lt;/script&gt;\"></iframe>\r\n",
+            "script in a base64 data: document in a frame":
+                b"<iframe src=\"data:text/html;base64," + base64.b64encode(b"<script>steal()</script>") +
+                b"\"></iframe>\r\n",
         }.items():
             with self.subTest(label):
                 self.assertDeliveredMarkedHtmlScript(["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"],

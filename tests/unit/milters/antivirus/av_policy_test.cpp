@@ -236,6 +236,8 @@ TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
       {"<img src=a.png onerror=go()>", "<img src=a.png >"},
       {"<a href=x ONCLICK = 'go(\"1\")'>l</a>", "<a href=x >l</a>"},
       {"<a title=\"x onabc=y\">l</a>", "<a title=\"x \">l</a>"},
+      {"<iframe src=\"data:text/html;base64,PHNjcmlwdD5nbygpPC9zY3JpcHQ+\" width=1></iframe>",
+       "<iframe  width=1></iframe>"},
       // Removing one joins the pieces into another.
       {"<scr<script>x</script>ipt>alert(1)</script>ok", "ok"},
       {"no tags, one = two, online=yes", "no tags, one = two, online=yes"},
@@ -264,7 +266,8 @@ TEST(AvHtml, StripStaysLinearOnHostileInput) {
   EXPECT_LT(ms, 2000) << "8 MB of hostile HTML took " << ms << " ms";
   // Tags, comments and text elements that never end, links with long references.
   for (const char* unit : {"<a href=\"&#000000", "<a b='", "<!--", "<textarea>", "<x y=1 z=2 ", "<a href=jav&colon;",
-                           "<iframe srcdoc='", "<i srcdoc=&lt;i srcdoc=&amp;lt;", "<m content=\"0;url="}) {
+                           "<iframe srcdoc='", "<i srcdoc=&lt;i srcdoc=&amp;lt;", "<m content=\"0;url=",
+                           "<a href=\"data:text/html,", "<a href=\"data:text/html,%3Ca href=%22data:text/html,"}) {
     std::string html;
     while (html.size() < (4u << 20)) html += unit;
     const auto t1 = std::chrono::steady_clock::now();
@@ -326,6 +329,22 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<iframe srcdoc=\"<p onclick=go()>x</p>\"></iframe>",
       "<iframe srcdoc=\"&lt;&#83;cript&gt;go()&lt;/script&gt;\"></iframe>",
       "<iframe srcdoc='&lt;iframe srcdoc=&quot;&amp;lt;img src=x onerror=go()&amp;gt;&quot;&gt;'></iframe>",
+      // A data: URL of a document with active content, where it is shown as
+      // a document: base64 (read in its original case: lowercased, this is
+      // no "<script>"), percent-encoded, its scheme a reference, split by a
+      // line break, in a frame's srcdoc, in a data: document, in a refresh,
+      // in SVG animation values.
+      "<iframe src=\"data:text/html;base64,PHNjcmlwdD5nbygpPC9zY3JpcHQ+\"></iframe>",
+      "<iframe src=\"data:text/html,%3Cimg src=x %6Fnerror=go()%3E\"></iframe>",
+      "<object data=\"DATA:Text/HTML ; charset=utf-8 ;  BASE64 , PHNjcmlwdD5nbygpPC9zY3JpcHQ+\"></object>",
+      "<a href=\"data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9Z28oKT4=\">x</a>",
+      "<iframe src=\"&#100;ata:text/html;base64,PHNjcmlwdD5nbygpPC9zY3JpcHQ+\"></iframe>",
+      "<iframe src=\"da\nta:text/html;base64,PHNj\ncmlwdD5nbygpPC9zY3JpcHQ+\"></iframe>",
+      "<iframe srcdoc=\"&lt;iframe src=&quot;data:text/html;base64,PHNjcmlwdD5nbygpPC9zY3JpcHQ+&quot;&gt;\"></iframe>",
+      "<iframe src=\"data:text/html;base64,PGlmcmFtZSBzcmM9ImRhdGE6dGV4dC9odG1sO2Jhc2U2NCxQSE5qY21sd2RENW5ieWdwUEM5"
+      "elkzSnBjSFErIj48L2lmcmFtZT4=\"></iframe>",
+      "<meta http-equiv=refresh content=\"0;url=data:text/html;base64,PHNjcmlwdD5nbygpPC9zY3JpcHQ+\">",
+      "<svg><a><animate attributeName=href values=\"x;data:text/html,%3Cscript%3Ego()%3C/script%3E\"/></a></svg>",
   };
   for (const char* html : active) {
     EXPECT_TRUE(hasActiveHtml(html)) << html;
@@ -343,6 +362,14 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
       "<meta http-equiv=refresh content=\"30;url=https://example.jp/javascript:x\">",
       "<meta name=description content=\"javascript: a guide\">",
       "<iframe srcdoc=\"&lt;p&gt;safe &amp;amp; sound&lt;/p&gt;\"></iframe>",
+      // data: URLs of no document, of a document without active content, or
+      // where an SVG is only an image (its script never runs).
+      "<img src=\"data:image/png;base64,iVBORw0KGgo=\">",
+      "<img src=\"data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9Z28oKT4=\">",
+      "<video poster=\"data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9Z28oKT4=\"></video>",
+      "<iframe src=\"data:text/html;base64,PHA+SGVsbG8gV29ybGQ8L3A+\"></iframe>",
+      "<a href=\"data:text/plain,%3Cscript%3Ego()%3C/script%3E\">x</a>",
+      "<a href=\"https://example.jp/?u=data:text/html,%3Cscript%3E\">x</a>",
   };
   for (const char* html : inert) EXPECT_FALSE(hasActiveHtml(html)) << html;
   // A stripped script URL leaves the link text.
