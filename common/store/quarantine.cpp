@@ -45,6 +45,50 @@ std::string field(std::string_view s) {
   return out;
 }
 
+constexpr std::size_t kStampLength = 16;  // 20261124T093000Z
+
+std::string stampOf(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return stamp;
+}
+
+// Whether `s` starts with a stamp as stampOf() writes it.
+bool startsWithStamp(std::string_view s) {
+  if (s.size() < kStampLength || s[8] != 'T' || s[15] != 'Z') return false;
+  for (std::size_t i = 0; i < 15; ++i) {
+    if (i != 8 && !std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+// An entry's file name: STAMP-QUEUEID-RANDOM.eml.
+bool isEntryName(std::string_view name) {
+  return startsWithStamp(name) && name.size() > kStampLength + 4 && name[kStampLength] == '-' &&
+         name.ends_with(".eml");
+}
+
+// index.tsv opened for appending and locked, the one at its path now: a
+// writer that opened the file just before expire() renamed a new one over
+// it would otherwise add its line to the replaced file. -1 on failure.
+int openLockedIndex(const std::string& index) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = ::open(index.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return -1;
+    flock(fd, LOCK_EX);  // one writer at a time, also across processes
+    struct stat held {}, now {};
+    if (fstat(fd, &held) == 0 && stat(index.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+        held.st_dev == now.st_dev) {
+      return fd;
+    }
+    close(fd);  // replaced meanwhile: open the new one
+  }
+  errno = EAGAIN;
+  return -1;
+}
+
 }  // namespace
 
 bool Quarantine::prepare(std::string* error) const {
@@ -80,11 +124,7 @@ bool Quarantine::prepare(std::string* error) const {
 
 std::optional<std::string> Quarantine::store(const mime::Spool& message, const QuarantineEntry& e,
                                              std::string* error) const {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  const std::string stamp = stampOf(std::time(nullptr));
   thread_local std::mt19937_64 rng{std::random_device{}()};
   char rnd[17];
   std::snprintf(rnd, sizeof rnd, "%016llx", static_cast<unsigned long long>(rng()));
@@ -92,7 +132,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
   for (const char c : e.queueId) {
     if (std::isalnum(static_cast<unsigned char>(c))) qid += c;
   }
-  const std::string id = std::string(stamp) + "-" + (qid.empty() ? "NOQUEUE" : qid) + "-" + rnd + ".eml";
+  const std::string id = stamp + "-" + (qid.empty() ? "NOQUEUE" : qid) + "-" + rnd + ".eml";
   const std::string path = dir_ + "/" + id;
 
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -120,17 +160,16 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
     return std::nullopt;
   }
 
-  std::string line = std::string(stamp) + "\t" + id + "\t" + field(e.queueId) + "\t" + field(e.direction) + "\t" +
+  std::string line = stamp + "\t" + id + "\t" + field(e.queueId) + "\t" + field(e.direction) + "\t" +
                      field(e.reason) + "\t" + field(e.sender) + "\t";
   for (std::size_t i = 0; i < e.recipients.size(); ++i) line += (i ? "," : "") + field(e.recipients[i]);
   line += "\n";
   const std::string index = dir_ + "/index.tsv";
-  const int ifd = ::open(index.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int ifd = openLockedIndex(index);
   if (ifd < 0) {
     *error = errnoText("cannot open " + index) + " (the message is kept as " + path + ")";
     return std::nullopt;
   }
-  flock(ifd, LOCK_EX);  // one line per writer, also across processes
   const bool written = writeAll(ifd, line.data(), line.size());
   flock(ifd, LOCK_UN);
   close(ifd);
@@ -139,6 +178,74 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
     return std::nullopt;
   }
   return id;
+}
+
+std::optional<std::size_t> Quarantine::expire(std::chrono::seconds keep, std::time_t now, std::string* error) const {
+  const std::string cutoff = stampOf(now - static_cast<std::time_t>(keep.count()));
+  const auto old = [&](std::string_view s) { return startsWithStamp(s) && s.substr(0, kStampLength) < cutoff; };
+
+  // The files first, without holding the index: a writer at end of data
+  // never waits for a directory walk.
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (!isEntryName(name) || !old(name)) continue;
+    if (unlink(it->path().c_str()) == 0) {
+      ++removed;
+    } else if (errno != ENOENT) {
+      *error = errnoText("cannot remove " + it->path().string());
+      return std::nullopt;
+    }
+  }
+  if (ec) {
+    *error = "cannot read " + dir_ + ": " + ec.message();
+    return std::nullopt;
+  }
+
+  const std::string index = dir_ + "/index.tsv";
+  const int fd = openLockedIndex(index);
+  if (fd < 0) {
+    *error = errnoText("cannot open " + index);
+    return std::nullopt;
+  }
+  std::string text, kept;
+  char buf[64 * 1024];
+  ssize_t n;
+  off_t at = 0;
+  while ((n = pread(fd, buf, sizeof buf, at)) > 0) {
+    text.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+  bool dropped = false;
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t nl = text.find('\n', pos);
+    const std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
+    const std::string_view line(text.data() + pos, end - pos);
+    if (old(line)) {
+      dropped = true;
+    } else {
+      kept.append(line);
+    }
+    pos = end;
+  }
+  bool ok = n == 0;
+  if (ok && dropped) {
+    const std::string fresh = index + ".new";
+    const int nfd = ::open(fresh.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    ok = nfd >= 0 && writeAll(nfd, kept.data(), kept.size()) && fsync(nfd) == 0;
+    if (nfd >= 0 && close(nfd) != 0) ok = false;
+    if (ok) ok = rename(fresh.c_str(), index.c_str()) == 0;
+    if (!ok) {
+      *error = errnoText("cannot rewrite " + index);
+      unlink(fresh.c_str());
+    }
+  } else if (!ok) {
+    *error = errnoText("cannot read " + index);
+  }
+  close(fd);  // the lock goes with it, after the rename: writers then open the new file
+  if (!ok) return std::nullopt;
+  return removed;
 }
 
 }  // namespace sekimori::store

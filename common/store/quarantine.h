@@ -7,9 +7,11 @@
 //   std::string why;
 //   auto id = q.store(spool, {.queueId = "4cKq...", .direction = "inbound",
 //                             .reason = "Eicar-Signature", .sender = "a@b", .recipients = {...}}, &why);
+//   q.expire(std::chrono::days(30), std::time(nullptr), &why);  // older entries go
 #pragma once
 
 #include <chrono>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +39,14 @@ class Quarantine {
   // Copies the spool's bytes into a new file and appends the index line.
   // Returns the entry's id (its file name), nullopt + error on failure.
   std::optional<std::string> store(const mime::Spool& message, const QuarantineEntry& e, std::string* error) const;
+
+  // Removes the entries stored more than `keep` before `now`: their files
+  // and their index lines (the index is rewritten beside and renamed over
+  // the old one, so a crash leaves one or the other whole). Files that are
+  // not entries (other names) are left alone. Returns how many entries
+  // went, nullopt + error when the directory or the index cannot be read
+  // or written (some entries may have gone by then).
+  std::optional<std::size_t> expire(std::chrono::seconds keep, std::time_t now, std::string* error) const;
 
   const std::string& dir() const { return dir_; }
 

@@ -149,6 +149,9 @@ const Option<Duration> kNotifyTimeout{"notify.timeout", Duration{std::chrono::se
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
                                          "administrators only. Empty: keep nothing. R-AV-7."};
+const Option<Duration> kQuarantineKeep{"quarantine.keep", Duration{std::chrono::hours(30 * 24)},
+                                       "Entries older than this are removed, their files and index lines "
+                                       "(checked at start, on reload and every hour). 0: kept for ever."};
 
 const Option<Bytes> kSpoolMemory{"mime.spool_memory", Bytes{1024 * 1024},
                                  "A message is held in memory up to this size, then in a private temp file."};
@@ -443,6 +446,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kNotifyTimeout);
   schema.section("quarantine", "The admin-only store of infected originals (R-AV-7).");
   schema.add(kQuarantineDir);
+  schema.add(kQuarantineKeep);
   schema.section("mime", "How a message is held while it is scanned.");
   schema.add(kSpoolMemory);
   schema.add(kSpoolDir);
@@ -523,6 +527,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
 
   cfg->quarantineDir = v.get(kQuarantineDir);
   if (!cfg->quarantineDir.empty() && cfg->quarantineDir[0] != '/') error(kQuarantineDir.key, "must be an absolute path");
+  cfg->quarantineKeep = std::chrono::duration_cast<std::chrono::seconds>(v.get(kQuarantineKeep).value);
   cfg->spoolMemory = v.get(kSpoolMemory).value;
   cfg->spoolDir = v.get(kSpoolDir);
   if (cfg->spoolDir.empty() || cfg->spoolDir[0] != '/') error(kSpoolDir.key, "must be an absolute path");
@@ -562,6 +567,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   }
   if (pool_) pool_->reload();                 // a reload also rechecks the signatures
   config_.set(std::move(cfg));
+  housekeeping_.kick();  // and applies quarantine.keep (once start() has run)
   return true;
 }
 
@@ -597,10 +603,27 @@ void AntivirusMilter::start() {
   if (auto* pool = dynamic_cast<ScannerPool*>(pool_.get())) {
     pool->watch([] { milter::stopFailed("the scanner processes are gone"); });
   }
+  housekeeping_.start(std::chrono::hours(1), [this] { expireQuarantine(); });
 }
 
 void AntivirusMilter::stop() {
+  housekeeping_.stop();
   if (pool_) pool_->stop();
+}
+
+void AntivirusMilter::expireQuarantine() {
+  const auto cfg = config_.get();
+  if (!cfg || cfg->quarantineDir.empty() || cfg->quarantineKeep.count() <= 0) return;
+  std::string why;
+  const auto removed = store::Quarantine(cfg->quarantineDir).expire(cfg->quarantineKeep, std::time(nullptr), &why);
+  if (!removed) {
+    log::message(log::Level::Warning, "quarantine expiry: " + why);
+  } else if (*removed > 0) {
+    log::message(log::Level::Notice, "quarantine: removed " + std::to_string(*removed) +
+                                         (*removed == 1 ? " entry" : " entries") + " older than " +
+                                         config::formatDuration(config::Duration{cfg->quarantineKeep}) + " from " +
+                                         cfg->quarantineDir);
+  }
 }
 
 Verdict AntivirusMilter::onMail(milter::Session& s) {

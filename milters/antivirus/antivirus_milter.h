@@ -18,6 +18,7 @@
 #include "common/config/values.h"
 #include "common/milter/milter.h"
 #include "common/policy/lists.h"
+#include "common/util/ticker.h"
 #include "milters/antivirus/av_policy.h"
 #include "milters/antivirus/clamd.h"
 #include "milters/antivirus/scanner.h"
@@ -42,6 +43,7 @@ struct AvConfig {
   Replies replies;
   NotifyConfig notify;
   std::string quarantineDir;
+  std::chrono::seconds quarantineKeep{0};  // 0: for ever
   std::uint64_t spoolMemory = 1024 * 1024;
   std::string spoolDir = "/tmp";
   std::uint64_t maxScanSize = 100ULL * 1024 * 1024;
@@ -77,6 +79,9 @@ class AntivirusMilter final : public milter::Milter {
   void useScanner(std::shared_ptr<Scanner> scanner) { pool_ = std::move(scanner); }
   // SIGUSR1 also rechecks the signature database.
   std::shared_ptr<const AvConfig> current() const { return config_.get(); }
+  // Removes quarantine entries older than quarantine.keep (logged); start()
+  // runs it at once and every hour, a reload at once.
+  void expireQuarantine();
 
  private:
   config::Snapshot<AvConfig> config_;
@@ -84,6 +89,7 @@ class AntivirusMilter final : public milter::Milter {
   std::string backend_ = "libclamav";
   std::string clamdAddress_;
   std::shared_ptr<Scanner> pool_;
+  util::Ticker housekeeping_;
 };
 
 }  // namespace sekimori::antivirus

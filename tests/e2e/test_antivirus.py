@@ -536,6 +536,22 @@ class AntivirusE2E(unittest.TestCase):
         r = self.send(harness.make_message(body="fine\r\n"))
         self.assertEqual(r.final, ("250", "2.0.0"))
 
+    def test_quarantine_entries_older_than_keep_go_on_reload(self):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 40 * 86400))
+        name = stamp + "-OLDQ1-0123456789abcdef.eml"
+        held = os.path.join(self.quarantine, name)
+        index = os.path.join(self.quarantine, "index.tsv")
+        with open(held, "w") as f:
+            f.write("an infected original of 40 days ago\n")
+        with open(index, "a") as f:
+            f.write("\t".join([stamp, name, "OLDQ1", "inbound", "Eicar", "a@example.org", "b@example.jp"]) + "\n")
+        self.milter.reload()  # quarantine.keep (30d by default) is applied at start, on reload and hourly
+        harness.wait_until(lambda: not os.path.exists(held), 10, "the 40-day-old quarantine entry to go")
+        with open(index) as f:
+            self.assertNotIn(name, f.read())
+        harness.wait_until(lambda: "quarantine: removed 1 entry older than 30d" in self.milter.log(), 5,
+                           "the expiry to be logged")
+
     def test_signature_hot_reload_without_a_failed_delivery(self):
         marker = b"SEKIMORI-HOT-RELOAD-" + os.urandom(4).hex().encode()
         r = self.send(harness.make_message(body=marker.decode() + "\r\n"))
