@@ -162,7 +162,10 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
 
   std::string line = stamp + "\t" + id + "\t" + field(e.queueId) + "\t" + field(e.direction) + "\t" +
                      field(e.reason) + "\t" + field(e.sender) + "\t";
-  for (std::size_t i = 0; i < e.recipients.size(); ++i) line += (i ? "," : "") + field(e.recipients[i]);
+  for (std::size_t i = 0; i < e.recipients.size(); ++i) {
+    if (i > 0) line += ',';
+    line += field(e.recipients[i]);
+  }
   line += "\n";
   const std::string index = dir_ + "/index.tsv";
   const int ifd = openLockedIndex(index);
