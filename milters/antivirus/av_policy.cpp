@@ -217,12 +217,11 @@ std::optional<Span> handlerAt(const std::string& s, std::size_t p, bool inTag) {
   return Span{p, end};
 }
 
-// The character of the reference at the start of `v` ("&#106;", "&#x6a",
+// The character of the reference at the start of `v` ("&#106;", "&#x6A",
 // "&colon;", any case), its length in *used; nullopt when it is none of
-// those. With `lower` a numeric reference to a capital comes back
-// lowercased, as the lowercased text around it ("&#74;" is 'J', read as
-// 'j'). Code points past ASCII come back as 0x80, which matches nothing.
-std::optional<char> charRef(std::string_view v, std::size_t* used, bool lower) {
+// those. Code points past ASCII come back as 0x80, which matches nothing.
+// "&#74;" is 'J': a caller comparing lowercased text lowercases it too.
+std::optional<char> charRef(std::string_view v, std::size_t* used) {
   if (v.size() >= 3 && v[1] == '#') {
     const bool hex = v[2] == 'x' || v[2] == 'X';
     std::size_t i = hex ? 3 : 2;
@@ -237,7 +236,7 @@ std::optional<char> charRef(std::string_view v, std::size_t* used, bool lower) {
     if (i < v.size() && v[i] == ';') ++i;  // optional for numeric references
     *used = i;
     if (code >= 0x80) return static_cast<char>(0x80);
-    return static_cast<char>(lower ? std::tolower(static_cast<int>(code)) : static_cast<int>(code));
+    return static_cast<char>(code);
   }
   using Named = std::pair<std::string_view, char>;
   for (const auto& [name, c] : {Named{"&tab;", '\t'}, Named{"&newline;", '\n'}, Named{"&colon;", ':'},
@@ -252,27 +251,33 @@ std::optional<char> charRef(std::string_view v, std::size_t* used, bool lower) {
 }
 
 // The character at v[*i], a reference decoded (charRef); *i moves past it.
-char decodedAt(std::string_view v, std::size_t* i, bool lower = true) {
+char decodedAt(std::string_view v, std::size_t* i) {
   std::size_t used = 1;
   char c = v[*i];
   if (c == '&') {
-    if (const auto r = charRef(v.substr(*i), &used, lower)) c = *r;
+    if (const auto r = charRef(v.substr(*i), &used)) c = *r;
   }
   *i += used;
   return c;
 }
 
-// Whether an attribute value (lowercased) is a javascript: or vbscript: URL
-// as a browser reads it: character references decoded, TAB, LF and CR
-// dropped, leading blanks and controls skipped.
-bool scriptUrl(std::string_view v) {
-  std::string head;
-  for (std::size_t i = 0; i < v.size() && head.size() < 11;) {
+// The first `max` characters of URL attribute value `v` as a browser reads
+// it: character references decoded, TAB, LF and CR dropped, leading blanks
+// and controls skipped.
+std::string urlAsRead(std::string_view v, std::size_t max) {
+  std::string url;
+  for (std::size_t i = 0; i < v.size() && url.size() < max;) {
     const char c = decodedAt(v, &i);
     if (c == '\t' || c == '\n' || c == '\r') continue;
-    if (head.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
-    head += c;
+    if (url.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
+    url += c;
   }
+  return url;
+}
+
+// Whether an attribute value is a javascript: or vbscript: URL.
+bool scriptUrl(std::string_view v) {
+  const std::string head = util::toLowerAscii(urlAsRead(v, 11));
   return head.starts_with("javascript:") || head.starts_with("vbscript:");
 }
 
@@ -322,11 +327,11 @@ std::optional<std::size_t> refreshUrl(std::string_view content) {
 }
 
 // `v` with its character references decoded as charRef() reads them (the
-// HTML of an <iframe srcdoc> value); `lower` as for charRef().
-std::string decodeCharRefs(std::string_view v, bool lower) {
+// HTML of an <iframe srcdoc> value).
+std::string decodeCharRefs(std::string_view v) {
   std::string out;
   out.reserve(v.size());
-  for (std::size_t i = 0; i < v.size();) out += decodedAt(v, &i, lower);
+  for (std::size_t i = 0; i < v.size();) out += decodedAt(v, &i);
   return out;
 }
 
@@ -429,7 +434,7 @@ void forEachAttribute(const std::string& s, F f) {
 // data: URLs.
 constexpr int kMaxInnerDepth = 4;
 
-std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool firstOnly, int depth);
+std::vector<Span> activeSpans(std::string_view html, bool firstOnly, int depth);
 
 // Whether URL `v` (an attribute value in its original case, references
 // not decoded) is a data: URL of a document that runs script — HTML,
@@ -437,17 +442,10 @@ std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool 
 // references decoded, TAB, LF and CR dropped, the data percent-decoded,
 // then base64-decoded when the media type ends in ";base64".
 bool activeDataDocument(std::string_view v, int depth) {
-  if (depth >= kMaxInnerDepth) return false;
-  std::string url;
-  for (std::size_t i = 0; i < v.size();) {
-    const char c = decodedAt(v, &i, false);
-    if (c == '\t' || c == '\n' || c == '\r') continue;
-    if (url.empty() && static_cast<unsigned char>(c) <= 0x20) continue;
-    url += c;
-    if (url.size() == 5 && !util::iequals(url, "data:")) return false;
-  }
+  if (depth >= kMaxInnerDepth || !util::iequals(urlAsRead(v, 5), "data:")) return false;
+  std::string url = urlAsRead(v, std::string::npos);
   const std::size_t comma = url.find(',');
-  if (url.size() < 5 || comma == std::string::npos) return false;
+  if (comma == std::string::npos) return false;
   const std::string meta = util::toLowerAscii(std::string_view(url).substr(5, comma - 5));
   std::string_view type = util::trim(meta);
   bool base64 = false;
@@ -467,7 +465,7 @@ bool activeDataDocument(std::string_view v, int depth) {
   std::string doc = util::percentDecode(std::string_view(url).substr(comma + 1));
   url = std::string();  // one copy of a large value at a time, at each depth
   if (base64) doc = util::decodeBase64Lenient(doc);
-  return !activeSpans(util::toLowerAscii(doc), doc, true, depth + 1).empty();
+  return !activeSpans(doc, true, depth + 1).empty();
 }
 
 // Whether attribute `a` (`orig`: its value in the original case) is a URL
@@ -489,11 +487,11 @@ bool activeUrlAttribute(const Attribute& a, std::string_view orig, int depth) {
   }
 }
 
-// The active content of lowercased `s` (`orig`: the same text in its
-// original case, for base64 data): every span, or the first one. `depth`:
-// how many srcdoc values and data: URLs `s` is inside.
-std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool firstOnly, int depth) {
-  if (orig.size() != s.size()) orig = s;  // never: the two are decoded alike
+// The active content of `html`: every span, or the first one. It is read
+// lowercased; base64 data: documents are decoded from the text as it is.
+// `depth`: how many srcdoc values and data: URLs `html` is inside.
+std::vector<Span> activeSpans(std::string_view html, bool firstOnly, int depth) {
+  const std::string s = util::toLowerAscii(html);
   std::vector<Span> out;
   const auto add = [&](Span sp) {
     out.push_back(sp);
@@ -545,7 +543,7 @@ std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool 
   bool stop = false;
   forEachAttribute(s, [&](const Attribute& a) {
     if (!a.hasValue) return false;
-    const std::string_view origValue = orig.substr(static_cast<std::size_t>(a.value.data() - s.data()), a.value.size());
+    const std::string_view origValue = html.substr(static_cast<std::size_t>(a.value.data() - s.data()), a.value.size());
     // onload, onclick, onmouseover ...: letters only ("one-time=" is none).
     const bool handler = a.name.size() >= 5 && a.name.starts_with("on") &&
                          std::all_of(a.name.begin() + 2, a.name.end(), [](char c) { return c >= 'a' && c <= 'z'; });
@@ -556,8 +554,7 @@ std::vector<Span> activeSpans(const std::string& s, std::string_view orig, bool 
     const bool active = handler || activeUrlAttribute(a, origValue, depth) || (a.name == "content" && refresh()) ||
                         // The value is a document of its own (HTML-escaped) that the frame shows.
                         (a.name == "srcdoc" && depth < kMaxInnerDepth &&
-                         !activeSpans(decodeCharRefs(a.value, true), decodeCharRefs(origValue, false), true, depth + 1)
-                              .empty());
+                         !activeSpans(decodeCharRefs(origValue), true, depth + 1).empty());
     if (active) stop = add(a.span);
     return stop;
   });
@@ -656,13 +653,13 @@ bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
   // real page; a hostile 20 MB page is still bounded.
   const std::string_view head = html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024));
-  return !activeSpans(util::toLowerAscii(head), head, true, 0).empty();
+  return !activeSpans(head, true, 0).empty();
 }
 
 std::optional<std::string> stripActiveHtml(std::string_view html) {
   std::string s(html);
   for (int pass = 0; pass < 16; ++pass) {
-    std::vector<Span> spans = activeSpans(util::toLowerAscii(s), s, false, 0);
+    std::vector<Span> spans = activeSpans(s, false, 0);
     if (spans.empty()) return s;
     std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
     std::string out;
