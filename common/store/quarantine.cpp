@@ -47,15 +47,7 @@ std::string field(std::string_view s) {
 
 constexpr std::size_t kStampLength = 16;  // 20261124T093000Z
 
-std::string stampOf(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  return stamp;
-}
-
-// Whether `s` starts with a stamp as stampOf() writes it.
+// Whether `s` starts with a stamp as Quarantine::stamp() writes it.
 bool startsWithStamp(std::string_view s) {
   if (s.size() < kStampLength || s[8] != 'T' || s[15] != 'Z') return false;
   for (std::size_t i = 0; i < 15; ++i) {
@@ -91,6 +83,14 @@ int openLockedIndex(const std::string& index) {
 
 }  // namespace
 
+std::string Quarantine::stamp(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y%m%dT%H%M%SZ", &tm);
+  return out;
+}
+
 bool Quarantine::prepare(std::string* error) const {
   if (dir_.empty() || dir_[0] != '/') {
     *error = "quarantine directory must be an absolute path: '" + dir_ + "'";
@@ -124,7 +124,7 @@ bool Quarantine::prepare(std::string* error) const {
 
 std::optional<std::string> Quarantine::store(const mime::Spool& message, const QuarantineEntry& e,
                                              std::string* error) const {
-  const std::string stamp = stampOf(std::time(nullptr));
+  const std::string now = stamp(std::time(nullptr));
   thread_local std::mt19937_64 rng{std::random_device{}()};
   char rnd[17];
   std::snprintf(rnd, sizeof rnd, "%016llx", static_cast<unsigned long long>(rng()));
@@ -132,7 +132,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
   for (const char c : e.queueId) {
     if (std::isalnum(static_cast<unsigned char>(c))) qid += c;
   }
-  const std::string id = stamp + "-" + (qid.empty() ? "NOQUEUE" : qid) + "-" + rnd + ".eml";
+  const std::string id = now + "-" + (qid.empty() ? "NOQUEUE" : qid) + "-" + rnd + ".eml";
   const std::string path = dir_ + "/" + id;
 
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -160,7 +160,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
     return std::nullopt;
   }
 
-  std::string line = stamp + "\t" + id + "\t" + field(e.queueId) + "\t" + field(e.direction) + "\t" +
+  std::string line = now + "\t" + id + "\t" + field(e.queueId) + "\t" + field(e.direction) + "\t" +
                      field(e.reason) + "\t" + field(e.sender) + "\t";
   for (std::size_t i = 0; i < e.recipients.size(); ++i) {
     if (i > 0) line += ',';
@@ -184,7 +184,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
 }
 
 std::optional<std::size_t> Quarantine::expire(std::chrono::seconds keep, std::time_t now, std::string* error) const {
-  const std::string cutoff = stampOf(now - static_cast<std::time_t>(keep.count()));
+  const std::string cutoff = stamp(now - static_cast<std::time_t>(keep.count()));
   const auto old = [&](std::string_view s) { return startsWithStamp(s) && s.substr(0, kStampLength) < cutoff; };
 
   // The files first, without holding the index: a writer at end of data

@@ -48,6 +48,9 @@ class Quarantine {
   // or written (some entries may have gone by then).
   std::optional<std::size_t> expire(std::chrono::seconds keep, std::time_t now, std::string* error) const;
 
+  // The UTC time stamp entries are named and indexed by: 20261124T093000Z.
+  static std::string stamp(std::time_t t);
+
   const std::string& dir() const { return dir_; }
 
  private:

@@ -94,14 +94,6 @@ void plantOld(const std::string& dir, const std::string& stamp, const std::strin
 
 std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
-std::string stampAt(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
-
 TEST(Quarantine, ExpireRemovesOldEntriesAndTheirIndexLinesOnly) {
   TempDir t;
   Quarantine q(t.path);
@@ -109,7 +101,7 @@ TEST(Quarantine, ExpireRemovesOldEntriesAndTheirIndexLinesOnly) {
   std::string why;
   const std::time_t now = std::time(nullptr);
   constexpr std::time_t kDay = 24 * 3600;
-  const std::string old1 = stampAt(now - 40 * kDay), old2 = stampAt(now - 20 * kDay);
+  const std::string old1 = Quarantine::stamp(now - 40 * kDay), old2 = Quarantine::stamp(now - 20 * kDay);
   plantOld(t.path, old1, "OLD1");
   mime::Spool spool(1024);
   spool.append("fresh");
