@@ -6,13 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "common/util/strings.h"
@@ -56,10 +58,15 @@ bool startsWithStamp(std::string_view s) {
   return true;
 }
 
-// An entry's file name: STAMP-QUEUEID-RANDOM.eml.
+// An entry's file name: STAMP-QUEUEID-RANDOM.eml, letters, digits and '-'
+// between stamp and suffix (no '/', no "..": a name, never a path).
 bool isEntryName(std::string_view name) {
-  return startsWithStamp(name) && name.size() > kStampLength + 4 && name[kStampLength] == '-' &&
-         name.ends_with(".eml");
+  if (!startsWithStamp(name) || name.size() <= kStampLength + 5 || name[kStampLength] != '-' || !name.ends_with(".eml")) {
+    return false;
+  }
+  const auto middle = name.substr(kStampLength, name.size() - kStampLength - 4);
+  return std::all_of(middle.begin(), middle.end(),
+                     [](char c) { return c == '-' || std::isalnum(static_cast<unsigned char>(c)); });
 }
 
 // index.tsv opened for appending and locked, the one at its path now: a
@@ -79,6 +86,39 @@ int openLockedIndex(const std::string& index) {
   }
   errno = EAGAIN;
   return -1;
+}
+
+// The whole of an open file, from offset 0. False on a read error.
+bool readWhole(int fd, std::string* text) {
+  char buf[64 * 1024];
+  off_t at = 0;
+  for (;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    text->append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+}
+
+// Calls f with each line of `text`, its '\n' included (the last may lack one).
+template <class F>
+void forEachLine(std::string_view text, F&& f) {
+  for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t nl = text.find('\n', pos);
+    const std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
+    f(text.substr(pos, end - pos));
+    pos = end;
+  }
+}
+
+// An index line's entry id: its second field ("" if it has none).
+std::string_view lineId(std::string_view line) {
+  const std::size_t a = line.find('\t');
+  if (a == std::string_view::npos) return {};
+  const std::size_t b = line.find_first_of("\t\n", a + 1);
+  return line.substr(a + 1, b == std::string_view::npos ? std::string_view::npos : b - a - 1);
 }
 
 }  // namespace
@@ -185,15 +225,30 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
 
 std::optional<std::size_t> Quarantine::expire(std::chrono::seconds keep, std::time_t now, std::string* error) const {
   const std::string cutoff = stamp(now - static_cast<std::time_t>(keep.count()));
-  const auto old = [&](std::string_view s) { return startsWithStamp(s) && s.substr(0, kStampLength) < cutoff; };
+  return removeWhere([&](std::string_view id) { return id.substr(0, kStampLength) < cutoff; }, error);
+}
 
+std::optional<std::size_t> Quarantine::remove(const std::set<std::string>& ids, std::string* error) const {
+  for (const auto& id : ids) {
+    if (!isEntryId(id)) {
+      *error = "not a quarantine entry id: '" + util::sanitize(id, 200) + "'";
+      return std::nullopt;
+    }
+  }
+  return removeWhere([&](std::string_view id) { return ids.count(std::string(id)) > 0; }, error);
+}
+
+bool Quarantine::isEntryId(std::string_view name) { return isEntryName(name); }
+
+std::optional<std::size_t> Quarantine::removeWhere(const std::function<bool(std::string_view id)>& drop,
+                                                   std::string* error) const {
   // The files first, without holding the index: a writer at end of data
   // never waits for a directory walk.
   std::size_t removed = 0;
   std::error_code ec;
   for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename();
-    if (!isEntryName(name) || !old(name)) continue;
+    if (!isEntryName(name) || !drop(name)) continue;
     if (unlink(it->path().c_str()) == 0) {
       ++removed;
     } else if (errno != ENOENT) {
@@ -212,31 +267,27 @@ std::optional<std::size_t> Quarantine::expire(std::chrono::seconds keep, std::ti
     *error = errnoText("cannot open " + index);
     return std::nullopt;
   }
-  std::string text, kept;
-  char buf[64 * 1024];
-  ssize_t n;
-  off_t at = 0;
-  while ((n = pread(fd, buf, sizeof buf, at)) > 0) {
-    text.append(buf, static_cast<std::size_t>(n));
-    at += n;
-  }
+  std::string text;
+  const bool read = readWhole(fd, &text);
+  std::string kept;
   bool dropped = false;
-  for (std::size_t pos = 0; pos < text.size();) {
-    const std::size_t nl = text.find('\n', pos);
-    const std::size_t end = nl == std::string::npos ? text.size() : nl + 1;
-    const std::string_view line(text.data() + pos, end - pos);
-    if (old(line)) {
+  forEachLine(text, [&](std::string_view line) {
+    const auto id = lineId(line);
+    if (isEntryName(id) && drop(id)) {
       dropped = true;
     } else {
       kept.append(line);
     }
-    pos = end;
-  }
-  bool ok = n == 0;
+  });
+  bool ok = read;
   if (ok && dropped) {
+    // The new index keeps the old one's owner: root running the admin
+    // command must not leave the milter's user an index it cannot append to.
+    struct stat old {};
     const std::string fresh = index + ".new";
     const int nfd = ::open(fresh.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    ok = nfd >= 0 && writeAll(nfd, kept.data(), kept.size()) && fsync(nfd) == 0;
+    ok = nfd >= 0 && fstat(fd, &old) == 0 && fchown(nfd, old.st_uid, old.st_gid) == 0 &&
+         writeAll(nfd, kept.data(), kept.size()) && fsync(nfd) == 0;
     if (nfd >= 0 && close(nfd) != 0) ok = false;
     if (ok) ok = rename(fresh.c_str(), index.c_str()) == 0;
     if (!ok) {
@@ -249,6 +300,74 @@ std::optional<std::size_t> Quarantine::expire(std::chrono::seconds keep, std::ti
   close(fd);  // the lock goes with it, after the rename: writers then open the new file
   if (!ok) return std::nullopt;
   return removed;
+}
+
+std::optional<std::vector<QuarantineRecord>> Quarantine::list(std::string* error) const {
+  std::vector<QuarantineRecord> out;
+  std::map<std::string, std::size_t, std::less<>> byId;  // -> index in out
+  const std::string index = dir_ + "/index.tsv";
+  const int fd = ::open(index.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    flock(fd, LOCK_SH);  // no half-written line from a writer
+    std::string text;
+    const bool read = readWhole(fd, &text);
+    close(fd);
+    if (!read) {
+      *error = errnoText("cannot read " + index);
+      return std::nullopt;
+    }
+    forEachLine(text, [&](std::string_view line) {
+      if (line.ends_with('\n')) line.remove_suffix(1);
+      std::vector<std::string_view> f;
+      for (std::size_t pos = 0;;) {
+        const std::size_t tab = line.find('\t', pos);
+        f.push_back(line.substr(pos, tab == std::string_view::npos ? std::string_view::npos : tab - pos));
+        if (tab == std::string_view::npos) break;
+        pos = tab + 1;
+      }
+      if (f.size() < 7 || !isEntryName(f[1]) || byId.count(f[1])) return;  // not a line store() wrote
+      QuarantineRecord r;
+      r.id = std::string(f[1]);
+      r.stamp = std::string(f[1].substr(0, kStampLength));
+      r.indexed = true;
+      r.entry = {std::string(f[2]), std::string(f[3]), std::string(f[4]), std::string(f[5]), {}};
+      for (std::size_t pos = 0; pos < f[6].size();) {
+        const std::size_t comma = std::min(f[6].find(',', pos), f[6].size());
+        if (comma > pos) r.entry.recipients.emplace_back(f[6].substr(pos, comma - pos));
+        pos = comma + 1;
+      }
+      byId.emplace(r.id, out.size());
+      out.push_back(std::move(r));
+    });
+  } else if (errno != ENOENT) {
+    *error = errnoText("cannot open " + index);
+    return std::nullopt;
+  }
+
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (!isEntryName(name)) continue;
+    struct stat st {};
+    if (lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    auto found = byId.find(name);
+    if (found == byId.end()) {
+      QuarantineRecord r;
+      r.id = name;
+      r.stamp = name.substr(0, kStampLength);
+      found = byId.emplace(name, out.size()).first;
+      out.push_back(std::move(r));
+    }
+    out[found->second].held = true;
+    out[found->second].size = static_cast<std::uint64_t>(st.st_size);
+  }
+  if (ec) {
+    *error = "cannot read " + dir_ + ": " + ec.message();
+    return std::nullopt;
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const QuarantineRecord& a, const QuarantineRecord& b) { return a.stamp < b.stamp; });
+  return out;
 }
 
 }  // namespace sekimori::store

@@ -8,12 +8,18 @@
 //   auto id = q.store(spool, {.queueId = "4cKq...", .direction = "inbound",
 //                             .reason = "Eicar-Signature", .sender = "a@b", .recipients = {...}}, &why);
 //   q.expire(std::chrono::days(30), std::time(nullptr), &why);  // older entries go
+//   for (auto& r : *q.list(&why)) ...;                            // what is held
+//   q.remove({"20261124T093000Z-4cKq...-0123456789abcdef.eml"}, &why);
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <ctime>
+#include <functional>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/mime/spool.h"
@@ -26,6 +32,16 @@ struct QuarantineEntry {
   std::string reason;  // virus names
   std::string sender;
   std::vector<std::string> recipients;
+};
+
+// One entry as list() finds it: its file, its index line, or both.
+struct QuarantineRecord {
+  std::string id;     // the file name: STAMP-QUEUEID-RANDOM.eml
+  std::string stamp;  // when it was stored, as stamp() writes it
+  QuarantineEntry entry;  // from the index line; empty when not indexed
+  bool indexed = false;   // index.tsv has a line for it
+  bool held = false;      // the file is there
+  std::uint64_t size = 0; // of the file
 };
 
 class Quarantine {
@@ -48,12 +64,31 @@ class Quarantine {
   // or written (some entries may have gone by then).
   std::optional<std::size_t> expire(std::chrono::seconds keep, std::time_t now, std::string* error) const;
 
+  // Every entry, oldest first: those in the index (held or not: a file an
+  // admin removed by hand) and entry files the index does not name (its
+  // line lost, e.g. the disk filled up between file and line). nullopt +
+  // error when the directory or the index cannot be read.
+  std::optional<std::vector<QuarantineRecord>> list(std::string* error) const;
+
+  // Removes these entries (ids as list() gives them): files and index
+  // lines, as expire() does. Returns how many files went; an id that is
+  // not an entry's name is refused (error) before anything is removed.
+  std::optional<std::size_t> remove(const std::set<std::string>& ids, std::string* error) const;
+
   // The UTC time stamp entries are named and indexed by: 20261124T093000Z.
   static std::string stamp(std::time_t t);
+  // Whether `name` is an entry's file name as store() makes them (so it
+  // names a file in dir() and nothing outside it).
+  static bool isEntryId(std::string_view name);
+
 
   const std::string& dir() const { return dir_; }
 
  private:
+  // Removes the entry files whose ids `drop` picks and their index lines.
+  std::optional<std::size_t> removeWhere(const std::function<bool(std::string_view id)>& drop,
+                                         std::string* error) const;
+
   std::string dir_;
 };
 

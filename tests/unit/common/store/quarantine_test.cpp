@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -133,6 +134,114 @@ TEST(Quarantine, ExpireRemovesOldEntriesAndTheirIndexLinesOnly) {
   // A minute on, kept 0 s: the rest goes.
   EXPECT_EQ(q.expire(std::chrono::seconds(0), now + 60, &why), std::optional<std::size_t>(2)) << why;
   EXPECT_EQ(slurp(t.path + "/index.tsv"), "");
+}
+
+TEST(Quarantine, ListFindsIndexedEntriesFilesWithoutLinesAndLinesWithoutFiles) {
+  TempDir t;
+  Quarantine q(t.path);
+  chmod(t.path.c_str(), 0700);
+  std::string why;
+  const std::time_t now = std::time(nullptr);
+  // Oldest first, whatever the order in the index.
+  plantOld(t.path, Quarantine::stamp(now - 3600), "LATER");
+  plantOld(t.path, Quarantine::stamp(now - 7200), "EARLIER");
+  mime::Spool spool(1024);
+  spool.append("Subject: held\r\n\r\nbody\r\n");
+  const auto held = q.store(spool, {"Q3", "outbound", "Eicar-Signature", "a@example.jp", {"b@example.net", "c@example.net"}}, &why);
+  ASSERT_TRUE(held) << why;
+  // The file of LATER removed by hand; a file whose line never got written.
+  const std::string later = Quarantine::stamp(now - 3600) + "-LATER-0123456789abcdef.eml";
+  ASSERT_EQ(std::filesystem::remove(t.path + "/" + later), true);
+  const std::string orphan = Quarantine::stamp(now - 60) + "-ORPHAN-00000000000000aa.eml";
+  std::ofstream(t.path + "/" + orphan) << "12345";
+  // Not entries: ignored.
+  std::ofstream(t.path + "/index.tsv", std::ios::app) << "garbage without tabs\n";
+  std::ofstream(t.path + "/notes.txt") << "x";
+
+  const auto list = q.list(&why);
+  ASSERT_TRUE(list) << why;
+  ASSERT_EQ(list->size(), 4u);
+  EXPECT_NE((*list)[0].id.find("EARLIER"), std::string::npos);
+  EXPECT_TRUE((*list)[0].indexed && (*list)[0].held);
+  EXPECT_EQ((*list)[1].id, later);
+  EXPECT_TRUE((*list)[1].indexed);
+  EXPECT_FALSE((*list)[1].held);
+  EXPECT_EQ((*list)[1].entry.queueId, "LATER");
+  EXPECT_EQ((*list)[2].id, orphan);
+  EXPECT_FALSE((*list)[2].indexed);
+  EXPECT_TRUE((*list)[2].held);
+  EXPECT_EQ((*list)[2].size, 5u);
+  const auto& r = (*list)[3];
+  EXPECT_EQ(r.id, *held);
+  EXPECT_EQ(r.stamp, held->substr(0, 16));
+  EXPECT_TRUE(r.indexed && r.held);
+  EXPECT_EQ(r.size, std::string("Subject: held\r\n\r\nbody\r\n").size());
+  EXPECT_EQ(r.entry.queueId, "Q3");
+  EXPECT_EQ(r.entry.direction, "outbound");
+  EXPECT_EQ(r.entry.reason, "Eicar-Signature");
+  EXPECT_EQ(r.entry.sender, "a@example.jp");
+  EXPECT_EQ(r.entry.recipients, (std::vector<std::string>{"b@example.net", "c@example.net"}));
+
+  // An empty quarantine (no index yet) lists nothing; a missing one is an error.
+  TempDir empty;
+  EXPECT_EQ(Quarantine(empty.path).list(&why)->size(), 0u);
+  EXPECT_FALSE(Quarantine(empty.path + "/missing").list(&why));
+  EXPECT_NE(why.find("missing"), std::string::npos) << why;
+}
+
+TEST(Quarantine, RemoveTakesTheFileAndTheLineAndRefusesWhatIsNotAnEntry) {
+  TempDir t;
+  Quarantine q(t.path);
+  chmod(t.path.c_str(), 0700);
+  std::string why;
+  mime::Spool spool(1024);
+  spool.append("x");
+  const auto a = q.store(spool, {"QA", "inbound", "Eicar", "a@b", {"c@d"}}, &why);
+  const auto b = q.store(spool, {"QB", "inbound", "Eicar", "a@b", {"c@d"}}, &why);
+  ASSERT_TRUE(a && b) << why;
+  std::ofstream(t.path + "/secret.txt") << "not yours";
+
+  // Anything but an entry's name is refused, and nothing is removed.
+  for (const std::string& bad : std::vector<std::string>{"../secret.txt", "secret.txt", "index.tsv", "", *a + "/..", "/etc/passwd",
+                                                         "20261124T093000Z-/../../secret.txt.eml",
+                                                         "20261124T093000Z-x/../..eml", "20261124T093000Z-.eml"}) {
+    EXPECT_FALSE(q.remove({*a, bad}, &why)) << bad;
+    EXPECT_NE(why.find("not a quarantine entry id"), std::string::npos) << why;
+  }
+  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + *a));
+  EXPECT_TRUE(std::filesystem::exists(t.path + "/secret.txt"));
+
+  EXPECT_EQ(q.remove({*a}, &why), std::optional<std::size_t>(1)) << why;
+  EXPECT_FALSE(std::filesystem::exists(t.path + "/" + *a));
+  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + *b));
+  const std::string index = slurp(t.path + "/index.tsv");
+  EXPECT_EQ(index.find(*a), std::string::npos) << index;
+  EXPECT_NE(index.find(*b), std::string::npos) << index;
+  // A line whose file is already gone: the line goes, no file counted.
+  std::filesystem::remove(t.path + "/" + *b);
+  EXPECT_EQ(q.remove({*b}, &why), std::optional<std::size_t>(0)) << why;
+  EXPECT_EQ(slurp(t.path + "/index.tsv"), "");
+  EXPECT_EQ(modeOf(t.path + "/index.tsv"), 0600u);
+}
+
+TEST(Quarantine, ARewrittenIndexKeepsItsOwner) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the index another owner";
+  TempDir t;
+  Quarantine q(t.path);
+  chmod(t.path.c_str(), 0700);
+  std::string why;
+  mime::Spool spool(1024);
+  spool.append("x");
+  const auto a = q.store(spool, {"QA", "inbound", "Eicar", "a@b", {}}, &why);
+  ASSERT_TRUE(a && q.store(spool, {"QB", "inbound", "Eicar", "a@b", {}}, &why)) << why;
+  // The milter's user owns the index; root (the admin command) removes an entry.
+  ASSERT_EQ(chown((t.path + "/index.tsv").c_str(), 4321, 4322), 0);
+  ASSERT_EQ(q.remove({*a}, &why), std::optional<std::size_t>(1)) << why;
+  struct stat st {};
+  ASSERT_EQ(stat((t.path + "/index.tsv").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4321u);
+  EXPECT_EQ(st.st_gid, 4322u);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST(Quarantine, NoIndexLineIsLostToAnExpiryRunningMeanwhile) {
