@@ -461,6 +461,10 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
       "#enabled = no\n");
 }
 
+QuarantineSettings quarantineSettings(const config::Values& v) {
+  return {v.get(kQuarantineDir), std::chrono::duration_cast<std::chrono::seconds>(v.get(kQuarantineKeep).value)};
+}
+
 bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors, bool apply) {
   auto cfg = std::make_shared<AvConfig>();
   const std::size_t before = errors.list().size();
@@ -525,9 +529,8 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     error(kNotifyTemplates.key, "template " + tpl + ": " + why);
   }
 
-  cfg->quarantineDir = v.get(kQuarantineDir);
-  if (!cfg->quarantineDir.empty() && cfg->quarantineDir[0] != '/') error(kQuarantineDir.key, "must be an absolute path");
-  cfg->quarantineKeep = std::chrono::duration_cast<std::chrono::seconds>(v.get(kQuarantineKeep).value);
+  cfg->quarantine = quarantineSettings(v);
+  if (!cfg->quarantine.dir.empty() && cfg->quarantine.dir[0] != '/') error(kQuarantineDir.key, "must be an absolute path");
   cfg->spoolMemory = v.get(kSpoolMemory).value;
   cfg->spoolDir = v.get(kSpoolDir);
   if (cfg->spoolDir.empty() || cfg->spoolDir[0] != '/') error(kSpoolDir.key, "must be an absolute path");
@@ -573,8 +576,8 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
 
 bool AntivirusMilter::prepare(std::string* error) {
   const auto cfg = config_.get();
-  if (cfg && !cfg->quarantineDir.empty()) {
-    if (!store::Quarantine(cfg->quarantineDir).prepare(error)) return false;
+  if (cfg && !cfg->quarantine.dir.empty()) {
+    if (!store::Quarantine(cfg->quarantine.dir).prepare(error)) return false;
   }
   if (pool_) return true;
   if (backend_ == "clamd") {
@@ -613,16 +616,16 @@ void AntivirusMilter::stop() {
 
 void AntivirusMilter::expireQuarantine() {
   const auto cfg = config_.get();
-  if (!cfg || cfg->quarantineDir.empty() || cfg->quarantineKeep.count() <= 0) return;
+  if (!cfg || cfg->quarantine.dir.empty() || cfg->quarantine.keep.count() <= 0) return;
   std::string why;
-  const auto removed = store::Quarantine(cfg->quarantineDir).expire(cfg->quarantineKeep, std::time(nullptr), &why);
+  const auto removed = store::Quarantine(cfg->quarantine.dir).expire(cfg->quarantine.keep, std::time(nullptr), &why);
   if (!removed) {
     log::message(log::Level::Warning, "quarantine expiry: " + why);
   } else if (*removed > 0) {
     log::message(log::Level::Notice, "quarantine: removed " + std::to_string(*removed) +
                                          (*removed == 1 ? " entry" : " entries") + " older than " +
-                                         config::formatDuration(config::Duration{cfg->quarantineKeep}) + " from " +
-                                         cfg->quarantineDir);
+                                         config::formatDuration(config::Duration{cfg->quarantine.keep}) + " from " +
+                                         cfg->quarantine.dir);
   }
 }
 
@@ -778,7 +781,19 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     }
   }
 
-  // Log, quarantine, warn.
+  // Quarantine, log (with the entry's id), warn.
+  std::optional<std::string> held;
+  if (d.infected && !cfg.quarantine.dir.empty()) {
+    store::QuarantineEntry e;
+    e.queueId = s.queueId();
+    e.direction = std::string(policy::toString(dir));
+    e.reason = d.virus;
+    e.sender = t.sender.str();
+    for (const auto& r : t.recipients) e.recipients.push_back(r.str());
+    std::string why;
+    held = store::Quarantine(cfg.quarantine.dir).store(*m.spool, e, &why);
+    if (!held) log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
+  }
   {
     const bool refused = d.kind == Decision::Kind::Reject || d.kind == Decision::Kind::Tempfail;
     const char* action = d.kind == Decision::Kind::Reject      ? "reject"
@@ -795,24 +810,12 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         .kv("direction", policy::toString(dir))
         .kv("client", clientText(s));
     if (refused) line.kv("reply", d.reply.str());
+    if (held) line.kv("quarantine", *held);
     // Plain clean mail at debug; anything marked (unscanned, suspicious HTML) or acted on at info.
     line.emit(d.kind == Decision::Kind::Deliver && !d.infected && d.status == "clean" ? log::Level::Debug
                                                                                       : log::Level::Info);
   }
-  if (d.infected) {
-    if (!cfg.quarantineDir.empty()) {
-      store::QuarantineEntry e;
-      e.queueId = s.queueId();
-      e.direction = std::string(policy::toString(dir));
-      e.reason = d.virus;
-      e.sender = t.sender.str();
-      for (const auto& r : t.recipients) e.recipients.push_back(r.str());
-      std::string why;
-      const auto id = store::Quarantine(cfg.quarantineDir).store(*m.spool, e, &why);
-      if (!id) log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
-    }
-    if (!m.isNotice) sendWarnings(s, cfg, dir, d, m.subject);
-  }
+  if (d.infected && !m.isNotice) sendWarnings(s, cfg, dir, d, m.subject);
 
   switch (d.kind) {
     case Decision::Kind::Reject:

@@ -38,12 +38,20 @@ struct NotifyConfig {
   std::chrono::milliseconds timeout{10000};
 };
 
+// [quarantine] of sekimori-antivirus's conf file.
+struct QuarantineSettings {
+  std::string dir;               // empty: nothing kept
+  std::chrono::seconds keep{0};  // 0: for ever
+};
+// As the daemon reads them from checked values; the admin command
+// (`sekimori quarantine`) reads the same conf file through it.
+QuarantineSettings quarantineSettings(const config::Values& v);
+
 struct AvConfig {
   ActionConfig actions;
   Replies replies;
   NotifyConfig notify;
-  std::string quarantineDir;
-  std::chrono::seconds quarantineKeep{0};  // 0: for ever
+  QuarantineSettings quarantine;
   std::uint64_t spoolMemory = 1024 * 1024;
   std::string spoolDir = "/tmp";
   std::uint64_t maxScanSize = 100ULL * 1024 * 1024;
