@@ -49,6 +49,13 @@ def milter_binary(name):
     raise RuntimeError("sekimori-%s not found below %s" % (name, base))
 
 
+def sekimori_cli(*args, text=True):
+    """Runs the admin command (bindir()/cli/sekimori) with ARGS; the
+    CompletedProcess, output captured (bytes when text=False)."""
+    binary = os.path.join(bindir(), "cli", "sekimori")
+    return subprocess.run([binary] + list(args), capture_output=True, text=text)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -552,6 +552,48 @@ class AntivirusE2E(unittest.TestCase):
         harness.wait_until(lambda: "quarantine: removed 1 entry older than 30d" in self.milter.log(), 5,
                            "the expiry to be logged")
 
+    def test_admin_command_lists_shows_and_removes_a_quarantined_message(self):
+        msgid = self.msgid("admin")
+        r = self.send(with_attachment(EICAR, "eicar.com", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        qid = r.queue_id
+        self.assertTrue(qid)
+        # The milter's log names the entry.
+        harness.wait_until(lambda: re.search(qid + r": .*quarantine=\S*" + qid, self.milter.log()), 10,
+                           "the log line naming the quarantine entry")
+        entry = re.search(qid + r": .*quarantine=(\S+)", self.milter.log()).group(1)
+        held = os.path.join(self.quarantine, entry)
+        self.assertTrue(os.path.exists(held))
+        conf = ["-c", self.milter.conf_path]  # [quarantine] dir read from the milter's own conf file
+
+        r = harness.sekimori_cli("quarantine", "list", *conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        line = [l for l in r.stdout.splitlines() if entry in l]
+        self.assertEqual(len(line), 1, r.stdout)
+        self.assertIn("  inbound  %d  %s.UNOFFICIAL  <sender@example.org> -> user@example.net" % (os.path.getsize(held), SIGNAME),
+                      line[0])
+        self.assertRegex(r.stdout.splitlines()[-1], r"^\d+ entr(y|ies), \d+ bytes in " + re.escape(self.quarantine))
+
+        # show: by queue id, the held original byte for byte.
+        r = harness.sekimori_cli("quarantine", "show", qid, *conf, text=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(held, "rb") as f:
+            self.assertEqual(r.stdout, f.read())
+        self.assertIn(msgid.encode(), r.stdout)
+
+        # Nothing outside the quarantine is reachable through an entry name.
+        for bad in ("../index.tsv", "index.tsv", "20261124T093000Z-/../../x.eml"):
+            r = harness.sekimori_cli("quarantine", "show", bad, "-d", self.quarantine)
+            self.assertEqual(r.returncode, 1, (bad, r.stdout))
+            self.assertIn("is not in the quarantine", r.stderr)
+
+        r = harness.sekimori_cli("quarantine", "remove", entry, "-d", self.quarantine)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "removed 1 entry from " + self.quarantine), r.stderr)
+        self.assertFalse(os.path.exists(held))
+        with open(os.path.join(self.quarantine, "index.tsv")) as f:
+            self.assertNotIn(entry, f.read())
+        self.assertEqual(harness.sekimori_cli("quarantine", "show", qid, *conf).returncode, 1)
+
     def test_signature_hot_reload_without_a_failed_delivery(self):
         marker = b"SEKIMORI-HOT-RELOAD-" + os.urandom(4).hex().encode()
         r = self.send(harness.make_message(body=marker.decode() + "\r\n"))

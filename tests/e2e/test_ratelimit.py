@@ -11,7 +11,6 @@ and tempfail.
 import os
 import shutil
 import smtplib
-import subprocess
 import tempfile
 import time
 import unittest
@@ -35,11 +34,6 @@ redis_failure = {failure}
 redis_timeout = 300ms
 {extra}
 """
-
-
-def sekimori_cli(*args):
-    binary = os.path.join(harness.bindir(), "cli", "sekimori")
-    return subprocess.run([binary] + list(args), capture_output=True, text=True)
 
 
 class Session:
@@ -149,10 +143,10 @@ class RateLimitE2EBase:
         self.assertTrue(text.startswith("4.7.1 Service unavailable - try again later"), text)
         self.assertTrue(self.milter.log_lines(r"reason=sender key=s:%s count=100 limit=100 window=5m" % sender))
         # The admin command sees the same count, for either backend.
-        r = sekimori_cli("ratelimit", "status", "sender:" + sender, "-s", self.ctl)
+        r = harness.sekimori_cli("ratelimit", "status", "sender:" + sender, "-s", self.ctl)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("count=100 limit=100 window=5m", r.stdout)
-        r = sekimori_cli("ratelimit", "reset", "sender:" + sender, "-s", self.ctl)
+        r = harness.sekimori_cli("ratelimit", "reset", "sender:" + sender, "-s", self.ctl)
         self.assertEqual(r.returncode, 0, r.stderr)
         s2 = self.session("LOGIN=alice%s ADDR=203.0.113.7" % self.uniq)
         m, replies, d = s2.send(sender, ["after-reset@remote.example"])
@@ -214,9 +208,9 @@ class RateLimitE2EBase:
         code, text = s.mail("c@example.org")
         self.assertEqual(code, 450)
         self.assertTrue(text.startswith(b"4.7.1 Too many messages, try again later"), text)
-        r = sekimori_cli("ratelimit", "status", "client:" + client, "-s", self.ctl)
+        r = harness.sekimori_cli("ratelimit", "status", "client:" + client, "-s", self.ctl)
         self.assertIn("penalised=yes", r.stdout)
-        self.assertEqual(sekimori_cli("ratelimit", "reset", "client:" + client, "-s", self.ctl).returncode, 0)
+        self.assertEqual(harness.sekimori_cli("ratelimit", "reset", "client:" + client, "-s", self.ctl).returncode, 0)
         s = self.session("ADDR=%s" % client)
         m, replies, d = s.send("c@example.org", ["u@example.net"])
         self.assertEqual(m[0], 250)
@@ -236,10 +230,10 @@ class RateLimitE2EBase:
 
     # -- bad input ---------------------------------------------------------
     def test_admin_command_errors_are_clear(self):
-        r = sekimori_cli("ratelimit", "status", "nonsense", "-s", self.ctl)
+        r = harness.sekimori_cli("ratelimit", "status", "nonsense", "-s", self.ctl)
         self.assertEqual(r.returncode, 1)
         self.assertIn("KIND:VALUE", r.stderr)
-        r = sekimori_cli("ratelimit", "status", "sender:a@b.example", "-s", self.tmp + "/nope.ctl")
+        r = harness.sekimori_cli("ratelimit", "status", "sender:a@b.example", "-s", self.tmp + "/nope.ctl")
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot connect", r.stderr)
 
