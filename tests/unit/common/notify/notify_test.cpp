@@ -1,6 +1,7 @@
 // tests/unit/common/notify/notify_test.cpp — templates, MIME building, and
 // submission to a real Postfix smtp-sink and to a fake sendmail script.
 #include "common/notify/notify.h"
+#include "common/notify/outbox.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -825,25 +827,41 @@ TEST(NotifySubmit, SmtpUtf8AddressesUseTheExtensionWhenOffered) {
   }
 }
 
+// Listening, so the kernel completes the handshake, but never accepted:
+// no 220 banner ever comes.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0) {
+      throw std::runtime_error("SilentServer: bind/listen");
+    }
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  SilentServer(const SilentServer&) = delete;
+  SilentServer& operator=(const SilentServer&) = delete;
+  ~SilentServer() { ::close(fd_); }
+  std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 TEST(NotifySubmit, SmtpTimesOutOnServerThatNeverGreets) {
-  // Listening, so the kernel completes the handshake, but never accepted:
-  // no 220 banner ever comes.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(fd, 8), 0);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  SilentServer silent;
   SubmitSettings s;
-  s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  s.smtpUrl = silent.url();
   s.timeout = 1000ms;
   std::string error;
   const auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  ::close(fd);
   EXPECT_LT(elapsed, 2000ms);
   EXPECT_GE(elapsed, 900ms);
   EXPECT_NE(error.find("smtp: "), std::string::npos) << error;
@@ -962,6 +980,143 @@ TEST(NotifySubmit, SendmailTimeoutKillsItsProcessGroup) {
   for (int i = 0; i < 100 && !processGone(helperPid); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(processGone(helperPid));
   if (!processGone(helperPid)) ::kill(helperPid, SIGKILL);
+}
+
+// ---- Outbox ----------------------------------------------------------------------
+
+// What an Outbox reported, from whichever thread.
+struct Reports {
+  struct One {
+    std::string to;
+    bool sent;
+    std::string error;
+    std::thread::id thread;
+  };
+  std::mutex mutex;
+  std::vector<One> got;
+  Outbox::Report report() {
+    return [this](const Outbox::Item& i, bool sent, const std::string& error) {
+      std::lock_guard lock(mutex);
+      got.push_back({i.to.empty() ? "" : i.to[0], sent, error, std::this_thread::get_id()});
+    };
+  }
+  std::vector<One> waitFor(std::size_t n, std::chrono::milliseconds limit = 5000ms) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex);
+        if (got.size() >= n || std::chrono::steady_clock::now() >= end) return got;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+};
+
+Outbox::Batch batchTo(const std::string& url, std::initializer_list<const char*> to, Reports& r,
+                      std::chrono::milliseconds timeout = 5000ms) {
+  Outbox::Batch b;
+  b.settings.smtpUrl = url;
+  b.settings.timeout = timeout;
+  for (const char* a : to) b.items.push_back({{a}, builtMessage("x", "y"), "<id@example.jp>"});
+  b.report = r.report();
+  return b;
+}
+
+TEST(NotifyOutbox, BatchesGoOutInOrderEachOverOneSessionFromItsOwnThread) {
+  ScriptedSmtpServer server({"8BITMIME"});
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  outbox.post(batchTo(server.url(), {"a1@example.jp", "a2@example.jp"}, r));
+  outbox.post(batchTo(server.url(), {"b1@example.jp"}, r));
+  outbox.post(batchTo(server.url(), {"c1@example.jp", "c2@example.jp", "c3@example.jp"}, r));
+  const auto got = r.waitFor(6);
+  outbox.stop(1000ms);
+  ASSERT_EQ(got.size(), 6u);
+  const std::vector<std::string> order = {"a1@example.jp", "a2@example.jp", "b1@example.jp",
+                                          "c1@example.jp", "c2@example.jp", "c3@example.jp"};
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].to, order[i]);
+    EXPECT_TRUE(got[i].sent) << got[i].error;
+    EXPECT_NE(got[i].thread, std::this_thread::get_id());
+  }
+  const auto sessions = server.sessions();
+  ASSERT_EQ(sessions.size(), 3u);
+  EXPECT_EQ(countPrefix(sessions[0], "MAIL FROM"), 2u);
+  EXPECT_EQ(countPrefix(sessions[1], "MAIL FROM"), 1u);
+  EXPECT_EQ(countPrefix(sessions[2], "MAIL FROM"), 3u);
+}
+
+TEST(NotifyOutbox, PostDoesNotWaitForASlowRelay) {
+  SilentServer silent;
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  const auto start = std::chrono::steady_clock::now();
+  outbox.post(batchTo(silent.url(), {"a@example.jp"}, r, 1000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms);
+  const auto got = r.waitFor(1);
+  outbox.stop(0ms);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_FALSE(got[0].sent);
+  EXPECT_NE(got[0].error.find("smtp: "), std::string::npos) << got[0].error;
+}
+
+TEST(NotifyOutbox, AFullOrStoppedOutboxSendsInTheCallerAndLosesNothing) {
+  SilentServer silent;
+  ScriptedSmtpServer server({"8BITMIME"});
+  Reports r;
+  Outbox outbox(1);
+  // Not started: the caller sends.
+  outbox.post(batchTo(server.url(), {"before@example.jp"}, r));
+  ASSERT_EQ(r.waitFor(1, 0ms).size(), 1u);
+  EXPECT_EQ(r.got[0].thread, std::this_thread::get_id());
+  outbox.start();
+  // The thread busy on a relay that never answers, one batch waiting: the
+  // next one is sent by its caller, at once.
+  outbox.post(batchTo(silent.url(), {"stuck@example.jp"}, r, 1500ms));
+  for (int i = 0; i < 2000 && outbox.queued() > 0; ++i) std::this_thread::sleep_for(5ms);
+  outbox.post(batchTo(server.url(), {"queued@example.jp"}, r));
+  EXPECT_EQ(outbox.queued(), 1u);
+  outbox.post(batchTo(server.url(), {"caller@example.jp"}, r));
+  {
+    std::lock_guard lock(r.mutex);
+    ASSERT_EQ(r.got.size(), 2u);
+    EXPECT_EQ(r.got[1].to, "caller@example.jp");
+    EXPECT_TRUE(r.got[1].sent) << r.got[1].error;
+    EXPECT_EQ(r.got[1].thread, std::this_thread::get_id());
+  }
+  // stop() lets the queued one go out once the stuck one has timed out.
+  outbox.stop(5000ms);
+  const auto got = r.waitFor(4, 0ms);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[2].to, "stuck@example.jp");
+  EXPECT_FALSE(got[2].sent);
+  EXPECT_EQ(got[3].to, "queued@example.jp");
+  EXPECT_TRUE(got[3].sent) << got[3].error;
+  // Stopped: the caller sends again.
+  outbox.post(batchTo(server.url(), {"after@example.jp"}, r));
+  EXPECT_EQ(r.waitFor(5, 0ms).size(), 5u);
+}
+
+TEST(NotifyOutbox, WhatIsStillQueuedAtTheDeadlineIsReportedNotSent) {
+  SilentServer silent;
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  outbox.post(batchTo(silent.url(), {"stuck@example.jp"}, r, 1000ms));
+  for (int i = 0; i < 2000 && outbox.queued() > 0; ++i) std::this_thread::sleep_for(5ms);
+  outbox.post(batchTo(silent.url(), {"late1@example.jp", "late2@example.jp"}, r, 1000ms));
+  const auto start = std::chrono::steady_clock::now();
+  outbox.stop(100ms);  // the stuck submission ends within its 1 s; the rest is not tried
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1800ms);
+  const auto got = r.waitFor(3, 0ms);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].to, "stuck@example.jp");
+  for (std::size_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(got[i].sent);
+    EXPECT_EQ(got[i].error, "not sent: still queued when the milter stopped");
+  }
 }
 
 }  // namespace
