@@ -21,6 +21,7 @@
 #include "common/mime/spool.h"
 #include "common/mime/text.h"
 #include "common/notify/notify.h"
+#include "common/notify/outbox.h"
 #include "common/store/quarantine.h"
 #include "common/util/strings.h"
 
@@ -330,9 +331,10 @@ std::string readFile(const std::string& path) {
 // addressee gets a mail of their own: a recipient's names that recipient
 // alone (the others may have been Bcc), the sender's and the admin's name
 // every recipient; and one addressee's failure (a relay refusing a UTF-8
-// address, say) costs no other one theirs. They share one SMTP session.
+// address, say) costs no other one theirs. They share one SMTP session,
+// in the outbox's thread: end of message does not wait for the relay.
 void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const Decision& d,
-                  const std::string& subject) {
+                  const std::string& subject, notify::Outbox& outbox) {
   const NotifyConfig& n = cfg.notify;
   auto& t = s.txn();
   std::string everyone;
@@ -385,12 +387,24 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
       {"action", action},          {"files", files.empty() ? "-" : files},
   };
   const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
-  notify::SubmitSettings ss;
-  ss.method = n.method;
-  ss.smtpUrl = n.smtpUrl;
-  ss.sendmailPath = n.sendmailPath;
-  ss.timeout = n.timeout;
-  notify::Submitter out(std::move(ss));  // one SMTP session for all of them
+  // The outcome of each warning, one log line, from whichever thread sent it.
+  const auto report = [qid = s.queueId()](const std::string& to, const std::string& messageId, bool sent,
+                                          const std::string& why) {
+    log::Line line(qid);
+    line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
+    if (!messageId.empty()) line.kv("message_id", messageId);
+    line.kv("to", to);
+    if (!sent) line.kv("error", why);
+    line.emit(sent ? log::Level::Info : log::Level::Warning);
+  };
+  notify::Outbox::Batch batch;
+  batch.settings.method = n.method;
+  batch.settings.smtpUrl = n.smtpUrl;
+  batch.settings.sendmailPath = n.sendmailPath;
+  batch.settings.timeout = n.timeout;
+  batch.report = [report](const notify::Outbox::Item& i, bool sent, const std::string& why) {
+    report(i.to.empty() ? "" : i.to[0], i.messageId, sent, why);
+  };
   for (const auto& notice : notices) {
     values["recipients"] = notice.recipients;
     notify::Mail mail;
@@ -399,15 +413,16 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     mail.subject = notify::expand(tpl->subject, values);
     mail.body = notify::expand(tpl->body, values);
     mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
-    const auto msg = notify::buildMessage(mail, domain, &why);
-    const bool sent = msg && out.submit(mail.to, msg->data, &why);
-    log::Line line(s.queueId());
-    line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
-    if (msg) line.kv("message_id", msg->messageId);
-    line.kv("to", notice.to);
-    if (!sent) line.kv("error", why);
-    line.emit(sent ? log::Level::Info : log::Level::Warning);
+    auto msg = notify::buildMessage(mail, domain, &why);
+    if (!msg) {
+      report(notice.to, "", false, why);
+      continue;
+    }
+    batch.items.push_back({mail.to, std::move(msg->data), msg->messageId});
   }
+  // Sent by the outbox's thread, one SMTP session for the batch; this
+  // message's reply does not wait for them.
+  if (!batch.items.empty()) outbox.post(std::move(batch));
 }
 
 }  // namespace
@@ -607,10 +622,14 @@ void AntivirusMilter::start() {
     pool->watch([] { milter::stopFailed("the scanner processes are gone"); });
   }
   housekeeping_.start(std::chrono::hours(1), [this] { expireQuarantine(); });
+  outbox_.start();
 }
 
 void AntivirusMilter::stop() {
   housekeeping_.stop();
+  // Warnings still queued get a few seconds (a submission under way ends
+  // within notify.timeout); any left then are logged as not sent.
+  outbox_.stop(std::chrono::seconds(10));
   if (pool_) pool_->stop();
 }
 
@@ -815,7 +834,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     line.emit(d.kind == Decision::Kind::Deliver && !d.infected && d.status == "clean" ? log::Level::Debug
                                                                                       : log::Level::Info);
   }
-  if (d.infected && !m.isNotice) sendWarnings(s, cfg, dir, d, m.subject);
+  if (d.infected && !m.isNotice) sendWarnings(s, cfg, dir, d, m.subject, outbox_);
 
   switch (d.kind) {
     case Decision::Kind::Reject:

@@ -17,6 +17,7 @@
 #include "common/config/snapshot.h"
 #include "common/config/values.h"
 #include "common/milter/milter.h"
+#include "common/notify/outbox.h"
 #include "common/policy/lists.h"
 #include "common/util/ticker.h"
 #include "milters/antivirus/av_policy.h"
@@ -98,6 +99,7 @@ class AntivirusMilter final : public milter::Milter {
   std::string clamdAddress_;
   std::shared_ptr<Scanner> pool_;
   util::Ticker housekeeping_;
+  notify::Outbox outbox_;  // warning mails, sent apart from end of message (start() to stop())
 };
 
 }  // namespace sekimori::antivirus
