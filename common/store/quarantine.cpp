@@ -318,7 +318,7 @@ std::optional<std::vector<QuarantineRecord>> Quarantine::list(std::string* error
     }
     forEachLine(text, [&](std::string_view line) {
       if (line.ends_with('\n')) line.remove_suffix(1);
-      std::vector<std::string_view> f;
+      std::vector<std::string_view> f;  // empty fields kept: the null sender is one
       for (std::size_t pos = 0;;) {
         const std::size_t tab = line.find('\t', pos);
         f.push_back(line.substr(pos, tab == std::string_view::npos ? std::string_view::npos : tab - pos));
@@ -330,12 +330,7 @@ std::optional<std::vector<QuarantineRecord>> Quarantine::list(std::string* error
       r.id = std::string(f[1]);
       r.stamp = std::string(f[1].substr(0, kStampLength));
       r.indexed = true;
-      r.entry = {std::string(f[2]), std::string(f[3]), std::string(f[4]), std::string(f[5]), {}};
-      for (std::size_t pos = 0; pos < f[6].size();) {
-        const std::size_t comma = std::min(f[6].find(',', pos), f[6].size());
-        if (comma > pos) r.entry.recipients.emplace_back(f[6].substr(pos, comma - pos));
-        pos = comma + 1;
-      }
+      r.entry = {std::string(f[2]), std::string(f[3]), std::string(f[4]), std::string(f[5]), util::split(f[6], ',')};
       byId.emplace(r.id, out.size());
       out.push_back(std::move(r));
     });
