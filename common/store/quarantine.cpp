@@ -238,6 +238,27 @@ std::optional<std::size_t> Quarantine::remove(const std::set<std::string>& ids, 
   return removeWhere([&](std::string_view id) { return ids.count(std::string(id)) > 0; }, error);
 }
 
+std::optional<Quarantine::Trimmed> Quarantine::trim(std::uint64_t maxBytes, std::uint64_t downTo,
+                                                     std::string* error) const {
+  const auto all = list(error);
+  if (!all) return std::nullopt;
+  Trimmed t;
+  for (const auto& r : *all) t.bytesLeft += r.size;
+  if (t.bytesLeft <= maxBytes) return t;
+  std::set<std::string> oldest;
+  for (const auto& r : *all) {  // oldest first
+    if (t.bytesLeft <= std::min(downTo, maxBytes)) break;
+    if (!r.held) continue;
+    oldest.insert(r.id);
+    t.bytesLeft -= r.size;
+  }
+  if (oldest.empty()) return t;
+  const auto removed = remove(oldest, error);
+  if (!removed) return std::nullopt;
+  t.removed = *removed;
+  return t;
+}
+
 bool Quarantine::isEntryId(std::string_view name) { return isEntryName(name); }
 
 std::optional<std::size_t> Quarantine::removeWhere(const std::function<bool(std::string_view id)>& drop,

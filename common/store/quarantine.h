@@ -8,6 +8,7 @@
 //   auto id = q.store(spool, {.queueId = "4cKq...", .direction = "inbound",
 //                             .reason = "Eicar-Signature", .sender = "a@b", .recipients = {...}}, &why);
 //   q.expire(std::chrono::days(30), std::time(nullptr), &why);  // older entries go
+//   q.trim(1ULL << 30, 900ULL << 20, &why);  // over 1 GiB: the oldest go until 900 MiB are left
 //   for (auto& r : *q.list(&why)) ...;                            // what is held
 //   q.remove({"20261124T093000Z-4cKq...-0123456789abcdef.eml"}, &why);
 #pragma once
@@ -63,6 +64,17 @@ class Quarantine {
   // went, nullopt + error when the directory or the index cannot be read
   // or written (some entries may have gone by then).
   std::optional<std::size_t> expire(std::chrono::seconds keep, std::time_t now, std::string* error) const;
+
+  // A cap on the disk an outbreak can take: when the entry files take more
+  // than `maxBytes` together, the oldest entries are removed until they take
+  // at most `downTo` (<= maxBytes; below it, the next store does not start
+  // another round at once). Returns how many went and the bytes left;
+  // nullopt + error as expire() does.
+  struct Trimmed {
+    std::size_t removed = 0;
+    std::uint64_t bytesLeft = 0;
+  };
+  std::optional<Trimmed> trim(std::uint64_t maxBytes, std::uint64_t downTo, std::string* error) const;
 
   // Every entry, oldest first: those in the index (held or not: a file an
   // admin removed by hand) and entry files the index does not name (its

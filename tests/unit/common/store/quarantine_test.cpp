@@ -224,6 +224,43 @@ TEST(Quarantine, RemoveTakesTheFileAndTheLineAndRefusesWhatIsNotAnEntry) {
   EXPECT_EQ(modeOf(t.path + "/index.tsv"), 0600u);
 }
 
+TEST(Quarantine, TrimRemovesTheOldestUntilUnderTheCap) {
+  TempDir t;
+  Quarantine q(t.path);
+  chmod(t.path.c_str(), 0700);
+  std::string why;
+  const std::time_t now = std::time(nullptr);
+  // Four entries of 100 bytes, an hour apart, oldest "E0"; one index line without its file.
+  for (int i = 0; i < 4; ++i) {
+    const std::string stamp = Quarantine::stamp(now - (4 - i) * 3600);
+    const std::string id = stamp + "-E" + std::to_string(i) + "-0123456789abcdef.eml";
+    std::ofstream(t.path + "/" + id) << std::string(100, 'x');
+    std::ofstream(t.path + "/index.tsv", std::ios::app) << stamp << "\t" << id << "\tE" << i << "\tinbound\tEicar\ta@b\tc@d\n";
+  }
+  std::ofstream(t.path + "/index.tsv", std::ios::app)
+      << Quarantine::stamp(now - 9 * 3600) << "\t" << Quarantine::stamp(now - 9 * 3600) << "-GONE-0123456789abcdef.eml\tGONE\tinbound\tEicar\ta@b\tc@d\n";
+
+  auto r = q.trim(400, 0, &why);  // not over the cap: nothing goes, whatever downTo says
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->removed, 0u);
+  EXPECT_EQ(r->bytesLeft, 400u);
+
+  r = q.trim(350, 250, &why);  // over: down to 250
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->removed, 2u);
+  EXPECT_EQ(r->bytesLeft, 200u);
+  const auto left = q.list(&why);
+  ASSERT_TRUE(left) << why;
+  std::vector<std::string> tags;
+  for (const auto& e : *left) tags.push_back(e.entry.queueId);
+  EXPECT_EQ(tags, (std::vector<std::string>{"GONE", "E2", "E3"}));  // a line without a file takes no room
+
+  r = q.trim(0, 0, &why);
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->removed, 2u);
+  EXPECT_EQ(r->bytesLeft, 0u);
+}
+
 TEST(Quarantine, ARewrittenIndexKeepsItsOwner) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to give the index another owner";
   TempDir t;
