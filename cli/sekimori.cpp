@@ -65,8 +65,9 @@ constexpr const char* kUsage =
     "  show        writes the held message, as received, to standard output\n"
     "              (e.g. | less, or > file to hand to an analyst).\n"
     "  remove      removes entries: their files and index lines.\n"
-    "  expire      removes entries older than AGE (5d, 12h, 0 = all), by\n"
-    "              default [quarantine] keep, as the milter does every hour.\n"
+    "  expire      removes entries older than AGE (5d, 12h, 0 = all); without\n"
+    "              AGE, applies [quarantine] keep and max_size as the milter\n"
+    "              does every hour.\n"
     "ENTRY is an entry's id as list prints it (20261124T093000Z-QUEUEID-...eml),\n"
     "or a Postfix queue id as the milter's log names it, when one entry has it.\n"
     "Nothing here hands a held message to its recipients: release is not a\n"
@@ -235,6 +236,11 @@ int quarantine(const std::vector<std::string>& words, const std::string& conf, c
   std::string error;
 
   if (verb == "expire") {
+    const auto entries = [](std::size_t n) { return std::to_string(n) + (n == 1 ? " entry" : " entries"); };
+    if (words.size() == 2 && !dir.empty()) {
+      std::cerr << "sekimori: expire -d DIR needs an AGE (with -c, [quarantine] keep and max_size apply)\n";
+      return kExitUsage;
+    }
     std::chrono::seconds keep = settings.keep;
     if (words.size() == 3) {
       const auto age = sekimori::config::parseDuration(words[2], &error);
@@ -243,20 +249,27 @@ int quarantine(const std::vector<std::string>& words, const std::string& conf, c
         return kExitUsage;
       }
       keep = std::chrono::duration_cast<std::chrono::seconds>(age->value);
-    } else if (!dir.empty()) {
-      std::cerr << "sekimori: expire -d DIR needs an AGE (with -c, [quarantine] keep is the default)\n";
-      return kExitUsage;
-    } else if (keep.count() <= 0) {
-      std::cerr << "sekimori: [quarantine] keep is 0 in " << conf << " (kept for ever) and no AGE was given: nothing removed\n";
-      return 0;
+      settings.maxSize = 0;  // by age only
     }
-    const auto removed = q.expire(keep, std::time(nullptr), &error);
-    if (!removed) {
-      std::cerr << "sekimori: " << error << "\n";
-      return kExitFailed;
+    if (words.size() == 3 || keep.count() > 0) {
+      const auto removed = q.expire(keep, std::time(nullptr), &error);
+      if (!removed) {
+        std::cerr << "sekimori: " << error << "\n";
+        return kExitFailed;
+      }
+      std::cout << "removed " << entries(*removed) << " older than "
+                << sekimori::config::formatDuration(sekimori::config::Duration{keep}) << " from " << q.dir() << "\n";
     }
-    std::cout << "removed " << *removed << (*removed == 1 ? " entry" : " entries") << " older than "
-              << sekimori::config::formatDuration(sekimori::config::Duration{keep}) << " from " << q.dir() << "\n";
+    if (settings.maxSize > 0) {  // as the milter does: over the cap, down to 90% of it
+      const auto trimmed = q.trim(settings.maxSize, settings.maxSize / 10 * 9, &error);
+      if (!trimmed) {
+        std::cerr << "sekimori: " << error << "\n";
+        return kExitFailed;
+      }
+      std::cout << "removed " << entries(trimmed->removed) << " to stay under max_size "
+                << sekimori::config::formatBytes(sekimori::config::Bytes{settings.maxSize}) << " ("
+                << trimmed->bytesLeft << " bytes left) from " << q.dir() << "\n";
+    }
     return 0;
   }
 

@@ -153,6 +153,10 @@ const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/qu
 const Option<Duration> kQuarantineKeep{"quarantine.keep", Duration{std::chrono::hours(30 * 24)},
                                        "Entries older than this are removed, their files and index lines "
                                        "(checked at start, on reload and every hour). 0: kept for ever."};
+const Option<Bytes> kQuarantineMaxSize{"quarantine.max_size", Bytes{1024ULL * 1024 * 1024},
+                                       "When the held files take more than this together (checked with keep, and "
+                                       "as soon as a stored message takes it past), the oldest entries are removed "
+                                       "until 90% of it is left: an outbreak cannot fill the disk. 0: no cap."};
 
 const Option<Bytes> kSpoolMemory{"mime.spool_memory", Bytes{1024 * 1024},
                                  "A message is held in memory up to this size, then in a private temp file."};
@@ -462,6 +466,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.section("quarantine", "The admin-only store of infected originals (R-AV-7).");
   schema.add(kQuarantineDir);
   schema.add(kQuarantineKeep);
+  schema.add(kQuarantineMaxSize);
   schema.section("mime", "How a message is held while it is scanned.");
   schema.add(kSpoolMemory);
   schema.add(kSpoolDir);
@@ -477,7 +482,8 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
 }
 
 QuarantineSettings quarantineSettings(const config::Values& v) {
-  return {v.get(kQuarantineDir), std::chrono::duration_cast<std::chrono::seconds>(v.get(kQuarantineKeep).value)};
+  return {v.get(kQuarantineDir), std::chrono::duration_cast<std::chrono::seconds>(v.get(kQuarantineKeep).value),
+          v.get(kQuarantineMaxSize).value};
 }
 
 bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors, bool apply) {
@@ -585,7 +591,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   }
   if (pool_) pool_->reload();                 // a reload also rechecks the signatures
   config_.set(std::move(cfg));
-  housekeeping_.kick();  // and applies quarantine.keep (once start() has run)
+  housekeeping_.kick();  // and applies quarantine.keep and max_size (once start() has run)
   return true;
 }
 
@@ -635,16 +641,32 @@ void AntivirusMilter::stop() {
 
 void AntivirusMilter::expireQuarantine() {
   const auto cfg = config_.get();
-  if (!cfg || cfg->quarantine.dir.empty() || cfg->quarantine.keep.count() <= 0) return;
+  if (!cfg || cfg->quarantine.dir.empty()) return;
+  const store::Quarantine q(cfg->quarantine.dir);
+  const auto removedLog = [&](std::size_t n, const std::string& why) {
+    log::message(log::Level::Notice, "quarantine: removed " + std::to_string(n) + (n == 1 ? " entry " : " entries ") +
+                                         why + " from " + cfg->quarantine.dir);
+  };
   std::string why;
-  const auto removed = store::Quarantine(cfg->quarantine.dir).expire(cfg->quarantine.keep, std::time(nullptr), &why);
-  if (!removed) {
-    log::message(log::Level::Warning, "quarantine expiry: " + why);
-  } else if (*removed > 0) {
-    log::message(log::Level::Notice, "quarantine: removed " + std::to_string(*removed) +
-                                         (*removed == 1 ? " entry" : " entries") + " older than " +
-                                         config::formatDuration(config::Duration{cfg->quarantine.keep}) + " from " +
-                                         cfg->quarantine.dir);
+  if (cfg->quarantine.keep.count() > 0) {
+    const auto removed = q.expire(cfg->quarantine.keep, std::time(nullptr), &why);
+    if (!removed) {
+      log::message(log::Level::Warning, "quarantine expiry: " + why);
+    } else if (*removed > 0) {
+      removedLog(*removed, "older than " + config::formatDuration(config::Duration{cfg->quarantine.keep}));
+    }
+  }
+  const std::uint64_t max = cfg->quarantine.maxSize;
+  if (max == 0) return;
+  const auto trimmed = q.trim(max, max / 10 * 9, &why);
+  if (!trimmed) {
+    log::message(log::Level::Warning, "quarantine size cap: " + why);
+    return;
+  }
+  quarantineBytes_ = trimmed->bytesLeft;
+  if (trimmed->removed > 0) {
+    removedLog(trimmed->removed, "to stay under max_size " + config::formatBytes(config::Bytes{max}) + " (" +
+                                     std::to_string(trimmed->bytesLeft) + " bytes left)");
   }
 }
 
@@ -812,6 +834,10 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     std::string why;
     held = store::Quarantine(cfg.quarantine.dir).store(*m.spool, e, &why);
     if (!held) log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
+    // Past the cap: the housekeeping thread trims at once, not within the hour.
+    if (held && cfg.quarantine.maxSize > 0 && (quarantineBytes_ += m.spool->size()) > cfg.quarantine.maxSize) {
+      housekeeping_.kick();
+    }
   }
   {
     const bool refused = d.kind == Decision::Kind::Reject || d.kind == Decision::Kind::Tempfail;

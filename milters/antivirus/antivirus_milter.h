@@ -11,6 +11,8 @@
 // of those headers that arrived from outside are removed first.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 
@@ -43,6 +45,7 @@ struct NotifyConfig {
 struct QuarantineSettings {
   std::string dir;               // empty: nothing kept
   std::chrono::seconds keep{0};  // 0: for ever
+  std::uint64_t maxSize = 0;     // bytes of held files; 0: no cap
 };
 // As the daemon reads them from checked values; the admin command
 // (`sekimori quarantine`) reads the same conf file through it.
@@ -88,8 +91,9 @@ class AntivirusMilter final : public milter::Milter {
   void useScanner(std::shared_ptr<Scanner> scanner) { pool_ = std::move(scanner); }
   // SIGUSR1 also rechecks the signature database.
   std::shared_ptr<const AvConfig> current() const { return config_.get(); }
-  // Removes quarantine entries older than quarantine.keep (logged); start()
-  // runs it at once and every hour, a reload at once.
+  // Removes quarantine entries older than quarantine.keep, then the oldest
+  // while the held files take more than max_size (logged); start() runs it
+  // at once and every hour, a reload and a store past max_size at once.
   void expireQuarantine();
 
  private:
@@ -99,6 +103,7 @@ class AntivirusMilter final : public milter::Milter {
   std::string clamdAddress_;
   std::shared_ptr<Scanner> pool_;
   util::Ticker housekeeping_;
+  std::atomic<std::uint64_t> quarantineBytes_{0};  // held, as of the last expireQuarantine() plus stores since
   notify::Outbox outbox_;  // warning mails, sent apart from end of message (start() to stop())
 };
 

@@ -581,6 +581,29 @@ class AntivirusE2E(unittest.TestCase):
         harness.wait_until(lambda: "quarantine: removed 1 entry older than 30d" in self.milter.log(), 5,
                            "the expiry to be logged")
 
+    def test_quarantine_max_size_removes_the_oldest_as_soon_as_it_is_passed(self):
+        self.milter.write_conf(self.conf(port=self.site.port) + "[quarantine]\nmax_size = 4k\n")
+        self.milter.reload()
+        def restore():
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+        self.addCleanup(restore)
+        held = lambda: [os.path.join(self.quarantine, n) for n in os.listdir(self.quarantine) if n.endswith(".eml")]
+        qids = []
+        for i in range(8):  # about 720 bytes each: 5.6k in all
+            r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("cap%d" % i)))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            qids.append(r.queue_id)
+        # Trimmed by the stores themselves (the hourly round is far off): to 90% of 4k.
+        harness.wait_until(lambda: sum(os.path.getsize(p) for p in held()) <= 4096 * 0.9, 10,
+                           "the quarantine to be trimmed under max_size")
+        self.assertIn("to stay under max_size 4k", self.milter.log())
+        names = " ".join(held())
+        self.assertIn(qids[-1], names)     # the newest stays
+        self.assertNotIn(qids[0], names)   # the oldest went
+        with open(os.path.join(self.quarantine, "index.tsv")) as f:
+            self.assertNotIn(qids[0], f.read())
+
     def test_admin_command_lists_shows_and_removes_a_quarantined_message(self):
         msgid = self.msgid("admin")
         r = self.send(with_attachment(EICAR, "eicar.com", msgid=msgid))
