@@ -11,10 +11,18 @@ void Outbox::start() {
   thread_ = std::thread([this] { run(); });
 }
 
+std::size_t Outbox::bytesOf(const Batch& b) {
+  std::size_t n = 0;
+  for (const auto& i : b.items) n += i.data.size();
+  return n;
+}
+
 void Outbox::post(Batch b) {
   {
     std::lock_guard lock(mutex_);
-    if (running_ && queue_.size() < capacity_) {
+    const std::size_t bytes = bytesOf(b);
+    if (running_ && queuedBytes_ + bytes <= maxBytes_) {
+      queuedBytes_ += bytes;
       queue_.push_back(std::move(b));
       wake_.notify_one();
       return;
@@ -45,6 +53,7 @@ void Outbox::run() {
     if (stopping_ && std::chrono::steady_clock::now() >= deadline_) {
       std::deque<Batch> left;
       left.swap(queue_);
+      queuedBytes_ = 0;
       lock.unlock();
       for (const auto& b : left) {
         for (const auto& item : b.items) {
@@ -55,6 +64,7 @@ void Outbox::run() {
     }
     Batch b = std::move(queue_.front());
     queue_.pop_front();
+    queuedBytes_ -= bytesOf(b);
     lock.unlock();
     send(b);
     lock.lock();

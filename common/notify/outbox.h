@@ -7,9 +7,9 @@
 // thread. Batches go out in the order posted.
 //
 // Bounded, and nothing dropped for want of room: post() queues the batch,
-// or — when `capacity` batches already wait, or the outbox is not running —
-// submits it in the calling thread, as if there were no outbox (slower for
-// that caller, never lost). stop() sends what is queued, for at most its
+// or — when the queued messages would take more than `maxBytes`, or the
+// outbox is not running — submits it in the calling thread, as if there
+// were no outbox (slower for that caller, never lost). stop() sends what is queued, for at most its
 // deadline; what is left then is reported as not sent. Queued mails live in
 // memory only: a process killed with some queued loses them (each was
 // logged as queued by its caller, and the event they report is logged too).
@@ -50,7 +50,7 @@ class Outbox {
     Report report;
   };
 
-  explicit Outbox(std::size_t capacity = 256) : capacity_(capacity) {}
+  explicit Outbox(std::size_t maxBytes = 16 * 1024 * 1024) : maxBytes_(maxBytes) {}
   ~Outbox() { stop(std::chrono::milliseconds(0)); }
   Outbox(const Outbox&) = delete;
   Outbox& operator=(const Outbox&) = delete;
@@ -71,10 +71,13 @@ class Outbox {
  private:
   void run();
 
-  const std::size_t capacity_;
+  static std::size_t bytesOf(const Batch& b);
+
+  const std::size_t maxBytes_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Batch> queue_;
+  std::size_t queuedBytes_ = 0;  // bytesOf() the batches in queue_
   bool running_ = false;   // start() ran, stop() has not begun
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_;

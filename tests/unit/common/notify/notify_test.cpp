@@ -1066,7 +1066,8 @@ TEST(NotifyOutbox, AFullOrStoppedOutboxSendsInTheCallerAndLosesNothing) {
   SilentServer silent;
   ScriptedSmtpServer server({"8BITMIME"});
   Reports r;
-  Outbox outbox(1);
+  const std::size_t one = builtMessage("x", "y").size();
+  Outbox outbox(one + one / 2);  // room for one queued mail, not two
   // Not started: the caller sends.
   outbox.post(batchTo(server.url(), {"before@example.jp"}, r));
   ASSERT_EQ(r.waitFor(1, 0ms).size(), 1u);
