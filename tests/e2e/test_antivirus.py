@@ -646,6 +646,26 @@ class AntivirusE2E(unittest.TestCase):
             self.assertNotIn(entry, f.read())
         self.assertEqual(harness.sekimori_cli("quarantine", "show", qid, *conf).returncode, 1)
 
+        # expire AGE: an entry of 40 days ago goes, file and line; this day's stay.
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 40 * 86400))
+        old = stamp + "-OLDCLI-0123456789abcdef.eml"
+        with open(os.path.join(self.quarantine, old), "w") as f:
+            f.write("old\n")
+        with open(os.path.join(self.quarantine, "index.tsv"), "a") as f:
+            f.write("\t".join([stamp, old, "OLDCLI", "inbound", "Eicar", "a@example.org", "b@example.jp"]) + "\n")
+        before = len(os.listdir(self.quarantine))
+        r = harness.sekimori_cli("quarantine", "expire", "35d", *conf)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "removed 1 entry older than 35d from " + self.quarantine),
+                         r.stderr)
+        self.assertEqual(len(os.listdir(self.quarantine)), before - 1)
+        # A broken conf file is reported as the daemon's -t reports it.
+        bad = os.path.join(self.tmp, "broken.conf")
+        with open(bad, "w") as f:
+            f.write("[quarantine]\nmax_size = lots\n")
+        r = harness.sekimori_cli("quarantine", "list", "-c", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(bad + ":2:", r.stderr)
+
     def test_signature_hot_reload_without_a_failed_delivery(self):
         marker = b"SEKIMORI-HOT-RELOAD-" + os.urandom(4).hex().encode()
         r = self.send(harness.make_message(body=marker.decode() + "\r\n"))
