@@ -73,7 +73,7 @@ constexpr const char* kUsage =
     "Nothing here hands a held message to its recipients: release is not a\n"
     "command, by design (R-AV-7).\n"
     "\n"
-    "  -c FILE     sekimori-antivirus's conf file, for [quarantine] dir and keep\n"
+    "  -c FILE     sekimori-antivirus's conf file, for [quarantine] dir, keep, max_size\n"
     "              (default " SEKIMORI_SYSCONFDIR "/antivirus.conf)\n"
     "  -d DIR      the quarantine directory itself (the conf file is not read)\n"
     "\n"
