@@ -161,6 +161,10 @@ def main():
             for line in m.log().splitlines():
                 if "milter=" + m.name in line:
                     print("  " + line)
+        print("\nThe quarantine, as the admin command lists it (sekimori quarantine list -c antivirus.conf):")
+        r = harness.sekimori_cli("quarantine", "list", "-c", av.conf_path)
+        for line in (r.stdout + r.stderr).splitlines():
+            print("  " + line)
     import shutil
     shutil.rmtree(ctl_dir, ignore_errors=True)
     print("\nStopped Postfix, the milters and the sink.")
