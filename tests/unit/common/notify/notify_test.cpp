@@ -1,6 +1,7 @@
 // tests/unit/common/notify/notify_test.cpp — templates, MIME building, and
 // submission to a real Postfix smtp-sink and to a fake sendmail script.
 #include "common/notify/notify.h"
+#include "common/notify/issued.h"
 #include "common/notify/outbox.h"
 
 #include <arpa/inet.h>
@@ -1118,6 +1119,44 @@ TEST(NotifyOutbox, WhatIsStillQueuedAtTheDeadlineIsReportedNotSent) {
     EXPECT_FALSE(got[i].sent);
     EXPECT_EQ(got[i].error, "not sent: still queued when the milter stopped");
   }
+}
+
+// ---- IssuedIds -------------------------------------------------------------------
+
+TEST(NotifyIssuedIds, AnIdCountsOnceAndOnlyIfIssued) {
+  IssuedIds ids;
+  const auto msg = buildMessage(sampleMail(), "example.jp");
+  ASSERT_TRUE(msg);
+  EXPECT_FALSE(ids.take(msg->messageId));  // not issued (yet): a forged notice header
+  ids.add(msg->messageId);
+  EXPECT_FALSE(ids.take("<other@example.jp>"));
+  EXPECT_FALSE(ids.take(""));
+  EXPECT_TRUE(ids.take(" " + msg->messageId + "\t"));  // as a header value has it
+  EXPECT_FALSE(ids.take(msg->messageId));             // a replay of the same id
+  EXPECT_EQ(ids.size(), 0u);
+}
+
+TEST(NotifyIssuedIds, OldOnesGoByAgeAndByCount) {
+  using namespace std::chrono;
+  const auto t0 = IssuedIds::Clock::time_point{} + hours(100);
+  IssuedIds ids(3, seconds(60));
+  ids.add("<a@x>", t0);
+  ids.add("<b@x>", t0 + seconds(30));
+  EXPECT_FALSE(ids.take("<a@x>", t0 + seconds(61)));  // older than the ttl
+  EXPECT_TRUE(ids.take("<b@x>", t0 + seconds(61)));
+  for (const char* id : {"<c@x>", "<d@x>", "<e@x>", "<f@x>"}) ids.add(id, t0 + seconds(70));
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_FALSE(ids.take("<c@x>", t0 + seconds(70)));  // pushed out by the fourth
+  EXPECT_TRUE(ids.take("<f@x>", t0 + seconds(70)));
+  // Ids taken at once leave nothing that grows, and push no live one out.
+  ids.add("<keep@x>", t0 + seconds(75));
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = "<n" + std::to_string(i) + "@x>";
+    ids.add(id, t0 + seconds(80));
+    EXPECT_TRUE(ids.take(id, t0 + seconds(80)));
+  }
+  EXPECT_LE(ids.bookkeeping(), 2u * 3 + 16 + 1);
+  EXPECT_TRUE(ids.take("<keep@x>", t0 + seconds(80)));
 }
 
 }  // namespace
