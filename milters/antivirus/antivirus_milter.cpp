@@ -20,6 +20,7 @@
 #include "common/mime/replace.h"
 #include "common/mime/spool.h"
 #include "common/mime/text.h"
+#include "common/notify/issued.h"
 #include "common/notify/notify.h"
 #include "common/notify/outbox.h"
 #include "common/store/quarantine.h"
@@ -181,7 +182,8 @@ struct AvMessage {
   std::optional<mime::Spool> spool;
   int scannedHeaders = 0;  // X-Virus-Scanned copies that arrived
   int statusHeaders = 0;   // X-Virus-Status copies that arrived
-  bool isNotice = false;   // one of our own warning mails
+  bool noticeHeader = false;  // claims to be one of our warning mails (issued_ tells)
+  std::string messageId;      // the first Message-ID field
   std::uint64_t headerBytes = 0;  // the spool's top-level header block and its empty line
   std::string subject;
   // What the top-level Content-Type fields declare, as GMime reads them
@@ -338,7 +340,7 @@ std::string readFile(const std::string& path) {
 // address, say) costs no other one theirs. They share one SMTP session,
 // in the outbox's thread: end of message does not wait for the relay.
 void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const Decision& d,
-                  const std::string& subject, notify::Outbox& outbox) {
+                  const std::string& subject, notify::Outbox& outbox, notify::IssuedIds& issued) {
   const NotifyConfig& n = cfg.notify;
   auto& t = s.txn();
   std::string everyone;
@@ -422,6 +424,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
       report(notice.to, "", false, why);
       continue;
     }
+    issued.add(msg->messageId);  // before it can come back through this milter
     batch.items.push_back({mail.to, std::move(msg->data), msg->messageId});
   }
   // Sent by the outbox's thread, one SMTP session for the batch; this
@@ -679,7 +682,8 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
   auto& m = state(s, config_);
   if (util::iequals(name, kScannedHeader)) ++m.scannedHeaders;
   if (util::iequals(name, kStatusHeader)) ++m.statusHeaders;
-  if (util::iequals(name, kNoticeHeader)) m.isNotice = true;
+  if (util::iequals(name, kNoticeHeader)) m.noticeHeader = true;
+  if (util::iequals(name, "Message-ID") && m.messageId.empty()) m.messageId = std::string(util::trim(value.substr(0, 998)));
   if (util::iequals(name, "Subject") && m.subject.empty()) m.subject = mime::decodeHeader(util::trim(value.substr(0, 998)));
   if (util::iequals(name, "Content-Type")) {
     const std::string t = mime::mediaType(value.substr(0, 4096));
@@ -716,6 +720,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   auto& m = state(s, config_);
   const AvConfig& cfg = *m.cfg;
   auto& t = s.txn();
+  // One of our own warnings (its header, and a Message-ID we issued, taken
+  // on first sight so that a copy of it cannot claim the same later)?
+  const bool isNotice = m.noticeHeader && issued_.take(m.messageId);
   if (!pool_) return Verdict::fault("no scanner pool");
   if (m.spool->failed()) return Verdict::fault("cannot spool the message: " + std::string(std::strerror(errno)));
 
@@ -860,7 +867,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     line.emit(d.kind == Decision::Kind::Deliver && !d.infected && d.status == "clean" ? log::Level::Debug
                                                                                       : log::Level::Info);
   }
-  if (d.infected && !m.isNotice) sendWarnings(s, cfg, dir, d, m.subject, outbox_);
+  if (d.infected && !isNotice) sendWarnings(s, cfg, dir, d, m.subject, outbox_, issued_);
 
   switch (d.kind) {
     case Decision::Kind::Reject:

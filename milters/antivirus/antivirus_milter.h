@@ -19,6 +19,7 @@
 #include "common/config/snapshot.h"
 #include "common/config/values.h"
 #include "common/milter/milter.h"
+#include "common/notify/issued.h"
 #include "common/notify/outbox.h"
 #include "common/policy/lists.h"
 #include "common/util/ticker.h"
@@ -105,6 +106,7 @@ class AntivirusMilter final : public milter::Milter {
   util::Ticker housekeeping_;
   std::atomic<std::uint64_t> quarantineBytes_{0};  // held, as of the last expireQuarantine() plus stores since
   notify::Outbox outbox_;  // warning mails, sent apart from end of message (start() to stop())
+  notify::IssuedIds issued_;  // their Message-IDs: a mail only claiming to be one gets warnings too
 };
 
 }  // namespace sekimori::antivirus

@@ -119,7 +119,7 @@ JA_TEXT = "\u4f1a\u8b70\u306e\u8cc7\u6599\u3092\u304a\u9001\u308a\u3057\u307e\u3
 
 
 def with_attachment(payload, filename, ctype="application/octet-stream", frm="sender@example.org",
-                    to="user@example.net", msgid=None):
+                    to="user@example.net", msgid=None, subject="attachment", headers=()):
     """multipart/mixed: an ISO-2022-JP text part, a UTF-8 text part, the attachment."""
     b64 = base64.encodebytes(payload).decode().replace("\n", "\r\n")
     jis = JA_TEXT.encode("iso-2022-jp")
@@ -129,8 +129,9 @@ def with_attachment(payload, filename, ctype="application/octet-stream", frm="se
              ("--B1\r\nContent-Type: %s; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
               "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s--B1--\r\n"
               % (ctype, filename, filename, b64)).encode())
-    return harness.make_message(subject="attachment", msgid=msgid, frm=frm, to=to, body=parts,
-                                headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"B1\""])
+    return harness.make_message(subject=subject, msgid=msgid, frm=frm, to=to, body=parts,
+                                headers=list(headers) + ["MIME-Version: 1.0",
+                                                         "Content-Type: multipart/mixed; boundary=\"B1\""])
 
 
 def warning_text(raw):
@@ -294,6 +295,38 @@ class AntivirusE2E(unittest.TestCase):
         harness.wait_until(lambda: len(failed()) == 2, 15, "the recipient's and the admin's warnings to fail")
         self.assertIn("to=user@example.net", " ".join(failed()))
         self.assertIn("to=av-admin@example.net", " ".join(failed()))
+
+    def test_a_forged_notice_header_does_not_stop_the_warnings(self):
+        # Anyone can write X-Sekimori-Notice; only a Message-ID the milter
+        # issued makes a mail one of its own warnings.
+        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("forged"),
+                                      headers=["X-Sekimori-Notice: antivirus"]))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        self.wait_warning_to("user@example.net", r.queue_id)
+
+    def test_a_warning_that_is_itself_infected_brings_no_warning_about_it(self):
+        # The subject is the EICAR string: each warning quotes it, so each
+        # warning is infected when it comes back through the milter (the
+        # relay is this Postfix) and is refused there; no warning is sent
+        # about a warning, so there is no loop.
+        before = len(self.milter.log())
+        r = self.send(harness.make_message(subject=EICAR.decode(), msgid=self.msgid("loop")))
+        self.assertRefused(r, "Virus found")  # the message itself carries it: refused, warnings sent
+        line = [l for l in self.milter.log()[before:].splitlines()
+                if "action=reject" in l and "from=<sender@example.org>" in l]
+        self.assertEqual(len(line), 1, self.milter.log()[before:])
+        qid = re.match(r"\S+: (\w+): ", line[0]).group(1)
+        failed = lambda: [l for l in self.milter.log_lines(qid) if "warning=failed" in l]
+        harness.wait_until(lambda: len(failed()) == 2, 15, "the recipient's and the admin's warnings to be refused")
+        self.assertIn("last reply 554", " ".join(failed()))
+        # The two warnings' own log lines (null sender, refused) and no warning about either.
+        time.sleep(1)
+        notices = [l for l in self.milter.log().splitlines()
+                   if "action=reject" in l and "from=<>" in l and "infected:" in l]
+        notice_qids = {re.match(r"\S+: (\w+): ", l).group(1) for l in notices}
+        self.assertGreaterEqual(len(notice_qids), 2, "\n".join(notices))
+        for nq in notice_qids:
+            self.assertEqual([l for l in self.milter.log_lines(nq) if "warning=" in l], [], nq)
 
     def test_inbound_removal_that_leaves_a_finding_refuses_the_whole(self):
         # The virus string in a part's header lines as well as in an
