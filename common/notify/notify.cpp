@@ -355,6 +355,22 @@ std::size_t readCallback(char* buffer, std::size_t size, std::size_t nitems, voi
   return n;
 }
 
+// The server's last refusal (a 4xx or 5xx reply line), for the error text:
+// libcurl itself says no more than "Weird server reply (last reply 554)" of
+// a message refused after DATA, and a refused RCPT is followed by other
+// commands. libcurl hands reply lines to the debug function only.
+struct LastReply {
+  std::string line;
+};
+
+int debugCallback(CURL* /*h*/, curl_infotype type, char* data, std::size_t size, void* userdata) {
+  if (type != CURLINFO_HEADER_IN || userdata == nullptr) return 0;
+  std::string_view v(data, size);
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.remove_suffix(1);
+  if (!v.empty() && (v[0] == '4' || v[0] == '5')) static_cast<LastReply*>(userdata)->line = util::sanitize(v, 300);
+  return 0;
+}
+
 bool curlReady(std::string* error) {
   std::call_once(curlInitOnce, [] { curlInitResult = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (curlInitResult != CURLE_OK) {
@@ -400,9 +416,15 @@ bool submitSmtp(CURL* h, const SubmitSettings& s, const std::string& sender, con
   curl_easy_setopt(h, CURLOPT_READFUNCTION, &readCallback);
   curl_easy_setopt(h, CURLOPT_READDATA, &upload);
   curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
+  LastReply last;
+  curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, &debugCallback);
+  curl_easy_setopt(h, CURLOPT_DEBUGDATA, &last);
+  curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);  // to the debug function, not stderr
   const CURLcode rc = curl_easy_perform(h);
   // Nothing of this call's may outlive it in the handle (the QUIT at the end
   // of the session runs without them).
+  curl_easy_setopt(h, CURLOPT_VERBOSE, 0L);
+  curl_easy_setopt(h, CURLOPT_DEBUGDATA, static_cast<void*>(nullptr));
   curl_easy_setopt(h, CURLOPT_MAIL_RCPT, static_cast<curl_slist*>(nullptr));
   curl_easy_setopt(h, CURLOPT_READDATA, static_cast<void*>(nullptr));
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));
@@ -411,7 +433,11 @@ bool submitSmtp(CURL* h, const SubmitSettings& s, const std::string& sender, con
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     std::string text = std::string("smtp: ") + curl_easy_strerror(rc);
     if (errbuf[0] != '\0') text += std::string(": ") + util::sanitize(errbuf);
-    if (code != 0) text += " (last reply " + std::to_string(code) + ")";
+    if (!last.line.empty()) {
+      text += " (server: " + last.line + ")";
+    } else if (code != 0) {
+      text += " (last reply " + std::to_string(code) + ")";
+    }
     setError(error, std::move(text));
     return false;
   }

@@ -318,7 +318,7 @@ class AntivirusE2E(unittest.TestCase):
         qid = re.match(r"\S+: (\w+): ", line[0]).group(1)
         failed = lambda: [l for l in self.milter.log_lines(qid) if "warning=failed" in l]
         harness.wait_until(lambda: len(failed()) == 2, 15, "the recipient's and the admin's warnings to be refused")
-        self.assertIn("last reply 554", " ".join(failed()))
+        self.assertIn("(server: 554 5.7.1 Virus found: %s" % SIGNAME, " ".join(failed()))
         # The two warnings' own log lines (null sender, refused) and no warning about either.
         time.sleep(1)
         notices = [l for l in self.milter.log().splitlines()

@@ -641,6 +641,7 @@ class ScriptedSmtpServer {
     std::vector<std::string> extensions;
     std::vector<std::string> refused;  // "RCPT TO:<...>" lines answered 550
     bool answerQuit = true;
+    std::string endOfData = "250 2.0.0 queued";  // the reply to the final "."
   };
   explicit ScriptedSmtpServer(std::vector<std::string> extensions)
       : ScriptedSmtpServer(Script{.extensions = std::move(extensions), .refused = {}}) {}
@@ -711,7 +712,7 @@ class ScriptedSmtpServer {
       if (inData) {
         if (line == ".") {
           inData = false;
-          say("250 2.0.0 queued\r\n");
+          say(script_.endOfData + "\r\n");
         }
         continue;
       }
@@ -777,13 +778,23 @@ TEST(NotifySubmitter, RefusedRecipientCostsOnlyItsOwnMail) {
     std::string error;
     ASSERT_TRUE(out.submit({"a@example.jp"}, builtMessage("x", "y"), &error)) << error;
     EXPECT_FALSE(out.submit({"gone@example.jp"}, builtMessage("x", "y"), &error));
-    EXPECT_NE(error.find("550"), std::string::npos) << error;
+    EXPECT_NE(error.find("(server: 550 5.1.1 no such user)"), std::string::npos) << error;
     error.clear();
     EXPECT_TRUE(out.submit({"b@example.jp"}, builtMessage("x", "y"), &error)) << error;
   }
   const auto cmds = server.commands();
   EXPECT_EQ(countPrefix(cmds, "DATA"), 2u) << ::testing::PrintToString(cmds);
   EXPECT_EQ(countPrefix(cmds, "RCPT TO:<b@example.jp>"), 1u) << ::testing::PrintToString(cmds);
+}
+
+TEST(NotifySubmit, AMessageRefusedAfterDataIsReportedWithTheServersWords) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{
+      .extensions = {}, .refused = {}, .answerQuit = true, .endOfData = "554 5.7.1 Virus found: Test.Sig"});
+  SubmitSettings s;
+  s.smtpUrl = server.url();
+  std::string error;
+  EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_NE(error.find("(server: 554 5.7.1 Virus found: Test.Sig)"), std::string::npos) << error;
 }
 
 TEST(NotifySubmitter, ServerSilentAfterQuitDoesNotHoldTheCaller) {
