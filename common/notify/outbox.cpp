@@ -3,6 +3,10 @@
 
 namespace sekimori::notify {
 
+namespace {
+constexpr const char* kNotSent = "not sent: still queued when the milter stopped";
+}  // namespace
+
 void Outbox::start() {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
@@ -36,13 +40,24 @@ std::size_t Outbox::queued() const {
   return queue_.size();
 }
 
-void Outbox::send(const Batch& b) {
+void Outbox::send(const Batch& b) { send(b, [] { return false; }); }
+
+void Outbox::send(const Batch& b, const std::function<bool()>& giveUp) {
   Submitter out(b.settings);  // one SMTP session for the batch
   for (const auto& item : b.items) {
+    if (giveUp()) {
+      if (b.report) b.report(item, false, kNotSent);
+      continue;
+    }
     std::string why;
     const bool sent = out.submit(item.to, item.data, &why);
     if (b.report) b.report(item, sent, sent ? std::string() : why);
   }
+}
+
+bool Outbox::pastDeadline() const {
+  std::lock_guard lock(mutex_);
+  return stopping_ && std::chrono::steady_clock::now() >= deadline_;
 }
 
 void Outbox::run() {
@@ -50,23 +65,13 @@ void Outbox::run() {
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
-    if (stopping_ && std::chrono::steady_clock::now() >= deadline_) {
-      std::deque<Batch> left;
-      left.swap(queue_);
-      queuedBytes_ = 0;
-      lock.unlock();
-      for (const auto& b : left) {
-        for (const auto& item : b.items) {
-          if (b.report) b.report(item, false, "not sent: still queued when the milter stopped");
-        }
-      }
-      return;
-    }
     Batch b = std::move(queue_.front());
     queue_.pop_front();
     queuedBytes_ -= bytesOf(b);
     lock.unlock();
-    send(b);
+    // Past stop()'s deadline the rest is reported, not tried: a dead relay
+    // would otherwise cost a timeout per mail.
+    send(b, [this] { return pastDeadline(); });
     lock.lock();
   }
 }

@@ -60,7 +60,8 @@ class Outbox {
   // Queues `b`, or sends it here and now (full, or not running).
   void post(Batch b);
   // Sends what is queued within `deadline` (a submission under way finishes,
-  // within its own timeout), reports the rest as not sent, ends the thread.
+  // within its own timeout), reports the rest as not sent — the rest of a
+  // batch under way too — and ends the thread.
   void stop(std::chrono::milliseconds deadline);
   // Batches waiting (not the one being sent).
   std::size_t queued() const;
@@ -69,6 +70,9 @@ class Outbox {
   static void send(const Batch& b);
 
  private:
+  // As send(), but the items left once giveUp() says so are reported as not sent.
+  static void send(const Batch& b, const std::function<bool()>& giveUp);
+  bool pastDeadline() const;
   void run();
 
   static std::size_t bytesOf(const Batch& b);
