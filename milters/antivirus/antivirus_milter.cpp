@@ -53,7 +53,9 @@ const Option<std::string> kDatabaseDir{"engine.database_dir", "/var/lib/clamav",
                                         "...). With no loadable database the milter does not start."};
 const Option<std::string> kTempDir{"engine.temp_dir", "",
                                    "Where libclamav writes a scan's temp files (decoded attachments, archive "
-                                   "members), created and removed for every scan. Empty: $TMPDIR or /tmp. On a "
+                                   "members), created and removed for every scan, each worker in a directory "
+                                   "of its own (sekimori-av-scan-PID), removed when the worker ends with "
+                                   "whatever a crashed or killed scan left in it. Empty: $TMPDIR or /tmp. On a "
                                    "tmpfs (e.g. a directory under /dev/shm) a scan of small mail costs half the "
                                    "CPU it costs on ext4 (README, Performance); the directory must be writable "
                                    "by the milter and have room for max_file_size per worker."};

@@ -397,15 +397,59 @@ std::string fieldSafe(std::string_view s) {
   return out;
 }
 
+// The directory temp files go under: [engine] temp_dir, or libclamav's own
+// choice ($TMPDIR or /tmp).
+std::string tempBase(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  const char* env = std::getenv("TMPDIR");
+  return env != nullptr && *env != '\0' ? env : "/tmp";
+}
+
+// Each worker has a temp directory of its own below the base, removed with
+// whatever is in it when the worker ends: a scan killed by the watchdog or
+// crashed inside libclamav leaves its decoded attachments and archive
+// members behind, and a message that does that on purpose could otherwise
+// fill the disk (or tmpfs) one scan at a time.
+constexpr std::string_view kWorkerTempPrefix = "sekimori-av-scan-";
+
+std::string workerTempDir(const std::string& base, pid_t pid) {
+  return base + "/" + std::string(kWorkerTempPrefix) + std::to_string(pid);
+}
+
+// Removes a worker's temp directory; how many files and directories were
+// left in it (0: none, or no directory).
+std::uintmax_t removeWorkerTempDir(const std::string& base, pid_t pid) {
+  std::error_code ec;
+  const auto n = std::filesystem::remove_all(workerTempDir(base, pid), ec);
+  return ec || n == static_cast<std::uintmax_t>(-1) || n == 0 ? 0 : n - 1;
+}
+
+// At start: the temp directories of workers that are gone (an engine
+// process killed with its workers, a daemon killed outright). One of a live
+// process (another sekimori-antivirus sharing the base) stays.
+void sweepWorkerTempDirs(const std::string& base) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename();
+    if (!name.starts_with(kWorkerTempPrefix)) continue;
+    const std::string digits = name.substr(kWorkerTempPrefix.size());
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    const auto left = removeWorkerTempDir(base, pid);
+    log::message(log::Level::Notice, "removed the temp directory of gone scanner worker " + std::to_string(pid) +
+                                         " (" + std::to_string(left) + " file(s) left in it)");
+  }
+}
+
 // Where libclamav writes a scan's temp files, for the start log line:
 // on a disk file system creating and removing them costs more CPU than
 // scanning small mail does (README, Performance), on a tmpfs little.
 std::string tempDirNote(const std::string& configured) {
-  std::string dir = configured;
-  if (dir.empty()) {  // libclamav's own choice
-    const char* env = std::getenv("TMPDIR");
-    dir = env != nullptr && *env != '\0' ? env : "/tmp";
-  }
+  const std::string dir = tempBase(configured);
   struct statfs fs {};
   if (statfs(dir.c_str(), &fs) != 0) return "temp files in " + dir + " (" + std::strerror(errno) + ")";
   return "temp files in " + dir + (fs.f_type == TMPFS_MAGIC ? " (tmpfs)" : " (not a tmpfs, see [engine] temp_dir)");
@@ -422,11 +466,23 @@ std::vector<std::string> tabFields(std::string_view line) {
   }
 }
 
-[[noreturn]] void workerMain(int listenFd, pid_t supervisor, const cl_engine* engine, const std::string& versions,
-                             unsigned alarmSeconds) {
+[[noreturn]] void workerMain(int listenFd, pid_t supervisor, cl_engine* engine, const std::string& versions,
+                             unsigned alarmSeconds, const std::string& tempBaseDir) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != supervisor) _exit(0);
   prctl(PR_SET_NAME, "sekimori-av-scan");
+  // Its own temp directory (see workerTempDir), set in this process's copy
+  // of the engine only; the engine process removes it when we are gone.
+  const std::string temp = workerTempDir(tempBaseDir, getpid());
+  removeWorkerTempDir(tempBaseDir, getpid());  // a pid used before
+  if (mkdir(temp.c_str(), 0700) != 0) {
+    log::message(log::Level::Error, errnoText(("scanner worker cannot create its temp directory " + temp).c_str()));
+    _exit(1);
+  }
+  if (const cl_error_t rc = cl_engine_set_str(engine, CL_ENGINE_TMPDIR, temp.c_str()); rc != CL_SUCCESS) {
+    log::message(log::Level::Error, "scanner worker cannot set its temp directory " + temp + ": " + cl_strerror(rc));
+    _exit(1);
+  }
   // Workers are forked from one process: without a reseed they would share
   // rand()'s state, and libclamav names its temp files from rand() — two
   // workers scanning at once then collide on the same name and an archive
@@ -580,7 +636,7 @@ struct Worker {
 class EngineProcess {
  public:
   EngineProcess(const ScannerOptions& o, int listenFd, int reportFd, pid_t supervisor)
-      : o_(o), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
+      : o_(o), tempBase_(tempBase(o.engine.tempDir)), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
     const double secs = std::ceil(static_cast<double>(o_.scanTimeout.count()) / 1000.0);
     alarmSeconds_ = static_cast<unsigned>(std::max(1.0, secs));
   }
@@ -606,6 +662,7 @@ class EngineProcess {
       report("E" + errnoText("pipe") + "\n");
       _exit(1);
     }
+    sweepWorkerTempDirs(tempBase_);
     spawnMissing();
     report("R" + engine_.versions + "\t" + std::to_string(engine_.signatures) + "\t" + std::to_string(ms) + "\n");
     close(reportFd_);
@@ -660,7 +717,7 @@ class EngineProcess {
         close(signalRead_);
         close(gSignalPipe);
         signal(SIGTERM, SIG_DFL);
-        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_);
+        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_, tempBase_);
       }
       sigprocmask(SIG_SETMASK, &old, nullptr);
       workers_[pid] = Worker{Clock::now()};
@@ -677,6 +734,9 @@ class EngineProcess {
       const Worker w = it->second;
       workers_.erase(it);
       const std::string who = "scanner worker " + std::to_string(pid);
+      if (const auto left = removeWorkerTempDir(tempBase_, pid); left > 0) {
+        log::message(log::Level::Notice, who + " left " + std::to_string(left) + " temp file(s); removed");
+      }
       if (WIFSIGNALED(st)) {
         const int sig = WTERMSIG(st);
         if (sig == SIGALRM) {
@@ -722,6 +782,7 @@ class EngineProcess {
 #endif
 
   const ScannerOptions o_;
+  const std::string tempBase_;  // the workers' temp directories go below it
   const int listenFd_;
   int reportFd_;
   const pid_t supervisor_;

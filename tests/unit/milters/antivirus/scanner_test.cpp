@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -320,6 +321,46 @@ TEST_F(ScannerTest, StopRemovesTheSocketDirectoryItCreated) {
   EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Error);
 }
 
+// The worker temp directories below [engine] temp_dir: "sekimori-av-scan-PID".
+std::set<std::string> workerTempDirs(const fs::path& base) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(base)) {
+    const std::string name = e.path().filename();
+    if (name.starts_with("sekimori-av-scan-")) out.insert(name);
+  }
+  return out;
+}
+
+// A pid that belonged to a process of ours that is gone.
+pid_t deadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
+  const fs::path base = tmp_.path() / "scantmp";
+  fs::create_directories(base);
+  options_.engine.tempDir = base.string();
+  // Left by workers of a daemon that was killed: removed at start. One of a
+  // live process (another daemon sharing the directory) stays.
+  const std::string gone = "sekimori-av-scan-" + std::to_string(deadPid());
+  const std::string live = "sekimori-av-scan-" + std::to_string(getpid());
+  for (const auto& d : {gone, live}) {
+    fs::create_directories(base / d / "clamav-leftover.tmp");
+    writeFile(base / d / "clamav-leftover.tmp" / "member", "decoded attachment");
+  }
+  startPool();
+  EXPECT_EQ(scanPath(pool_, file("eicar.com")).status, Status::Infected);
+  auto dirs = workerTempDirs(base);
+  EXPECT_EQ(dirs.count(gone), 0u);
+  EXPECT_EQ(dirs.count(live), 1u);
+  EXPECT_EQ(dirs.size(), 1u + static_cast<std::size_t>(options_.workers)) << ::testing::PrintToString(dirs);
+  pool_.stop();
+  EXPECT_EQ(workerTempDirs(base), std::set<std::string>{live});
+}
+
 #ifdef SEKIMORI_TEST_HOOKS
 // Sets SEKIMORI_FAULT_INJECTION=1 for the workers forked while it lives.
 class FaultInjection {
@@ -341,6 +382,32 @@ TEST_F(ScannerTest, CrashedWorkerCostsOneScanAndIsReplaced) {
     const ScanResult next = scanPath(pool_, file("eicar.com"));
     EXPECT_EQ(next.status, Status::Infected) << next.error;
   }
+}
+
+TEST_F(ScannerTest, WhatACrashedScanLeavesInItsTempDirectoryIsRemoved) {
+  FaultInjection fi;
+  const fs::path base = tmp_.path() / "scantmp";
+  fs::create_directories(base);
+  options_.engine.tempDir = base.string();
+  options_.workers = 1;
+  writeFile(file("crash.txt"), "a message with SEKIMORI-TEST-CRASH inside\n");
+  startPool();
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);  // the worker is up
+  const auto before = workerTempDirs(base);
+  ASSERT_EQ(before.size(), 1u);
+  // As libclamav leaves them when the scan dies halfway: a scan directory with a decoded member.
+  fs::create_directories(base / *before.begin() / "clamav-0123.tmp");
+  writeFile(base / *before.begin() / "clamav-0123.tmp" / "member", std::string(4096, 'x'));
+  EXPECT_EQ(scanPath(pool_, file("crash.txt")).status, Status::Error);
+  EXPECT_EQ(scanPath(pool_, file("eicar.com")).status, Status::Infected);  // the replacement serves
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  auto after = workerTempDirs(base);
+  while ((after.count(*before.begin()) || after.size() != 1) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+    after = workerTempDirs(base);
+  }
+  EXPECT_EQ(after.count(*before.begin()), 0u) << "the crashed worker's temp directory is still there";
+  EXPECT_EQ(after.size(), 1u) << ::testing::PrintToString(after);
 }
 
 // A database that crashes libclamav's loader (a bug, a corrupt file):
