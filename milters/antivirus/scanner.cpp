@@ -806,7 +806,7 @@ class EngineProcess {
 class Supervisor {
  public:
   Supervisor(const ScannerOptions& o, int ctlFd, int lifeFd, int listenFd)
-      : o_(o), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
+      : o_(o), tempBase_(tempBase(o.engine.tempDir)), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
 
   [[noreturn]] void run() {
     signalRead_ = signalPipe({SIGCHLD});
@@ -988,8 +988,13 @@ class Supervisor {
         nextStart_ = Clock::now() + backOff();
         log::message(log::Level::Error, "scanner engine process " + std::to_string(pid) + " " + exitText(st) +
                                             "; loading the signatures again (scans wait meanwhile)");
-      } else {
-        retiring_.erase(pid);
+      } else if (retiring_.erase(pid) == 0) {
+        // A worker orphaned by its engine process's death (we are their
+        // subreaper): its temp directory is left to us.
+        if (const auto left = removeWorkerTempDir(tempBase_, pid); left > 0) {
+          log::message(log::Level::Notice, "scanner worker " + std::to_string(pid) + " of a dead engine process left " +
+                                               std::to_string(left) + " temp file(s); removed");
+        }
       }
     }
   }
@@ -1024,6 +1029,7 @@ class Supervisor {
   }
 
   const ScannerOptions o_;
+  const std::string tempBase_;  // where its workers' temp directories are (reap)
   const int ctlFd_;
   const int lifeFd_;
   const int listenFd_;
@@ -1191,6 +1197,9 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
     // reaches EOF.
     setsid();
     prctl(PR_SET_NAME, "sekimori-av-sup");
+    // The workers of an engine process that dies become ours to reap, so
+    // that their temp directories can go with them (Supervisor::reap).
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -779,6 +779,10 @@ class PlainSiteTest(unittest.TestCase):
         conf = CONF.format(db=db, admin="", port=1, templates=os.path.abspath(templates),
                            quarantine=os.path.join(self.tmp, "quarantine"))
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
+        # The scanner workers' temp directories in the test's own directory.
+        self.scantmp = os.path.join(self.tmp, "scantmp")
+        os.makedirs(self.scantmp)
+        conf = conf.replace("[engine]\n", "[engine]\ntemp_dir = %s\n" % self.scantmp)
         self.milter = harness.Milter("antivirus", conf)
         self.site = harness.Site([self.milter], name="antivirus-plain")
         self.site.start()
@@ -803,6 +807,10 @@ class AntivirusPoolDeathE2E(PlainSiteTest):
         self.assertEqual(len(supervisors), 1, supervisors)
         engines = self.children(supervisors[0])
         self.assertEqual(len(engines), 1, "one engine process under the supervisor: %s" % engines)
+        old_workers = self.children(engines[0])
+        harness.wait_until(lambda: sorted(os.listdir(self.scantmp)) ==
+                           sorted("sekimori-av-scan-" + w for w in old_workers), 10,
+                           "a temp directory for each worker")
         os.kill(int(engines[0]), signal.SIGKILL)
         harness.wait_until(lambda: "loading the signatures again" in self.milter.log(), 10,
                            "the supervisor to see its engine process go")
@@ -815,6 +823,10 @@ class AntivirusPoolDeathE2E(PlainSiteTest):
         replaced = self.children(supervisors[0])
         self.assertEqual(len(replaced), 1, replaced)
         self.assertNotEqual(replaced, engines)
+        # The dead workers' temp directories are gone; the new ones' are there.
+        harness.wait_until(lambda: sorted(os.listdir(self.scantmp)) ==
+                           sorted("sekimori-av-scan-" + w for w in self.children(replaced[0])), 10,
+                           "only the new workers' temp directories")
 
     def test_daemon_exits_when_its_scanner_processes_are_killed(self):
         r = self.site.swaks(data=harness.make_message())

@@ -122,6 +122,9 @@ class ScannerTest : public ::testing::Test {
     options_.workers = 2;
     options_.scanTimeout = std::chrono::seconds(10);
     options_.runDir = (tmp_.path() / "run").string();
+    // libclamav's temp files (the workers' directories) inside the test's own directory.
+    options_.engine.tempDir = (tmp_.path() / "scantmp").string();
+    fs::create_directories(options_.engine.tempDir);
   }
 
   void startPool() {
@@ -340,9 +343,7 @@ pid_t deadPid() {
 }
 
 TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
-  const fs::path base = tmp_.path() / "scantmp";
-  fs::create_directories(base);
-  options_.engine.tempDir = base.string();
+  const fs::path base = options_.engine.tempDir;  // the fixture's
   // Left by workers of a daemon that was killed: removed at start. One of a
   // live process (another daemon sharing the directory) stays.
   const std::string gone = "sekimori-av-scan-" + std::to_string(deadPid());
@@ -386,9 +387,7 @@ TEST_F(ScannerTest, CrashedWorkerCostsOneScanAndIsReplaced) {
 
 TEST_F(ScannerTest, WhatACrashedScanLeavesInItsTempDirectoryIsRemoved) {
   FaultInjection fi;
-  const fs::path base = tmp_.path() / "scantmp";
-  fs::create_directories(base);
-  options_.engine.tempDir = base.string();
+  const fs::path base = options_.engine.tempDir;  // the fixture's
   options_.workers = 1;
   writeFile(file("crash.txt"), "a message with SEKIMORI-TEST-CRASH inside\n");
   startPool();
@@ -554,6 +553,9 @@ TEST_F(ScannerTest, SupervisorKilledRightAfterStartLeavesNoProcessBehind) {
 // scans work again, and the pool is not dead.
 TEST_F(ScannerTest, KilledEngineProcessIsReplaced) {
   startPool();
+  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);  // the workers are up
+  const auto oldTemps = workerTempDirs(options_.engine.tempDir);
+  ASSERT_EQ(oldTemps.size(), static_cast<std::size_t>(options_.workers));
   std::atomic<int> deaths{0};
   pool_.watch([&] { ++deaths; });
   const std::vector<pid_t> before = childrenOf(pool_.supervisorPid());
@@ -579,6 +581,9 @@ TEST_F(ScannerTest, KilledEngineProcessIsReplaced) {
   EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);
   EXPECT_EQ(childrenOf(pool_.supervisorPid()), after);
   EXPECT_EQ(deaths.load(), 0);
+  // The killed generation's workers died with it; the supervisor, their
+  // subreaper, removed their temp directories.
+  for (const auto& d : oldTemps) EXPECT_EQ(workerTempDirs(options_.engine.tempDir).count(d), 0u) << d;
 }
 
 TEST_F(ScannerTest, ReloadPicksUpANewSignatureWithoutFailingScans) {
