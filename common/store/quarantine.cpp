@@ -339,19 +339,13 @@ std::optional<std::vector<QuarantineRecord>> Quarantine::list(std::string* error
     }
     forEachLine(text, [&](std::string_view line) {
       if (line.ends_with('\n')) line.remove_suffix(1);
-      std::vector<std::string_view> f;  // empty fields kept: the null sender is one
-      for (std::size_t pos = 0;;) {
-        const std::size_t tab = line.find('\t', pos);
-        f.push_back(line.substr(pos, tab == std::string_view::npos ? std::string_view::npos : tab - pos));
-        if (tab == std::string_view::npos) break;
-        pos = tab + 1;
-      }
+      auto f = util::splitFields(line, '\t');  // empty fields kept: the null sender is one
       if (f.size() < 7 || !isEntryName(f[1]) || byId.count(f[1])) return;  // not a line store() wrote
       QuarantineRecord r;
-      r.id = std::string(f[1]);
-      r.stamp = std::string(f[1].substr(0, kStampLength));
+      r.id = f[1];
+      r.stamp = f[1].substr(0, kStampLength);
       r.indexed = true;
-      r.entry = {std::string(f[2]), std::string(f[3]), std::string(f[4]), std::string(f[5]), util::split(f[6], ',')};
+      r.entry = {std::move(f[2]), std::move(f[3]), std::move(f[4]), std::move(f[5]), util::split(f[6], ',')};
       byId.emplace(r.id, out.size());
       out.push_back(std::move(r));
     });

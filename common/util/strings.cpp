@@ -55,6 +55,16 @@ std::vector<std::string> split(std::string_view s, char sep) {
   return out;
 }
 
+std::vector<std::string> splitFields(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  for (;;) {
+    const auto pos = s.find(sep);
+    out.emplace_back(s.substr(0, pos));
+    if (pos == std::string_view::npos) return out;
+    s.remove_prefix(pos + 1);
+  }
+}
+
 std::vector<std::string> splitList(std::string_view s) {
   std::vector<std::string> out;
   std::size_t i = 0;

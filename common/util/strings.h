@@ -25,6 +25,9 @@ bool istartsWith(std::string_view s, std::string_view prefix);
 
 // Splits on `sep`, trims each piece and drops empty pieces.
 std::vector<std::string> split(std::string_view s, char sep);
+// Splits on `sep` as it is: empty fields kept, nothing trimmed ("a\t\tb" ->
+// {"a", "", "b"}): for lines of our own tab-separated formats.
+std::vector<std::string> splitFields(std::string_view s, char sep);
 // Splits on commas and/or whitespace (Postfix list syntax: "a, b c").
 std::vector<std::string> splitList(std::string_view s);
 

@@ -455,17 +455,6 @@ std::string tempDirNote(const std::string& configured) {
   return "temp files in " + dir + (fs.f_type == TMPFS_MAGIC ? " (tmpfs)" : " (not a tmpfs, see [engine] temp_dir)");
 }
 
-// The tab-separated fields of one line of ours (empty fields kept).
-std::vector<std::string> tabFields(std::string_view line) {
-  std::vector<std::string> f;
-  for (;;) {
-    const auto t = line.find('\t');
-    f.emplace_back(line.substr(0, t));
-    if (t == std::string_view::npos) return f;
-    line.remove_prefix(t + 1);
-  }
-}
-
 [[noreturn]] void workerMain(int listenFd, pid_t supervisor, cl_engine* engine, const std::string& versions,
                              unsigned alarmSeconds, const std::string& tempBaseDir) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -905,7 +894,7 @@ class Supervisor {
 
   // The generation being loaded is serving: it becomes current.
   void ready() {
-    std::vector<std::string> f = tabFields(std::string_view(report_.data() + 1, report_.find('\n') - 1));
+    std::vector<std::string> f = util::splitFields(std::string_view(report_.data() + 1, report_.find('\n') - 1), '\t');
     f.resize(3);
     const pid_t previous = current_;
     current_ = loading_;
@@ -1333,7 +1322,7 @@ ScanResult ScannerPool::scan(int fd) {
     }
     const auto nl = reply.find('\n');
     if (accepted && nl != std::string::npos) {
-      const std::vector<std::string> f = tabFields(std::string_view(reply.data(), nl));
+      const std::vector<std::string> f = util::splitFields(std::string_view(reply.data(), nl), '\t');
       ScanResult r2;
       if (f.size() != 4 || !parseStatus(f[0], &r2.status)) {
         result = errorResult("malformed answer from the scanner worker");

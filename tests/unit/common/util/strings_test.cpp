@@ -22,6 +22,11 @@ TEST(Strings, SplitDropsEmptyPieces) {
   EXPECT_TRUE(splitList(" , ").empty());
 }
 
+TEST(Strings, SplitFieldsKeepsEmptyFieldsAsTheyAre) {
+  EXPECT_EQ(splitFields("a\t\t b \t", '\t'), (std::vector<std::string>{"a", "", " b ", ""}));
+  EXPECT_EQ(splitFields("", '\t'), (std::vector<std::string>{""}));
+}
+
 TEST(Strings, SanitizeEscapesControlAndQuotes) {
   EXPECT_EQ(sanitize("ok"), "ok");
   EXPECT_EQ(sanitize(std::string_view("a\r\nb\0", 5)), "a\\x0d\\x0ab\\x00");
