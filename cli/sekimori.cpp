@@ -260,8 +260,8 @@ int quarantine(const std::vector<std::string>& words, const std::string& conf, c
       std::cout << "removed " << entries(*removed) << " older than "
                 << sekimori::config::formatDuration(sekimori::config::Duration{keep}) << " from " << q.dir() << "\n";
     }
-    if (settings.maxSize > 0) {  // as the milter does: over the cap, down to 90% of it
-      const auto trimmed = q.trim(settings.maxSize, settings.maxSize / 10 * 9, &error);
+    if (settings.maxSize > 0) {  // as the milter does
+      const auto trimmed = q.trim(settings.maxSize, settings.trimTo(), &error);
       if (!trimmed) {
         std::cerr << "sekimori: " << error << "\n";
         return kExitFailed;

@@ -663,7 +663,7 @@ void AntivirusMilter::expireQuarantine() {
   }
   const std::uint64_t max = cfg->quarantine.maxSize;
   if (max == 0) return;
-  const auto trimmed = q.trim(max, max / 10 * 9, &why);
+  const auto trimmed = q.trim(max, cfg->quarantine.trimTo(), &why);
   if (!trimmed) {
     log::message(log::Level::Warning, "quarantine size cap: " + why);
     return;

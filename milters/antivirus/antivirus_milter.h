@@ -47,6 +47,9 @@ struct QuarantineSettings {
   std::string dir;               // empty: nothing kept
   std::chrono::seconds keep{0};  // 0: for ever
   std::uint64_t maxSize = 0;     // bytes of held files; 0: no cap
+  // Past maxSize the oldest entries go until this much is left (90%: the
+  // next store does not start another round at once).
+  std::uint64_t trimTo() const { return maxSize / 10 * 9; }
 };
 // As the daemon reads them from checked values; the admin command
 // (`sekimori quarantine`) reads the same conf file through it.
