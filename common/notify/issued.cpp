@@ -11,8 +11,7 @@ void IssuedIds::add(std::string id, Clock::time_point now) {
   std::lock_guard lock(mutex_);
   prune(now);
   while (ids_.size() >= max_ && !order_.empty()) {  // full: the oldest go
-    const auto it = ids_.find(order_.front().second);
-    if (it != ids_.end() && it->second == order_.front().first) ids_.erase(it);
+    if (live(order_.front())) ids_.erase(order_.front().second);
     order_.pop_front();
   }
   ids_[id] = now;
@@ -40,13 +39,12 @@ std::size_t IssuedIds::bookkeeping() const {
   return order_.size();
 }
 
+bool IssuedIds::live(const Entry& e) const {
+  const auto it = ids_.find(e.second);
+  return it != ids_.end() && it->second == e.first;
+}
+
 void IssuedIds::prune(Clock::time_point now) {
-  // order_ also names ids already taken (or added again later): only an
-  // entry whose time matches the map's is the live one.
-  const auto live = [this](const std::pair<Clock::time_point, std::string>& e) {
-    const auto it = ids_.find(e.second);
-    return it != ids_.end() && it->second == e.first;
-  };
   while (!order_.empty() && now - order_.front().first >= ttl_) {
     if (live(order_.front())) ids_.erase(order_.front().second);
     order_.pop_front();
@@ -54,7 +52,7 @@ void IssuedIds::prune(Clock::time_point now) {
   // Taken ids leave entries behind: once they outnumber the live ones, the
   // deque is rebuilt from the live ones (amortised O(1) per add).
   if (order_.size() > 2 * max_ + 16) {
-    std::deque<std::pair<Clock::time_point, std::string>> kept;
+    std::deque<Entry> kept;
     for (auto& e : order_) {
       if (live(e)) kept.push_back(std::move(e));
     }

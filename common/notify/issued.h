@@ -44,13 +44,17 @@ class IssuedIds {
   std::size_t bookkeeping() const; // entries of the age order (for tests: bounded)
 
  private:
+  using Entry = std::pair<Clock::time_point, std::string>;
+  // order_ also names ids already taken (or added again later): only an
+  // entry whose time matches the map's is the live one.
+  bool live(const Entry& e) const;
   void prune(Clock::time_point now);
 
   const std::size_t max_;
   const std::chrono::seconds ttl_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Clock::time_point> ids_;  // id -> when added
-  std::deque<std::pair<Clock::time_point, std::string>> order_;  // oldest first; may name ids already taken
+  std::deque<Entry> order_;  // oldest first; may name ids already taken
 };
 
 }  // namespace sekimori::notify
