@@ -496,6 +496,22 @@ int freePort() {
   return ntohs(a.sin_port);
 }
 
+// A listening socket on 127.0.0.1, a port of the kernel's choice; throws
+// (naming `who`) when it cannot be had.
+int listenLoopback(const char* who, int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 8) != 0) {
+    throw std::runtime_error(std::string(who) + ": bind/listen");
+  }
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 bool portOpen(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -646,16 +662,7 @@ class ScriptedSmtpServer {
   explicit ScriptedSmtpServer(std::vector<std::string> extensions)
       : ScriptedSmtpServer(Script{.extensions = std::move(extensions), .refused = {}}) {}
   explicit ScriptedSmtpServer(Script script) : script_(std::move(script)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0) {
-      throw std::runtime_error("ScriptedSmtpServer: bind/listen");
-    }
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = listenLoopback("ScriptedSmtpServer", &port_);
     thread_ = std::thread([this] {
       for (;;) {
         const int c = ::accept(fd_, nullptr, nullptr);
@@ -843,18 +850,7 @@ TEST(NotifySubmit, SmtpUtf8AddressesUseTheExtensionWhenOffered) {
 // no 220 banner ever comes.
 class SilentServer {
  public:
-  SilentServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0) {
-      throw std::runtime_error("SilentServer: bind/listen");
-    }
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
+  SilentServer() { fd_ = listenLoopback("SilentServer", &port_); }
   SilentServer(const SilentServer&) = delete;
   SilentServer& operator=(const SilentServer&) = delete;
   ~SilentServer() { ::close(fd_); }
