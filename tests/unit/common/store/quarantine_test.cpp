@@ -41,6 +41,18 @@ mode_t modeOf(const std::string& p) {
   return st.st_mode & 0777;
 }
 
+// A quarantine in a fresh 0700 directory, and a one-byte message to store.
+struct Fresh {
+  TempDir t;
+  Quarantine q{t.path};
+  mime::Spool spool{1024};
+  std::string why;
+  Fresh() {
+    chmod(t.path.c_str(), 0700);
+    spool.append("x");
+  }
+};
+
 TEST(Quarantine, StoresTheMessageAndAnIndexLineForAdminsOnly) {
   TempDir t;
   Quarantine q(t.path + "/q");
@@ -64,15 +76,10 @@ TEST(Quarantine, StoresTheMessageAndAnIndexLineForAdminsOnly) {
 }
 
 TEST(Quarantine, IndexFieldsCannotBreakTheLineFormat) {
-  TempDir t;
-  Quarantine q(t.path);
-  chmod(t.path.c_str(), 0700);
-  std::string why;
-  mime::Spool spool(1024);
-  spool.append("x");
+  Fresh f;
   QuarantineEntry e{"Q1", "inbound", "Evil\tName\nInjected", "a@b", {}};
-  ASSERT_TRUE(q.store(spool, e, &why)) << why;
-  const std::string index = slurp(t.path + "/index.tsv");
+  ASSERT_TRUE(f.q.store(f.spool, e, &f.why)) << f.why;
+  const std::string index = slurp(f.t.path + "/index.tsv");
   EXPECT_EQ(std::count(index.begin(), index.end(), '\n'), 1);
   EXPECT_EQ(std::count(index.begin(), index.end(), '\t'), 6);
 }
@@ -190,38 +197,33 @@ TEST(Quarantine, ListFindsIndexedEntriesFilesWithoutLinesAndLinesWithoutFiles) {
 }
 
 TEST(Quarantine, RemoveTakesTheFileAndTheLineAndRefusesWhatIsNotAnEntry) {
-  TempDir t;
-  Quarantine q(t.path);
-  chmod(t.path.c_str(), 0700);
-  std::string why;
-  mime::Spool spool(1024);
-  spool.append("x");
-  const auto a = q.store(spool, {"QA", "inbound", "Eicar", "a@b", {"c@d"}}, &why);
-  const auto b = q.store(spool, {"QB", "inbound", "Eicar", "a@b", {"c@d"}}, &why);
-  ASSERT_TRUE(a && b) << why;
-  std::ofstream(t.path + "/secret.txt") << "not yours";
+  Fresh f;
+  const auto a = f.q.store(f.spool, {"QA", "inbound", "Eicar", "a@b", {"c@d"}}, &f.why);
+  const auto b = f.q.store(f.spool, {"QB", "inbound", "Eicar", "a@b", {"c@d"}}, &f.why);
+  ASSERT_TRUE(a && b) << f.why;
+  std::ofstream(f.t.path + "/secret.txt") << "not yours";
 
   // Anything but an entry's name is refused, and nothing is removed.
   for (const std::string& bad : std::vector<std::string>{"../secret.txt", "secret.txt", "index.tsv", "", *a + "/..", "/etc/passwd",
                                                          "20261124T093000Z-/../../secret.txt.eml",
                                                          "20261124T093000Z-x/../..eml", "20261124T093000Z-.eml"}) {
-    EXPECT_FALSE(q.remove({*a, bad}, &why)) << bad;
-    EXPECT_NE(why.find("not a quarantine entry id"), std::string::npos) << why;
+    EXPECT_FALSE(f.q.remove({*a, bad}, &f.why)) << bad;
+    EXPECT_NE(f.why.find("not a quarantine entry id"), std::string::npos) << f.why;
   }
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + *a));
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/secret.txt"));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/" + *a));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/secret.txt"));
 
-  EXPECT_EQ(q.remove({*a}, &why), std::optional<std::size_t>(1)) << why;
-  EXPECT_FALSE(std::filesystem::exists(t.path + "/" + *a));
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + *b));
-  const std::string index = slurp(t.path + "/index.tsv");
+  EXPECT_EQ(f.q.remove({*a}, &f.why), std::optional<std::size_t>(1)) << f.why;
+  EXPECT_FALSE(std::filesystem::exists(f.t.path + "/" + *a));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/" + *b));
+  const std::string index = slurp(f.t.path + "/index.tsv");
   EXPECT_EQ(index.find(*a), std::string::npos) << index;
   EXPECT_NE(index.find(*b), std::string::npos) << index;
   // A line whose file is already gone: the line goes, no file counted.
-  std::filesystem::remove(t.path + "/" + *b);
-  EXPECT_EQ(q.remove({*b}, &why), std::optional<std::size_t>(0)) << why;
-  EXPECT_EQ(slurp(t.path + "/index.tsv"), "");
-  EXPECT_EQ(modeOf(t.path + "/index.tsv"), 0600u);
+  std::filesystem::remove(f.t.path + "/" + *b);
+  EXPECT_EQ(f.q.remove({*b}, &f.why), std::optional<std::size_t>(0)) << f.why;
+  EXPECT_EQ(slurp(f.t.path + "/index.tsv"), "");
+  EXPECT_EQ(modeOf(f.t.path + "/index.tsv"), 0600u);
 }
 
 TEST(Quarantine, TrimRemovesTheOldestUntilUnderTheCap) {
@@ -263,19 +265,14 @@ TEST(Quarantine, TrimRemovesTheOldestUntilUnderTheCap) {
 
 TEST(Quarantine, ARewrittenIndexKeepsItsOwner) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to give the index another owner";
-  TempDir t;
-  Quarantine q(t.path);
-  chmod(t.path.c_str(), 0700);
-  std::string why;
-  mime::Spool spool(1024);
-  spool.append("x");
-  const auto a = q.store(spool, {"QA", "inbound", "Eicar", "a@b", {}}, &why);
-  ASSERT_TRUE(a && q.store(spool, {"QB", "inbound", "Eicar", "a@b", {}}, &why)) << why;
+  Fresh f;
+  const auto a = f.q.store(f.spool, {"QA", "inbound", "Eicar", "a@b", {}}, &f.why);
+  ASSERT_TRUE(a && f.q.store(f.spool, {"QB", "inbound", "Eicar", "a@b", {}}, &f.why)) << f.why;
   // The milter's user owns the index; root (the admin command) removes an entry.
-  ASSERT_EQ(chown((t.path + "/index.tsv").c_str(), 4321, 4322), 0);
-  ASSERT_EQ(q.remove({*a}, &why), std::optional<std::size_t>(1)) << why;
+  ASSERT_EQ(chown((f.t.path + "/index.tsv").c_str(), 4321, 4322), 0);
+  ASSERT_EQ(f.q.remove({*a}, &f.why), std::optional<std::size_t>(1)) << f.why;
   struct stat st {};
-  ASSERT_EQ(stat((t.path + "/index.tsv").c_str(), &st), 0);
+  ASSERT_EQ(stat((f.t.path + "/index.tsv").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 4321u);
   EXPECT_EQ(st.st_gid, 4322u);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
