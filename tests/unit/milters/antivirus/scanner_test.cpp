@@ -334,6 +334,18 @@ std::set<std::string> workerTempDirs(const fs::path& base) {
   return out;
 }
 
+// The worker temp directories once there are `n` of them (5 s at most):
+// a worker makes its own when it starts, which may be after a scan
+// another worker served.
+std::set<std::string> workerTempDirsOnce(const fs::path& base, std::size_t n) {
+  auto dirs = workerTempDirs(base);
+  for (const auto until = Clock::now() + std::chrono::seconds(5); dirs.size() != n && Clock::now() < until;) {
+    std::this_thread::sleep_for(milliseconds(10));
+    dirs = workerTempDirs(base);
+  }
+  return dirs;
+}
+
 // A pid that belonged to a process of ours that is gone.
 pid_t deadPid() {
   const pid_t pid = fork();
@@ -354,7 +366,7 @@ TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
   }
   startPool();
   EXPECT_EQ(scanPath(pool_, file("eicar.com")).status, Status::Infected);
-  auto dirs = workerTempDirs(base);
+  auto dirs = workerTempDirsOnce(base, 1 + static_cast<std::size_t>(options_.workers));
   EXPECT_EQ(dirs.count(gone), 0u);
   EXPECT_EQ(dirs.count(live), 1u);
   EXPECT_EQ(dirs.size(), 1u + static_cast<std::size_t>(options_.workers)) << ::testing::PrintToString(dirs);
@@ -554,7 +566,7 @@ TEST_F(ScannerTest, SupervisorKilledRightAfterStartLeavesNoProcessBehind) {
 TEST_F(ScannerTest, KilledEngineProcessIsReplaced) {
   startPool();
   EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);  // the workers are up
-  const auto oldTemps = workerTempDirs(options_.engine.tempDir);
+  const auto oldTemps = workerTempDirsOnce(options_.engine.tempDir, static_cast<std::size_t>(options_.workers));
   ASSERT_EQ(oldTemps.size(), static_cast<std::size_t>(options_.workers));
   std::atomic<int> deaths{0};
   pool_.watch([&] { ++deaths; });
