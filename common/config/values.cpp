@@ -14,7 +14,7 @@ namespace po = boost::program_options;
 
 std::string Error::str() const {
   std::string s = file;
-  if (line > 0) s += ":" + std::to_string(line);
+  if (line > 0) s.append(1, ':').append(std::to_string(line));  // not ":" + string: GCC 12 -Wrestrict (105651)
   return s + ": " + message;
 }
 

@@ -44,6 +44,13 @@ bool scanMailbox(std::string_view s, std::size_t* lastAt) {
 
 }  // namespace
 
+std::string Address::bracketed() const {
+  // Appended piece by piece: GCC 12's -Wrestrict misfires on "<" + string (bug 105651).
+  std::string out(1, '<');
+  out.append(str()).append(1, '>');
+  return out;
+}
+
 std::string Address::str() const {
   if (domain.empty()) return local;
   std::string out;

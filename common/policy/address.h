@@ -39,6 +39,8 @@ struct Address {
   bool isNull() const { return local.empty() && domain.empty(); }
   // "local@domain"; "" for the null sender; "local" when there is no domain.
   std::string str() const;
+  // "<local@domain>", "<>" for the null sender: the envelope form log lines show.
+  std::string bracketed() const;
   friend bool operator==(const Address&, const Address&) = default;
 };
 

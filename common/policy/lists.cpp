@@ -56,7 +56,7 @@ std::string DomainList::find(std::string_view domain) const {
   std::string_view rest = d;
   for (auto dot = rest.find('.'); dot != std::string_view::npos; dot = rest.find('.')) {
     rest.remove_prefix(dot + 1);
-    if (parents_.find(rest) != parents_.end()) return "." + std::string(rest);
+    if (parents_.find(rest) != parents_.end()) return std::string(1, '.').append(rest);  // not "." + string: GCC 12 -Wrestrict
   }
   return {};
 }

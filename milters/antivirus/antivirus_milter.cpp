@@ -860,7 +860,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     line.kv("milter", "antivirus").kv("action", action).kv("status", d.status);
     if (!d.virus.empty()) line.kv("virus", d.virus);
     if (f.whole.status == ScanResult::Status::Error) line.kv("error", f.whole.error);
-    line.kv("from", "<" + t.sender.str() + ">")
+    line.kv("from", t.sender.bracketed())
         .kv("direction", policy::toString(dir))
         .kv("client", clientText(s));
     if (refused) line.kv("reply", d.reply.str());

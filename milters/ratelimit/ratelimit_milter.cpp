@@ -222,8 +222,8 @@ Verdict refuse(milter::Session& s, std::string_view stage, Kind kind, const Repl
       .kv("limit", limit.max);
   if (limit.window.count() > 0) line.kv("window", config::formatDuration(Duration{limit.window}));
   if (c.penaltyUntil) line.kv("penalty_until", formatTime(*c.penaltyUntil));
-  line.kv("from", "<" + t.sender.str() + ">");
-  if (rcpt) line.kv("to", "<" + rcpt->str() + ">");
+  line.kv("from", t.sender.bracketed());
+  if (rcpt) line.kv("to", rcpt->bracketed());
   line.kv("direction", policy::toString(s.direction())).kv("client", clientText(s)).kv("reply", reply.str());
   line.emit(log::Level::Info);
   return Verdict::refuse(reply);
@@ -550,7 +550,7 @@ Verdict RateLimitMilter::onEom(milter::Session& s, milter::MtaActions&) {
         .kv("milter", "ratelimit")
         .kv("action", "accept")
         .kv("stage", "eom")
-        .kv("from", "<" + t.sender.str() + ">")
+        .kv("from", t.sender.bracketed())
         .kv("recipients", static_cast<std::uint64_t>(t.recipients.size()))
         .kv("exempt", m.exempt)
         .kv("direction", policy::toString(s.direction()))

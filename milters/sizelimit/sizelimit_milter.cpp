@@ -124,8 +124,8 @@ void logDecision(milter::Session& s, const SizeMessage& m, std::string_view stag
   } else {
     line.kv("size", t.messageBytes()).kv("limit", m.sizeLimit);
   }
-  line.kv("from", "<" + t.sender.str() + ">");
-  if (rcpt) line.kv("to", "<" + rcpt->str() + ">");
+  line.kv("from", t.sender.bracketed());
+  if (rcpt) line.kv("to", rcpt->bracketed());
   line.kv("direction", policy::toString(s.direction()))
       .kv("client", s.clientName + "[" + (s.clientAddr ? s.clientAddr->str() : std::string("unknown")) + "]");
   if (reply) line.kv("reply", reply->str());

@@ -54,6 +54,11 @@ TEST(Address, ParsesEnvelopeForms) {
   }
 }
 
+TEST(Address, BracketedIsTheEnvelopeForm) {
+  EXPECT_EQ(parseAddress("Alice@Example.JP")->bracketed(), "<Alice@example.jp>");
+  EXPECT_EQ(parseAddress("<>")->bracketed(), "<>");
+}
+
 TEST(Address, NullSender) {
   struct Case {
     const char* label;
