@@ -31,9 +31,11 @@ class IssuedIds {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // A notice comes back within seconds (minutes when the relay queues it):
-  // an hour is ample; 20000 ids take about 2-4 MB.
-  explicit IssuedIds(std::size_t max = 20000, std::chrono::seconds ttl = std::chrono::hours(1))
+  // A notice comes back within seconds (minutes when the relay queues it),
+  // or up to the outbox's retry limit (an hour by default) when the relay
+  // turned it away for a while: two hours are ample; 20000 ids take about
+  // 2-4 MB.
+  explicit IssuedIds(std::size_t max = 20000, std::chrono::seconds ttl = std::chrono::hours(2))
       : max_(max), ttl_(ttl) {}
 
   void add(std::string id, Clock::time_point now = Clock::now());

@@ -36,6 +36,10 @@ void setError(std::string* error, std::string text) {
   if (error) *error = std::move(text);
 }
 
+void setTemporary(bool* temporary, bool value) {
+  if (temporary) *temporary = value;
+}
+
 // ---- text helpers ---------------------------------------------------------
 
 std::string base64(std::string_view in) {
@@ -371,6 +375,28 @@ int debugCallback(CURL* /*h*/, curl_infotype type, char* data, std::size_t size,
   return 0;
 }
 
+// Whether a later try may succeed: the server answered 4xx, or it could not
+// be reached or did not answer in time. A 5xx, a bad URL, a refused login
+// or a certificate that does not verify need the admin, not another try.
+bool temporaryCurlFailure(CURLcode rc, const std::string& lastRefusal, long code) {
+  if (!lastRefusal.empty()) return lastRefusal[0] == '4';
+  if (code >= 400 && code < 600) return code < 500;
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_WEIRD_SERVER_REPLY:  // e.g. a greeting cut short
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_AGAIN:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool curlReady(std::string* error) {
   std::call_once(curlInitOnce, [] { curlInitResult = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (curlInitResult != CURLE_OK) {
@@ -383,7 +409,7 @@ bool curlReady(std::string* error) {
 // One message over `h`, which may hold an open session from the message
 // before (libcurl reuses it for the same URL, or connects anew).
 bool submitSmtp(CURL* h, const SubmitSettings& s, const std::string& sender, const std::vector<std::string>& rcpts,
-                const std::string& message, std::string* error) {
+                const std::string& message, std::string* error, bool* temporary) {
   SlistPtr rcptList(nullptr, &curl_slist_free_all);
   for (const auto& r : rcpts) {
     curl_slist* next = curl_slist_append(rcptList.get(), ("<" + r + ">").c_str());
@@ -439,6 +465,7 @@ bool submitSmtp(CURL* h, const SubmitSettings& s, const std::string& sender, con
       text += " (last reply " + std::to_string(code) + ")";
     }
     setError(error, std::move(text));
+    setTemporary(temporary, temporaryCurlFailure(rc, last.line, code));
     return false;
   }
   return true;
@@ -487,8 +514,11 @@ std::optional<int> reap(pid_t pid, Clock::time_point deadline) {
   return std::nullopt;
 }
 
+// Temporary (worth another try): no socket, process or time to run it, a
+// crash, or sendmail's own EX_TEMPFAIL (75). Any other exit status, and a
+// path that is not an executable, are not.
 bool submitSendmail(const SubmitSettings& s, const std::string& sender, const std::vector<std::string>& rcpts,
-                    const std::string& message, std::string* error) {
+                    const std::string& message, std::string* error, bool* temporary) {
   const std::string what = "sendmail " + util::sanitize(s.sendmailPath);
   if (s.sendmailPath.empty() || s.sendmailPath.front() != '/' || ::access(s.sendmailPath.c_str(), X_OK) != 0) {
     setError(error, what + ": not an executable absolute path");
@@ -506,17 +536,20 @@ bool submitSendmail(const SubmitSettings& s, const std::string& sender, const st
   // exited gives EPIPE instead of a SIGPIPE to the whole milter.
   int in[2], err[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
+    setTemporary(temporary, true);
     setError(error, what + ": socketpair: " + std::strerror(errno));
     return false;
   }
   Fd inParent(in[0]), inChild(in[1]);
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, err) != 0) {
+    setTemporary(temporary, true);
     setError(error, what + ": socketpair: " + std::strerror(errno));
     return false;
   }
   Fd errParent(err[0]), errChild(err[1]);
   Fd devNull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   if (devNull.get() < 0) {
+    setTemporary(temporary, true);
     setError(error, what + ": /dev/null: " + std::strerror(errno));
     return false;
   }
@@ -524,6 +557,7 @@ bool submitSendmail(const SubmitSettings& s, const std::string& sender, const st
   const auto deadline = Clock::now() + std::max(s.timeout, std::chrono::milliseconds(1));
   const pid_t pid = ::fork();
   if (pid < 0) {
+    setTemporary(temporary, true);
     setError(error, what + ": fork: " + std::strerror(errno));
     return false;
   }
@@ -601,15 +635,17 @@ bool submitSendmail(const SubmitSettings& s, const std::string& sender, const st
   if (timedOut) status.reset();
   const std::string detail = stderrText.empty() ? "" : ": " + util::sanitize(util::trim(stderrText));
   if (!status) {
+    setTemporary(temporary, true);
     setError(error, what + ": timed out after " + std::to_string(s.timeout.count()) + " ms, killed" + detail);
     return false;
   }
   if (WIFSIGNALED(*status)) {
+    setTemporary(temporary, true);
     setError(error, what + ": killed by signal " + std::to_string(WTERMSIG(*status)) + detail);
     return false;
   }
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    // 75 is EX_TEMPFAIL: the caller may retry.
+    setTemporary(temporary, WIFEXITED(*status) && WEXITSTATUS(*status) == 75);  // EX_TEMPFAIL
     setError(error, what + ": exit status " + std::to_string(WEXITSTATUS(*status)) + detail);
     return false;
   }
@@ -758,7 +794,9 @@ Submitter::Submitter(SubmitSettings s) : settings_(std::move(s)) {}
 
 Submitter::~Submitter() = default;  // curl_easy_cleanup sends QUIT on an open session
 
-bool Submitter::submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error) {
+bool Submitter::submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error,
+                       bool* temporary) {
+  setTemporary(temporary, false);
   const SubmitSettings& s = settings_;
   const auto rcpts = cleanRecipients(envelopeTo, error);
   if (!rcpts) return false;
@@ -771,7 +809,7 @@ bool Submitter::submit(const std::vector<std::string>& envelopeTo, const std::st
     }
     sender = *a;
   }
-  if (s.method == "sendmail") return submitSendmail(s, sender, *rcpts, message, error);
+  if (s.method == "sendmail") return submitSendmail(s, sender, *rcpts, message, error, temporary);
   if (s.method != "smtp") {
     setError(error, "unknown submit method \"" + util::sanitize(s.method) + "\" (smtp, sendmail)");
     return false;
@@ -790,12 +828,12 @@ bool Submitter::submit(const std::vector<std::string>& envelopeTo, const std::st
     }
     smtp_ = std::move(c);
   }
-  return submitSmtp(smtp_->curl.get(), s, sender, *rcpts, message, error);
+  return submitSmtp(smtp_->curl.get(), s, sender, *rcpts, message, error, temporary);
 }
 
 bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo, const std::string& message,
-            std::string* error) {
-  return Submitter(s).submit(envelopeTo, message, error);
+            std::string* error, bool* temporary) {
+  return Submitter(s).submit(envelopeTo, message, error, temporary);
 }
 
 }  // namespace sekimori::notify

@@ -112,11 +112,15 @@ struct SubmitSettings {
 
 // Submits `message` to `envelopeTo` ("" and "<>" dropped; an invalid address
 // fails the whole submission). Returns false and sets *error on failure
-// ("no recipient" when none is left); the caller decides whether to retry.
+// ("no recipient" when none is left), and *temporary to whether another try
+// later may succeed — the caller decides whether to make one: true for a
+// 4xx reply, a relay that cannot be reached or does not answer in time, a
+// timed-out or crashed sendmail and its exit status 75 (EX_TEMPFAIL); false
+// for a 5xx reply, an invalid address or setting, any other exit status.
 // Thread-safe; returns within about `timeout` (a sendmail still running then
 // is killed with its process group).
 bool submit(const SubmitSettings& s, const std::vector<std::string>& envelopeTo, const std::string& message,
-            std::string* error = nullptr);
+            std::string* error = nullptr, bool* temporary = nullptr);
 
 // Submits several messages one after the other, as submit() does each, but
 // over one SMTP connection: libcurl keeps it open between them (a new
@@ -134,7 +138,9 @@ class Submitter {
   Submitter(const Submitter&) = delete;
   Submitter& operator=(const Submitter&) = delete;
 
-  bool submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error = nullptr);
+  // As notify::submit().
+  bool submit(const std::vector<std::string>& envelopeTo, const std::string& message, std::string* error = nullptr,
+              bool* temporary = nullptr);
 
  private:
   struct Connection;

@@ -1,11 +1,22 @@
 // common/notify/outbox.cpp — see outbox.h.
 #include "common/notify/outbox.h"
 
+#include <algorithm>
+
 namespace sekimori::notify {
 
 namespace {
 constexpr const char* kNotSent = "not sent: still queued when the milter stopped";
 }  // namespace
+
+std::chrono::milliseconds Outbox::Retry::delay(int tries) const {
+  using std::chrono::milliseconds;
+  const milliseconds first = std::max(after, milliseconds(10));  // never a busy loop on a dead relay
+  const milliseconds cap = std::max<milliseconds>(first, std::chrono::minutes(15));
+  milliseconds d = first;
+  for (int i = 1; i < tries && d < cap; ++i) d *= 2;
+  return std::min(d, cap);
+}
 
 void Outbox::start() {
   std::lock_guard lock(mutex_);
@@ -22,17 +33,19 @@ std::size_t Outbox::bytesOf(const Batch& b) {
 }
 
 void Outbox::post(Batch b) {
+  const char* reason = nullptr;
   {
     std::lock_guard lock(mutex_);
     const std::size_t bytes = bytesOf(b);
     if (running_ && queuedBytes_ + bytes <= maxBytes_) {
       queuedBytes_ += bytes;
-      queue_.push_back(std::move(b));
+      queue_.push_back(Pending{std::move(b), 0, {}, {}});
       wake_.notify_one();
       return;
     }
+    reason = running_ ? "the outbox is full" : "the outbox is not running";
   }
-  send(b);
+  attempt(Pending{std::move(b), 0, {}, {}}, [] { return false; }, [reason] { return reason; });
 }
 
 std::size_t Outbox::queued() const {
@@ -40,39 +53,92 @@ std::size_t Outbox::queued() const {
   return queue_.size();
 }
 
-void Outbox::send(const Batch& b) { send(b, [] { return false; }); }
+std::size_t Outbox::deferred() const {
+  std::lock_guard lock(mutex_);
+  return retries_.size();
+}
 
-void Outbox::send(const Batch& b, const std::function<bool()>& giveUp) {
+Outbox::Pending Outbox::attempt(Pending p, const std::function<bool()>& giveUp,
+                                const std::function<const char*()>& noRetry) {
+  const Batch& b = p.batch;
+  if (p.tries++ == 0) p.first = Clock::now();
+  const Clock::time_point last = p.first + b.retry.within;  // no try after it
+  Pending rest{Batch{b.settings, b.retry, {}, b.report}, p.tries, p.first, {}};
   Submitter out(b.settings);  // one SMTP session for the batch
-  for (const auto& item : b.items) {
+  for (auto& item : p.batch.items) {
+    Result r;
+    r.tries = p.tries;
     if (giveUp()) {
-      if (b.report) b.report(item, false, kNotSent);
-      continue;
+      r.outcome = Outcome::Failed;
+      r.error = kNotSent;
+    } else if (bool temporary = false; out.submit(item.to, item.data, &r.error, &temporary)) {
+      r.error.clear();
+    } else {
+      r.outcome = Outcome::Failed;
+      const auto now = Clock::now();
+      if (temporary && now < last) {
+        if (const char* why = noRetry()) {
+          r.error += std::string(" (not retried: ") + why + ")";
+        } else {
+          r.outcome = Outcome::Deferred;
+          r.retryIn = std::min(b.retry.delay(p.tries),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(last - now));
+        }
+      }
     }
-    std::string why;
-    const bool sent = out.submit(item.to, item.data, &why);
-    if (b.report) b.report(item, sent, sent ? std::string() : why);
+    if (b.report) b.report(item, r);
+    if (r.outcome == Outcome::Deferred) rest.batch.items.push_back(std::move(item));
   }
+  rest.due = std::min(Clock::now() + b.retry.delay(p.tries), last);
+  return rest;
 }
 
 bool Outbox::pastDeadline() const {
   std::lock_guard lock(mutex_);
-  return stopping_ && std::chrono::steady_clock::now() >= deadline_;
+  return stopping_ && Clock::now() >= deadline_;
+}
+
+const char* Outbox::noRetryReason() const {
+  std::lock_guard lock(mutex_);
+  return stopping_ ? "the milter is stopping" : nullptr;
 }
 
 void Outbox::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left
-    Batch b = std::move(queue_.front());
-    queue_.pop_front();
-    queuedBytes_ -= bytesOf(b);
+    // The next batch: the oldest posted, else a retry that is due — every
+    // retry is, once stop() has begun.
+    const auto soonest = std::min_element(retries_.begin(), retries_.end(),
+                                          [](const Pending& a, const Pending& b) { return a.due < b.due; });
+    Pending next;
+    if (!queue_.empty()) {
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    } else if (soonest != retries_.end() && (stopping_ || soonest->due <= Clock::now())) {
+      next = std::move(*soonest);
+      retries_.erase(soonest);
+    } else if (stopping_) {
+      return;  // nothing left
+    } else {
+      if (soonest == retries_.end()) {
+        wake_.wait(lock);
+      } else {
+        const Clock::time_point due = soonest->due;
+        wake_.wait_until(lock, due);
+      }
+      continue;
+    }
+    const std::size_t bytes = bytesOf(next.batch);
     lock.unlock();
     // Past stop()'s deadline the rest is reported, not tried: a dead relay
     // would otherwise cost a timeout per mail.
-    send(b, [this] { return pastDeadline(); });
+    Pending rest = attempt(std::move(next), [this] { return pastDeadline(); }, [this] { return noRetryReason(); });
     lock.lock();
+    queuedBytes_ -= bytes;
+    if (!rest.batch.items.empty()) {
+      queuedBytes_ += bytesOf(rest.batch);
+      retries_.push_back(std::move(rest));
+    }
   }
 }
 
@@ -83,7 +149,7 @@ void Outbox::stop(std::chrono::milliseconds deadline) {
     if (!thread_.joinable()) return;
     running_ = false;  // posts from now on are sent by their callers
     stopping_ = true;
-    deadline_ = std::chrono::steady_clock::now() + deadline;
+    deadline_ = Clock::now() + deadline;
     t = std::move(thread_);
   }
   wake_.notify_all();

@@ -149,6 +149,15 @@ const Option<std::string> kNotifyLanguage{"notify.language", "ja", "Template lan
 const Option<Duration> kNotifyTimeout{"notify.timeout", Duration{std::chrono::seconds(10)},
                                       "Time to submit one warning mail; also the longest wait for any one SMTP reply "
                                       "(in whole seconds), the QUIT that ends the session included."};
+const Option<Duration> kNotifyRetryAfter{"notify.retry_after", Duration{std::chrono::minutes(1)},
+                                         "A warning the relay refused for the time being (4xx), or could not take "
+                                         "(down, silent; sendmail's exit status 75), is tried again after this; "
+                                         "each further retry after twice the wait before, at most 15 minutes "
+                                         "apart. At least 1s. Waiting warnings are held in memory: a stop tries "
+                                         "each once more, a killed daemon loses them."};
+const Option<Duration> kNotifyRetryFor{"notify.retry_for", Duration{std::chrono::hours(1)},
+                                       "No retry later than this after the first try; the warning is then logged "
+                                       "as failed. 0: a warning is tried once."};
 
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
@@ -395,23 +404,32 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
       {"action", action},          {"files", files.empty() ? "-" : files},
   };
   const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
-  // The outcome of each warning, one log line, from whichever thread sent it.
-  const auto report = [qid = s.queueId()](const std::string& to, const std::string& messageId, bool sent,
-                                          const std::string& why) {
+  // The outcome of each try of each warning, one log line, from whichever
+  // thread made it.
+  using Outbox = notify::Outbox;
+  const auto report = [qid = s.queueId()](const std::string& to, const std::string& messageId, const Outbox::Result& r) {
     log::Line line(qid);
-    line.kv("milter", "antivirus").kv("warning", sent ? "sent" : "failed");
+    line.kv("milter", "antivirus");
+    line.kv("warning", r.outcome == Outbox::Outcome::Sent       ? "sent"
+                       : r.outcome == Outbox::Outcome::Deferred ? "deferred"
+                                                                : "failed");
     if (!messageId.empty()) line.kv("message_id", messageId);
     line.kv("to", to);
-    if (!sent) line.kv("error", why);
-    line.emit(sent ? log::Level::Info : log::Level::Warning);
+    if (r.tries > 1 || r.outcome == Outbox::Outcome::Deferred) line.kv("tries", std::to_string(r.tries));
+    if (r.outcome == Outbox::Outcome::Deferred) {
+      line.kv("retry_in", config::formatDuration(config::Duration{r.retryIn}));
+    }
+    if (r.outcome != Outbox::Outcome::Sent) line.kv("error", r.error);
+    line.emit(r.outcome == Outbox::Outcome::Sent ? log::Level::Info : log::Level::Warning);
   };
-  notify::Outbox::Batch batch;
+  Outbox::Batch batch;
   batch.settings.method = n.method;
   batch.settings.smtpUrl = n.smtpUrl;
   batch.settings.sendmailPath = n.sendmailPath;
   batch.settings.timeout = n.timeout;
-  batch.report = [report](const notify::Outbox::Item& i, bool sent, const std::string& why) {
-    report(i.to.empty() ? "" : i.to[0], i.messageId, sent, why);
+  batch.retry = n.retry;
+  batch.report = [report](const Outbox::Item& i, const Outbox::Result& r) {
+    report(i.to.empty() ? "" : i.to[0], i.messageId, r);
   };
   for (const auto& notice : notices) {
     values["recipients"] = notice.recipients;
@@ -423,7 +441,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
     auto msg = notify::buildMessage(mail, domain, &why);
     if (!msg) {
-      report(notice.to, "", false, why);
+      report(notice.to, "", {Outbox::Outcome::Failed, why, 1, {}});
       continue;
     }
     issued.add(msg->messageId);  // before it can come back through this milter
@@ -468,6 +486,8 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kNotifyTemplates);
   schema.add(kNotifyLanguage);
   schema.add(kNotifyTimeout);
+  schema.add(kNotifyRetryAfter);
+  schema.add(kNotifyRetryFor);
   schema.section("quarantine", "The admin-only store of infected originals (R-AV-7).");
   schema.add(kQuarantineDir);
   schema.add(kQuarantineKeep);
@@ -538,6 +558,9 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   }
   n.language = v.get(kNotifyLanguage);
   n.timeout = v.get(kNotifyTimeout).value;
+  n.retry.after = v.get(kNotifyRetryAfter).value;
+  n.retry.within = v.get(kNotifyRetryFor).value;
+  if (n.retry.after < std::chrono::seconds(1)) error(kNotifyRetryAfter.key, "must be at least 1s");
   for (std::string* addr : {&n.admin, &n.from}) {
     if (addr == &n.admin && addr->empty()) continue;
     std::string why;
@@ -638,8 +661,9 @@ void AntivirusMilter::start() {
 
 void AntivirusMilter::stop() {
   housekeeping_.stop();
-  // Warnings still queued get a few seconds (a submission under way ends
-  // within notify.timeout); any left then are logged as not sent.
+  // Warnings still queued, or waiting for a retry, get a few seconds (a
+  // submission under way ends within notify.timeout); any left then are
+  // logged as not sent.
   outbox_.stop(std::chrono::seconds(10));
   if (pool_) pool_->stop();
 }

@@ -40,6 +40,7 @@ struct NotifyConfig {
   std::string templateDir;
   std::string language = "ja";
   std::chrono::milliseconds timeout{10000};
+  notify::Outbox::Retry retry;            // of warnings the relay could not take for now
 };
 
 // [quarantine] of sekimori-antivirus's conf file.

@@ -658,6 +658,8 @@ class ScriptedSmtpServer {
     std::vector<std::string> refused;  // "RCPT TO:<...>" lines answered 550
     bool answerQuit = true;
     std::string endOfData = "250 2.0.0 queued";  // the reply to the final "."
+    int refuseSessions = 0;  // the first ones are greeted with `refusal` and closed
+    std::string refusal = "421 4.3.2 service not available, try again later";
   };
   explicit ScriptedSmtpServer(std::vector<std::string> extensions)
       : ScriptedSmtpServer(Script{.extensions = std::move(extensions), .refused = {}}) {}
@@ -668,7 +670,12 @@ class ScriptedSmtpServer {
         const int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
         sessions_.emplace_back();
-        serve(c, sessions_.back());
+        if (static_cast<int>(sessions_.size()) <= script_.refuseSessions) {
+          const std::string line = script_.refusal + "\r\n";
+          (void)!::send(c, line.data(), line.size(), MSG_NOSIGNAL);
+        } else {
+          serve(c, sessions_.back());
+        }
         ::close(c);
       }
     });
@@ -783,9 +790,11 @@ TEST(NotifySubmitter, RefusedRecipientCostsOnlyItsOwnMail) {
     s.smtpUrl = server.url();
     Submitter out(s);
     std::string error;
+    bool temporary = true;
     ASSERT_TRUE(out.submit({"a@example.jp"}, builtMessage("x", "y"), &error)) << error;
-    EXPECT_FALSE(out.submit({"gone@example.jp"}, builtMessage("x", "y"), &error));
+    EXPECT_FALSE(out.submit({"gone@example.jp"}, builtMessage("x", "y"), &error, &temporary));
     EXPECT_NE(error.find("(server: 550 5.1.1 no such user)"), std::string::npos) << error;
+    EXPECT_FALSE(temporary);
     error.clear();
     EXPECT_TRUE(out.submit({"b@example.jp"}, builtMessage("x", "y"), &error)) << error;
   }
@@ -800,8 +809,34 @@ TEST(NotifySubmit, AMessageRefusedAfterDataIsReportedWithTheServersWords) {
   SubmitSettings s;
   s.smtpUrl = server.url();
   std::string error;
-  EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error));
+  bool temporary = true;
+  EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   EXPECT_NE(error.find("(server: 554 5.7.1 Virus found: Test.Sig)"), std::string::npos) << error;
+  EXPECT_FALSE(temporary);
+}
+
+TEST(NotifySubmit, FourHundredRepliesAreTemporaryFailures) {
+  {
+    ScriptedSmtpServer server(ScriptedSmtpServer::Script{
+        .extensions = {}, .refused = {}, .answerQuit = true, .endOfData = "451 4.3.0 queue file write error"});
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    std::string error;
+    bool temporary = false;
+    EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error, &temporary));
+    EXPECT_NE(error.find("(server: 451 4.3.0 queue file write error)"), std::string::npos) << error;
+    EXPECT_TRUE(temporary) << error;
+  }
+  {
+    ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+    SubmitSettings s;
+    s.smtpUrl = server.url();
+    std::string error;
+    bool temporary = false;
+    EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error, &temporary));
+    EXPECT_NE(error.find("421 4.3.2"), std::string::npos) << error;
+    EXPECT_TRUE(temporary) << error;
+  }
 }
 
 TEST(NotifySubmitter, ServerSilentAfterQuitDoesNotHoldTheCaller) {
@@ -867,20 +902,24 @@ TEST(NotifySubmit, SmtpTimesOutOnServerThatNeverGreets) {
   s.smtpUrl = silent.url();
   s.timeout = 1000ms;
   std::string error;
+  bool temporary = false;
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, 2000ms);
   EXPECT_GE(elapsed, 900ms);
   EXPECT_NE(error.find("smtp: "), std::string::npos) << error;
+  EXPECT_TRUE(temporary);
 }
 
 TEST(NotifySubmit, SmtpConnectionRefusedFails) {
   SubmitSettings s;
   s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(freePort());
   std::string error;
-  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  bool temporary = false;
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   EXPECT_FALSE(error.empty());
+  EXPECT_TRUE(temporary) << error;
 }
 
 TEST(NotifySubmit, RefusesBeforeAnyConnection) {
@@ -910,8 +949,10 @@ TEST(NotifySubmit, RefusesBeforeAnyConnection) {
     s.smtpUrl = c.url;
     s.envelopeFrom = c.envelopeFrom;
     std::string error;
-    EXPECT_FALSE(submit(s, c.to, "Subject: x\r\n\r\ny\r\n", &error)) << c.label;
+    bool temporary = true;
+    EXPECT_FALSE(submit(s, c.to, "Subject: x\r\n\r\ny\r\n", &error, &temporary)) << c.label;
     EXPECT_NE(error.find(c.want), std::string::npos) << c.label << ": " << error;
+    EXPECT_FALSE(temporary) << c.label;
   }
 }
 
@@ -953,13 +994,22 @@ TEST(NotifySubmit, SendmailFailureReportsStatusAndStderr) {
   s.method = "sendmail";
   s.sendmailPath = writeScript(tmp.path(), "echo 'sendmail: fatal: queue file write error' >&2\nexit 75\n").string();
   std::string error;
-  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  bool temporary = false;
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   EXPECT_NE(error.find("exit status 75"), std::string::npos) << error;
   EXPECT_NE(error.find("queue file write error"), std::string::npos) << error;
+  EXPECT_TRUE(temporary);  // EX_TEMPFAIL
+
+  s.sendmailPath = writeScript(tmp.path(), "echo 'sendmail: fatal: bad address syntax' >&2\nexit 65\n").string();
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
+  EXPECT_NE(error.find("exit status 65"), std::string::npos) << error;
+  EXPECT_FALSE(temporary);
 
   s.sendmailPath = (tmp.path() / "missing").string();
-  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  temporary = true;
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   EXPECT_NE(error.find("not an executable"), std::string::npos) << error;
+  EXPECT_FALSE(temporary);
 }
 
 bool processGone(pid_t pid) {
@@ -978,10 +1028,12 @@ TEST(NotifySubmit, SendmailTimeoutKillsItsProcessGroup) {
   // A helper in the background, like postdrop, must die with it.
   s.sendmailPath = writeScript(tmp.path(), "sleep 30 &\necho $! > \"$(dirname \"$0\")/helper\"\nwait\n").string();
   std::string error;
+  bool temporary = false;
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error));
+  EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
   EXPECT_NE(error.find("timed out"), std::string::npos) << error;
+  EXPECT_TRUE(temporary);
   const std::string helper = readFile(tmp.path() / "helper");
   ASSERT_FALSE(helper.empty());
   const pid_t helperPid = std::stoi(helper);
@@ -999,13 +1051,16 @@ struct Reports {
     bool sent;
     std::string error;
     std::thread::id thread;
+    Outbox::Result result;
+    std::chrono::steady_clock::time_point when;
   };
   std::mutex mutex;
   std::vector<One> got;
   Outbox::Report report() {
-    return [this](const Outbox::Item& i, bool sent, const std::string& error) {
+    return [this](const Outbox::Item& i, const Outbox::Result& r) {
       std::lock_guard lock(mutex);
-      got.push_back({i.to.empty() ? "" : i.to[0], sent, error, std::this_thread::get_id()});
+      got.push_back({i.to.empty() ? "" : i.to[0], r.outcome == Outbox::Outcome::Sent, r.error,
+                     std::this_thread::get_id(), r, std::chrono::steady_clock::now()});
     };
   }
   std::vector<One> waitFor(std::size_t n, std::chrono::milliseconds limit = 5000ms) {
@@ -1020,11 +1075,13 @@ struct Reports {
   }
 };
 
+// No retries unless `retry` says so.
 Outbox::Batch batchTo(const std::string& url, std::initializer_list<const char*> to, Reports& r,
-                      std::chrono::milliseconds timeout = 5000ms) {
+                      std::chrono::milliseconds timeout = 5000ms, Outbox::Retry retry = {.after = 100ms, .within = 0ms}) {
   Outbox::Batch b;
   b.settings.smtpUrl = url;
   b.settings.timeout = timeout;
+  b.retry = retry;
   for (const char* a : to) b.items.push_back({{a}, builtMessage("x", "y"), "<id@example.jp>"});
   b.report = r.report();
   return b;
@@ -1075,7 +1132,7 @@ TEST(NotifyOutbox, AFullOrStoppedOutboxSendsInTheCallerAndLosesNothing) {
   ScriptedSmtpServer server({"8BITMIME"});
   Reports r;
   const std::size_t one = builtMessage("x", "y").size();
-  Outbox outbox(one + one / 2);  // room for one queued mail, not two
+  Outbox outbox(2 * one + one / 2);  // room for two mails (one under way, one queued), not three
   // Not started: the caller sends.
   outbox.post(batchTo(server.url(), {"before@example.jp"}, r));
   ASSERT_EQ(r.waitFor(1, 0ms).size(), 1u);
@@ -1128,6 +1185,129 @@ TEST(NotifyOutbox, WhatIsStillQueuedAtTheDeadlineIsReportedNotSent) {
     EXPECT_FALSE(got[i].sent);
     EXPECT_EQ(got[i].error, "not sent: still queued when the milter stopped") << got[i].to;
   }
+}
+
+TEST(NotifyOutbox, RetryWaitsDoubleUpToFifteenMinutes) {
+  const Outbox::Retry r{.after = 1min, .within = 1h};
+  EXPECT_EQ(r.delay(1), 1min);
+  EXPECT_EQ(r.delay(2), 2min);
+  EXPECT_EQ(r.delay(3), 4min);
+  EXPECT_EQ(r.delay(4), 8min);
+  EXPECT_EQ(r.delay(5), 15min);
+  EXPECT_EQ(r.delay(50), 15min);
+  EXPECT_EQ((Outbox::Retry{.after = 30min, .within = 1h}).delay(3), 30min);  // longer than the cap: as set
+  EXPECT_EQ((Outbox::Retry{.after = 0ms, .within = 1h}).delay(1), 10ms);     // never a busy loop
+}
+
+TEST(NotifyOutbox, TemporaryFailuresAreRetriedTogetherUntilTheRelayTakesThem) {
+  // The relay turns the first two sessions away with a 421 (one per mail:
+  // libcurl connects anew after a failed one), then takes mail.
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 2});
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  const auto start = std::chrono::steady_clock::now();
+  outbox.post(batchTo(server.url(), {"a@example.jp", "b@example.jp"}, r, 5000ms, {.after = 300ms, .within = 1h}));
+  const auto got = r.waitFor(4);
+  EXPECT_EQ(outbox.deferred(), 0u);
+  outbox.stop(1000ms);
+  ASSERT_EQ(got.size(), 4u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(got[i].to, i == 0 ? "a@example.jp" : "b@example.jp");
+    EXPECT_EQ(got[i].result.outcome, Outbox::Outcome::Deferred) << got[i].error;
+    EXPECT_EQ(got[i].result.tries, 1);
+    EXPECT_EQ(got[i].result.retryIn, 300ms);
+    EXPECT_NE(got[i].error.find("421 4.3.2"), std::string::npos) << got[i].error;
+  }
+  for (std::size_t i = 2; i < 4; ++i) {
+    EXPECT_EQ(got[i].to, i == 2 ? "a@example.jp" : "b@example.jp");
+    EXPECT_TRUE(got[i].sent) << got[i].error;
+    EXPECT_EQ(got[i].result.tries, 2);
+    EXPECT_GE(got[i].when - start, 300ms);  // not before the wait
+  }
+  const auto sessions = server.sessions();
+  ASSERT_EQ(sessions.size(), 3u);
+  EXPECT_EQ(countPrefix(sessions[2], "MAIL FROM"), 2u);  // the retried mails share a session
+}
+
+TEST(NotifyOutbox, PermanentFailuresAreNotRetriedAndTheLastTryIsWithinTheLimit) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {"RCPT TO:<gone@example.jp>"}});
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());  // connection refused
+  Reports refused, down;
+  Outbox outbox;
+  outbox.start();
+  const auto start = std::chrono::steady_clock::now();
+  outbox.post(batchTo(server.url(), {"gone@example.jp"}, refused, 5000ms, {.after = 100ms, .within = 1h}));
+  outbox.post(batchTo(nowhere, {"a@example.jp"}, down, 5000ms, {.after = 100ms, .within = 600ms}));
+  // Tries at about 0, 0.1, 0.3 s (waits 100, 200 ms), the last at 0.6 s
+  // (the 400 ms wait cut to what is left of 600 ms).
+  for (int i = 0; i < 400; ++i) {
+    {
+      std::lock_guard lock(down.mutex);
+      if (!down.got.empty() && down.got.back().result.outcome == Outbox::Outcome::Failed) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto last = std::chrono::steady_clock::now();
+  EXPECT_EQ(outbox.deferred(), 0u);
+  outbox.stop(1000ms);
+  ASSERT_EQ(refused.got.size(), 1u);
+  EXPECT_EQ(refused.got[0].result.outcome, Outbox::Outcome::Failed);
+  EXPECT_EQ(refused.got[0].result.tries, 1);
+  ASSERT_EQ(down.got.size(), 4u) << ::testing::PrintToString(down.got.size());
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(down.got[i].result.tries, static_cast<int>(i) + 1);
+    EXPECT_EQ(down.got[i].result.outcome, i < 3 ? Outbox::Outcome::Deferred : Outbox::Outcome::Failed);
+  }
+  EXPECT_EQ(down.got[0].result.retryIn, 100ms);
+  EXPECT_EQ(down.got[1].result.retryIn, 200ms);
+  EXPECT_LE(down.got[2].result.retryIn, 300ms);  // cut to the limit
+  EXPECT_GE(down.got[3].when - start, 590ms);
+  EXPECT_LT(last - start, 3s);
+}
+
+TEST(NotifyOutbox, AStopTriesTheDeferredAtOnce) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  outbox.post(batchTo(server.url(), {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(r.waitFor(1).size(), 1u);
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(outbox.deferred(), 1u);
+  const auto start = std::chrono::steady_clock::now();
+  outbox.stop(2000ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+  const auto got = r.waitFor(2, 0ms);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
+  EXPECT_TRUE(got[1].sent) << got[1].error;
+  EXPECT_EQ(got[1].result.tries, 2);
+}
+
+TEST(NotifyOutbox, NoRetryFromTheCallersThreadOrWhileStopping) {
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  Reports r;
+  Outbox outbox;  // not started: the caller sends, once
+  outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 100ms, .within = 1h}));
+  ASSERT_EQ(r.got.size(), 1u);
+  EXPECT_EQ(r.got[0].result.outcome, Outbox::Outcome::Failed);
+  EXPECT_NE(r.got[0].error.find("(not retried: the outbox is not running)"), std::string::npos) << r.got[0].error;
+
+  // Deferred, then turned away again by the try a stop makes: not deferred again.
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 9});
+  Reports s;
+  outbox.start();
+  outbox.post(batchTo(server.url(), {"b@example.jp"}, s, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(s.waitFor(1).size(), 1u);
+  outbox.stop(2000ms);
+  const auto got = s.waitFor(2, 0ms);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
+  EXPECT_EQ(got[1].result.outcome, Outbox::Outcome::Failed);
+  EXPECT_EQ(got[1].result.tries, 2);
+  EXPECT_NE(got[1].error.find("(not retried: the milter is stopping)"), std::string::npos) << got[1].error;
+  EXPECT_EQ(outbox.deferred(), 0u);
 }
 
 // ---- IssuedIds -------------------------------------------------------------------
