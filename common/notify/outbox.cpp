@@ -34,6 +34,7 @@ std::size_t Outbox::bytesOf(const Batch& b) {
 
 void Outbox::post(Batch b) {
   const char* reason = nullptr;
+  bool relayFailing = false;
   {
     std::lock_guard lock(mutex_);
     const std::size_t bytes = bytesOf(b);
@@ -44,6 +45,16 @@ void Outbox::post(Batch b) {
       return;
     }
     reason = running_ ? "the outbox is full" : "the outbox is not running";
+    relayFailing = running_ && !retries_.empty();
+  }
+  if (relayFailing) {
+    // Full, and mails wait for a retry: the relay is failing, and a try
+    // here would most likely fail too, after up to its timeout per mail,
+    // in the caller's thread (a milter's end of message). Not tried.
+    for (const auto& item : b.items) {
+      if (b.report) b.report(item, Result{Outcome::Failed, "not sent: the outbox is full of mails waiting for a retry", 0, {}});
+    }
+    return;
   }
   attempt(Pending{std::move(b), 0, {}, {}}, [] { return false; }, [reason] { return reason; });
 }

@@ -15,11 +15,14 @@
 // Retry::within after the first. A temporary failure then, or a permanent
 // one at any try, is reported Failed. Every try is reported.
 //
-// Bounded, and nothing dropped for want of room: post() queues the batch,
-// or — when the queued mails (those waiting for a retry included) would take
-// more than `maxBytes`, or the outbox is not running — submits it once in the
-// calling thread, as if there were no outbox (slower for that caller; a
-// temporary failure is then Failed, not retried). stop() sends what is
+// Bounded: post() queues the batch, or — when the queued mails (those
+// waiting for a retry included) would take more than `maxBytes`, or the
+// outbox is not running — submits it once in the calling thread, as if there
+// were no outbox (slower for that caller; a temporary failure is then
+// Failed, not retried). Only when it is full *and* holds mails waiting for a
+// retry (the relay is failing: a try would most likely cost the caller a
+// timeout per mail for nothing) is a batch reported Failed untried, with
+// tries = 0. stop() sends what is
 // queued, the mails waiting for a retry at once, for at most its deadline;
 // what is left then is reported as not sent. Queued mails live in memory
 // only: a process killed with some queued loses them (each was logged as
@@ -60,7 +63,7 @@ class Outbox {
   struct Result {
     Outcome outcome = Outcome::Sent;
     std::string error;                     // why it was not sent (empty when sent)
-    int tries = 1;                         // of this mail so far, this one included
+    int tries = 1;                         // of this mail so far, this one included (0: none made)
     std::chrono::milliseconds retryIn{0};  // Deferred: about when the next try is
   };
   // Called once per item and try, from whichever thread made it.
@@ -86,7 +89,8 @@ class Outbox {
 
   // Starts the sending thread (again, after a stop()).
   void start();
-  // Queues `b`, or sends it here and now (full, or not running).
+  // Queues `b`, or sends it here and now (full, or not running), or reports
+  // it Failed untried (full of mails waiting for a retry).
   void post(Batch b);
   // Sends what is queued or deferred within `deadline` (a submission under
   // way finishes, within its own timeout; nothing is deferred any more),

@@ -1285,6 +1285,33 @@ TEST(NotifyOutbox, AStopTriesTheDeferredAtOnce) {
   EXPECT_EQ(got[1].result.tries, 2);
 }
 
+TEST(NotifyOutbox, FullOfMailsWaitingForARetryTheCallerDoesNotTry) {
+  // A relay that is down for long: deferred warnings fill the outbox. A new
+  // batch is then reported failed at once instead of costing its caller a
+  // try (up to a timeout per mail) that would fail too.
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  ScriptedSmtpServer server({"8BITMIME"});
+  Reports r;
+  const std::size_t one = builtMessage("x", "y").size();
+  Outbox outbox(one + one / 2);
+  outbox.start();
+  outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(r.waitFor(1).size(), 1u);
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(outbox.deferred(), 1u);
+  outbox.post(batchTo(server.url(), {"b@example.jp"}, r));
+  {
+    std::lock_guard lock(r.mutex);
+    ASSERT_EQ(r.got.size(), 2u);
+    EXPECT_EQ(r.got[1].to, "b@example.jp");
+    EXPECT_EQ(r.got[1].result.outcome, Outbox::Outcome::Failed);
+    EXPECT_EQ(r.got[1].result.tries, 0);
+    EXPECT_EQ(r.got[1].error, "not sent: the outbox is full of mails waiting for a retry");
+  }
+  outbox.stop(1000ms);
+  EXPECT_TRUE(server.sessions().empty());  // not tried
+}
+
 TEST(NotifyOutbox, NoRetryFromTheCallersThreadOrWhileStopping) {
   const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
   Reports r;
