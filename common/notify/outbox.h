@@ -22,11 +22,12 @@
 // Failed, not retried). Only when it is full *and* holds mails waiting for a
 // retry (the relay is failing: a try would most likely cost the caller a
 // timeout per mail for nothing) is a batch reported Failed untried, with
-// tries = 0. stop() sends what is
-// queued, the mails waiting for a retry at once, for at most its deadline;
-// what is left then is reported as not sent. Queued mails live in memory
-// only: a process killed with some queued loses them (each was logged as
-// queued or deferred by its caller, and the event they report is logged too).
+// tries = 0.
+//
+// stop() sends what is queued, the mails waiting for a retry at once, for at
+// most its deadline; what is left then is reported as not sent. Queued mails
+// live in memory only: a process killed with some queued loses them (each
+// deferred one was logged as such, and the event they report is logged too).
 //
 //   notify::Outbox outbox;
 //   outbox.start();
