@@ -803,29 +803,34 @@ TEST(NotifySubmitter, RefusedRecipientCostsOnlyItsOwnMail) {
   EXPECT_EQ(countPrefix(cmds, "RCPT TO:<b@example.jp>"), 1u) << ::testing::PrintToString(cmds);
 }
 
-TEST(NotifySubmit, AMessageRefusedAfterDataIsReportedWithTheServersWords) {
-  ScriptedSmtpServer server(ScriptedSmtpServer::Script{
-      .extensions = {}, .refused = {}, .answerQuit = true, .endOfData = "554 5.7.1 Virus found: Test.Sig"});
+// One mail submitted to a scripted relay that answers its final "." with
+// `reply`: the error text and whether it was called temporary.
+struct Refusal {
+  std::string error;
+  bool temporary;
+};
+Refusal refusedAtEndOfData(const std::string& reply) {
+  ScriptedSmtpServer server(
+      ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .answerQuit = true, .endOfData = reply});
   SubmitSettings s;
   s.smtpUrl = server.url();
-  std::string error;
-  bool temporary = true;
-  EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error, &temporary));
-  EXPECT_NE(error.find("(server: 554 5.7.1 Virus found: Test.Sig)"), std::string::npos) << error;
-  EXPECT_FALSE(temporary);
+  // Preset to the opposite of the right answer: only submit() can set it right.
+  Refusal r{"", reply.front() != '4'};
+  EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &r.error, &r.temporary));
+  return r;
+}
+
+TEST(NotifySubmit, AMessageRefusedAfterDataIsReportedWithTheServersWords) {
+  const auto r = refusedAtEndOfData("554 5.7.1 Virus found: Test.Sig");
+  EXPECT_NE(r.error.find("(server: 554 5.7.1 Virus found: Test.Sig)"), std::string::npos) << r.error;
+  EXPECT_FALSE(r.temporary);
 }
 
 TEST(NotifySubmit, FourHundredRepliesAreTemporaryFailures) {
   {
-    ScriptedSmtpServer server(ScriptedSmtpServer::Script{
-        .extensions = {}, .refused = {}, .answerQuit = true, .endOfData = "451 4.3.0 queue file write error"});
-    SubmitSettings s;
-    s.smtpUrl = server.url();
-    std::string error;
-    bool temporary = false;
-    EXPECT_FALSE(submit(s, {"a@example.jp"}, builtMessage("x", "y"), &error, &temporary));
-    EXPECT_NE(error.find("(server: 451 4.3.0 queue file write error)"), std::string::npos) << error;
-    EXPECT_TRUE(temporary) << error;
+    const auto r = refusedAtEndOfData("451 4.3.0 queue file write error");
+    EXPECT_NE(r.error.find("(server: 451 4.3.0 queue file write error)"), std::string::npos) << r.error;
+    EXPECT_TRUE(r.temporary) << r.error;
   }
   {
     ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});

@@ -47,9 +47,9 @@ struct Fresh {
   Quarantine q{t.path};
   mime::Spool spool{1024};
   std::string why;
-  Fresh() {
+  explicit Fresh(std::string_view held = "x") {
     chmod(t.path.c_str(), 0700);
-    spool.append("x");
+    spool.append(held);
   }
 };
 
@@ -103,70 +103,60 @@ void plantOld(const std::string& dir, const std::string& stamp, const std::strin
 std::size_t lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
 TEST(Quarantine, ExpireRemovesOldEntriesAndTheirIndexLinesOnly) {
-  TempDir t;
-  Quarantine q(t.path);
-  chmod(t.path.c_str(), 0700);
-  std::string why;
+  Fresh f("fresh");
   const std::time_t now = std::time(nullptr);
   constexpr std::time_t kDay = 24 * 3600;
   const std::string old1 = Quarantine::stamp(now - 40 * kDay), old2 = Quarantine::stamp(now - 20 * kDay);
-  plantOld(t.path, old1, "OLD1");
-  mime::Spool spool(1024);
-  spool.append("fresh");
-  const auto fresh = q.store(spool, {"NEW1", "inbound", "Eicar", "a@b", {"c@d"}}, &why);
-  ASSERT_TRUE(fresh) << why;
-  plantOld(t.path, old2, "OLD2");
-  std::ofstream(t.path + "/README.txt") << "the admin's own notes";
-  std::ofstream(t.path + "/" + old1 + "-notes.txt") << "not an entry";
-  ASSERT_EQ(lines(slurp(t.path + "/index.tsv")), 3u);
+  plantOld(f.t.path, old1, "OLD1");
+  const auto fresh = f.q.store(f.spool, {"NEW1", "inbound", "Eicar", "a@b", {"c@d"}}, &f.why);
+  ASSERT_TRUE(fresh) << f.why;
+  plantOld(f.t.path, old2, "OLD2");
+  std::ofstream(f.t.path + "/README.txt") << "the admin's own notes";
+  std::ofstream(f.t.path + "/" + old1 + "-notes.txt") << "not an entry";
+  ASSERT_EQ(lines(slurp(f.t.path + "/index.tsv")), 3u);
 
   // Kept 60 days: nothing goes.
-  EXPECT_EQ(q.expire(std::chrono::hours(60 * 24), now, &why), std::optional<std::size_t>(0)) << why;
-  EXPECT_EQ(lines(slurp(t.path + "/index.tsv")), 3u);
+  EXPECT_EQ(f.q.expire(std::chrono::hours(60 * 24), now, &f.why), std::optional<std::size_t>(0)) << f.why;
+  EXPECT_EQ(lines(slurp(f.t.path + "/index.tsv")), 3u);
   // Kept 30 days: the 40-day-old entry goes, file and line.
-  EXPECT_EQ(q.expire(std::chrono::hours(30 * 24), now, &why), std::optional<std::size_t>(1)) << why;
-  const std::string index = slurp(t.path + "/index.tsv");
+  EXPECT_EQ(f.q.expire(std::chrono::hours(30 * 24), now, &f.why), std::optional<std::size_t>(1)) << f.why;
+  const std::string index = slurp(f.t.path + "/index.tsv");
   EXPECT_EQ(lines(index), 2u);
   EXPECT_EQ(index.find("OLD1"), std::string::npos) << index;
   EXPECT_NE(index.find("OLD2"), std::string::npos) << index;
   EXPECT_NE(index.find(*fresh), std::string::npos) << index;
-  EXPECT_FALSE(std::filesystem::exists(t.path + "/" + old1 + "-OLD1-0123456789abcdef.eml"));
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + old2 + "-OLD2-0123456789abcdef.eml"));
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + *fresh));
+  EXPECT_FALSE(std::filesystem::exists(f.t.path + "/" + old1 + "-OLD1-0123456789abcdef.eml"));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/" + old2 + "-OLD2-0123456789abcdef.eml"));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/" + *fresh));
   // Files that are not entries stay, whatever their names start with.
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/README.txt"));
-  EXPECT_TRUE(std::filesystem::exists(t.path + "/" + old1 + "-notes.txt"));
-  EXPECT_EQ(modeOf(t.path + "/index.tsv"), 0600u);
-  EXPECT_FALSE(std::filesystem::exists(t.path + "/index.tsv.new"));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/README.txt"));
+  EXPECT_TRUE(std::filesystem::exists(f.t.path + "/" + old1 + "-notes.txt"));
+  EXPECT_EQ(modeOf(f.t.path + "/index.tsv"), 0600u);
+  EXPECT_FALSE(std::filesystem::exists(f.t.path + "/index.tsv.new"));
   // A minute on, kept 0 s: the rest goes.
-  EXPECT_EQ(q.expire(std::chrono::seconds(0), now + 60, &why), std::optional<std::size_t>(2)) << why;
-  EXPECT_EQ(slurp(t.path + "/index.tsv"), "");
+  EXPECT_EQ(f.q.expire(std::chrono::seconds(0), now + 60, &f.why), std::optional<std::size_t>(2)) << f.why;
+  EXPECT_EQ(slurp(f.t.path + "/index.tsv"), "");
 }
 
 TEST(Quarantine, ListFindsIndexedEntriesFilesWithoutLinesAndLinesWithoutFiles) {
-  TempDir t;
-  Quarantine q(t.path);
-  chmod(t.path.c_str(), 0700);
-  std::string why;
+  Fresh f("Subject: held\r\n\r\nbody\r\n");
   const std::time_t now = std::time(nullptr);
   // Oldest first, whatever the order in the index.
-  plantOld(t.path, Quarantine::stamp(now - 3600), "LATER");
-  plantOld(t.path, Quarantine::stamp(now - 7200), "EARLIER");
-  mime::Spool spool(1024);
-  spool.append("Subject: held\r\n\r\nbody\r\n");
-  const auto held = q.store(spool, {"Q3", "outbound", "Eicar-Signature", "a@example.jp", {"b@example.net", "c@example.net"}}, &why);
-  ASSERT_TRUE(held) << why;
+  plantOld(f.t.path, Quarantine::stamp(now - 3600), "LATER");
+  plantOld(f.t.path, Quarantine::stamp(now - 7200), "EARLIER");
+  const auto held = f.q.store(f.spool, {"Q3", "outbound", "Eicar-Signature", "a@example.jp", {"b@example.net", "c@example.net"}}, &f.why);
+  ASSERT_TRUE(held) << f.why;
   // The file of LATER removed by hand; a file whose line never got written.
   const std::string later = Quarantine::stamp(now - 3600) + "-LATER-0123456789abcdef.eml";
-  ASSERT_EQ(std::filesystem::remove(t.path + "/" + later), true);
+  ASSERT_EQ(std::filesystem::remove(f.t.path + "/" + later), true);
   const std::string orphan = Quarantine::stamp(now - 60) + "-ORPHAN-00000000000000aa.eml";
-  std::ofstream(t.path + "/" + orphan) << "12345";
+  std::ofstream(f.t.path + "/" + orphan) << "12345";
   // Not entries: ignored.
-  std::ofstream(t.path + "/index.tsv", std::ios::app) << "garbage without tabs\n";
-  std::ofstream(t.path + "/notes.txt") << "x";
+  std::ofstream(f.t.path + "/index.tsv", std::ios::app) << "garbage without tabs\n";
+  std::ofstream(f.t.path + "/notes.txt") << "x";
 
-  const auto list = q.list(&why);
-  ASSERT_TRUE(list) << why;
+  const auto list = f.q.list(&f.why);
+  ASSERT_TRUE(list) << f.why;
   ASSERT_EQ(list->size(), 4u);
   EXPECT_NE((*list)[0].id.find("EARLIER"), std::string::npos);
   EXPECT_TRUE((*list)[0].indexed && (*list)[0].held);
@@ -191,9 +181,9 @@ TEST(Quarantine, ListFindsIndexedEntriesFilesWithoutLinesAndLinesWithoutFiles) {
 
   // An empty quarantine (no index yet) lists nothing; a missing one is an error.
   TempDir empty;
-  EXPECT_EQ(Quarantine(empty.path).list(&why)->size(), 0u);
-  EXPECT_FALSE(Quarantine(empty.path + "/missing").list(&why));
-  EXPECT_NE(why.find("missing"), std::string::npos) << why;
+  EXPECT_EQ(Quarantine(empty.path).list(&f.why)->size(), 0u);
+  EXPECT_FALSE(Quarantine(empty.path + "/missing").list(&f.why));
+  EXPECT_NE(f.why.find("missing"), std::string::npos) << f.why;
 }
 
 TEST(Quarantine, RemoveTakesTheFileAndTheLineAndRefusesWhatIsNotAnEntry) {
