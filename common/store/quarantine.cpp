@@ -17,26 +17,16 @@
 #include <map>
 #include <random>
 
+#include "common/util/files.h"
 #include "common/util/strings.h"
 
 namespace sekimori::store {
 
 namespace {
 
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-bool writeAll(int fd, const char* data, std::size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
+using util::errnoText;
+using util::readWhole;
+using util::writeAll;
 
 // Index fields are tab-separated: no tabs or line breaks inside.
 std::string field(std::string_view s) {
@@ -88,20 +78,6 @@ int openLockedIndex(const std::string& index) {
   return -1;
 }
 
-// The whole of an open file, from offset 0. False on a read error.
-bool readWhole(int fd, std::string* text) {
-  char buf[64 * 1024];
-  off_t at = 0;
-  for (;;) {
-    const ssize_t n = pread(fd, buf, sizeof buf, at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    if (n == 0) return true;
-    text->append(buf, static_cast<std::size_t>(n));
-    at += n;
-  }
-}
-
 // Calls f with each line of `text`, its '\n' included (the last may lack one).
 template <class F>
 void forEachLine(std::string_view text, F&& f) {
@@ -132,34 +108,7 @@ std::string Quarantine::stamp(std::time_t t) {
 }
 
 bool Quarantine::prepare(std::string* error) const {
-  if (dir_.empty() || dir_[0] != '/') {
-    *error = "quarantine directory must be an absolute path: '" + dir_ + "'";
-    return false;
-  }
-  struct stat existing {};
-  if (stat(dir_.c_str(), &existing) != 0) {
-    // Parents as mkdir -p would make them; the quarantine itself 0700.
-    std::error_code ec;
-    const auto parent = std::filesystem::path(dir_).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    if (ec || (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)) {
-      *error = ec ? "cannot create " + parent.string() + ": " + ec.message()
-                  : errnoText("cannot create quarantine directory " + dir_);
-      return false;
-    }
-  }
-  struct stat st {};
-  if (stat(dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    *error = "quarantine path is not a directory: " + dir_;
-    return false;
-  }
-  if ((st.st_mode & 0077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-    *error = "quarantine directory " + dir_ + " is accessible to other users (mode " + mode + "); chmod 0700 it";
-    return false;
-  }
-  return true;
+  return util::preparePrivateDir(dir_, "quarantine directory", error);
 }
 
 std::optional<std::string> Quarantine::store(const mime::Spool& message, const QuarantineEntry& e,
@@ -186,7 +135,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
   for (;;) {
     const std::size_t n = message.read(off, buf);
     if (n == 0) break;
-    if (!writeAll(fd, reinterpret_cast<const char*>(buf.data()), n)) {
+    if (!writeAll(fd, std::string_view(reinterpret_cast<const char*>(buf.data()), n))) {
       ok = false;
       break;
     }
@@ -213,7 +162,7 @@ std::optional<std::string> Quarantine::store(const mime::Spool& message, const Q
     *error = errnoText("cannot open " + index) + " (the message is kept as " + path + ")";
     return std::nullopt;
   }
-  const bool written = writeAll(ifd, line.data(), line.size());
+  const bool written = writeAll(ifd, line);
   flock(ifd, LOCK_UN);
   close(ifd);
   if (!written) {
@@ -308,7 +257,7 @@ std::optional<std::size_t> Quarantine::removeWhere(const std::function<bool(std:
     const std::string fresh = index + ".new";
     const int nfd = ::open(fresh.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     ok = nfd >= 0 && fstat(fd, &old) == 0 && fchown(nfd, old.st_uid, old.st_gid) == 0 &&
-         writeAll(nfd, kept.data(), kept.size()) && fsync(nfd) == 0;
+         writeAll(nfd, kept) && fsync(nfd) == 0;
     if (nfd >= 0 && close(nfd) != 0) ok = false;
     if (ok) ok = rename(fresh.c_str(), index.c_str()) == 0;
     if (!ok) {
