@@ -1,12 +1,159 @@
 // common/notify/outbox.cpp — see outbox.h.
 #include "common/notify/outbox.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+
+#include "common/util/files.h"
+#include "common/util/strings.h"
 
 namespace sekimori::notify {
 
 namespace {
 constexpr const char* kNotSent = "not sent: still queued when the milter stopped";
+constexpr const char* kKeptUntried = "not sent before the milter stopped; kept in the spool for its next start";
+
+// ---- Spool files ------------------------------------------------------------
+// One batch per file, NAME.batch: a first line "sekimori-outbox 1", then
+// fields, each a line "KEY LENGTH" followed by LENGTH bytes and a newline,
+// so that any bytes (a mail's) can be a value. "item" (the Message-ID)
+// starts a mail, "to" (one or more) and "data" belong to the last one.
+constexpr std::string_view kMagic = "sekimori-outbox 1\n";
+constexpr std::string_view kSuffix = ".batch";
+
+void field(std::string& out, std::string_view key, std::string_view value) {
+  out.append(key).append(" ").append(std::to_string(value.size())).append("\n").append(value).append("\n");
+}
+
+using Millis = std::chrono::milliseconds;
+
+std::int64_t unixMillis(Outbox::Clock::time_point t) {
+  const auto wall = std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Outbox::Clock::now());
+  return std::chrono::duration_cast<Millis>(wall.time_since_epoch()).count();
+}
+
+Outbox::Clock::time_point steadyOf(std::int64_t unixMs) {
+  const std::int64_t now = std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return Outbox::Clock::now() + Millis(unixMs - now);
+}
+
+std::string encode(const Outbox::Batch& b, int tries, Outbox::Clock::time_point first, Outbox::Clock::time_point due) {
+  std::string out(kMagic);
+  const auto number = [](std::int64_t n) { return std::to_string(n); };
+  field(out, "origin", b.origin);
+  field(out, "tries", number(tries));
+  field(out, "first", number(unixMillis(first)));
+  field(out, "due", number(unixMillis(due)));
+  field(out, "retry_after", number(b.retry.after.count()));
+  field(out, "retry_within", number(b.retry.within.count()));
+  field(out, "method", b.settings.method);
+  field(out, "smtp_url", b.settings.smtpUrl);
+  field(out, "sendmail_path", b.settings.sendmailPath);
+  field(out, "timeout", number(b.settings.timeout.count()));
+  field(out, "envelope_from", b.settings.envelopeFrom);
+  for (const auto& i : b.items) {
+    field(out, "item", i.messageId);
+    for (const auto& to : i.to) field(out, "to", to);
+    field(out, "data", i.data);
+  }
+  return out;
+}
+
+struct Stored {
+  Outbox::Batch batch;
+  int tries = 0;
+  std::int64_t first = 0;  // unix time, ms
+  std::int64_t due = 0;
+};
+
+bool toNumber(std::string_view s, std::int64_t* n) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *n);
+  return ec == std::errc() && end == s.data() + s.size() && *n >= 0;
+}
+
+// What encode() wrote; false with *why for anything else.
+bool decode(std::string_view text, Stored* out, std::string* why) {
+  if (!text.starts_with(kMagic)) {
+    *why = "not a spooled batch (no \"sekimori-outbox 1\" first line)";
+    return false;
+  }
+  text.remove_prefix(kMagic.size());
+  Outbox::Batch& b = out->batch;
+  std::map<std::string, std::int64_t, std::less<>> numbers;
+  bool dataSeen = true;  // of the last item
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    const std::size_t sp = text.find(' ');
+    std::int64_t len = 0;
+    if (nl == std::string_view::npos || sp > nl || !toNumber(text.substr(sp + 1, nl - sp - 1), &len) ||
+        static_cast<std::uint64_t>(len) + 1 > text.size() - nl - 1 || text[nl + 1 + len] != '\n') {
+      *why = "damaged or cut short";
+      return false;
+    }
+    const std::string_view key = text.substr(0, sp);
+    const std::string_view value = text.substr(nl + 1, static_cast<std::size_t>(len));
+    text.remove_prefix(nl + 1 + static_cast<std::size_t>(len) + 1);
+    if (key == "origin") {
+      b.origin = value;
+    } else if (key == "method") {
+      b.settings.method = value;
+    } else if (key == "smtp_url") {
+      b.settings.smtpUrl = value;
+    } else if (key == "sendmail_path") {
+      b.settings.sendmailPath = value;
+    } else if (key == "envelope_from") {
+      b.settings.envelopeFrom = value;
+    } else if (key == "item") {
+      if (!dataSeen) {
+        *why = "a mail without content";
+        return false;
+      }
+      b.items.push_back({{}, {}, std::string(value)});
+      dataSeen = false;
+    } else if (key == "to" && !b.items.empty() && !dataSeen) {
+      b.items.back().to.emplace_back(value);
+    } else if (key == "data" && !b.items.empty() && !dataSeen) {
+      b.items.back().data = value;
+      dataSeen = true;
+    } else if (key == "tries" || key == "first" || key == "due" || key == "retry_after" || key == "retry_within" ||
+               key == "timeout") {
+      std::int64_t n = 0;
+      if (!toNumber(value, &n)) {
+        *why = "bad number in " + std::string(key);
+        return false;
+      }
+      numbers[std::string(key)] = n;
+    } else {
+      *why = "unexpected field '" + util::sanitize(key, 40) + "'";
+      return false;
+    }
+  }
+  for (const char* k : {"tries", "first", "due", "retry_after", "retry_within", "timeout"}) {
+    if (!numbers.contains(k)) {
+      *why = std::string("no ") + k;
+      return false;
+    }
+  }
+  if (b.items.empty() || !dataSeen || std::any_of(b.items.begin(), b.items.end(), [](const auto& i) { return i.to.empty(); })) {
+    *why = "a mail without recipients or content";
+    return false;
+  }
+  out->tries = static_cast<int>(std::min<std::int64_t>(numbers["tries"], 1000000));
+  out->first = numbers["first"];
+  out->due = numbers["due"];
+  b.retry.after = Millis(numbers["retry_after"]);
+  b.retry.within = Millis(numbers["retry_within"]);
+  b.settings.timeout = Millis(numbers["timeout"]);
+  return true;
+}
 }  // namespace
 
 std::chrono::milliseconds Outbox::Retry::delay(int tries) const {
@@ -18,12 +165,99 @@ std::chrono::milliseconds Outbox::Retry::delay(int tries) const {
   return std::min(d, cap);
 }
 
-void Outbox::start() {
+void Outbox::start() { start(Spool{}); }
+
+void Outbox::start(Spool spool) {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
+  spool_ = std::move(spool);
+  if (!spool_.dir.empty()) load();
   running_ = true;
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
+}
+
+// With mutex_ held, before the thread starts: the spool's batches, oldest
+// (by name) first, into retries_.
+void Outbox::load() {
+  namespace fs = std::filesystem;
+  const auto problem = [this](const std::string& what) {
+    if (spool_.problem) spool_.problem(what);
+  };
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(spool_.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with(".") && name.ends_with(".tmp")) {
+      fs::remove(it->path(), ec);  // a write cut short by a crash; the batch it replaced is still there
+      ec.clear();
+    } else if (name.ends_with(kSuffix) && !name.starts_with(".")) {
+      names.push_back(name);
+    }
+  }
+  if (ec) {
+    problem("cannot read the outbox spool " + spool_.dir + ": " + ec.message());
+    return;
+  }
+  std::sort(names.begin(), names.end());
+  std::size_t left = 0;
+  for (const auto& name : names) {
+    const std::string path = spool_.dir + "/" + name;
+    std::string text;
+    std::string why;
+    Stored st;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const bool read = fd >= 0 && util::readWhole(fd, &text);
+    if (!read) why = util::errnoText("cannot read it");
+    if (fd >= 0) close(fd);
+    if (!read || !decode(text, &st, &why)) {
+      const std::string bad = path + ".bad";
+      problem("spooled warning mails " + path + ": " + why + "; renamed to " + bad +
+              (rename(path.c_str(), bad.c_str()) == 0 ? "" : " failed (" + util::errnoText("rename") + ")"));
+      continue;
+    }
+    const std::size_t bytes = bytesOf(st.batch);
+    if (queuedBytes_ + bytes > maxBytes_) {
+      ++left;
+      continue;
+    }
+    if (spool_.recovered) st.batch.report = spool_.recovered(st.batch);
+    Pending p{std::move(st.batch), st.tries, {}, {}, path};
+    const auto now = Clock::now();
+    p.first = std::min(steadyOf(st.first), now);
+    p.due = std::clamp(steadyOf(st.due), now, now + p.batch.retry.delay(p.tries));
+    queuedBytes_ += bytes;
+    retries_.push_back(std::move(p));
+  }
+  if (left > 0) {
+    problem(std::to_string(left) + " spooled batches of warning mails in " + spool_.dir +
+            " are left for a later start: they would take the outbox past its bound");
+  }
+}
+
+void Outbox::keep(Pending& p) {
+  if (spool_.dir.empty()) return;
+  std::string why;
+  if (p.batch.items.empty()) {
+    if (!p.file.empty() && unlink(p.file.c_str()) != 0 && errno != ENOENT) {
+      if (spool_.problem) spool_.problem(util::errnoText("cannot remove " + p.file));
+    }
+    return;
+  }
+  std::string file = p.file;
+  if (file.empty()) {
+    // Named by the time it was first kept: a start loads the oldest first.
+    char name[64];
+    std::snprintf(name, sizeof name, "%013lld-%d-%u", static_cast<long long>(unixMillis(Clock::now())),
+                  static_cast<int>(getpid()), ++spoolSerial_);
+    file = spool_.dir + "/" + name + std::string(kSuffix);
+  }
+  if (util::replaceFile(file, encode(p.batch, p.tries, p.first, p.due), &why)) {
+    p.file = std::move(file);
+  } else if (spool_.problem) {
+    spool_.problem(why + (p.file.empty() ? " (the warning mails wait in memory only)"
+                                         : " (the file keeps the state of an earlier try)"));
+  }
 }
 
 std::size_t Outbox::bytesOf(const Batch& b) {
@@ -40,7 +274,7 @@ void Outbox::post(Batch b) {
     const std::size_t bytes = bytesOf(b);
     if (running_ && queuedBytes_ + bytes <= maxBytes_) {
       queuedBytes_ += bytes;
-      queue_.push_back(Pending{std::move(b), 0, {}, {}});
+      queue_.push_back(Pending{std::move(b), 0, {}, {}, {}});
       wake_.notify_one();
       return;
     }
@@ -56,7 +290,7 @@ void Outbox::post(Batch b) {
     }
     return;
   }
-  attempt(Pending{std::move(b), 0, {}, {}}, [] { return false; }, [reason] { return reason; });
+  attempt(Pending{std::move(b), 0, {}, {}, {}}, [] { return false; }, [reason] { return reason; });
 }
 
 std::size_t Outbox::queued() const {
@@ -70,37 +304,48 @@ std::size_t Outbox::deferred() const {
 }
 
 Outbox::Pending Outbox::attempt(Pending p, const std::function<bool()>& giveUp,
-                                const std::function<const char*()>& noRetry) {
+                                const std::function<const char*()>& noRetry, bool keepUntried) {
   const Batch& b = p.batch;
   if (p.tries++ == 0) p.first = Clock::now();
   const Clock::time_point last = p.first + b.retry.within;  // no try after it
-  Pending rest{Batch{b.settings, b.retry, {}, b.report}, p.tries, p.first, {}};
+  Pending rest{Batch{b.settings, b.retry, {}, b.report, b.origin}, p.tries, p.first, {}, p.file};
   Submitter out(b.settings);  // one SMTP session for the batch
+  bool tried = false;    // an item of this batch, now
+  bool untried = false;  // an item given up on, to be kept
   for (auto& item : p.batch.items) {
     Result r;
     r.tries = p.tries;
-    if (giveUp()) {
-      r.outcome = Outcome::Failed;
-      r.error = kNotSent;
-    } else if (bool temporary = false; out.submit(item.to, item.data, &r.error, &temporary)) {
-      r.error.clear();
+    if (giveUp()) {  // and it stays so: the items after this one are not tried either
+      r.outcome = keepUntried ? Outcome::Deferred : Outcome::Failed;
+      r.error = keepUntried ? kKeptUntried : kNotSent;
+      if (!tried) r.tries = p.tries - 1;  // this try was not made
+      untried = untried || keepUntried;
     } else {
-      r.outcome = Outcome::Failed;
-      const auto now = Clock::now();
-      if (temporary && now < last) {
-        if (const char* why = noRetry()) {
-          r.error += std::string(" (not retried: ") + why + ")";
-        } else {
-          r.outcome = Outcome::Deferred;
-          r.retryIn = std::min(b.retry.delay(p.tries),
-                               std::chrono::duration_cast<std::chrono::milliseconds>(last - now));
+      tried = true;
+      bool temporary = false;
+      if (out.submit(item.to, item.data, &r.error, &temporary)) {
+        r.error.clear();
+      } else {
+        r.outcome = Outcome::Failed;
+        const auto now = Clock::now();
+        if (temporary && now < last) {
+          if (const char* why = noRetry()) {
+            r.error += std::string(" (not retried: ") + why + ")";
+          } else {
+            r.outcome = Outcome::Deferred;
+            r.retryIn = std::min(b.retry.delay(p.tries),
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(last - now));
+          }
         }
       }
     }
     if (b.report) b.report(item, r);
     if (r.outcome == Outcome::Deferred) rest.batch.items.push_back(std::move(item));
   }
-  rest.due = std::min(Clock::now() + b.retry.delay(p.tries), last);
+  // Kept untried by a stop: due as soon as the outbox starts again (a batch
+  // never tried starts its retry window then).
+  if (untried && !tried) rest.tries = p.tries - 1;
+  rest.due = untried ? Clock::now() : std::min(Clock::now() + b.retry.delay(p.tries), last);
   return rest;
 }
 
@@ -111,25 +356,44 @@ bool Outbox::pastDeadline() const {
 
 const char* Outbox::noRetryReason() const {
   std::lock_guard lock(mutex_);
-  return stopping_ ? "the milter is stopping" : nullptr;
+  return stopping_ && spool_.dir.empty() ? "the milter is stopping" : nullptr;
 }
 
 void Outbox::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     // The next batch: the oldest posted, else a retry that is due — every
-    // retry is, once stop() has begun.
+    // retry is, once stop() has begun, unless the spool keeps them for the
+    // next start.
+    const bool spooling = !spool_.dir.empty();
     const auto soonest = std::min_element(retries_.begin(), retries_.end(),
                                           [](const Pending& a, const Pending& b) { return a.due < b.due; });
     Pending next;
     if (!queue_.empty()) {
       next = std::move(queue_.front());
       queue_.pop_front();
-    } else if (soonest != retries_.end() && (stopping_ || soonest->due <= Clock::now())) {
+    } else if (soonest != retries_.end() && (stopping_ ? !spooling : soonest->due <= Clock::now())) {
       next = std::move(*soonest);
       retries_.erase(soonest);
     } else if (stopping_) {
-      return;  // nothing left
+      // Nothing left to try. The spool's batches stay in their files for
+      // the next start; one whose file could not be written has a last
+      // chance here.
+      std::vector<Pending> unfiled;
+      for (auto& p : retries_) {
+        if (p.file.empty()) unfiled.push_back(std::move(p));
+      }
+      retries_.clear();
+      queuedBytes_ = 0;
+      lock.unlock();
+      for (auto& p : unfiled) {
+        keep(p);
+        if (p.file.empty() && spool_.problem) {
+          spool_.problem(std::to_string(p.batch.items.size()) + " warning mails of " + p.batch.origin +
+                         " are lost: they could not be kept in the spool");
+        }
+      }
+      return;
     } else {
       if (soonest == retries_.end()) {
         wake_.wait(lock);
@@ -143,7 +407,9 @@ void Outbox::run() {
     lock.unlock();
     // Past stop()'s deadline the rest is reported, not tried: a dead relay
     // would otherwise cost a timeout per mail.
-    Pending rest = attempt(std::move(next), [this] { return pastDeadline(); }, [this] { return noRetryReason(); });
+    Pending rest = attempt(
+        std::move(next), [this] { return pastDeadline(); }, [this] { return noRetryReason(); }, spooling);
+    keep(rest);
     lock.lock();
     queuedBytes_ -= bytes;
     if (!rest.batch.items.empty()) {

@@ -24,13 +24,28 @@
 // timeout per mail for nothing) is a batch reported Failed untried, with
 // tries = 0.
 //
-// stop() sends what is queued, the mails waiting for a retry at once, for at
-// most its deadline; what is left then is reported as not sent. Queued mails
-// live in memory only: a process killed with some queued loses them (each
-// deferred one was logged as such, and the event they report is logged too).
+// stop() sends what is queued, for at most its deadline. Without a spool,
+// the mails waiting for a retry are tried once more at once, and what is
+// left then is reported as not sent: a process killed with mails queued
+// loses them (each deferred one was logged as such, and the event they
+// report is logged too).
+//
+// With a spool (start(Spool)): every batch with mails waiting for a retry
+// is also a file in the spool directory, rewritten at each try and removed
+// when none is left to try; stop() leaves those to the next start (no
+// extra try), and what it could not send within its deadline — or could
+// not send for the time being — joins them there, reported Deferred. A
+// start loads the spool's batches (up to the outbox's bound, oldest first)
+// and tries them when they are due (one the stop left untried at once),
+// each with the report the Spool's
+// `recovered` makes for it; their first try's time still bounds their
+// retries (one more try is made after a long stop). A file that cannot be
+// read is renamed NAME.bad and left to the admin. A crash, a kill or a
+// power cut loses no deferred mail; a mail being sent at that moment may be
+// sent twice.
 //
 //   notify::Outbox outbox;
-//   outbox.start();
+//   outbox.start();                    // or start({"/var/lib/sekimori/outbox", recoveredReport, logProblem})
 //   outbox.post({settings, {}, {{{"user@example.jp"}, msg.data, msg.messageId}},
 //                [qid](const Outbox::Item& i, const Outbox::Result& r) { log(...); }});
 //   outbox.stop(std::chrono::seconds(10));
@@ -81,6 +96,16 @@ class Outbox {
     Retry retry;
     std::vector<Item> items;
     Report report;
+    std::string origin;       // what the batch is about (a queue id), kept with it in the spool
+  };
+  struct Spool {
+    std::string dir;  // an existing private directory (util::preparePrivateDir)
+    // The report of a batch found in `dir` at start, as it was posted but
+    // for its report.
+    std::function<Report(const Batch&)> recovered;
+    // What went wrong with the spool (a file that cannot be written or
+    // read), for the log; the outbox goes on, in memory.
+    std::function<void(const std::string&)> problem;
   };
 
   explicit Outbox(std::size_t maxBytes = 16 * 1024 * 1024) : maxBytes_(maxBytes) {}
@@ -88,8 +113,11 @@ class Outbox {
   Outbox(const Outbox&) = delete;
   Outbox& operator=(const Outbox&) = delete;
 
-  // Starts the sending thread (again, after a stop()).
+  // Starts the sending thread (again, after a stop()), in memory only.
   void start();
+  // As start(), with the mails waiting for a retry kept in `spool.dir`;
+  // the batches found there are loaded first (see above).
+  void start(Spool spool);
   // Queues `b`, or sends it here and now (full, or not running), or reports
   // it Failed untried (full of mails waiting for a retry).
   void post(Batch b);
@@ -109,15 +137,22 @@ class Outbox {
     int tries = 0;             // made so far
     Clock::time_point first;   // of the first try
     Clock::time_point due;     // of the next try
+    std::string file;          // its spool file; empty: none (yet)
   };
   // Tries each mail of `p` once; returns the ones deferred, due when their
   // next try is (no items: none). A temporary failure is deferred unless
-  // noRetry() gives a reason; once giveUp() says so the rest is not tried.
+  // noRetry() gives a reason; once giveUp() says so the rest is not tried:
+  // reported Failed, or Deferred to the next start when `keepUntried`.
   static Pending attempt(Pending p, const std::function<bool()>& giveUp,
-                         const std::function<const char*()>& noRetry);
+                         const std::function<const char*()>& noRetry, bool keepUntried = false);
   bool pastDeadline() const;
   const char* noRetryReason() const;
   void run();
+  // The spool (outside the lock, in the outbox's thread): writes `p` to its
+  // file (a new one when it has none) or, when nothing is left in it,
+  // removes the file. A failure goes to spool_.problem.
+  void keep(Pending& p);
+  void load();
 
   static std::size_t bytesOf(const Batch& b);
 
@@ -130,6 +165,8 @@ class Outbox {
   bool running_ = false;   // start() ran, stop() has not begun
   bool stopping_ = false;
   Clock::time_point deadline_;
+  Spool spool_;                  // dir empty: memory only
+  unsigned spoolSerial_ = 0;     // for unique file names
   std::thread thread_;
 };
 

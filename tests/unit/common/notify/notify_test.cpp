@@ -1342,6 +1342,237 @@ TEST(NotifyOutbox, NoRetryFromTheCallersThreadOrWhileStopping) {
   EXPECT_EQ(outbox.deferred(), 0u);
 }
 
+// ---- Outbox with a spool ----------------------------------------------------------
+
+// What the spool of an Outbox reported: the batches it recovered at start
+// (their reports go to `reports`) and its problems.
+struct SpoolLog {
+  std::mutex mutex;
+  std::vector<Outbox::Batch> recovered;
+  std::vector<std::string> problems;
+  Reports reports;
+  Outbox::Spool spool(const fs::path& dir) {
+    Outbox::Spool s;
+    s.dir = dir.string();
+    s.recovered = [this](const Outbox::Batch& b) {
+      std::lock_guard lock(mutex);
+      recovered.push_back(b);
+      return reports.report();
+    };
+    s.problem = [this](const std::string& what) {
+      std::lock_guard lock(mutex);
+      problems.push_back(what);
+    };
+    return s;
+  }
+};
+
+std::vector<std::string> filesIn(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool waitForFiles(const fs::path& dir, std::size_t n) {
+  for (int i = 0; i < 1000; ++i) {
+    if (filesIn(dir).size() == n) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+TEST(NotifyOutboxSpool, DeferredMailsOutliveARestartAndGoOutWhenDue) {
+  // Two sessions turned away with a 421 (one per mail), then mail is taken:
+  // by the outbox of the next start, from the spool.
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 2});
+  TempDir dir;
+  SpoolLog first;
+  Reports r;
+  Outbox::Batch b = batchTo(server.url(), {"a@example.jp", "b@example.jp"}, r, 5000ms, {.after = 1s, .within = 1h});
+  b.origin = "4XyZ1abc";
+  b.items[1].data = builtMessage("x", "item 3\nto 99\n\nsekimori-outbox 1\n");  // our own field lines, as content
+  const std::vector<Outbox::Item> posted = b.items;
+  {
+    Outbox outbox;
+    outbox.start(first.spool(dir.path()));
+    const auto start = std::chrono::steady_clock::now();
+    outbox.post(std::move(b));
+    ASSERT_EQ(r.waitFor(2).size(), 2u);
+    ASSERT_TRUE(waitForFiles(dir.path(), 1));
+    outbox.stop(1000ms);  // well before the retry is due: no try at the stop
+    ASSERT_LT(std::chrono::steady_clock::now() - start, 900ms) << "too slow a machine for this test";
+  }
+  EXPECT_EQ(r.waitFor(3, 0ms).size(), 2u);
+  const auto kept = filesIn(dir.path());
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(kept[0].ends_with(".batch")) << kept[0];
+  EXPECT_EQ(fs::status(dir.path() / kept[0]).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+
+  SpoolLog second;
+  Outbox outbox;
+  outbox.start(second.spool(dir.path()));
+  EXPECT_EQ(outbox.deferred(), 1u);
+  {
+    std::lock_guard lock(second.mutex);
+    ASSERT_EQ(second.recovered.size(), 1u);
+    const Outbox::Batch& got = second.recovered[0];
+    EXPECT_EQ(got.origin, "4XyZ1abc");
+    EXPECT_EQ(got.settings.smtpUrl, server.url());
+    EXPECT_EQ(got.settings.timeout, 5000ms);
+    EXPECT_EQ(got.retry.after, 1s);
+    EXPECT_EQ(got.retry.within, 1h);
+    ASSERT_EQ(got.items.size(), 2u);
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(got.items[i].to, posted[i].to);
+      EXPECT_EQ(got.items[i].messageId, posted[i].messageId);
+      EXPECT_EQ(got.items[i].data, posted[i].data);
+    }
+    EXPECT_TRUE(second.problems.empty());
+  }
+  const auto sent = second.reports.waitFor(2);
+  ASSERT_EQ(sent.size(), 2u);
+  for (const auto& one : sent) {
+    EXPECT_TRUE(one.sent) << one.error;
+    EXPECT_EQ(one.result.tries, 2);
+  }
+  EXPECT_TRUE(waitForFiles(dir.path(), 0));  // nothing left to keep
+  outbox.stop(1000ms);
+  const auto sessions = server.sessions();
+  ASSERT_EQ(sessions.size(), 3u);
+  EXPECT_EQ(countPrefix(sessions[2], "MAIL FROM"), 2u);
+}
+
+TEST(NotifyOutboxSpool, AStopKeepsWhatItCouldNotSendForTheNextStart) {
+  SilentServer silent;
+  ScriptedSmtpServer server({"8BITMIME"});
+  TempDir dir;
+  SpoolLog first;
+  Reports stuck, queued;
+  {
+    Outbox outbox;
+    outbox.start(first.spool(dir.path()));
+    outbox.post(batchTo(silent.url(), {"stuck@example.jp"}, stuck, 1000ms, {.after = 1h, .within = 2h}));
+    for (int i = 0; i < 400 && outbox.queued() > 0; ++i) std::this_thread::sleep_for(5ms);
+    outbox.post(batchTo(server.url(), {"queued@example.jp"}, queued, 5000ms, {.after = 1h, .within = 2h}));
+    outbox.stop(0ms);  // the silent relay's timeout ends the try under way; the queued one is not tried
+  }
+  ASSERT_EQ(stuck.got.size(), 1u);
+  EXPECT_EQ(stuck.got[0].result.outcome, Outbox::Outcome::Deferred) << stuck.got[0].error;
+  ASSERT_EQ(queued.got.size(), 1u);
+  EXPECT_EQ(queued.got[0].result.outcome, Outbox::Outcome::Deferred);
+  EXPECT_EQ(queued.got[0].error, "not sent before the milter stopped; kept in the spool for its next start");
+  EXPECT_EQ(queued.got[0].result.tries, 0);  // none made
+  EXPECT_EQ(filesIn(dir.path()).size(), 2u);
+  EXPECT_TRUE(first.problems.empty());
+
+  SpoolLog second;
+  Outbox outbox;
+  outbox.start(second.spool(dir.path()));
+  {
+    std::lock_guard lock(second.mutex);
+    ASSERT_EQ(second.recovered.size(), 2u);
+    EXPECT_EQ(second.recovered[0].items[0].to, std::vector<std::string>{"stuck@example.jp"});  // oldest first
+    EXPECT_EQ(second.recovered[1].items[0].to, std::vector<std::string>{"queued@example.jp"});
+  }
+  // The one the stop left untried goes at once; the other waits for its hour.
+  const auto got = second.reports.waitFor(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].to, "queued@example.jp");
+  EXPECT_TRUE(got[0].sent) << got[0].error;
+  EXPECT_EQ(got[0].result.tries, 1);
+  EXPECT_TRUE(waitForFiles(dir.path(), 1));
+  EXPECT_EQ(outbox.deferred(), 1u);
+  outbox.stop(0ms);
+  EXPECT_EQ(second.reports.waitFor(2, 0ms).size(), 1u);
+  EXPECT_EQ(filesIn(dir.path()).size(), 1u);  // the stuck one's, kept as it was
+  EXPECT_EQ(server.sessions().size(), 1u);
+}
+
+TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
+  TempDir dir;
+  // A good batch, spooled by an outbox whose relay is down.
+  {
+    SpoolLog log;
+    Reports r;
+    Outbox outbox;
+    outbox.start(log.spool(dir.path()));
+    const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+    outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+    ASSERT_TRUE(waitForFiles(dir.path(), 1));
+    outbox.stop(0ms);
+  }
+  const std::string good = filesIn(dir.path())[0];
+  const std::string text = readFile(dir.path() / good);
+  writeFile(dir.path() / "0000000000001-1-1.batch", "not a batch\n");
+  writeFile(dir.path() / "0000000000002-1-2.batch", text.substr(0, text.size() - 20));  // cut short
+  writeFile(dir.path() / "0000000000003-1-3.batch", text + "colour 1\nx\n");  // a field we do not know
+  writeFile(dir.path() / ".0000000000004-1-4.batch.tmp", text);  // a write a crash cut short
+
+  SpoolLog log;
+  Outbox outbox;
+  outbox.start(log.spool(dir.path()));
+  EXPECT_EQ(outbox.deferred(), 1u);
+  outbox.stop(0ms);
+  std::lock_guard lock(log.mutex);
+  ASSERT_EQ(log.recovered.size(), 1u);
+  ASSERT_EQ(log.problems.size(), 3u);
+  EXPECT_NE(log.problems[0].find("0000000000001-1-1.batch: not a spooled batch"), std::string::npos) << log.problems[0];
+  EXPECT_NE(log.problems[1].find("damaged or cut short; renamed to "), std::string::npos) << log.problems[1];
+  EXPECT_NE(log.problems[2].find("unexpected field 'colour'"), std::string::npos) << log.problems[2];
+  EXPECT_EQ(filesIn(dir.path()), (std::vector<std::string>{"0000000000001-1-1.batch.bad", "0000000000002-1-2.batch.bad",
+                                                            "0000000000003-1-3.batch.bad", good}));
+}
+
+TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
+  TempDir dir;
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  {
+    SpoolLog log;
+    Reports r;
+    Outbox outbox;
+    outbox.start(log.spool(dir.path()));
+    outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+    outbox.post(batchTo(nowhere, {"b@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+    ASSERT_TRUE(waitForFiles(dir.path(), 2));
+    outbox.stop(0ms);
+  }
+  const std::size_t one = builtMessage("x", "y").size();
+  SpoolLog log;
+  Outbox outbox(one + one / 2);
+  outbox.start(log.spool(dir.path()));
+  EXPECT_EQ(outbox.deferred(), 1u);
+  outbox.stop(0ms);
+  std::lock_guard lock(log.mutex);
+  ASSERT_EQ(log.recovered.size(), 1u);
+  EXPECT_EQ(log.recovered[0].items[0].to, std::vector<std::string>{"a@example.jp"});
+  ASSERT_EQ(log.problems.size(), 1u);
+  EXPECT_NE(log.problems[0].find("1 spooled batches of warning mails in " + dir.path().string() +
+                                 " are left for a later start"),
+            std::string::npos)
+      << log.problems[0];
+  EXPECT_EQ(filesIn(dir.path()).size(), 2u);
+}
+
+TEST(NotifyOutboxSpool, AnUnwritableSpoolKeepsMailsInMemoryAndSaysSo) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+  TempDir dir;
+  SpoolLog log;
+  Outbox outbox;
+  outbox.start(log.spool(dir.path() / "gone"));  // no such directory
+  outbox.post(batchTo(server.url(), {"a@example.jp"}, log.reports, 5000ms, {.after = 200ms, .within = 1h}));
+  const auto got = log.reports.waitFor(2);
+  outbox.stop(1000ms);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
+  EXPECT_TRUE(got[1].sent) << got[1].error;  // retried from memory
+  std::lock_guard lock(log.mutex);
+  ASSERT_EQ(log.problems.size(), 2u);
+  EXPECT_NE(log.problems[0].find("cannot read the outbox spool " + (dir.path() / "gone").string()), std::string::npos)
+      << log.problems[0];
+  EXPECT_NE(log.problems[1].find("(the warning mails wait in memory only)"), std::string::npos) << log.problems[1];
+}
+
 // ---- IssuedIds -------------------------------------------------------------------
 
 TEST(NotifyIssuedIds, AnIdCountsOnceAndOnlyIfIssued) {
