@@ -241,6 +241,7 @@ temp_dir = {temp_dir}
 [notify]
 enabled = no
 template_dir = {templates}
+spool_dir =
 [quarantine]
 dir = {quarantine}
 """.format(db=database_dir, workers=workers, templates=template_dir, quarantine=quarantine_dir,

@@ -58,6 +58,7 @@ workers = 2
 [notify]
 enabled = no
 template_dir = {templates}
+spool_dir = {outbox}
 [quarantine]
 dir = {quarantine}
 """
@@ -99,7 +100,7 @@ def main():
     with open(os.path.join(db, "demo.ndb"), "w") as f:
         f.write("Demo.EICAR:0:*:%s\n" % EICAR.hex())
     av = harness.Milter("antivirus", AV_CONF.format(
-        db=db, quarantine=os.path.join(ctl_dir, "quarantine"),
+        db=db, quarantine=os.path.join(ctl_dir, "quarantine"), outbox=os.path.join(ctl_dir, "outbox"),
         templates=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")))
     eicar_zip = (lambda b: (zipfile.ZipFile(b, "w").writestr("eicar.com", EICAR), b.getvalue())[1])(io.BytesIO())
     list_mail = harness.make_message(to="list@example.net", msgid="<loop-%s@example.org>" % os.urandom(4).hex())

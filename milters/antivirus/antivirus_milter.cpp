@@ -24,6 +24,7 @@
 #include "common/notify/notify.h"
 #include "common/notify/outbox.h"
 #include "common/store/quarantine.h"
+#include "common/util/files.h"
 #include "common/util/strings.h"
 
 namespace sekimori::antivirus {
@@ -153,11 +154,17 @@ const Option<Duration> kNotifyRetryAfter{"notify.retry_after", Duration{std::chr
                                          "A warning the relay refused for the time being (4xx), or could not take "
                                          "(down, silent; sendmail's exit status 75), is tried again after this; "
                                          "each further retry after twice the wait before, at most 15 minutes "
-                                         "apart. At least 1s. Waiting warnings are held in memory: a stop tries "
-                                         "each once more, a killed daemon loses them."};
+                                         "apart. At least 1s. Waiting warnings are kept in spool_dir."};
 const Option<Duration> kNotifyRetryFor{"notify.retry_for", Duration{std::chrono::hours(1)},
                                        "No retry later than this after the first try; the warning is then logged "
                                        "as failed. 0: a warning is tried once."};
+
+const Option<std::string> kNotifySpool{"notify.spool_dir", "/var/lib/sekimori/outbox",
+                                       "Warnings waiting for a retry are kept here too (mode 0600 files, one per "
+                                       "infected message), so that a restart or a crash loses none: a start sends "
+                                       "those it finds when they are due. Empty: in memory only (a stop tries "
+                                       "each once more, a killed daemon loses them). Changes take effect at "
+                                       "restart."};
 
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
@@ -343,6 +350,29 @@ std::string readFile(const std::string& path) {
   return in ? ss.str() : std::string();
 }
 
+// The outcome of one try of one warning, one log line.
+void logWarning(const std::string& qid, const std::string& to, const std::string& messageId,
+                const notify::Outbox::Result& r) {
+  using Outcome = notify::Outbox::Outcome;
+  log::Line line(qid);
+  line.kv("milter", "antivirus");
+  line.kv("warning", r.outcome == Outcome::Sent ? "sent" : r.outcome == Outcome::Deferred ? "deferred" : "failed");
+  if (!messageId.empty()) line.kv("message_id", messageId);
+  line.kv("to", to);
+  if (r.tries > 1 || r.outcome == Outcome::Deferred) line.kv("tries", std::to_string(r.tries));
+  if (r.outcome == Outcome::Deferred) line.kv("retry_in", config::formatDuration(config::Duration{r.retryIn}));
+  if (r.outcome != Outcome::Sent) line.kv("error", r.error);
+  line.emit(r.outcome == Outcome::Sent ? log::Level::Info : log::Level::Warning);
+}
+
+// What the outbox reports for a batch of warnings about message `qid`, from
+// whichever thread made the try.
+notify::Outbox::Report warningReport(const std::string& qid) {
+  return [qid](const notify::Outbox::Item& i, const notify::Outbox::Result& r) {
+    logWarning(qid, i.to.empty() ? "" : i.to[0], i.messageId, r);
+  };
+}
+
 // Warning mails (R-AV-6): to the sender for mail from inside, to the
 // recipients for mail from outside, and to the admin; never to <>. Every
 // addressee gets a mail of their own: a recipient's names that recipient
@@ -404,33 +434,15 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
       {"action", action},          {"files", files.empty() ? "-" : files},
   };
   const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
-  // The outcome of each try of each warning, one log line, from whichever
-  // thread made it.
   using Outbox = notify::Outbox;
-  const auto report = [qid = s.queueId()](const std::string& to, const std::string& messageId, const Outbox::Result& r) {
-    log::Line line(qid);
-    line.kv("milter", "antivirus");
-    line.kv("warning", r.outcome == Outbox::Outcome::Sent       ? "sent"
-                       : r.outcome == Outbox::Outcome::Deferred ? "deferred"
-                                                                : "failed");
-    if (!messageId.empty()) line.kv("message_id", messageId);
-    line.kv("to", to);
-    if (r.tries > 1 || r.outcome == Outbox::Outcome::Deferred) line.kv("tries", std::to_string(r.tries));
-    if (r.outcome == Outbox::Outcome::Deferred) {
-      line.kv("retry_in", config::formatDuration(config::Duration{r.retryIn}));
-    }
-    if (r.outcome != Outbox::Outcome::Sent) line.kv("error", r.error);
-    line.emit(r.outcome == Outbox::Outcome::Sent ? log::Level::Info : log::Level::Warning);
-  };
   Outbox::Batch batch;
+  batch.origin = s.queueId();
   batch.settings.method = n.method;
   batch.settings.smtpUrl = n.smtpUrl;
   batch.settings.sendmailPath = n.sendmailPath;
   batch.settings.timeout = n.timeout;
   batch.retry = n.retry;
-  batch.report = [report](const Outbox::Item& i, const Outbox::Result& r) {
-    report(i.to.empty() ? "" : i.to[0], i.messageId, r);
-  };
+  batch.report = warningReport(s.queueId());
   for (const auto& notice : notices) {
     values["recipients"] = notice.recipients;
     notify::Mail mail;
@@ -441,7 +453,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     mail.extraHeaders = {{"Auto-Submitted", "auto-generated"}, {std::string(kNoticeHeader), "antivirus"}};
     auto msg = notify::buildMessage(mail, domain, &why);
     if (!msg) {
-      report(notice.to, "", {Outbox::Outcome::Failed, why, 1, {}});
+      logWarning(s.queueId(), notice.to, "", {Outbox::Outcome::Failed, why, 1, {}});
       continue;
     }
     issued.add(msg->messageId);  // before it can come back through this milter
@@ -488,6 +500,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kNotifyTimeout);
   schema.add(kNotifyRetryAfter);
   schema.add(kNotifyRetryFor);
+  schema.add(kNotifySpool);
   schema.section("quarantine", "The admin-only store of infected originals (R-AV-7).");
   schema.add(kQuarantineDir);
   schema.add(kQuarantineKeep);
@@ -561,6 +574,8 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   n.retry.after = v.get(kNotifyRetryAfter).value;
   n.retry.within = v.get(kNotifyRetryFor).value;
   if (n.retry.after < std::chrono::seconds(1)) error(kNotifyRetryAfter.key, "must be at least 1s");
+  const std::string outboxDir = v.get(kNotifySpool);
+  if (!outboxDir.empty() && outboxDir[0] != '/') error(kNotifySpool.key, "must be an absolute path");
   for (std::string* addr : {&n.admin, &n.from}) {
     if (addr == &n.admin && addr->empty()) continue;
     std::string why;
@@ -616,6 +631,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     scannerOptions_ = so;
     backend_ = v.get(kBackend);
     clamdAddress_ = clamd;
+    outboxDir_ = outboxDir;
   }
   if (pool_) pool_->reload();                 // a reload also rechecks the signatures
   config_.set(std::move(cfg));
@@ -628,6 +644,7 @@ bool AntivirusMilter::prepare(std::string* error) {
   if (cfg && !cfg->quarantine.dir.empty()) {
     if (!store::Quarantine(cfg->quarantine.dir).prepare(error)) return false;
   }
+  if (!outboxDir_.empty() && !util::preparePrivateDir(outboxDir_, "notify spool_dir", error)) return false;
   if (pool_) return true;
   if (backend_ == "clamd") {
     ClamdOptions o;
@@ -656,14 +673,26 @@ void AntivirusMilter::start() {
     pool->watch([] { milter::stopFailed("the scanner processes are gone"); });
   }
   housekeeping_.start(std::chrono::hours(1), [this] { expireQuarantine(); });
-  outbox_.start();
+  notify::Outbox::Spool spool;
+  spool.dir = outboxDir_;
+  spool.recovered = [this](const notify::Outbox::Batch& b) {
+    // Known as ours when it comes back through this milter, as it was
+    // before the restart.
+    for (const auto& i : b.items) issued_.add(i.messageId);
+    log::message(log::Level::Notice, b.origin + ": " + std::to_string(b.items.size()) +
+                                         " warning mails waiting for a retry taken from " + outboxDir_);
+    return warningReport(b.origin);
+  };
+  spool.problem = [](const std::string& what) { log::message(log::Level::Error, "warning mail spool: " + what); };
+  outbox_.start(std::move(spool));
 }
 
 void AntivirusMilter::stop() {
   housekeeping_.stop();
-  // Warnings still queued, or waiting for a retry, get a few seconds (a
-  // submission under way ends within notify.timeout); any left then are
-  // logged as not sent.
+  // Warnings still queued get a few seconds (a submission under way ends
+  // within notify.timeout); any left then, and those waiting for a retry,
+  // stay in notify.spool_dir for the next start (without one: the waiting
+  // ones are tried once more, and what is left is logged as not sent).
   outbox_.stop(std::chrono::seconds(10));
   if (pool_) pool_->stop();
 }

@@ -106,6 +106,7 @@ class AntivirusMilter final : public milter::Milter {
   ScannerOptions scannerOptions_;  // read at start; engine settings need a restart
   std::string backend_ = "libclamav";
   std::string clamdAddress_;
+  std::string outboxDir_;  // notify.spool_dir, read at start
   std::shared_ptr<Scanner> pool_;
   util::Ticker housekeeping_;
   std::atomic<std::uint64_t> quarantineBytes_{0};  // held, as of the last expireQuarantine() plus stores since

@@ -48,6 +48,7 @@ admin = {admin}
 from = postmaster@example.net
 smtp_url = smtp://127.0.0.1:{port}
 template_dir = {templates}
+spool_dir = {outbox}
 [quarantine]
 dir = {quarantine}
 """
@@ -196,6 +197,39 @@ class TurnAwayRelay:
     def close(self):
         self.sock.close()
 
+def scanner_socket_dirs(pid):
+    """The directories of the unix sockets that process `pid` and its
+    descendants hold open under /tmp/sekimori-av.* (the scanner pool's)."""
+    parents = {}
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    family, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parents.items() if pp in family} - family
+        family |= more
+        grew = bool(more)
+    inodes = set()
+    for p in family:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % p):
+                link = os.readlink("/proc/%d/fd/%s" % (p, fd))
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass
+    dirs = set()
+    with open("/proc/net/unix") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 8 and fields[6] in inodes and fields[7].startswith("/tmp/sekimori-av."):
+                dirs.add(os.path.dirname(fields[7]))
+    return sorted(dirs)
+
+
 class AntivirusE2E(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -205,6 +239,7 @@ class AntivirusE2E(unittest.TestCase):
         os.chmod(cls.tmp, 0o755)
         cls.db = make_database(cls.tmp)
         cls.quarantine = os.path.join(cls.tmp, "quarantine")
+        cls.outbox = os.path.join(cls.tmp, "outbox")
         cls.templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         # The test build of the daemon: the scanner's fault-injection hooks
         # (a crash or a hang on marker strings) are compiled in only there.
@@ -227,7 +262,7 @@ class AntivirusE2E(unittest.TestCase):
     @classmethod
     def conf(cls, port, admin="av-admin@example.net"):
         return CONF.format(db=cls.db, admin=admin, port=port, templates=os.path.abspath(cls.templates),
-                           quarantine=cls.quarantine) + cls.extra_conf
+                           quarantine=cls.quarantine, outbox=cls.outbox) + cls.extra_conf
 
     def send(self, data, **kw):
         return self.site.swaks(data=data, **kw)
@@ -376,6 +411,59 @@ class AntivirusE2E(unittest.TestCase):
             tries = int(re.search(r" tries=(\d+)", line).group(1))
             self.assertGreaterEqual(tries, 2, line)
         self.assertEqual([l for l in self.milter.log_lines(qid) if "warning=failed" in l], [])
+
+    def test_warnings_waiting_for_a_retry_outlive_a_killed_milter(self):
+        # The relay turns the warnings away for now; the milter is then
+        # killed (SIGKILL: nothing of its stop runs). The deferred warnings
+        # are in notify.spool_dir, and the milter started again sends them
+        # once the relay takes mail.
+        relay = TurnAwayRelay(self.site.port)
+        self.addCleanup(relay.close)
+        self.milter.write_conf(self.conf(port=relay.port) + "[notify]\nretry_after = 2s\n")
+        self.milter.reload()
+        def restore():
+            if self.milter.proc is None:
+                self.milter.start()
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+        self.addCleanup(restore)
+        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("spooled")))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        qid = r.queue_id
+        harness.wait_until(lambda: len([l for l in self.milter.log_lines(qid) if "warning=deferred" in l]) >= 2,
+                           15, "both warnings to be deferred")
+        def spooled():  # the spool files of this message's warnings (earlier tests may have left others)
+            found = []
+            for n in os.listdir(self.outbox):
+                try:
+                    with open(os.path.join(self.outbox, n), "rb") as f:
+                        if n.endswith(".batch") and b"\norigin %d\n%s\n" % (len(qid), qid.encode()) in f.read():
+                            found.append(n)
+                except FileNotFoundError:
+                    pass
+            return found
+        harness.wait_until(lambda: len(spooled()) == 1, 5, "the deferred warnings to be spooled")
+        self.assertEqual(os.stat(self.outbox).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.join(self.outbox, spooled()[0])).st_mode & 0o777, 0o600)
+        leftovers = scanner_socket_dirs(self.milter.proc.pid)
+        self.assertTrue(leftovers)
+        self.milter.kill()
+        # A killed daemon cannot remove its scanners' socket directory (the
+        # workers' temp directories are swept by the next start).
+        for d in leftovers:
+            self.addCleanup(shutil.rmtree, d, True)
+        relay.forward = True
+        self.milter.start()
+        harness.wait_until(lambda: self.milter.log_lines(
+            re.escape(qid) + r": 2 warning mails waiting for a retry taken from " + re.escape(self.outbox)),
+            10, "the spooled warnings to be taken up")
+        self.wait_warning_to("user@example.net", qid)
+        self.wait_warning_to("av-admin@example.net", qid)
+        harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
+                           "both warnings logged sent")
+        for line in self.milter.log_lines(qid + r".*warning=sent"):
+            self.assertGreaterEqual(int(re.search(r" tries=(\d+)", line).group(1)), 2, line)
+        harness.wait_until(lambda: spooled() == [], 5, "the spool file to go once both are sent")
 
     def test_a_forged_notice_header_does_not_stop_the_warnings(self):
         # Anyone can write X-Sekimori-Notice; only a Message-ID the milter
@@ -812,7 +900,7 @@ class AntivirusClamdE2E(unittest.TestCase):
         cls.clamd.start()
         templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         conf = CONF.format(db=os.path.join(cls.tmp, "db"), admin="", port=1, templates=os.path.abspath(templates),
-                           quarantine=os.path.join(cls.tmp, "quarantine"))
+                           quarantine=os.path.join(cls.tmp, "quarantine"), outbox=os.path.join(cls.tmp, "outbox"))
         conf = conf.replace("[engine]\n", "[engine]\nbackend = clamd\nclamd_address = %s\n" % cls.clamd.sock)
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
         cls.milter = harness.Milter("antivirus", conf)
@@ -858,7 +946,7 @@ class PlainSiteTest(unittest.TestCase):
         db = make_database(self.tmp)
         templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         conf = CONF.format(db=db, admin="", port=1, templates=os.path.abspath(templates),
-                           quarantine=os.path.join(self.tmp, "quarantine"))
+                           quarantine=os.path.join(self.tmp, "quarantine"), outbox=os.path.join(self.tmp, "outbox"))
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
         # The scanner workers' temp directories in the test's own directory.
         self.scantmp = os.path.join(self.tmp, "scantmp")
