@@ -19,7 +19,7 @@ TEST(AntivirusConf, BadValuesAreRefusedWithLines) {
   const auto values = config::Values::parse(
       schema,
       "[engine]\nmax_recursion = 0\n[notify]\nadmin = a@example.jp, b@example.jp\ntemplate_dir = /nonexistent\n"
-      "[replies]\nscan_failure = 554 5.7.1 no\n[notify]\nretry_after = 500ms\n",
+      "[replies]\nscan_failure = 554 5.7.1 no\n[notify]\nretry_after = 500ms\nspool_dir = var/outbox\n",
       "bad.conf", errors);
   EXPECT_FALSE(m.configure(values, errors, false));
   const std::string text = errors.str();
@@ -31,6 +31,7 @@ TEST(AntivirusConf, BadValuesAreRefusedWithLines) {
   EXPECT_NE(text.find("bad.conf:7: scan_failure: must be a 4xx reply"), std::string::npos) << text;
   // A retry every few milliseconds would hammer a relay that is down.
   EXPECT_NE(text.find("bad.conf:9: retry_after: must be at least 1s"), std::string::npos) << text;
+  EXPECT_NE(text.find("bad.conf:10: spool_dir: must be an absolute path"), std::string::npos) << text;
 }
 
 }  // namespace
