@@ -6,13 +6,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <filesystem>
-#include <map>
 
+#include "common/notify/spoolfile.h"
 #include "common/util/files.h"
-#include "common/util/strings.h"
 
 namespace sekimori::notify {
 
@@ -20,17 +18,7 @@ namespace {
 constexpr const char* kNotSent = "not sent: still queued when the milter stopped";
 constexpr const char* kKeptUntried = "not sent before the milter stopped; kept in the spool for its next start";
 
-// ---- Spool files ------------------------------------------------------------
-// One batch per file, NAME.batch: a first line "sekimori-outbox 1", then
-// fields, each a line "KEY LENGTH" followed by LENGTH bytes and a newline,
-// so that any bytes (a mail's) can be a value. "item" (the Message-ID)
-// starts a mail, "to" (one or more) and "data" belong to the last one.
-constexpr std::string_view kMagic = "sekimori-outbox 1\n";
-constexpr std::string_view kSuffix = ".batch";
-
-void field(std::string& out, std::string_view key, std::string_view value) {
-  out.append(key).append(" ").append(std::to_string(value.size())).append("\n").append(value).append("\n");
-}
+constexpr std::string_view kSuffix = ".batch";  // of a spool file (spoolfile.h)
 
 using Millis = std::chrono::milliseconds;
 
@@ -40,119 +28,11 @@ std::int64_t unixMillis(Outbox::Clock::time_point t) {
   return std::chrono::duration_cast<Millis>(wall.time_since_epoch()).count();
 }
 
+// Within a year of now, whatever the file said.
 Outbox::Clock::time_point steadyOf(std::int64_t unixMs) {
+  constexpr std::int64_t kYear = 366LL * 24 * 3600 * 1000;
   const std::int64_t now = std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch()).count();
-  return Outbox::Clock::now() + Millis(unixMs - now);
-}
-
-std::string encode(const Outbox::Batch& b, int tries, Outbox::Clock::time_point first, Outbox::Clock::time_point due) {
-  std::string out(kMagic);
-  const auto number = [](std::int64_t n) { return std::to_string(n); };
-  field(out, "origin", b.origin);
-  field(out, "tries", number(tries));
-  field(out, "first", number(unixMillis(first)));
-  field(out, "due", number(unixMillis(due)));
-  field(out, "retry_after", number(b.retry.after.count()));
-  field(out, "retry_within", number(b.retry.within.count()));
-  field(out, "method", b.settings.method);
-  field(out, "smtp_url", b.settings.smtpUrl);
-  field(out, "sendmail_path", b.settings.sendmailPath);
-  field(out, "timeout", number(b.settings.timeout.count()));
-  field(out, "envelope_from", b.settings.envelopeFrom);
-  for (const auto& i : b.items) {
-    field(out, "item", i.messageId);
-    for (const auto& to : i.to) field(out, "to", to);
-    field(out, "data", i.data);
-  }
-  return out;
-}
-
-struct Stored {
-  Outbox::Batch batch;
-  int tries = 0;
-  std::int64_t first = 0;  // unix time, ms
-  std::int64_t due = 0;
-};
-
-bool toNumber(std::string_view s, std::int64_t* n) {
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *n);
-  return ec == std::errc() && end == s.data() + s.size() && *n >= 0;
-}
-
-// What encode() wrote; false with *why for anything else.
-bool decode(std::string_view text, Stored* out, std::string* why) {
-  if (!text.starts_with(kMagic)) {
-    *why = "not a spooled batch (no \"sekimori-outbox 1\" first line)";
-    return false;
-  }
-  text.remove_prefix(kMagic.size());
-  Outbox::Batch& b = out->batch;
-  std::map<std::string, std::int64_t, std::less<>> numbers;
-  bool dataSeen = true;  // of the last item
-  while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    const std::size_t sp = text.find(' ');
-    std::int64_t len = 0;
-    if (nl == std::string_view::npos || sp > nl || !toNumber(text.substr(sp + 1, nl - sp - 1), &len) ||
-        static_cast<std::uint64_t>(len) + 1 > text.size() - nl - 1 || text[nl + 1 + len] != '\n') {
-      *why = "damaged or cut short";
-      return false;
-    }
-    const std::string_view key = text.substr(0, sp);
-    const std::string_view value = text.substr(nl + 1, static_cast<std::size_t>(len));
-    text.remove_prefix(nl + 1 + static_cast<std::size_t>(len) + 1);
-    if (key == "origin") {
-      b.origin = value;
-    } else if (key == "method") {
-      b.settings.method = value;
-    } else if (key == "smtp_url") {
-      b.settings.smtpUrl = value;
-    } else if (key == "sendmail_path") {
-      b.settings.sendmailPath = value;
-    } else if (key == "envelope_from") {
-      b.settings.envelopeFrom = value;
-    } else if (key == "item") {
-      if (!dataSeen) {
-        *why = "a mail without content";
-        return false;
-      }
-      b.items.push_back({{}, {}, std::string(value)});
-      dataSeen = false;
-    } else if (key == "to" && !b.items.empty() && !dataSeen) {
-      b.items.back().to.emplace_back(value);
-    } else if (key == "data" && !b.items.empty() && !dataSeen) {
-      b.items.back().data = value;
-      dataSeen = true;
-    } else if (key == "tries" || key == "first" || key == "due" || key == "retry_after" || key == "retry_within" ||
-               key == "timeout") {
-      std::int64_t n = 0;
-      if (!toNumber(value, &n)) {
-        *why = "bad number in " + std::string(key);
-        return false;
-      }
-      numbers[std::string(key)] = n;
-    } else {
-      *why = "unexpected field '" + util::sanitize(key, 40) + "'";
-      return false;
-    }
-  }
-  for (const char* k : {"tries", "first", "due", "retry_after", "retry_within", "timeout"}) {
-    if (!numbers.contains(k)) {
-      *why = std::string("no ") + k;
-      return false;
-    }
-  }
-  if (b.items.empty() || !dataSeen || std::any_of(b.items.begin(), b.items.end(), [](const auto& i) { return i.to.empty(); })) {
-    *why = "a mail without recipients or content";
-    return false;
-  }
-  out->tries = static_cast<int>(std::min<std::int64_t>(numbers["tries"], 1000000));
-  out->first = numbers["first"];
-  out->due = numbers["due"];
-  b.retry.after = Millis(numbers["retry_after"]);
-  b.retry.within = Millis(numbers["retry_within"]);
-  b.settings.timeout = Millis(numbers["timeout"]);
-  return true;
+  return Outbox::Clock::now() + Millis(std::clamp(unixMs, now - kYear, now + kYear) - now);
 }
 }  // namespace
 
@@ -205,12 +85,12 @@ void Outbox::load() {
     const std::string path = spool_.dir + "/" + name;
     std::string text;
     std::string why;
-    Stored st;
+    SpooledBatch st;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     const bool read = fd >= 0 && util::readWhole(fd, &text);
     if (!read) why = util::errnoText("cannot read it");
     if (fd >= 0) close(fd);
-    if (!read || !decode(text, &st, &why)) {
+    if (!read || !decodeSpooled(text, &st, &why)) {
       const std::string bad = path + ".bad";
       problem("spooled warning mails " + path + ": " + why + "; renamed to " + bad +
               (rename(path.c_str(), bad.c_str()) == 0 ? "" : " failed (" + util::errnoText("rename") + ")"));
@@ -252,7 +132,7 @@ void Outbox::keep(Pending& p) {
                   static_cast<int>(getpid()), ++spoolSerial_);
     file = spool_.dir + "/" + name + std::string(kSuffix);
   }
-  if (util::replaceFile(file, encode(p.batch, p.tries, p.first, p.due), &why)) {
+  if (util::replaceFile(file, encodeSpooled({p.batch, p.tries, unixMillis(p.first), unixMillis(p.due)}), &why)) {
     p.file = std::move(file);
   } else if (spool_.problem) {
     spool_.problem(why + (p.file.empty() ? " (the warning mails wait in memory only)"

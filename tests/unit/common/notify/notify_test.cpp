@@ -3,6 +3,7 @@
 #include "common/notify/notify.h"
 #include "common/notify/issued.h"
 #include "common/notify/outbox.h"
+#include "common/notify/spoolfile.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -1340,6 +1341,72 @@ TEST(NotifyOutbox, NoRetryFromTheCallersThreadOrWhileStopping) {
   EXPECT_EQ(got[1].result.tries, 2);
   EXPECT_NE(got[1].error.find("(not retried: the milter is stopping)"), std::string::npos) << got[1].error;
   EXPECT_EQ(outbox.deferred(), 0u);
+}
+
+// ---- Spool files -----------------------------------------------------------------
+
+TEST(NotifySpoolFile, EveryFieldAndAnyBytesComeBackAsWritten) {
+  SpooledBatch b;
+  b.batch.origin = "4XyZ1abc";
+  b.batch.settings = {.method = "sendmail", .smtpUrl = "smtps://relay.example.jp:465/ehlo.example.jp",
+                      .sendmailPath = "/opt/sendmail", .timeout = 7000ms, .envelopeFrom = "bounce@example.jp"};
+  b.batch.retry = {.after = 90s, .within = 3h};
+  b.batch.items = {{{"a@example.jp", "b@example.jp"}, "Subject: x\r\n\r\nitem 3\nto 9\n", "<1@example.jp>"},
+                   {{"利用者@例え.jp"}, std::string("\0\xff\n\n", 4), ""}};
+  b.tries = 3;
+  b.first = 1795000000000;
+  b.due = 1795000060000;
+  const std::string text = encodeSpooled(b);
+  SpooledBatch got;
+  std::string why;
+  ASSERT_TRUE(decodeSpooled(text, &got, &why)) << why;
+  EXPECT_EQ(got.batch.origin, "4XyZ1abc");
+  EXPECT_EQ(got.batch.settings.method, "sendmail");
+  EXPECT_EQ(got.batch.settings.smtpUrl, "smtps://relay.example.jp:465/ehlo.example.jp");
+  EXPECT_EQ(got.batch.settings.sendmailPath, "/opt/sendmail");
+  EXPECT_EQ(got.batch.settings.timeout, 7000ms);
+  EXPECT_EQ(got.batch.settings.envelopeFrom, "bounce@example.jp");
+  EXPECT_EQ(got.batch.retry.after, 90s);
+  EXPECT_EQ(got.batch.retry.within, 3h);
+  EXPECT_EQ(got.tries, 3);
+  EXPECT_EQ(got.first, 1795000000000);
+  EXPECT_EQ(got.due, 1795000060000);
+  ASSERT_EQ(got.batch.items.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(got.batch.items[i].to, b.batch.items[i].to);
+    EXPECT_EQ(got.batch.items[i].data, b.batch.items[i].data);
+    EXPECT_EQ(got.batch.items[i].messageId, b.batch.items[i].messageId);
+  }
+  EXPECT_EQ(encodeSpooled(got), text);
+}
+
+TEST(NotifySpoolFile, AnythingElseIsRefusedWithAReason) {
+  SpooledBatch b;
+  b.batch.items = {{{"a@example.jp"}, "Subject: x\r\n\r\ny\r\n", "<1@example.jp>"}};
+  const std::string good = encodeSpooled(b);
+  const auto refused = [](const std::string& text) {
+    SpooledBatch got;
+    std::string why;
+    return decodeSpooled(text, &got, &why) ? std::string("accepted") : why;
+  };
+  EXPECT_EQ(refused(""), "not a spooled batch (no \"sekimori-outbox 1\" first line)");
+  EXPECT_EQ(refused("sekimori-outbox 2\n" + good.substr(18)), "not a spooled batch (no \"sekimori-outbox 1\" first line)");
+  EXPECT_EQ(refused(good.substr(0, good.size() - 1)), "damaged or cut short");
+  EXPECT_EQ(refused(good + "x"), "damaged or cut short");
+  EXPECT_EQ(refused(good + "origin 99\nshort\n"), "damaged or cut short");
+  EXPECT_EQ(refused(good + "origin -1\n\n"), "damaged or cut short");
+  EXPECT_EQ(refused(good + "priority 1\n9\n"), "unexpected field 'priority'");
+  EXPECT_EQ(refused(good + "tries 2\n-1\n"), "bad number in tries");
+  EXPECT_EQ(refused(good + "tries 7\n1000001\n"), "bad number in tries");
+  EXPECT_EQ(refused(good + "retry_after 19\n9999999999999999999\n"), "bad number in retry_after");
+  EXPECT_EQ(refused(good + "due 14\n99999999999999\n"), "bad number in due");  // past the year 2286
+  EXPECT_EQ(refused(good + "item 0\n\n"), "a mail without recipients or content");
+  EXPECT_EQ(refused(good + "item 0\n\nitem 0\n\n"), "a mail without content");
+  EXPECT_EQ(refused(good + "to 1\nx\n"), "unexpected field 'to'");  // after its mail's data
+  const std::string noTimeout = good.substr(0, good.find("timeout")) + good.substr(good.find("envelope_from"));
+  EXPECT_EQ(refused(noTimeout), "no timeout");
+  EXPECT_EQ(refused(good.substr(0, good.find("item"))), "a mail without recipients or content");
+  EXPECT_EQ(refused(good), "accepted");
 }
 
 // ---- Outbox with a spool ----------------------------------------------------------
