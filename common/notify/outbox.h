@@ -37,12 +37,13 @@
 // not send for the time being — joins them there, reported Deferred. A
 // start loads the spool's batches (up to the outbox's bound, oldest first)
 // and tries them when they are due (one the stop left untried at once),
-// each with the report the Spool's
-// `recovered` makes for it; their first try's time still bounds their
-// retries (one more try is made after a long stop). A file that cannot be
-// read is renamed NAME.bad and left to the admin. A crash, a kill or a
-// power cut loses no deferred mail; a mail being sent at that moment may be
-// sent twice.
+// each with the report the Spool's `recovered` makes for it; their first
+// try's time still bounds their retries (one more try is made after a long
+// stop). A file that cannot be read is renamed NAME.bad and left to the
+// admin; a batch whose file cannot be written waits in memory (said to
+// `problem`, as is its loss if a stop cannot write it either). A crash, a
+// kill or a power cut loses no deferred mail (a mail not yet tried, still
+// queued, is lost); a mail being sent at that moment may be sent twice.
 //
 //   notify::Outbox outbox;
 //   outbox.start();                    // or start({"/var/lib/sekimori/outbox", recoveredReport, logProblem})
