@@ -2,6 +2,7 @@
 #include "common/notify/outbox.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +52,19 @@ void Outbox::start(Spool spool) {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
   spool_ = std::move(spool);
+  if (!spool_.dir.empty()) {
+    // One outbox per spool: another process's batches are its own to send.
+    const std::string lockPath = spool_.dir + "/.lock";
+    spoolLock_ = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (spoolLock_ < 0 || flock(spoolLock_, LOCK_EX | LOCK_NB) != 0) {
+      const std::string why = spoolLock_ < 0 ? util::errnoText("cannot open " + lockPath)
+                                             : spool_.dir + " is in use by another process";
+      if (spoolLock_ >= 0) close(spoolLock_);
+      spoolLock_ = -1;
+      if (spool_.problem) spool_.problem(why + "; warning mails waiting for a retry are kept in memory only");
+      spool_.dir.clear();
+    }
+  }
   if (!spool_.dir.empty()) load();
   running_ = true;
   stopping_ = false;
@@ -311,6 +325,8 @@ void Outbox::stop(std::chrono::milliseconds deadline) {
   }
   wake_.notify_all();
   t.join();
+  if (spoolLock_ >= 0) close(spoolLock_);  // the next start (of this process or another) takes it
+  spoolLock_ = -1;
 }
 
 }  // namespace sekimori::notify

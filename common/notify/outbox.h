@@ -40,10 +40,12 @@
 // each with the report the Spool's `recovered` makes for it; their first
 // try's time still bounds their retries (one more try is made after a long
 // stop). A file that cannot be read is renamed NAME.bad and left to the
-// admin; a batch whose file cannot be written waits in memory (said to
-// `problem`, as is its loss if a stop cannot write it either). A crash, a
-// kill or a power cut loses no deferred mail (a mail not yet tried, still
-// queued, is lost); a mail being sent at that moment may be sent twice.
+// admin. A spool another outbox holds (flock on its .lock) is not used:
+// the outbox runs in memory only and says so to `problem`. A batch whose
+// file cannot be written waits in memory (said to `problem`, as is its
+// loss if a stop cannot write it either). A crash, a kill or a power cut
+// loses no deferred mail (a mail not yet tried, still queued, is lost); a
+// mail being sent at that moment may be sent twice.
 //
 //   notify::Outbox outbox;
 //   outbox.start();                    // or start({"/var/lib/sekimori/outbox", recoveredReport, logProblem})
@@ -167,6 +169,7 @@ class Outbox {
   bool stopping_ = false;
   Clock::time_point deadline_;
   Spool spool_;                  // dir empty: memory only
+  int spoolLock_ = -1;           // flock()ed spool_.dir/.lock while running
   unsigned spoolSerial_ = 0;     // for unique file names
   std::thread thread_;
 };

@@ -1434,9 +1434,12 @@ struct SpoolLog {
   }
 };
 
+// Its files but the lock.
 std::vector<std::string> filesIn(const fs::path& dir) {
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename() != ".lock") names.push_back(e.path().filename().string());
+  }
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -1621,23 +1624,59 @@ TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
   EXPECT_EQ(filesIn(dir.path()).size(), 2u);
 }
 
-TEST(NotifyOutboxSpool, AnUnwritableSpoolKeepsMailsInMemoryAndSaysSo) {
-  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+TEST(NotifyOutboxSpool, TwoOutboxesDoNotShareASpool) {
   TempDir dir;
-  SpoolLog log;
-  Outbox outbox;
-  outbox.start(log.spool(dir.path() / "gone"));  // no such directory
-  outbox.post(batchTo(server.url(), {"a@example.jp"}, log.reports, 5000ms, {.after = 200ms, .within = 1h}));
-  const auto got = log.reports.waitFor(2);
-  outbox.stop(1000ms);
-  ASSERT_EQ(got.size(), 2u);
-  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
-  EXPECT_TRUE(got[1].sent) << got[1].error;  // retried from memory
-  std::lock_guard lock(log.mutex);
-  ASSERT_EQ(log.problems.size(), 2u);
-  EXPECT_NE(log.problems[0].find("cannot read the outbox spool " + (dir.path() / "gone").string()), std::string::npos)
-      << log.problems[0];
-  EXPECT_NE(log.problems[1].find("(the warning mails wait in memory only)"), std::string::npos) << log.problems[1];
+  SpoolLog first, second, third;
+  Outbox a, b;
+  a.start(first.spool(dir.path()));
+  b.start(second.spool(dir.path()));  // another daemon with the same conf, say
+  {
+    std::lock_guard lock(second.mutex);
+    ASSERT_EQ(second.problems.size(), 1u);
+    EXPECT_EQ(second.problems[0], dir.path().string() +
+                                      " is in use by another process; warning mails waiting for a retry are kept "
+                                      "in memory only");
+  }
+  // b keeps its deferred mails in memory, out of a's spool.
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  b.post(batchTo(nowhere, {"b@example.jp"}, second.reports, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(second.reports.waitFor(1).size(), 1u);
+  for (int i = 0; i < 200 && b.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(b.deferred(), 1u);
+  EXPECT_TRUE(filesIn(dir.path()).empty());
+  b.stop(0ms);
+  a.stop(0ms);
+  Outbox c;  // the spool is free again
+  c.start(third.spool(dir.path()));
+  c.stop(0ms);
+  std::lock_guard lock(third.mutex);
+  EXPECT_TRUE(third.problems.empty());
+}
+
+TEST(NotifyOutboxSpool, ASpoolThatCannotBeUsedLeavesMailsInMemoryAndSaysSo) {
+  TempDir dir;
+  for (const bool vanishes : {false, true}) {
+    SCOPED_TRACE(vanishes ? "the spool removed under the running outbox" : "no spool directory at start");
+    ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+    SpoolLog log;
+    Outbox outbox;
+    outbox.start(log.spool(dir.path() / "spool"));
+    if (vanishes) fs::remove_all(dir.path() / "spool");
+    outbox.post(batchTo(server.url(), {"a@example.jp"}, log.reports, 5000ms, {.after = 200ms, .within = 1h}));
+    const auto got = log.reports.waitFor(2);
+    outbox.stop(1000ms);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
+    EXPECT_TRUE(got[1].sent) << got[1].error;  // retried from memory
+    std::lock_guard lock(log.mutex);
+    ASSERT_EQ(log.problems.size(), 1u);
+    EXPECT_NE(log.problems[0].find(vanishes ? "(the warning mails wait in memory only)"
+                                            : "spool/.lock: No such file or directory; warning mails waiting for "
+                                              "a retry are kept in memory only"),
+              std::string::npos)
+        << log.problems[0];
+    fs::create_directory(dir.path() / "spool");
+  }
 }
 
 // ---- IssuedIds -------------------------------------------------------------------
