@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,8 +102,11 @@ void Outbox::load() {
     std::string why;
     SpooledBatch st;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    const bool read = fd >= 0 && util::readWhole(fd, &text);
-    if (!read) why = util::errnoText("cannot read it");
+    struct stat info {};
+    // Never more than the outbox holds (and some room for the fields).
+    const bool fits = fd >= 0 && fstat(fd, &info) == 0 && static_cast<std::uint64_t>(info.st_size) <= maxBytes_ + 65536;
+    const bool read = fits && util::readWhole(fd, &text);
+    if (!read) why = fd >= 0 && !fits ? "larger than the outbox can hold" : util::errnoText("cannot read it");
     if (fd >= 0) close(fd);
     if (!read || !decodeSpooled(text, &st, &why)) {
       const std::string bad = path + ".bad";

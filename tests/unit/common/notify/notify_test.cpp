@@ -1608,6 +1608,8 @@ TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
     outbox.stop(0ms);
   }
   const std::size_t one = builtMessage("x", "y").size();
+  // And a file no outbox with this bound could have written, however it got there.
+  writeFile(dir.path() / "9999999999999-1-1.batch", std::string(one + one / 2 + 65537, 'x'));
   SpoolLog log;
   Outbox outbox(one + one / 2);
   outbox.start(log.spool(dir.path()));
@@ -1616,12 +1618,15 @@ TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
   std::lock_guard lock(log.mutex);
   ASSERT_EQ(log.recovered.size(), 1u);
   EXPECT_EQ(log.recovered[0].items[0].to, std::vector<std::string>{"a@example.jp"});
-  ASSERT_EQ(log.problems.size(), 1u);
-  EXPECT_NE(log.problems[0].find("1 spooled batches of warning mails in " + dir.path().string() +
-                                 " are left for a later start"),
+  ASSERT_EQ(log.problems.size(), 2u);
+  EXPECT_NE(log.problems[0].find("9999999999999-1-1.batch: larger than the outbox can hold; renamed to"),
             std::string::npos)
       << log.problems[0];
-  EXPECT_EQ(filesIn(dir.path()).size(), 2u);
+  EXPECT_NE(log.problems[1].find("1 spooled batches of warning mails in " + dir.path().string() +
+                                 " are left for a later start"),
+            std::string::npos)
+      << log.problems[1];
+  EXPECT_EQ(filesIn(dir.path()).size(), 3u);  // the two batches, the .bad one
 }
 
 TEST(NotifyOutboxSpool, TwoOutboxesDoNotShareASpool) {
