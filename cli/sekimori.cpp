@@ -3,16 +3,20 @@
 //   sekimori ratelimit status KEY [-s SOCKET]
 //   sekimori ratelimit reset KEY [-s SOCKET]
 //   sekimori quarantine list|show|remove|expire ... [-c FILE | -d DIR]
+//   sekimori outbox list [-c FILE | -d DIR]
 //
 // ratelimit talks to a running milter over its control socket (a unix
 // socket whose file permissions are the access control), so it works the
 // same whatever backend holds the counters. quarantine works on the
 // directory itself (the milter need not run); its permissions (0700, the
-// milter's user) are the access control.
+// milter's user) are the access control; so does outbox, read only.
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <set>
@@ -25,7 +29,9 @@
 #include "common/milter/daemon.h"
 #include "common/policy/address.h"
 #include "common/policy/cidr.h"
+#include "common/notify/spoolfile.h"
 #include "common/store/quarantine.h"
+#include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/antivirus_milter.h"
 
@@ -38,6 +44,7 @@ constexpr const char* kUsage =
     "       sekimori quarantine show ENTRY [-c FILE | -d DIR]\n"
     "       sekimori quarantine remove ENTRY... [-c FILE | -d DIR]\n"
     "       sekimori quarantine expire [AGE] [-c FILE | -d DIR]\n"
+    "       sekimori outbox list [-c FILE | -d DIR]\n"
     "       sekimori --help | --version\n"
     "\n"
     "ratelimit: shows or clears one rate-limit counter of a running\n"
@@ -73,13 +80,21 @@ constexpr const char* kUsage =
     "Nothing here hands a held message to its recipients: release is not a\n"
     "command, by design (R-AV-7).\n"
     "\n"
+    "outbox: the warning mails sekimori-antivirus keeps for a retry ([notify]\n"
+    "spool_dir) because the relay turned them away for the time being; read\n"
+    "only, the milter may be running (it sends them when due).\n"
+    "  list        one line per infected message's batch, oldest first:\n"
+    "                FIRST_TRY  FILE  QUEUEID  tries=N  next=TIME  via RELAY  -> ADDRESSES\n"
+    "              then a total. A file the milter could not read is marked.\n"
+    "\n"
     "  -c FILE     sekimori-antivirus's conf file, for [quarantine] dir, keep, max_size\n"
-    "              (default " SEKIMORI_SYSCONFDIR "/antivirus.conf)\n"
-    "  -d DIR      the quarantine directory itself (the conf file is not read)\n"
+    "              and [notify] spool_dir (default " SEKIMORI_SYSCONFDIR "/antivirus.conf)\n"
+    "  -d DIR      the quarantine (or outbox spool) directory itself (the conf file\n"
+    "              is not read)\n"
     "\n"
     "Exit status: 0 done, 1 usage, key, entry or conf file error, 2 the milter\n"
-    "could not be reached or answered with an error, or the quarantine could\n"
-    "not be read or changed.\n";
+    "could not be reached or answered with an error, or the quarantine (or the\n"
+    "outbox spool) could not be read or changed.\n";
 
 constexpr int kExitUsage = 1;
 constexpr int kExitFailed = 2;
@@ -140,18 +155,28 @@ int ratelimit(const std::vector<std::string>& words, const std::string& socket) 
   return sekimori::util::istartsWith(reply, "ok") ? 0 : kExitFailed;
 }
 
-// [quarantine] of the conf file, read and checked as the daemon reads it.
-std::optional<sekimori::antivirus::QuarantineSettings> readSettings(const std::string& conf) {
+// What `extract` takes from sekimori-antivirus's conf file, read and
+// checked as the daemon reads it; `what` (e.g. "the quarantine settings")
+// and `dirIs` (what -d names instead) for the error.
+template <class Extract>
+auto readConf(const std::string& conf, const std::string& what, const std::string& dirIs, Extract extract)
+    -> std::optional<decltype(extract(std::declval<const sekimori::config::Values&>()))> {
   sekimori::antivirus::AntivirusMilter milter;  // its schema only: nothing starts
   const auto schema = sekimori::milter::buildSchema(milter);
   sekimori::config::Errors errors;
   const auto values = sekimori::config::Values::load(schema, conf, errors);
   if (!errors.empty()) {
-    std::cerr << errors.str() << "sekimori: cannot read the quarantine settings from " << conf
-              << " (-c names sekimori-antivirus's conf file, -d the quarantine directory)\n";
+    std::cerr << errors.str() << "sekimori: cannot read " << what << " from " << conf
+              << " (-c names sekimori-antivirus's conf file, -d " << dirIs << ")\n";
     return std::nullopt;
   }
-  return sekimori::antivirus::quarantineSettings(values);
+  return extract(values);
+}
+
+// [quarantine] of the conf file.
+std::optional<sekimori::antivirus::QuarantineSettings> readSettings(const std::string& conf) {
+  return readConf(conf, "the quarantine settings", "the quarantine directory",
+                  [](const sekimori::config::Values& v) { return sekimori::antivirus::quarantineSettings(v); });
 }
 
 // "20261124T093000Z" -> "2026-11-24 09:30:00Z".
@@ -305,6 +330,80 @@ int quarantine(const std::vector<std::string>& words, const std::string& conf, c
   return 0;
 }
 
+// "1795000000000" (unix ms) -> "2026-11-17 08:26:40Z".
+std::string readableMillis(std::int64_t ms) {
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The warning mails sekimori-antivirus keeps for a retry ([notify]
+// spool_dir): read only, the milter may be running.
+int outbox(const std::vector<std::string>& words, const std::string& conf, const std::string& dir) {
+  if (words.size() != 2 || words[1] != "list") {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  std::string spool = dir;
+  if (spool.empty()) {
+    const auto read = readConf(conf, "[notify] spool_dir", "the spool directory", sekimori::antivirus::notifySpoolDir);
+    if (!read) return kExitUsage;
+    spool = *read;
+    if (spool.empty()) {
+      std::cerr << "sekimori: " << conf << " keeps no warning mails on disk ([notify] spool_dir is empty)\n";
+      return kExitUsage;
+    }
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(spool, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with(".") && (name.ends_with(".batch") || name.ends_with(".batch.bad"))) names.push_back(name);
+  }
+  if (ec) {
+    std::cerr << "sekimori: cannot read " << spool << ": " << ec.message() << "\n";
+    return kExitFailed;
+  }
+  std::sort(names.begin(), names.end());
+  std::size_t mails = 0;
+  std::size_t batches = 0;
+  for (const auto& name : names) {
+    std::string text;
+    std::string why;
+    sekimori::notify::SpooledBatch b;
+    const int fd = ::open((spool + "/" + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const bool read = fd >= 0 && sekimori::util::readWhole(fd, &text);
+    if (fd >= 0) ::close(fd);
+    if (name.ends_with(".bad") || !read || !sekimori::notify::decodeSpooled(text, &b, &why)) {
+      std::cout << name << "  [" << (name.ends_with(".bad") ? "set aside by the milter: unreadable" : read ? why : "cannot read it")
+                << "]\n";
+      continue;
+    }
+    ++batches;
+    std::string line = (b.tries > 0 ? readableMillis(b.first) : std::string("(not tried yet)")) + "  " + name + "  " +
+                       (b.batch.origin.empty() ? "-" : b.batch.origin) + "  tries=" + std::to_string(b.tries) +
+                       "  next=" + readableMillis(b.due) + "  via " +
+                       (b.batch.settings.method == "sendmail" ? b.batch.settings.sendmailPath : b.batch.settings.smtpUrl) +
+                       "  ->";
+    const char* sep = " ";
+    for (const auto& item : b.batch.items) {
+      for (const auto& to : item.to) {
+        line += sep + to;
+        sep = ", ";
+      }
+    }
+    mails += b.batch.items.size();
+    std::cout << sekimori::util::sanitize(line, 4096) << "\n";
+  }
+  std::cout << mails << (mails == 1 ? " warning mail" : " warning mails") << " waiting for a retry, in " << batches
+            << (batches == 1 ? " batch" : " batches") << ", in " << spool << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -343,6 +442,7 @@ int main(int argc, char** argv) {
   }
   if (!words.empty() && words[0] == "ratelimit") return ratelimit(words, socket);
   if (!words.empty() && words[0] == "quarantine") return quarantine(words, conf, dir);
+  if (!words.empty() && words[0] == "outbox") return outbox(words, conf, dir);
   std::cerr << kUsage;
   return kExitUsage;
 }

@@ -524,6 +524,8 @@ QuarantineSettings quarantineSettings(const config::Values& v) {
           v.get(kQuarantineMaxSize).value};
 }
 
+std::string notifySpoolDir(const config::Values& v) { return v.get(kNotifySpool); }
+
 bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors, bool apply) {
   auto cfg = std::make_shared<AvConfig>();
   const std::size_t before = errors.list().size();
@@ -574,7 +576,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   n.retry.after = v.get(kNotifyRetryAfter).value;
   n.retry.within = v.get(kNotifyRetryFor).value;
   if (n.retry.after < std::chrono::seconds(1)) error(kNotifyRetryAfter.key, "must be at least 1s");
-  const std::string outboxDir = v.get(kNotifySpool);
+  const std::string outboxDir = notifySpoolDir(v);
   if (!outboxDir.empty() && outboxDir[0] != '/') error(kNotifySpool.key, "must be an absolute path");
   for (std::string* addr : {&n.admin, &n.from}) {
     if (addr == &n.admin && addr->empty()) continue;

@@ -452,6 +452,20 @@ class AntivirusE2E(unittest.TestCase):
         # workers' temp directories are swept by the next start).
         for d in leftovers:
             self.addCleanup(shutil.rmtree, d, True)
+        # What the admin sees meanwhile (spool_dir read from the milter's conf file).
+        r = harness.sekimori_cli("outbox", "list", "-c", self.milter.conf_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        mine = [l for l in r.stdout.splitlines() if "  %s  " % qid in l]
+        self.assertEqual(len(mine), 1, r.stdout)
+        self.assertRegex(mine[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  %s  %s  tries=1  next=\S+ \S+  "
+                         r"via smtp://127\.0\.0\.1:%d  -> " % (re.escape(spooled()[0]), qid, relay.port))
+        self.assertIn("user@example.net", mine[0])
+        self.assertIn("av-admin@example.net", mine[0])
+        self.assertRegex(r.stdout.splitlines()[-1],
+                         r"^\d+ warning mails waiting for a retry, in \d+ batch(es)?, in %s$" % re.escape(self.outbox))
+        r = harness.sekimori_cli("outbox", "list", "-d", os.path.join(self.tmp, "no-such-dir"))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("cannot read", r.stderr)
         relay.forward = True
         self.milter.start()
         harness.wait_until(lambda: self.milter.log_lines(
