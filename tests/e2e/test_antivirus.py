@@ -235,7 +235,9 @@ class AntivirusE2E(unittest.TestCase):
     def setUpClass(cls):
         if shutil.which("lha") is None:
             raise unittest.SkipTest("lha (jlha-utils) not installed")
+        # Class cleanups run even when setUpClass raises half way.
         cls.tmp = tempfile.mkdtemp(prefix="sekimori-av-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         os.chmod(cls.tmp, 0o755)
         cls.db = make_database(cls.tmp)
         cls.quarantine = os.path.join(cls.tmp, "quarantine")
@@ -248,14 +250,10 @@ class AntivirusE2E(unittest.TestCase):
                                     env={"SEKIMORI_FAULT_INJECTION": "1"})
         cls.site = harness.Site([cls.milter], name="antivirus")
         cls.site.start()
+        cls.addClassCleanup(cls.site.stop)
         # Warnings go to this Postfix, now that its port is known.
         cls.milter.write_conf(cls.conf(port=cls.site.port))
         cls.milter.reload()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.site.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     extra_conf = ""
 
@@ -909,8 +907,10 @@ class AntivirusClamdE2E(unittest.TestCase):
         if not os.path.exists("/usr/sbin/clamd"):
             raise unittest.SkipTest("clamd (clamav-daemon) not installed")
         cls.tmp = tempfile.mkdtemp(prefix="sekimori-avc-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         os.chmod(cls.tmp, 0o755)
         cls.clamd = harness.Clamd(make_database(cls.tmp), threads=4)
+        cls.addClassCleanup(cls.clamd.cleanup)
         cls.clamd.start()
         templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         conf = CONF.format(db=os.path.join(cls.tmp, "db"), admin="", port=1, templates=os.path.abspath(templates),
@@ -920,12 +920,7 @@ class AntivirusClamdE2E(unittest.TestCase):
         cls.milter = harness.Milter("antivirus", conf)
         cls.site = harness.Site([cls.milter], name="antivirus-clamd")
         cls.site.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.site.stop()
-        cls.clamd.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.addClassCleanup(cls.site.stop)
 
     def test_outbound_virus_is_rejected(self):
         r = self.site.swaks(data=with_attachment(zip_of("eicar.com", EICAR), "a.zip", "application/zip",
@@ -956,6 +951,7 @@ class PlainSiteTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sekimori-av-plain-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)  # runs even when setUp raises
         os.chmod(self.tmp, 0o755)
         db = make_database(self.tmp)
         templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
@@ -969,10 +965,7 @@ class PlainSiteTest(unittest.TestCase):
         self.milter = harness.Milter("antivirus", conf)
         self.site = harness.Site([self.milter], name="antivirus-plain")
         self.site.start()
-
-    def tearDown(self):
-        self.site.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.addCleanup(self.site.stop)
 
 
 class AntivirusPoolDeathE2E(PlainSiteTest):
