@@ -88,23 +88,20 @@ class RateLimitE2EBase:
 
     @classmethod
     def setUpClass(cls):
+        # Class cleanups run even when setUpClass raises half way.
         cls.tmp = tempfile.mkdtemp(prefix="sekimori-rl-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         os.chmod(cls.tmp, 0o755)
         cls.ctl = os.path.join(cls.tmp, "ratelimit.ctl")
         cls.redis = None
         if cls.backend == "redis":
             cls.redis = harness.Redis()
+            cls.addClassCleanup(cls.redis.cleanup)
             cls.redis.start()
         cls.milter = harness.Milter("ratelimit", cls.conf())
         cls.site = harness.Site([cls.milter], name="ratelimit")
         cls.site.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.site.stop()
-        if cls.redis:
-            cls.redis.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.addClassCleanup(cls.site.stop)
 
     @classmethod
     def conf(cls, extra="", ctl=None, failure=None):
