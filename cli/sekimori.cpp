@@ -11,6 +11,7 @@
 // directory itself (the milter need not run); its permissions (0700, the
 // milter's user) are the access control; so does outbox, read only.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -375,12 +376,18 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
     std::string text;
     std::string why;
     sekimori::notify::SpooledBatch b;
+    if (name.ends_with(".bad")) {
+      std::cout << name << "  [set aside by the milter: unreadable]\n";
+      continue;
+    }
     const int fd = ::open((spool + "/" + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    const bool read = fd >= 0 && sekimori::util::readWhole(fd, &text);
+    struct stat info {};
+    // An outbox holds at most 16 MiB: a bigger file is not one of its own.
+    const bool fits = fd >= 0 && fstat(fd, &info) == 0 && info.st_size <= (32 << 20);
+    const bool read = fits && sekimori::util::readWhole(fd, &text);
     if (fd >= 0) ::close(fd);
-    if (name.ends_with(".bad") || !read || !sekimori::notify::decodeSpooled(text, &b, &why)) {
-      std::cout << name << "  [" << (name.ends_with(".bad") ? "set aside by the milter: unreadable" : read ? why : "cannot read it")
-                << "]\n";
+    if (!read || !sekimori::notify::decodeSpooled(text, &b, &why)) {
+      std::cout << name << "  [" << (read ? why : fd >= 0 && !fits ? "too large" : "cannot read it") << "]\n";
       continue;
     }
     ++batches;
