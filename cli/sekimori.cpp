@@ -10,8 +10,6 @@
 // same whatever backend holds the counters. quarantine works on the
 // directory itself (the milter need not run); its permissions (0700, the
 // milter's user) are the access control; so does outbox, read only.
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +30,6 @@
 #include "common/policy/cidr.h"
 #include "common/notify/spoolfile.h"
 #include "common/store/quarantine.h"
-#include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/antivirus_milter.h"
 
@@ -363,7 +360,10 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
   std::vector<std::string> names;
   for (fs::directory_iterator it(spool, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (!name.starts_with(".") && (name.ends_with(".batch") || name.ends_with(".batch.bad"))) names.push_back(name);
+    const std::string bad = std::string(sekimori::notify::kSpooledSuffix) + ".bad";
+    if (!name.starts_with(".") && (name.ends_with(sekimori::notify::kSpooledSuffix) || name.ends_with(bad))) {
+      names.push_back(name);
+    }
   }
   if (ec) {
     std::cerr << "sekimori: cannot read " << spool << ": " << ec.message() << "\n";
@@ -373,21 +373,15 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
   std::size_t mails = 0;
   std::size_t batches = 0;
   for (const auto& name : names) {
-    std::string text;
     std::string why;
     sekimori::notify::SpooledBatch b;
     if (name.ends_with(".bad")) {
       std::cout << name << "  [set aside by the milter: unreadable]\n";
       continue;
     }
-    const int fd = ::open((spool + "/" + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat info {};
     // An outbox holds at most 16 MiB: a bigger file is not one of its own.
-    const bool fits = fd >= 0 && fstat(fd, &info) == 0 && info.st_size <= (32 << 20);
-    const bool read = fits && sekimori::util::readWhole(fd, &text);
-    if (fd >= 0) ::close(fd);
-    if (!read || !sekimori::notify::decodeSpooled(text, &b, &why)) {
-      std::cout << name << "  [" << (read ? why : fd >= 0 && !fits ? "too large" : "cannot read it") << "]\n";
+    if (!sekimori::notify::readSpooled(spool + "/" + name, 32 << 20, &b, &why)) {
+      std::cout << name << "  [" << why << "]\n";
       continue;
     }
     ++batches;

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,8 +18,6 @@ namespace sekimori::notify {
 namespace {
 constexpr const char* kNotSent = "not sent: still queued when the milter stopped";
 constexpr const char* kKeptUntried = "not sent before the milter stopped; kept in the spool for its next start";
-
-constexpr std::string_view kSuffix = ".batch";  // of a spool file (spoolfile.h)
 
 using Millis = std::chrono::milliseconds;
 
@@ -86,7 +83,7 @@ void Outbox::load() {
     if (name.starts_with(".") && name.ends_with(".tmp")) {
       fs::remove(it->path(), ec);  // a write cut short by a crash; the batch it replaced is still there
       ec.clear();
-    } else if (name.ends_with(kSuffix) && !name.starts_with(".")) {
+    } else if (name.ends_with(kSpooledSuffix) && !name.starts_with(".")) {
       names.push_back(name);
     }
   }
@@ -98,17 +95,10 @@ void Outbox::load() {
   std::size_t left = 0;
   for (const auto& name : names) {
     const std::string path = spool_.dir + "/" + name;
-    std::string text;
     std::string why;
     SpooledBatch st;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat info {};
     // Never more than the outbox holds (and some room for the fields).
-    const bool fits = fd >= 0 && fstat(fd, &info) == 0 && static_cast<std::uint64_t>(info.st_size) <= maxBytes_ + 65536;
-    const bool read = fits && util::readWhole(fd, &text);
-    if (!read) why = fd >= 0 && !fits ? "larger than the outbox can hold" : util::errnoText("cannot read it");
-    if (fd >= 0) close(fd);
-    if (!read || !decodeSpooled(text, &st, &why)) {
+    if (!readSpooled(path, maxBytes_ + 65536, &st, &why)) {
       const std::string bad = path + ".bad";
       problem("spooled warning mails " + path + ": " + why + "; renamed to " + bad +
               (rename(path.c_str(), bad.c_str()) == 0 ? "" : " failed (" + util::errnoText("rename") + ")"));
@@ -148,7 +138,7 @@ void Outbox::keep(Pending& p) {
     char name[64];
     std::snprintf(name, sizeof name, "%013lld-%d-%u", static_cast<long long>(unixMillis(Clock::now())),
                   static_cast<int>(getpid()), ++spoolSerial_);
-    file = spool_.dir + "/" + name + std::string(kSuffix);
+    file = spool_.dir + "/" + name + std::string(kSpooledSuffix);
   }
   if (util::replaceFile(file, encodeSpooled({p.batch, p.tries, unixMillis(p.first), unixMillis(p.due)}), &why)) {
     p.file = std::move(file);

@@ -1,10 +1,15 @@
 // common/notify/spoolfile.cpp — see spoolfile.h.
 #include "common/notify/spoolfile.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
 
+#include "common/util/files.h"
 #include "common/util/strings.h"
 
 namespace sekimori::notify {
@@ -124,6 +129,17 @@ bool decodeSpooled(std::string_view text, SpooledBatch* out, std::string* why) {
   b.retry.within = std::chrono::milliseconds(numbers["retry_within"]);
   b.settings.timeout = std::chrono::milliseconds(numbers["timeout"]);
   return true;
+}
+
+bool readSpooled(const std::string& path, std::uint64_t maxBytes, SpooledBatch* out, std::string* why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat info {};
+  const bool fits = fd >= 0 && fstat(fd, &info) == 0 && static_cast<std::uint64_t>(info.st_size) <= maxBytes;
+  std::string text;
+  const bool read = fits && util::readWhole(fd, &text);
+  if (!read) *why = fd >= 0 && !fits ? "larger than the outbox can hold" : util::errnoText("cannot read it");
+  if (fd >= 0) close(fd);
+  return read && decodeSpooled(text, out, why);
 }
 
 }  // namespace sekimori::notify

@@ -22,6 +22,10 @@
 
 namespace sekimori::notify {
 
+// A spool file's name ends so ("1795000000000-4242-1.batch"); one the
+// outbox could not read is renamed NAME.batch.bad.
+constexpr std::string_view kSpooledSuffix = ".batch";
+
 struct SpooledBatch {
   Outbox::Batch batch;     // its report is not kept
   int tries = 0;           // made so far
@@ -35,5 +39,10 @@ std::string encodeSpooled(const SpooledBatch& b);
 // "unexpected field 'x'", ...) for anything else, *out then unspecified.
 // Every mail has at least one recipient; numbers are not negative.
 bool decodeSpooled(std::string_view text, SpooledBatch* out, std::string* why);
+
+// decodeSpooled() of the file at `path`, read only when it has at most
+// `maxBytes` (else *why = "larger than the outbox can hold"); a file that
+// cannot be read: *why = "cannot read it: REASON".
+bool readSpooled(const std::string& path, std::uint64_t maxBytes, SpooledBatch* out, std::string* why);
 
 }  // namespace sekimori::notify
