@@ -380,18 +380,28 @@ class AntivirusE2E(unittest.TestCase):
         self.assertIn("to=av-admin@example.net", " ".join(deferred()))
         self.assertIn('tries=1 retry_in=1m error="smtp: Timeout was reached', deferred()[0])
 
+    def warnings_through_relay_that_turns_away(self, retry_after):
+        """For the rest of the test the milter submits its warnings to a
+        TurnAwayRelay (421 until its `forward` is set) and retries after
+        `retry_after`; afterwards, to this Postfix again (the milter started
+        again first if the test left it stopped)."""
+        relay = TurnAwayRelay(self.site.port)
+        self.addCleanup(relay.close)
+        self.milter.write_conf(self.conf(port=relay.port) + "[notify]\nretry_after = %s\n" % retry_after)
+        self.milter.reload()
+        def restore():
+            if self.milter.proc is None:
+                self.milter.start()
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+        self.addCleanup(restore)
+        return relay
+
     def test_warnings_a_relay_turns_away_for_now_are_sent_once_it_takes_mail(self):
         # A relay that answers 421 (being restarted, say): the warnings are
         # deferred, tried again after retry_after, and delivered as soon as
         # the relay takes mail again; the message's reply never waited.
-        relay = TurnAwayRelay(self.site.port)
-        self.addCleanup(relay.close)
-        self.milter.write_conf(self.conf(port=relay.port) + "[notify]\nretry_after = 1s\n")
-        self.milter.reload()
-        def restore():
-            self.milter.write_conf(self.conf(port=self.site.port))
-            self.milter.reload()
-        self.addCleanup(restore)
+        relay = self.warnings_through_relay_that_turns_away("1s")
         r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("relay-away")))
         self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
         qid = r.queue_id
@@ -415,16 +425,7 @@ class AntivirusE2E(unittest.TestCase):
         # killed (SIGKILL: nothing of its stop runs). The deferred warnings
         # are in notify.spool_dir, and the milter started again sends them
         # once the relay takes mail.
-        relay = TurnAwayRelay(self.site.port)
-        self.addCleanup(relay.close)
-        self.milter.write_conf(self.conf(port=relay.port) + "[notify]\nretry_after = 2s\n")
-        self.milter.reload()
-        def restore():
-            if self.milter.proc is None:
-                self.milter.start()
-            self.milter.write_conf(self.conf(port=self.site.port))
-            self.milter.reload()
-        self.addCleanup(restore)
+        relay = self.warnings_through_relay_that_turns_away("2s")
         r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("spooled")))
         self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
         qid = r.queue_id
