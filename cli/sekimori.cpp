@@ -78,9 +78,10 @@ constexpr const char* kUsage =
     "Nothing here hands a held message to its recipients: release is not a\n"
     "command, by design (R-AV-7).\n"
     "\n"
-    "outbox: the warning mails sekimori-antivirus keeps for a retry ([notify]\n"
-    "spool_dir) because the relay turned them away for the time being; read\n"
-    "only, the milter may be running (it sends them when due).\n"
+    "outbox: the warning mails sekimori-antivirus has not sent yet ([notify]\n"
+    "spool_dir): queued, or waiting for a retry because the relay turned them\n"
+    "away for the time being; read only, the milter may be running (it sends\n"
+    "them when due).\n"
     "  list        one line per infected message's batch, oldest first:\n"
     "                FIRST_TRY  FILE  QUEUEID  tries=N  next=TIME  via RELAY  -> ADDRESSES\n"
     "              then a total. A file the milter could not read is marked.\n"
@@ -400,7 +401,7 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
     mails += b.batch.items.size();
     std::cout << sekimori::util::sanitize(line, 4096) << "\n";
   }
-  std::cout << mails << (mails == 1 ? " warning mail" : " warning mails") << " waiting for a retry, in " << batches
+  std::cout << mails << (mails == 1 ? " warning mail" : " warning mails") << " not yet sent, in " << batches
             << (batches == 1 ? " batch" : " batches") << ", in " << spool << "\n";
   return 0;
 }

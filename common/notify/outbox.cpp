@@ -59,7 +59,7 @@ void Outbox::start(Spool spool) {
                                              : spool_.dir + " is in use by another process";
       if (spoolLock_ >= 0) close(spoolLock_);
       spoolLock_ = -1;
-      if (spool_.problem) spool_.problem(why + "; warning mails waiting for a retry are kept in memory only");
+      if (spool_.problem) spool_.problem(why + "; warning mails not yet sent are kept in memory only");
       spool_.dir.clear();
     }
   }
@@ -137,7 +137,7 @@ void Outbox::keep(Pending& p) {
     // Named by the time it was first kept: a start loads the oldest first.
     char name[64];
     std::snprintf(name, sizeof name, "%013lld-%d-%u", static_cast<long long>(unixMillis(Clock::now())),
-                  static_cast<int>(getpid()), ++spoolSerial_);
+                  static_cast<int>(getpid()), ++spoolSerial_);  // atomic: post() and the thread both name files
     file = spool_.dir + "/" + name + std::string(kSpooledSuffix);
   }
   if (util::replaceFile(file, encodeSpooled({p.batch, p.tries, unixMillis(p.first), unixMillis(p.due)}), &why)) {
@@ -162,7 +162,13 @@ void Outbox::post(Batch b) {
     const std::size_t bytes = bytesOf(b);
     if (running_ && queuedBytes_ + bytes <= maxBytes_) {
       queuedBytes_ += bytes;
-      queue_.push_back(Pending{std::move(b), 0, {}, {}, {}});
+      const auto now = Clock::now();
+      Pending p{std::move(b), 0, now, now, {}};
+      // On disk before the caller goes on: a crash or a kill from here on
+      // does not lose it. Under the lock, so that a stop() cannot slip in
+      // between the file and the queue (rare: one per infected message).
+      keep(p);
+      queue_.push_back(std::move(p));
       wake_.notify_one();
       return;
     }

@@ -30,11 +30,12 @@
 // loses them (each deferred one was logged as such, and the event they
 // report is logged too).
 //
-// With a spool (start(Spool)): every batch with mails waiting for a retry
-// is also a file in the spool directory, rewritten at each try and removed
-// when none is left to try; stop() leaves those to the next start (no
-// extra try), and what it could not send within its deadline — or could
-// not send for the time being — joins them there, reported Deferred. A
+// With a spool (start(Spool)): every batch queued by post() is also a file
+// in the spool directory, written before post() returns, rewritten after
+// each try and removed when none of its mails is left to try; stop()
+// leaves the mails waiting for a retry to the next start (no extra try),
+// and what it could not send within its deadline — or could not send for
+// the time being — stays there too, reported Deferred. A
 // start loads the spool's batches (up to the outbox's bound, oldest first)
 // and tries them when they are due (one the stop left untried at once),
 // each with the report the Spool's `recovered` makes for it; their first
@@ -44,8 +45,8 @@
 // the outbox runs in memory only and says so to `problem`. A batch whose
 // file cannot be written waits in memory (said to `problem`, as is its
 // loss if a stop cannot write it either). A crash, a kill or a power cut
-// loses no deferred mail (a mail not yet tried, still queued, is lost); a
-// mail being sent at that moment may be sent twice.
+// loses no queued or deferred mail; a mail being sent at that moment may
+// be sent twice (its file is rewritten after the try).
 //
 //   notify::Outbox outbox;
 //   outbox.start();                    // or start({"/var/lib/sekimori/outbox", recoveredReport, logProblem})
@@ -54,6 +55,7 @@
 //   outbox.stop(std::chrono::seconds(10));
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -118,11 +120,12 @@ class Outbox {
 
   // Starts the sending thread (again, after a stop()), in memory only.
   void start();
-  // As start(), with the mails waiting for a retry kept in `spool.dir`;
-  // the batches found there are loaded first (see above).
+  // As start(), with the mails not yet sent kept in `spool.dir`; the
+  // batches found there are loaded first (see above).
   void start(Spool spool);
-  // Queues `b`, or sends it here and now (full, or not running), or reports
-  // it Failed untried (full of mails waiting for a retry).
+  // Queues `b` (and with a spool writes its file first: an fsync in the
+  // caller's thread), or sends it here and now (full, or not running), or
+  // reports it Failed untried (full of mails waiting for a retry).
   void post(Batch b);
   // Sends what is queued or deferred within `deadline` (a submission under
   // way finishes, within its own timeout; nothing is deferred any more),
@@ -151,9 +154,9 @@ class Outbox {
   bool pastDeadline() const;
   const char* noRetryReason() const;
   void run();
-  // The spool (outside the lock, in the outbox's thread): writes `p` to its
-  // file (a new one when it has none) or, when nothing is left in it,
-  // removes the file. A failure goes to spool_.problem.
+  // The spool (from post(), and outside the lock from the outbox's thread):
+  // writes `p` to its file (a new one when it has none) or, when nothing is
+  // left in it, removes the file. A failure goes to spool_.problem.
   void keep(Pending& p);
   void load();
 
@@ -170,7 +173,7 @@ class Outbox {
   Clock::time_point deadline_;
   Spool spool_;                  // dir empty: memory only
   int spoolLock_ = -1;           // flock()ed spool_.dir/.lock while running
-  unsigned spoolSerial_ = 0;     // for unique file names
+  std::atomic<unsigned> spoolSerial_{0};  // for unique file names
   std::thread thread_;
 };
 

@@ -160,11 +160,11 @@ const Option<Duration> kNotifyRetryFor{"notify.retry_for", Duration{std::chrono:
                                        "as failed. 0: a warning is tried once."};
 
 const Option<std::string> kNotifySpool{"notify.spool_dir", "/var/lib/sekimori/outbox",
-                                       "Warnings waiting for a retry are kept here too (mode 0600 files, one per "
-                                       "infected message), so that a restart or a crash loses none: a start sends "
-                                       "those it finds when they are due. Empty: in memory only (a stop tries "
-                                       "each once more, a killed daemon loses them). Changes take effect at "
-                                       "restart."};
+                                       "Warnings not yet sent are kept here too (mode 0600 files, one per "
+                                       "infected message, written before the message's reply), so that a "
+                                       "restart or a crash loses none: a start sends those it finds, each when "
+                                       "due. Empty: in memory only (a stop tries those waiting for a retry once "
+                                       "more, a killed daemon loses them). Changes take effect at restart."};
 
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
@@ -682,7 +682,7 @@ void AntivirusMilter::start() {
     // before the restart.
     for (const auto& i : b.items) issued_.add(i.messageId);
     log::message(log::Level::Notice, b.origin + ": " + std::to_string(b.items.size()) +
-                                         " warning mails waiting for a retry taken from " + outboxDir_);
+                                         " warning mails not yet sent taken from " + outboxDir_);
     return warningReport(b.origin);
   };
   spool.problem = [](const std::string& what) { log::message(log::Level::Error, "warning mail spool: " + what); };

@@ -55,8 +55,8 @@ struct QuarantineSettings {
 // As the daemon reads them from checked values; the admin command
 // (`sekimori quarantine`) reads the same conf file through it.
 QuarantineSettings quarantineSettings(const config::Values& v);
-// [notify] spool_dir: where warnings waiting for a retry are kept (empty:
-// in memory only); `sekimori outbox list` reads it the same way.
+// [notify] spool_dir: where warnings not yet sent are kept (empty: in
+// memory only); `sekimori outbox list` reads it the same way.
 std::string notifySpoolDir(const config::Values& v);
 
 struct AvConfig {

@@ -150,12 +150,15 @@ def make_database(tmp):
 
 class TurnAwayRelay:
     """A relay on a loopback port that greets every session with 421 and
-    hangs up, until `forward` is set; from then on it passes each session
-    through to 127.0.0.1:`to_port`."""
+    hangs up — or, while `silent` is set, holds it open without a word —
+    until `forward` is set; from then on it passes each session through to
+    127.0.0.1:`to_port`."""
 
     def __init__(self, to_port):
         self.to_port = to_port
         self.forward = False
+        self.silent = False
+        self.held = []  # the sessions held silent
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -168,6 +171,9 @@ class TurnAwayRelay:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            if not self.forward and self.silent:
+                self.held.append(c)
+                continue
             if not self.forward:
                 c.sendall(b"421 4.3.2 Service shutting down\r\n")
                 c.close()
@@ -196,6 +202,8 @@ class TurnAwayRelay:
 
     def close(self):
         self.sock.close()
+        for c in self.held:
+            c.close()
 
 def scanner_socket_dirs(pid):
     """The directories of the unix sockets that process `pid` and its
@@ -397,6 +405,29 @@ class AntivirusE2E(unittest.TestCase):
         self.addCleanup(restore)
         return relay
 
+    def spooled(self, qid):
+        """The spool files of message `qid`'s warnings (earlier tests may
+        have left others)."""
+        found = []
+        for n in os.listdir(self.outbox):
+            try:
+                with open(os.path.join(self.outbox, n), "rb") as f:
+                    if n.endswith(".batch") and b"\norigin %d\n%s\n" % (len(qid), qid.encode()) in f.read():
+                        found.append(n)
+            except FileNotFoundError:
+                pass
+        return found
+
+    def kill_milter(self):
+        """SIGKILL: nothing of its stop runs. A killed daemon cannot remove
+        its scanners' socket directory (the workers' temp directories are
+        swept by the next start): the test does."""
+        leftovers = scanner_socket_dirs(self.milter.proc.pid)
+        self.assertTrue(leftovers)
+        self.milter.kill()
+        for d in leftovers:
+            self.addCleanup(shutil.rmtree, d, True)
+
     def test_warnings_a_relay_turns_away_for_now_are_sent_once_it_takes_mail(self):
         # A relay that answers 421 (being restarted, say): the warnings are
         # deferred, tried again after retry_after, and delivered as soon as
@@ -431,26 +462,11 @@ class AntivirusE2E(unittest.TestCase):
         qid = r.queue_id
         harness.wait_until(lambda: len([l for l in self.milter.log_lines(qid) if "warning=deferred" in l]) >= 2,
                            15, "both warnings to be deferred")
-        def spooled():  # the spool files of this message's warnings (earlier tests may have left others)
-            found = []
-            for n in os.listdir(self.outbox):
-                try:
-                    with open(os.path.join(self.outbox, n), "rb") as f:
-                        if n.endswith(".batch") and b"\norigin %d\n%s\n" % (len(qid), qid.encode()) in f.read():
-                            found.append(n)
-                except FileNotFoundError:
-                    pass
-            return found
+        spooled = lambda: self.spooled(qid)
         harness.wait_until(lambda: len(spooled()) == 1, 5, "the deferred warnings to be spooled")
         self.assertEqual(os.stat(self.outbox).st_mode & 0o777, 0o700)
         self.assertEqual(os.stat(os.path.join(self.outbox, spooled()[0])).st_mode & 0o777, 0o600)
-        leftovers = scanner_socket_dirs(self.milter.proc.pid)
-        self.assertTrue(leftovers)
-        self.milter.kill()
-        # A killed daemon cannot remove its scanners' socket directory (the
-        # workers' temp directories are swept by the next start).
-        for d in leftovers:
-            self.addCleanup(shutil.rmtree, d, True)
+        self.kill_milter()
         # What the admin sees meanwhile (spool_dir read from the milter's conf file).
         r = harness.sekimori_cli("outbox", "list", "-c", self.milter.conf_path)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -461,14 +477,14 @@ class AntivirusE2E(unittest.TestCase):
         self.assertIn("user@example.net", mine[0])
         self.assertIn("av-admin@example.net", mine[0])
         self.assertRegex(r.stdout.splitlines()[-1],
-                         r"^\d+ warning mails waiting for a retry, in \d+ batch(es)?, in %s$" % re.escape(self.outbox))
+                         r"^\d+ warning mails not yet sent, in \d+ batch(es)?, in %s$" % re.escape(self.outbox))
         r = harness.sekimori_cli("outbox", "list", "-d", os.path.join(self.tmp, "no-such-dir"))
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("cannot read", r.stderr)
         relay.forward = True
         self.milter.start()
         harness.wait_until(lambda: self.milter.log_lines(
-            re.escape(qid) + r": 2 warning mails waiting for a retry taken from " + re.escape(self.outbox)),
+            re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),
             10, "the spooled warnings to be taken up")
         self.wait_warning_to("user@example.net", qid)
         self.wait_warning_to("av-admin@example.net", qid)
@@ -477,6 +493,40 @@ class AntivirusE2E(unittest.TestCase):
         for line in self.milter.log_lines(qid + r".*warning=sent"):
             self.assertGreaterEqual(int(re.search(r" tries=(\d+)", line).group(1)), 2, line)
         harness.wait_until(lambda: spooled() == [], 5, "the spool file to go once both are sent")
+
+    def test_warnings_not_tried_yet_outlive_a_killed_milter(self):
+        # The relay holds its sessions without a word: the first message's
+        # warnings are being sent, the second's queued behind them, when the
+        # milter is killed. Each message's warnings were on disk before its
+        # reply; the milter started again sends all four.
+        relay = self.warnings_through_relay_that_turns_away("2s")
+        relay.silent = True
+        qids = []
+        for n in range(2):
+            r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("queued-%d" % n)))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            qids.append(r.queue_id)
+            self.assertEqual(len(self.spooled(r.queue_id)), 1, "spooled before the reply")
+        harness.wait_until(lambda: relay.held, 10, "the first warnings' session to reach the relay")
+        self.assertEqual(self.milter.log_lines(r"(%s|%s).*warning=(sent|deferred|failed)" % tuple(qids)), [])
+        self.kill_milter()
+        r = harness.sekimori_cli("outbox", "list", "-d", self.outbox)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for qid in qids:
+            mine = [l for l in r.stdout.splitlines() if "  %s  " % qid in l]
+            self.assertEqual(len(mine), 1, r.stdout)
+            self.assertRegex(mine[0], r"^\(not tried yet\)  %s  %s  tries=0  " % (re.escape(self.spooled(qid)[0]), qid))
+        relay.forward = True
+        self.milter.start()
+        for qid in qids:
+            harness.wait_until(lambda: self.milter.log_lines(
+                re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),
+                10, "the spooled warnings to be taken up")
+            self.wait_warning_to("user@example.net", qid)
+            self.wait_warning_to("av-admin@example.net", qid)
+            harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
+                               "both warnings logged sent")
+            harness.wait_until(lambda: self.spooled(qid) == [], 5, "the spool file to go once both are sent")
 
     def test_a_forged_notice_header_does_not_stop_the_warnings(self):
         # Anyone can write X-Sekimori-Notice; only a Message-ID the milter

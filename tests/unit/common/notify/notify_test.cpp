@@ -1559,6 +1559,55 @@ TEST(NotifyOutboxSpool, AStopKeepsWhatItCouldNotSendForTheNextStart) {
   EXPECT_EQ(server.sessions().size(), 1u);
 }
 
+TEST(NotifyOutboxSpool, EveryPostedBatchIsOnDiskBeforePostReturns) {
+  // The outbox's thread is held by a silent relay; a batch posted behind
+  // it is queued, never tried — and already in its file, so that a kill
+  // now would not lose it. A copy of the spool, as a killed process would
+  // leave it, is sent by the next outbox.
+  SilentServer silent;
+  ScriptedSmtpServer server({"8BITMIME"});
+  TempDir dir, copy;
+  SpoolLog first;
+  Reports stuck, queued;
+  Outbox outbox;
+  outbox.start(first.spool(dir.path()));
+  outbox.post(batchTo(silent.url(), {"stuck@example.jp"}, stuck, 1000ms, {.after = 1h, .within = 2h}));
+  EXPECT_EQ(filesIn(dir.path()).size(), 1u);
+  for (int i = 0; i < 400 && outbox.queued() > 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(outbox.queued(), 0u) << "the first batch's try did not begin";
+  Outbox::Batch b = batchTo(server.url(), {"queued@example.jp"}, queued, 5000ms, {.after = 1h, .within = 2h});
+  b.origin = "4XyZ2def";
+  outbox.post(std::move(b));
+  const auto files = filesIn(dir.path());
+  ASSERT_EQ(files.size(), 2u);  // no wait: post() wrote it
+  EXPECT_EQ(outbox.queued(), 1u);
+  for (const auto& name : files) fs::copy_file(dir.path() / name, copy.path() / name);
+  SpooledBatch st;
+  std::string why;
+  ASSERT_TRUE(readSpooled((dir.path() / files[1]).string(), 1 << 20, &st, &why)) << why;
+  EXPECT_EQ(st.batch.origin, "4XyZ2def");
+  EXPECT_EQ(st.tries, 0);
+  EXPECT_TRUE(queued.got.empty());
+  outbox.stop(0ms);  // (it keeps the queued one untried, in its own spool)
+
+  SpoolLog second;
+  Outbox next;
+  next.start(second.spool(copy.path()));
+  // Oldest first: the stuck one (its first try, deferred after the
+  // relay's silence), then the queued one.
+  const auto got = second.reports.waitFor(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].to, "stuck@example.jp");
+  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred) << got[0].error;
+  EXPECT_EQ(got[0].result.tries, 1);
+  EXPECT_EQ(got[1].to, "queued@example.jp");
+  EXPECT_TRUE(got[1].sent) << got[1].error;
+  EXPECT_EQ(got[1].result.tries, 1);
+  EXPECT_TRUE(waitForFiles(copy.path(), 1));  // only the deferred one's
+  next.stop(0ms);
+  EXPECT_EQ(server.sessions().size(), 1u);
+}
+
 TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
   TempDir dir;
   // A good batch, spooled by an outbox whose relay is down.
@@ -1639,8 +1688,8 @@ TEST(NotifyOutboxSpool, TwoOutboxesDoNotShareASpool) {
     std::lock_guard lock(second.mutex);
     ASSERT_EQ(second.problems.size(), 1u);
     EXPECT_EQ(second.problems[0], dir.path().string() +
-                                      " is in use by another process; warning mails waiting for a retry are kept "
-                                      "in memory only");
+                                      " is in use by another process; warning mails not yet sent are kept in "
+                                      "memory only");
   }
   // b keeps its deferred mails in memory, out of a's spool.
   const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
@@ -1674,12 +1723,16 @@ TEST(NotifyOutboxSpool, ASpoolThatCannotBeUsedLeavesMailsInMemoryAndSaysSo) {
     EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred);
     EXPECT_TRUE(got[1].sent) << got[1].error;  // retried from memory
     std::lock_guard lock(log.mutex);
-    ASSERT_EQ(log.problems.size(), 1u);
-    EXPECT_NE(log.problems[0].find(vanishes ? "(the warning mails wait in memory only)"
-                                            : "spool/.lock: No such file or directory; warning mails waiting for "
-                                              "a retry are kept in memory only"),
-              std::string::npos)
-        << log.problems[0];
+    // A vanished spool: the file cannot be written when the batch is
+    // posted, nor after its deferred try; each failure is said.
+    ASSERT_EQ(log.problems.size(), vanishes ? 2u : 1u);
+    for (const auto& problem : log.problems) {
+      EXPECT_NE(problem.find(vanishes ? "(the warning mails wait in memory only)"
+                                      : "spool/.lock: No such file or directory; warning mails not yet "
+                                        "sent are kept in memory only"),
+                std::string::npos)
+          << problem;
+    }
     fs::create_directory(dir.path() / "spool");
   }
 }
