@@ -46,10 +46,11 @@ std::chrono::milliseconds Outbox::Retry::delay(int tries) const {
 
 void Outbox::start() { start(Spool{}); }
 
-void Outbox::start(Spool spool) {
+void Outbox::start(Spool spool, Refresh refresh) {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
   spool_ = std::move(spool);
+  refresh_ = std::move(refresh);
   if (!spool_.dir.empty()) {
     // One outbox per spool: another process's batches are its own to send.
     const std::string lockPath = spool_.dir + "/.lock";
@@ -110,6 +111,7 @@ void Outbox::load() {
       continue;
     }
     if (spool_.recovered) st.batch.report = spool_.recovered(st.batch);
+    if (refresh_) refresh_(st.batch.settings, st.batch.retry);
     Pending p{std::move(st.batch), st.tries, {}, {}, path};
     const auto now = Clock::now();
     p.first = std::min(steadyOf(st.first), now);
@@ -299,6 +301,7 @@ void Outbox::run() {
     }
     const std::size_t bytes = bytesOf(next.batch);
     lock.unlock();
+    if (refresh_) refresh_(next.batch.settings, next.batch.retry);
     // Past stop()'s deadline the rest is reported, not tried: a dead relay
     // would otherwise cost a timeout per mail.
     Pending rest = attempt(

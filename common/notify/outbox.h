@@ -97,7 +97,7 @@ class Outbox {
     std::chrono::milliseconds delay(int tries) const;
   };
   struct Batch {
-    SubmitSettings settings;  // as configured when the event happened
+    SubmitSettings settings;  // as configured when the event happened (see Refresh)
     Retry retry;
     std::vector<Item> items;
     Report report;
@@ -118,11 +118,18 @@ class Outbox {
   Outbox(const Outbox&) = delete;
   Outbox& operator=(const Outbox&) = delete;
 
+  // Brings a batch's submit settings and retry policy up to date before
+  // each of its tries (from the outbox's thread; at a start also for each
+  // batch loaded from the spool, before its next try is timed): a batch
+  // follows the configuration as it is now, so that a relay fixed in the
+  // conf file (reload or restart) takes the mails waiting for a retry too.
+  using Refresh = std::function<void(SubmitSettings&, Retry&)>;
+
   // Starts the sending thread (again, after a stop()), in memory only.
   void start();
-  // As start(), with the mails not yet sent kept in `spool.dir`; the
-  // batches found there are loaded first (see above).
-  void start(Spool spool);
+  // As start(), with the mails not yet sent kept in `spool.dir` (when not
+  // empty); the batches found there are loaded first (see above).
+  void start(Spool spool, Refresh refresh = {});
   // Queues `b` (and with a spool writes its file first: an fsync in the
   // caller's thread), or sends it here and now (full, or not running), or
   // reports it Failed untried (full of mails waiting for a retry).
@@ -172,6 +179,7 @@ class Outbox {
   bool stopping_ = false;
   Clock::time_point deadline_;
   Spool spool_;                  // dir empty: memory only
+  Refresh refresh_;              // set by start(), read by its thread
   int spoolLock_ = -1;           // flock()ed spool_.dir/.lock while running
   std::atomic<unsigned> spoolSerial_{0};  // for unique file names
   std::thread thread_;

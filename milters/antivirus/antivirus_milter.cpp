@@ -154,7 +154,8 @@ const Option<Duration> kNotifyRetryAfter{"notify.retry_after", Duration{std::chr
                                          "A warning the relay refused for the time being (4xx), or could not take "
                                          "(down, silent; sendmail's exit status 75), is tried again after this; "
                                          "each further retry after twice the wait before, at most 15 minutes "
-                                         "apart. At least 1s. Waiting warnings are kept in spool_dir."};
+                                         "apart. At least 1s. Waiting warnings are kept in spool_dir; each try "
+                                         "uses [notify] as it is then (a relay fixed by a reload takes them)."};
 const Option<Duration> kNotifyRetryFor{"notify.retry_for", Duration{std::chrono::hours(1)},
                                        "No retry later than this after the first try; the warning is then logged "
                                        "as failed. 0: a warning is tried once."};
@@ -365,6 +366,16 @@ void logWarning(const std::string& qid, const std::string& to, const std::string
   line.emit(r.outcome == Outcome::Sent ? log::Level::Info : log::Level::Warning);
 }
 
+// How warnings are submitted, as [notify] says now.
+notify::SubmitSettings submitSettings(const NotifyConfig& n) {
+  notify::SubmitSettings s;
+  s.method = n.method;
+  s.smtpUrl = n.smtpUrl;
+  s.sendmailPath = n.sendmailPath;
+  s.timeout = n.timeout;
+  return s;
+}
+
 // What the outbox reports for a batch of warnings about message `qid`, from
 // whichever thread made the try.
 notify::Outbox::Report warningReport(const std::string& qid) {
@@ -437,10 +448,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   using Outbox = notify::Outbox;
   Outbox::Batch batch;
   batch.origin = s.queueId();
-  batch.settings.method = n.method;
-  batch.settings.smtpUrl = n.smtpUrl;
-  batch.settings.sendmailPath = n.sendmailPath;
-  batch.settings.timeout = n.timeout;
+  batch.settings = submitSettings(n);
   batch.retry = n.retry;
   batch.report = warningReport(s.queueId());
   for (const auto& notice : notices) {
@@ -686,7 +694,13 @@ void AntivirusMilter::start() {
     return warningReport(b.origin);
   };
   spool.problem = [](const std::string& what) { log::message(log::Level::Error, "warning mail spool: " + what); };
-  outbox_.start(std::move(spool));
+  // Each try follows [notify] as it is now: a relay fixed by a reload or
+  // a restart takes the warnings waiting for a retry too.
+  outbox_.start(std::move(spool), [this](notify::SubmitSettings& s, notify::Outbox::Retry& r) {
+    const auto cfg = config_.get();
+    s = submitSettings(cfg->notify);
+    r = cfg->notify.retry;
+  });
 }
 
 void AntivirusMilter::stop() {

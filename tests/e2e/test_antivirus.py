@@ -451,11 +451,29 @@ class AntivirusE2E(unittest.TestCase):
             self.assertGreaterEqual(tries, 2, line)
         self.assertEqual([l for l in self.milter.log_lines(qid) if "warning=failed" in l], [])
 
+    def test_a_relay_fixed_by_a_reload_takes_the_deferred_warnings(self):
+        # The relay named in [notify] smtp_url turns the warnings away for
+        # good; the admin names a working one and reloads: the deferred
+        # warnings go there at their next try.
+        relay = self.warnings_through_relay_that_turns_away("1s")
+        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("reload-relay")))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        qid = r.queue_id
+        harness.wait_until(lambda: len([l for l in self.milter.log_lines(qid) if "warning=deferred" in l]) >= 2,
+                           15, "both warnings to be deferred")
+        self.milter.write_conf(self.conf(port=self.site.port) + "[notify]\nretry_after = 1s\n")
+        self.milter.reload()
+        self.wait_warning_to("user@example.net", qid)
+        self.wait_warning_to("av-admin@example.net", qid)
+        self.assertFalse(relay.forward)
+        harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
+                           "both warnings logged sent")
+
     def test_warnings_waiting_for_a_retry_outlive_a_killed_milter(self):
         # The relay turns the warnings away for now; the milter is then
         # killed (SIGKILL: nothing of its stop runs). The deferred warnings
         # are in notify.spool_dir, and the milter started again sends them
-        # once the relay takes mail.
+        # through the relay its conf file names now.
         relay = self.warnings_through_relay_that_turns_away("2s")
         r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("spooled")))
         self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
@@ -481,7 +499,10 @@ class AntivirusE2E(unittest.TestCase):
         r = harness.sekimori_cli("outbox", "list", "-d", os.path.join(self.tmp, "no-such-dir"))
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("cannot read", r.stderr)
-        relay.forward = True
+        # Meanwhile the admin points [notify] smtp_url at a relay that
+        # works (this Postfix); the old one keeps turning mail away. The
+        # spooled warnings follow the conf file as it is now.
+        self.milter.write_conf(self.conf(port=self.site.port) + "[notify]\nretry_after = 2s\n")
         self.milter.start()
         harness.wait_until(lambda: self.milter.log_lines(
             re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),

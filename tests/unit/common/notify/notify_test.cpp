@@ -1608,6 +1608,60 @@ TEST(NotifyOutboxSpool, EveryPostedBatchIsOnDiskBeforePostReturns) {
   EXPECT_EQ(server.sessions().size(), 1u);
 }
 
+TEST(NotifyOutboxSpool, EachTryFollowsTheSettingsOfNow) {
+  // Mails waiting for a retry on a relay that is down go to the one the
+  // configuration names now: in the running outbox (a reload), and in the
+  // next one, whose shorter retry wait applies at once (a restart).
+  ScriptedSmtpServer server({"8BITMIME"});
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  std::mutex mutex;
+  std::string url = nowhere;
+  const auto refresh = [&](SubmitSettings& s, Outbox::Retry& r) {
+    std::lock_guard lock(mutex);
+    s.smtpUrl = url;
+    r = {.after = 100ms, .within = 1h};
+  };
+  {
+    Reports r;
+    Outbox outbox;
+    outbox.start({}, refresh);
+    outbox.post(batchTo(nowhere, {"reload@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+    ASSERT_EQ(r.waitFor(1).size(), 1u);
+    EXPECT_EQ(r.got[0].result.outcome, Outbox::Outcome::Deferred) << r.got[0].error;
+    EXPECT_EQ(r.got[0].result.retryIn, 100ms);  // the policy of now, not the batch's hour
+    {
+      std::lock_guard lock(mutex);
+      url = server.url();
+    }
+    const auto got = r.waitFor(2);
+    outbox.stop(0ms);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_TRUE(got[1].sent) << got[1].error;
+    EXPECT_EQ(got[1].result.tries, 2);
+  }
+
+  TempDir dir;
+  {
+    SpoolLog first;
+    Outbox outbox;
+    outbox.start(first.spool(dir.path()));  // no refresh: the batch's own hour
+    outbox.post(batchTo(nowhere, {"restart@example.jp"}, first.reports, 5000ms, {.after = 1h, .within = 2h}));
+    ASSERT_EQ(first.reports.waitFor(1).size(), 1u);
+    ASSERT_TRUE(waitForFiles(dir.path(), 1));
+    outbox.stop(0ms);
+  }
+  SpoolLog second;
+  Outbox outbox;
+  outbox.start(second.spool(dir.path()), refresh);
+  const auto got = second.reports.waitFor(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].sent) << got[0].error;
+  EXPECT_EQ(got[0].result.tries, 2);
+  EXPECT_TRUE(waitForFiles(dir.path(), 0));
+  outbox.stop(0ms);
+  EXPECT_EQ(server.sessions().size(), 2u);
+}
+
 TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
   TempDir dir;
   // A good batch, spooled by an outbox whose relay is down.
