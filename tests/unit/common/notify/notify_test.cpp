@@ -1608,6 +1608,55 @@ TEST(NotifyOutboxSpool, EveryPostedBatchIsOnDiskBeforePostReturns) {
   EXPECT_EQ(server.sessions().size(), 1u);
 }
 
+TEST(NotifyOutboxSpool, PostsFromManyThreadsEachGetAFileOfTheirOwnAndAllGoOut) {
+  // Milter threads post at once while the outbox's thread is held by a
+  // silent relay: every batch is in a file of its own (none overwrote
+  // another's). The next outbox, sent to a relay that works, sends every
+  // mail once and leaves nothing behind.
+  SilentServer silent;
+  ScriptedSmtpServer server({"8BITMIME"});
+  TempDir dir;
+  constexpr int kThreads = 4, kEach = 25;
+  {
+    SpoolLog log;
+    Outbox outbox;
+    outbox.start(log.spool(dir.path()));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          const std::string to = "t" + std::to_string(t) + "-" + std::to_string(i) + "@example.jp";
+          outbox.post(batchTo(silent.url(), {to.c_str()}, log.reports, 1000ms, {.after = 1h, .within = 2h}));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(filesIn(dir.path()).size(), static_cast<std::size_t>(kThreads * kEach));
+    outbox.stop(0ms);
+    std::lock_guard lock(log.mutex);
+    EXPECT_TRUE(log.problems.empty());
+  }
+  SpoolLog log;
+  Outbox outbox;
+  // (The batch whose try the stop cut short was deferred for an hour; the
+  // retry policy of now says 100 ms.)
+  outbox.start(log.spool(dir.path()), [&](SubmitSettings& s, Outbox::Retry& r) {
+    s.smtpUrl = server.url();
+    r = {.after = 100ms, .within = 1h};
+  });
+  const auto got = log.reports.waitFor(kThreads * kEach, 20000ms);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kThreads * kEach));
+  std::set<std::string> addressees;
+  for (const auto& one : got) {
+    EXPECT_TRUE(one.sent) << one.error;
+    addressees.insert(one.to);
+  }
+  EXPECT_EQ(addressees.size(), got.size());
+  EXPECT_TRUE(waitForFiles(dir.path(), 0));
+  outbox.stop(1000ms);
+  EXPECT_EQ(server.sessions().size(), static_cast<std::size_t>(kThreads * kEach));
+}
+
 TEST(NotifyOutboxSpool, EachTryFollowsTheSettingsOfNow) {
   // Mails waiting for a retry on a relay that is down go to the one the
   // configuration names now: in the running outbox (a reload), and in the
