@@ -189,6 +189,15 @@ void Outbox::post(Batch b) {
   attempt(Pending{std::move(b), 0, {}, {}, {}}, [] { return false; }, [reason] { return reason; });
 }
 
+void Outbox::retryNow() {
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = Clock::now();
+    for (auto& p : retries_) p.due = std::min(p.due, now);
+  }
+  wake_.notify_all();
+}
+
 std::size_t Outbox::queued() const {
   std::lock_guard lock(mutex_);
   return queue_.size();

@@ -139,6 +139,10 @@ class Outbox {
   // reports the rest as not sent — the rest of a batch under way too — and
   // ends the thread.
   void stop(std::chrono::milliseconds deadline);
+  // Makes every batch waiting for a retry due now (an admin who fixed the
+  // relay does not want to wait out the back-off); the waits after the next
+  // failure go on doubling.
+  void retryNow();
   // Batches waiting to be sent (not the one being sent, not the deferred).
   std::size_t queued() const;
   // Batches of mails waiting for a retry.

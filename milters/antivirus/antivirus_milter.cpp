@@ -155,7 +155,8 @@ const Option<Duration> kNotifyRetryAfter{"notify.retry_after", Duration{std::chr
                                          "(down, silent; sendmail's exit status 75), is tried again after this; "
                                          "each further retry after twice the wait before, at most 15 minutes "
                                          "apart. At least 1s. Waiting warnings are kept in spool_dir; each try "
-                                         "uses [notify] as it is then (a relay fixed by a reload takes them)."};
+                                         "uses [notify] as it is then, and a reload (SIGUSR1) tries them at once: "
+                                         "fix smtp_url, reload, and they go."};
 const Option<Duration> kNotifyRetryFor{"notify.retry_for", Duration{std::chrono::hours(1)},
                                        "No retry later than this after the first try; the warning is then logged "
                                        "as failed. 0: a warning is tried once."};
@@ -644,8 +645,12 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     outboxDir_ = outboxDir;
   }
   if (pool_) pool_->reload();                 // a reload also rechecks the signatures
+  const bool reload = config_.get() != nullptr;
   config_.set(std::move(cfg));
   housekeeping_.kick();  // and applies quarantine.keep and max_size (once start() has run)
+  // And tries the warnings waiting for a retry at once, with [notify] as it
+  // is now: the admin who fixed the relay has just said so.
+  if (reload) outbox_.retryNow();
   return true;
 }
 

@@ -1291,6 +1291,25 @@ TEST(NotifyOutbox, AStopTriesTheDeferredAtOnce) {
   EXPECT_EQ(got[1].result.tries, 2);
 }
 
+TEST(NotifyOutbox, RetryNowTriesTheDeferredAtOnce) {
+  ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
+  Reports r;
+  Outbox outbox;
+  outbox.start();
+  outbox.post(batchTo(server.url(), {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(r.waitFor(1).size(), 1u);
+  EXPECT_EQ(r.got[0].result.outcome, Outbox::Outcome::Deferred);
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+  const auto start = std::chrono::steady_clock::now();
+  outbox.retryNow();
+  const auto got = r.waitFor(2);
+  outbox.stop(0ms);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(got[1].sent) << got[1].error;
+  EXPECT_EQ(got[1].result.tries, 2);
+  EXPECT_LT(got[1].when - start, 3000ms);
+}
+
 TEST(NotifyOutbox, FullOfMailsWaitingForARetryTheCallerDoesNotTry) {
   // A relay that is down for long: deferred warnings fill the outbox. A new
   // batch is then reported failed at once instead of costing its caller a
