@@ -376,11 +376,8 @@ class AntivirusE2E(unittest.TestCase):
             self.milter.reload()
         self.addCleanup(restore)
         start = time.monotonic()
-        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("slow-relay")))
-        took = time.monotonic() - start
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        self.assertLess(took, 2.5, "the reply waited for the warnings")
-        qid = r.queue_id
+        qid = self.send_infected("slow-relay")
+        self.assertLess(time.monotonic() - start, 2.5, "the reply waited for the warnings")
         # A timeout is a failure for now: deferred, to be tried again.
         deferred = lambda: [l for l in self.milter.log_lines(qid) if "warning=deferred" in l]
         harness.wait_until(lambda: len(deferred()) == 2, 15, "the recipient's and the admin's warnings to fail")
@@ -428,18 +425,43 @@ class AntivirusE2E(unittest.TestCase):
         for d in leftovers:
             self.addCleanup(shutil.rmtree, d, True)
 
+    def send_infected(self, tag):
+        """Sends a message with EICAR attached (inbound: its warnings go to
+        the recipient and the admin); its queue id once it is accepted."""
+        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid(tag)))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        return r.queue_id
+
+    def wait_deferred(self, qid):
+        """Waits until both warnings of message `qid` are logged deferred;
+        those log lines."""
+        deferred = lambda: self.milter.log_lines(qid + r".*warning=deferred")
+        harness.wait_until(lambda: len(deferred()) >= 2, 15, "both warnings to be deferred")
+        return deferred()
+
+    def wait_taken_up(self, qid):
+        harness.wait_until(lambda: self.milter.log_lines(
+            re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),
+            10, "the spooled warnings to be taken up")
+
+    def wait_warnings_sent(self, qid):
+        """Waits for both warnings of message `qid` at the sink and logged
+        sent; those log lines."""
+        self.wait_warning_to("user@example.net", qid)
+        self.wait_warning_to("av-admin@example.net", qid)
+        harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
+                           "both warnings logged sent")
+        return self.milter.log_lines(qid + r".*warning=sent")
+
     def test_warnings_a_relay_turns_away_for_now_are_sent_once_it_takes_mail(self):
         # A relay that answers 421 (being restarted, say): the warnings are
         # deferred, tried again after retry_after, and delivered as soon as
         # the relay takes mail again; the message's reply never waited.
         relay = self.warnings_through_relay_that_turns_away("1s")
-        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("relay-away")))
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        qid = r.queue_id
-        deferred = lambda: [l for l in self.milter.log_lines(qid) if "warning=deferred" in l]
-        harness.wait_until(lambda: len(deferred()) >= 2, 15, "both warnings to be deferred")
-        self.assertIn("(server: 421 4.3.2 Service shutting down)", deferred()[0])
-        self.assertIn("tries=1 retry_in=1s", deferred()[0])
+        qid = self.send_infected("relay-away")
+        deferred = self.wait_deferred(qid)
+        self.assertIn("(server: 421 4.3.2 Service shutting down)", deferred[0])
+        self.assertIn("tries=1 retry_in=1s", deferred[0])
         self.assertEqual(self.milter.log_lines(qid + r".*warning=sent"), [])
         relay.forward = True
         self.wait_warning_to("user@example.net", qid)
@@ -456,20 +478,13 @@ class AntivirusE2E(unittest.TestCase):
         # good; the admin names a working one and reloads: the deferred
         # warnings go there at once, not after their hour's wait.
         relay = self.warnings_through_relay_that_turns_away("1h")
-        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("reload-relay")))
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        qid = r.queue_id
-        harness.wait_until(lambda: len([l for l in self.milter.log_lines(qid) if "warning=deferred" in l]) >= 2,
-                           15, "both warnings to be deferred")
+        qid = self.send_infected("reload-relay")
         # (retry_for = 1h too: the wait ends a few ms short of the hour.)
-        self.assertRegex(self.milter.log_lines(qid + r".*warning=deferred")[0], r" tries=1 retry_in=(1h|3599\d{3}ms) ")
+        self.assertRegex(self.wait_deferred(qid)[0], r" tries=1 retry_in=(1h|3599\d{3}ms) ")
         self.milter.write_conf(self.conf(port=self.site.port) + "[notify]\nretry_after = 1h\n")
         self.milter.reload()
-        self.wait_warning_to("user@example.net", qid)
-        self.wait_warning_to("av-admin@example.net", qid)
+        self.wait_warnings_sent(qid)
         self.assertFalse(relay.forward)
-        harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
-                           "both warnings logged sent")
 
     def test_warnings_waiting_for_a_retry_outlive_a_killed_milter(self):
         # The relay turns the warnings away for now; the milter is then
@@ -477,11 +492,8 @@ class AntivirusE2E(unittest.TestCase):
         # are in notify.spool_dir, and the milter started again sends them
         # through the relay its conf file names now.
         relay = self.warnings_through_relay_that_turns_away("2s")
-        r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("spooled")))
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        qid = r.queue_id
-        harness.wait_until(lambda: len([l for l in self.milter.log_lines(qid) if "warning=deferred" in l]) >= 2,
-                           15, "both warnings to be deferred")
+        qid = self.send_infected("spooled")
+        self.wait_deferred(qid)
         spooled = lambda: self.spooled(qid)
         harness.wait_until(lambda: len(spooled()) == 1, 5, "the deferred warnings to be spooled")
         self.assertEqual(os.stat(self.outbox).st_mode & 0o777, 0o700)
@@ -506,14 +518,8 @@ class AntivirusE2E(unittest.TestCase):
         # spooled warnings follow the conf file as it is now.
         self.milter.write_conf(self.conf(port=self.site.port) + "[notify]\nretry_after = 2s\n")
         self.milter.start()
-        harness.wait_until(lambda: self.milter.log_lines(
-            re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),
-            10, "the spooled warnings to be taken up")
-        self.wait_warning_to("user@example.net", qid)
-        self.wait_warning_to("av-admin@example.net", qid)
-        harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
-                           "both warnings logged sent")
-        for line in self.milter.log_lines(qid + r".*warning=sent"):
+        self.wait_taken_up(qid)
+        for line in self.wait_warnings_sent(qid):
             self.assertGreaterEqual(int(re.search(r" tries=(\d+)", line).group(1)), 2, line)
         harness.wait_until(lambda: spooled() == [], 5, "the spool file to go once both are sent")
 
@@ -526,10 +532,8 @@ class AntivirusE2E(unittest.TestCase):
         relay.silent = True
         qids = []
         for n in range(2):
-            r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("queued-%d" % n)))
-            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-            qids.append(r.queue_id)
-            self.assertEqual(len(self.spooled(r.queue_id)), 1, "spooled before the reply")
+            qids.append(self.send_infected("queued-%d" % n))
+            self.assertEqual(len(self.spooled(qids[-1])), 1, "spooled before the reply")
         harness.wait_until(lambda: relay.held, 10, "the first warnings' session to reach the relay")
         self.assertEqual(self.milter.log_lines(r"(%s|%s).*warning=(sent|deferred|failed)" % tuple(qids)), [])
         self.kill_milter()
@@ -542,13 +546,8 @@ class AntivirusE2E(unittest.TestCase):
         relay.forward = True
         self.milter.start()
         for qid in qids:
-            harness.wait_until(lambda: self.milter.log_lines(
-                re.escape(qid) + r": 2 warning mails not yet sent taken from " + re.escape(self.outbox)),
-                10, "the spooled warnings to be taken up")
-            self.wait_warning_to("user@example.net", qid)
-            self.wait_warning_to("av-admin@example.net", qid)
-            harness.wait_until(lambda: len(self.milter.log_lines(qid + r".*warning=sent")) == 2, 10,
-                               "both warnings logged sent")
+            self.wait_taken_up(qid)
+            self.wait_warnings_sent(qid)
             harness.wait_until(lambda: self.spooled(qid) == [], 5, "the spool file to go once both are sent")
 
     def test_a_forged_notice_header_does_not_stop_the_warnings(self):
@@ -879,9 +878,7 @@ class AntivirusE2E(unittest.TestCase):
         held = lambda: [os.path.join(self.quarantine, n) for n in os.listdir(self.quarantine) if n.endswith(".eml")]
         qids = []
         for i in range(8):  # about 720 bytes each: 5.6k in all
-            r = self.send(with_attachment(EICAR, "eicar.com", msgid=self.msgid("cap%d" % i)))
-            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-            qids.append(r.queue_id)
+            qids.append(self.send_infected("cap%d" % i))
         # Trimmed by the stores themselves (the hourly round is far off): to 90% of 4k.
         harness.wait_until(lambda: sum(os.path.getsize(p) for p in held()) <= 4096 * 0.9, 10,
                            "the quarantine to be trimmed under max_size")

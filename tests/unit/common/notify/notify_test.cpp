@@ -1272,14 +1272,20 @@ TEST(NotifyOutbox, PermanentFailuresAreNotRetriedAndTheLastTryIsWithinTheLimit) 
   EXPECT_LT(last - start, 3s);
 }
 
+// Posts a mail that `server` (refusing its first session) turns away, and
+// waits until its batch waits for a retry an hour away.
+void postDeferredForAnHour(Outbox& outbox, const ScriptedSmtpServer& server, Reports& r) {
+  outbox.post(batchTo(server.url(), {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
+  ASSERT_EQ(r.waitFor(1).size(), 1u);
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+}
+
 TEST(NotifyOutbox, AStopTriesTheDeferredAtOnce) {
   ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {}, .refuseSessions = 1});
   Reports r;
   Outbox outbox;
   outbox.start();
-  outbox.post(batchTo(server.url(), {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
-  ASSERT_EQ(r.waitFor(1).size(), 1u);
-  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_NO_FATAL_FAILURE(postDeferredForAnHour(outbox, server, r));
   EXPECT_EQ(outbox.deferred(), 1u);
   const auto start = std::chrono::steady_clock::now();
   outbox.stop(2000ms);
@@ -1296,10 +1302,8 @@ TEST(NotifyOutbox, RetryNowTriesTheDeferredAtOnce) {
   Reports r;
   Outbox outbox;
   outbox.start();
-  outbox.post(batchTo(server.url(), {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
-  ASSERT_EQ(r.waitFor(1).size(), 1u);
+  ASSERT_NO_FATAL_FAILURE(postDeferredForAnHour(outbox, server, r));
   EXPECT_EQ(r.got[0].result.outcome, Outbox::Outcome::Deferred);
-  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
   const auto start = std::chrono::steady_clock::now();
   outbox.retryNow();
   const auto got = r.waitFor(2);
