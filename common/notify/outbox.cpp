@@ -194,6 +194,7 @@ void Outbox::retryNow() {
     std::lock_guard lock(mutex_);
     const auto now = Clock::now();
     for (auto& p : retries_) p.due = std::min(p.due, now);
+    ++retryNows_;  // and the batch being tried, once its try is over
   }
   wake_.notify_all();
 }
@@ -309,6 +310,7 @@ void Outbox::run() {
       continue;
     }
     const std::size_t bytes = bytesOf(next.batch);
+    const unsigned retryNows = retryNows_;  // a retryNow() during this try applies to its rest too
     lock.unlock();
     if (refresh_) refresh_(next.batch.settings, next.batch.retry);
     // Past stop()'s deadline the rest is reported, not tried: a dead relay
@@ -320,6 +322,7 @@ void Outbox::run() {
     queuedBytes_ -= bytes;
     if (!rest.batch.items.empty()) {
       queuedBytes_ += bytesOf(rest.batch);
+      if (retryNows_ != retryNows) rest.due = std::min(rest.due, Clock::now());
       retries_.push_back(std::move(rest));
     }
   }

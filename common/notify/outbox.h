@@ -139,9 +139,10 @@ class Outbox {
   // reports the rest as not sent — the rest of a batch under way too — and
   // ends the thread.
   void stop(std::chrono::milliseconds deadline);
-  // Makes every batch waiting for a retry due now (an admin who fixed the
-  // relay does not want to wait out the back-off); the waits after the next
-  // failure go on doubling.
+  // Makes every batch waiting for a retry due now — and the one being
+  // tried, if that try fails for now (it began with the old settings): an
+  // admin who fixed the relay does not want to wait out the back-off. The
+  // waits after the next failure go on doubling.
   void retryNow();
   // Batches waiting to be sent (not the one being sent, not the deferred).
   std::size_t queued() const;
@@ -184,6 +185,7 @@ class Outbox {
   Clock::time_point deadline_;
   Spool spool_;                  // dir empty: memory only
   Refresh refresh_;              // set by start(), read by its thread
+  unsigned retryNows_ = 0;       // retryNow() calls so far
   int spoolLock_ = -1;           // flock()ed spool_.dir/.lock while running
   std::atomic<unsigned> spoolSerial_{0};  // for unique file names
   std::thread thread_;

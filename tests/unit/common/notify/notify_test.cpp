@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -1312,6 +1313,28 @@ TEST(NotifyOutbox, RetryNowTriesTheDeferredAtOnce) {
   EXPECT_TRUE(got[1].sent) << got[1].error;
   EXPECT_EQ(got[1].result.tries, 2);
   EXPECT_LT(got[1].when - start, 3000ms);
+}
+
+TEST(NotifyOutbox, RetryNowDuringATryRetriesItsRestAtOnce) {
+  // The relay fixed (and retryNow() called) while a try on the old one is
+  // still under way: what that try could not send goes at once, not after
+  // its hour.
+  SilentServer silent;
+  ScriptedSmtpServer server({"8BITMIME"});
+  std::atomic<int> refreshes{0};
+  Reports r;
+  Outbox outbox;
+  outbox.start({}, [&](SubmitSettings& s, Outbox::Retry&) { s.smtpUrl = refreshes++ == 0 ? silent.url() : server.url(); });
+  outbox.post(batchTo(silent.url(), {"a@example.jp"}, r, 1000ms, {.after = 1h, .within = 2h}));
+  for (int i = 0; i < 400 && refreshes == 0; ++i) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(refreshes, 1) << "the try did not begin";
+  outbox.retryNow();
+  const auto got = r.waitFor(2);
+  outbox.stop(0ms);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].result.outcome, Outbox::Outcome::Deferred) << got[0].error;
+  EXPECT_TRUE(got[1].sent) << got[1].error;
+  EXPECT_EQ(got[1].result.tries, 2);
 }
 
 TEST(NotifyOutbox, FullOfMailsWaitingForARetryTheCallerDoesNotTry) {
