@@ -341,7 +341,7 @@ std::string readableMillis(std::int64_t ms) {
   return buf;
 }
 
-// The warning mails sekimori-antivirus keeps for a retry ([notify]
+// The warning mails sekimori-antivirus has not sent yet ([notify]
 // spool_dir): read only, the milter may be running.
 int outbox(const std::vector<std::string>& words, const std::string& conf, const std::string& dir) {
   if (words.size() != 2 || words[1] != "list") {
@@ -361,9 +361,9 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
   namespace fs = std::filesystem;
   std::error_code ec;
   std::vector<std::string> names;
+  const std::string bad = std::string(sekimori::notify::kSpooledSuffix) + ".bad";
   for (fs::directory_iterator it(spool, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    const std::string bad = std::string(sekimori::notify::kSpooledSuffix) + ".bad";
     if (!name.starts_with(".") && (name.ends_with(sekimori::notify::kSpooledSuffix) || name.ends_with(bad))) {
       names.push_back(name);
     }

@@ -236,16 +236,7 @@ class MemFd {
   MemFd& operator=(const MemFd&) = delete;
   int fd() const { return fd_; }
   bool write(const std::byte* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
-    return true;
+    return util::writeAll(fd_, std::string_view(reinterpret_cast<const char*>(p), n));
   }
 
  private:

@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "common/log/log.h"
+#include "common/util/files.h"
 #include "common/util/strings.h"
 
 namespace sekimori::antivirus {
@@ -77,7 +78,7 @@ constexpr milliseconds kStopWait{5000};
 // How long start() waits for the first engine (loaded, compiled, workers forked).
 constexpr milliseconds kStartWait{300000};
 
-std::string errnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+using util::errnoText;
 
 std::string_view statusWord(ScanResult::Status s) {
   switch (s) {
@@ -465,7 +466,7 @@ std::string tempDirNote(const std::string& configured) {
   const std::string temp = workerTempDir(tempBaseDir, getpid());
   removeWorkerTempDir(tempBaseDir, getpid());  // a pid used before
   if (mkdir(temp.c_str(), 0700) != 0) {
-    log::message(log::Level::Error, errnoText(("scanner worker cannot create its temp directory " + temp).c_str()));
+    log::message(log::Level::Error, errnoText("scanner worker cannot create its temp directory " + temp));
     _exit(1);
   }
   if (const cl_error_t rc = cl_engine_set_str(engine, CL_ENGINE_TMPDIR, temp.c_str()); rc != CL_SUCCESS) {
