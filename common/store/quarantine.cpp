@@ -61,9 +61,16 @@ bool isEntryName(std::string_view name) {
 
 // index.tsv opened for appending and locked, the one at its path now: a
 // writer that opened the file just before expire() renamed a new one over
-// it would otherwise add its line to the replaced file. -1 on failure.
+// it would otherwise add its line to the replaced file. Each time that
+// happens it opens the new one; it gives up (EAGAIN) only when removers
+// have replaced the index again and again for kIndexPatience, not after a
+// number of tries that a busy host and a remover in a loop can use up
+// (seen: 1 store in 600 failing under 6 busy loops). -1 on failure.
+constexpr auto kIndexPatience = std::chrono::seconds(10);
+
 int openLockedIndex(const std::string& index) {
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + kIndexPatience;
+  for (;;) {
     const int fd = ::open(index.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return -1;
     flock(fd, LOCK_EX);  // one writer at a time, also across processes
@@ -73,9 +80,11 @@ int openLockedIndex(const std::string& index) {
       return fd;
     }
     close(fd);  // replaced meanwhile: open the new one
+    if (std::chrono::steady_clock::now() >= deadline) {
+      errno = EAGAIN;
+      return -1;
+    }
   }
-  errno = EAGAIN;
-  return -1;
 }
 
 // Calls f with each line of `text`, its '\n' included (the last may lack one).

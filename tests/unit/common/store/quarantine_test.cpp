@@ -293,6 +293,8 @@ TEST(Quarantine, NoIndexLineIsLostToAnExpiryRunningMeanwhile) {
         std::string why;
         if (auto id = q.store(spool, {"W" + std::to_string(w), "inbound", "Eicar", "a@b", {}}, &why)) {
           ids[w].push_back(*id);
+        } else {
+          ADD_FAILURE() << "store " << i << " of writer " << w << ": " << why;
         }
       }
     });
