@@ -16,32 +16,21 @@
 // it removes at the end; redis-server and redis-benchmark come from PATH.
 // Exit status: 0 when every target is met, 1 when one is not, 2 on a setup
 // error. Not a test: nothing runs it in CI, and nothing installs it.
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "common/log/log.h"
 #include "milters/ratelimit/redis_store.h"
-
-extern char** environ;
+#include "tests/support/redis_server.h"
 
 namespace {
 
@@ -50,90 +39,14 @@ using sekimori::ratelimit::Limit;
 using sekimori::ratelimit::RedisOptions;
 using sekimori::ratelimit::RedisStore;
 using Steady = std::chrono::steady_clock;
+using sekimori::testsupport::findInPath;
+using sekimori::testsupport::RedisServer;
 
 struct Settings {
   int threads = 20;
   int seconds = 3;          // per hit() run
   long requests = 200000;   // per redis-benchmark test
   int rounds = 3;           // interleaved; medians are reported
-};
-
-std::string findInPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/usr/sbin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const std::string candidate = dir + "/" + name;
-    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-int freeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-// The private server: a unix socket and a 127.0.0.1 port.
-class Server {
- public:
-  ~Server() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  bool start(const std::string& binary) {
-    char dir[] = "/tmp/sekimori-redis-bench-XXXXXX";
-    if (mkdtemp(dir) == nullptr) return false;
-    dir_ = dir;
-    port_ = freeTcpPort();
-    std::vector<std::string> args{binary, "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                  "--unixsocket", socket(), "--unixsocketperm", "700", "--save", "",
-                                  "--appendonly", "no", "--dir", dir_, "--daemonize", "no",
-                                  "--logfile", dir_ + "/redis.log"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, binary.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-      return false;
-    }
-    RedisOptions o;
-    o.address = "unix:" + socket();
-    o.retryInterval = 0ms;
-    RedisStore probe(o);
-    for (auto deadline = Steady::now() + 10s; Steady::now() < deadline; std::this_thread::sleep_for(20ms)) {
-      try {
-        probe.ping();
-        return true;
-      } catch (const sekimori::ratelimit::StoreUnavailable&) {
-      }
-    }
-    return false;
-  }
-
-  std::string socket() const { return dir_ + "/redis.sock"; }
-  int port() const { return port_; }
-
- private:
-  std::string dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
 };
 
 struct Result {
@@ -289,14 +202,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "redis-server and redis-benchmark must be in PATH\n");
     return 2;
   }
-  Server server;
-  // Waiting for the server to come up is an outage as far as RedisStore can
-  // tell: keep its two log lines out of the output.
-  sekimori::log::setLevel(sekimori::log::Level::Error);
-  const bool started = server.start(serverBin);
-  sekimori::log::setLevel(sekimori::log::Level::Info);
-  if (!started) {
-    std::fprintf(stderr, "cannot start a private redis-server\n");
+  RedisServer server(serverBin, {.tcp = true, .password = ""});
+  if (const std::string error = server.start(); !error.empty()) {
+    std::fprintf(stderr, "cannot start a private redis-server: %s\n", error.c_str());
     return 2;
   }
 
@@ -308,8 +216,8 @@ int main(int argc, char** argv) {
   const std::string common = " -c " + std::to_string(s.threads) + " -n " + std::to_string(s.requests) +
                              " -t get,set -q";
   const Transport transports[] = {
-      {"unix", "unix:" + server.socket(), benchmarkBin + " -s " + server.socket() + common},
-      {"tcp", "127.0.0.1:" + std::to_string(server.port()),
+      {"unix", server.unixAddress(), benchmarkBin + " -s " + server.socketPath() + common},
+      {"tcp", server.tcpAddress(),
        benchmarkBin + " -h 127.0.0.1 -p " + std::to_string(server.port()) + common},
   };
 
@@ -318,7 +226,7 @@ int main(int argc, char** argv) {
               s.threads, s.seconds, s.requests, s.rounds);
   // redis-cli, when installed, tells what the server spends per call.
   const std::string cliBin = findInPath("redis-cli");
-  const std::string cli = cliBin.empty() ? "" : cliBin + " -s " + server.socket();
+  const std::string cli = cliBin.empty() ? "" : cliBin + " -s " + server.socketPath();
   auto resetStats = [&] {
     if (!cli.empty()) run(cli + " CONFIG RESETSTAT");
   };

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/util/strings.h"
+#include "tests/support/net.h"
 
 namespace sekimori::notify {
 namespace {
@@ -486,17 +487,7 @@ class TempDir {
   fs::path path_;
 };
 
-int freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testsupport::freeLoopbackPort;
 
 // A listening socket on 127.0.0.1, a port of the kernel's choice; throws
 // (naming `who`) when it cannot be had.
@@ -541,7 +532,7 @@ void stopChild(pid_t pid) {
 // (X-Mail-Args, X-Rcpt-Args), LF line ends, dot-stuffing undone.
 class SmtpSink {
  public:
-  explicit SmtpSink(const fs::path& workdir) : dir_(workdir / "sink"), port_(freePort()) {
+  explicit SmtpSink(const fs::path& workdir) : dir_(workdir / "sink"), port_(freeLoopbackPort()) {
     fs::create_directory(dir_);
     // smtp-sink writes as nobody: the mkdtemp parent is 0700.
     ::chmod(workdir.c_str(), 0755);
@@ -921,7 +912,7 @@ TEST(NotifySubmit, SmtpTimesOutOnServerThatNeverGreets) {
 
 TEST(NotifySubmit, SmtpConnectionRefusedFails) {
   SubmitSettings s;
-  s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(freePort());
+  s.smtpUrl = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   std::string error;
   bool temporary = false;
   EXPECT_FALSE(submit(s, {"admin@example.jp"}, builtMessage("x", "y"), &error, &temporary));
@@ -939,7 +930,7 @@ TEST(NotifySubmit, RefusesBeforeAnyConnection) {
   };
   // The URL points nowhere: a case that tried to connect would fail with a
   // connection error instead of the expected one.
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   const Case cases[] = {
       {"only null recipients", "smtp", nowhere, {"", "<>", " <> "}, "", "no recipient"},
       {"no recipients", "smtp", nowhere, {}, "", "no recipient"},
@@ -1239,7 +1230,7 @@ TEST(NotifyOutbox, TemporaryFailuresAreRetriedTogetherUntilTheRelayTakesThem) {
 
 TEST(NotifyOutbox, PermanentFailuresAreNotRetriedAndTheLastTryIsWithinTheLimit) {
   ScriptedSmtpServer server(ScriptedSmtpServer::Script{.extensions = {}, .refused = {"RCPT TO:<gone@example.jp>"}});
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());  // connection refused
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());  // connection refused
   Reports refused, down;
   Outbox outbox;
   outbox.start();
@@ -1341,7 +1332,7 @@ TEST(NotifyOutbox, FullOfMailsWaitingForARetryTheCallerDoesNotTry) {
   // A relay that is down for long: deferred warnings fill the outbox. A new
   // batch is then reported failed at once instead of costing its caller a
   // try (up to a timeout per mail) that would fail too.
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   ScriptedSmtpServer server({"8BITMIME"});
   Reports r;
   const std::size_t one = builtMessage("x", "y").size();
@@ -1365,7 +1356,7 @@ TEST(NotifyOutbox, FullOfMailsWaitingForARetryTheCallerDoesNotTry) {
 }
 
 TEST(NotifyOutbox, NoRetryFromTheCallersThreadOrWhileStopping) {
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   Reports r;
   Outbox outbox;  // not started: the caller sends, once
   outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 100ms, .within = 1h}));
@@ -1708,7 +1699,7 @@ TEST(NotifyOutboxSpool, EachTryFollowsTheSettingsOfNow) {
   // configuration names now: in the running outbox (a reload), and in the
   // next one, whose shorter retry wait applies at once (a restart).
   ScriptedSmtpServer server({"8BITMIME"});
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   std::mutex mutex;
   std::string url = nowhere;
   const auto refresh = [&](SubmitSettings& s, Outbox::Retry& r) {
@@ -1765,7 +1756,7 @@ TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
     Reports r;
     Outbox outbox;
     outbox.start(log.spool(dir.path()));
-    const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+    const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
     outbox.post(batchTo(nowhere, {"a@example.jp"}, r, 5000ms, {.after = 1h, .within = 2h}));
     ASSERT_TRUE(waitForFiles(dir.path(), 1));
     outbox.stop(0ms);
@@ -1794,7 +1785,7 @@ TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
 
 TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
   TempDir dir;
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   {
     SpoolLog log;
     Reports r;
@@ -1841,7 +1832,7 @@ TEST(NotifyOutboxSpool, TwoOutboxesDoNotShareASpool) {
                                       "memory only");
   }
   // b keeps its deferred mails in memory, out of a's spool.
-  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freePort());
+  const std::string nowhere = "smtp://127.0.0.1:" + std::to_string(freeLoopbackPort());
   b.post(batchTo(nowhere, {"b@example.jp"}, second.reports, 5000ms, {.after = 1h, .within = 2h}));
   ASSERT_EQ(second.reports.waitFor(1).size(), 1u);
   for (int i = 0; i < 200 && b.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);

@@ -1,40 +1,29 @@
 // tests/unit/milters/ratelimit/redis_store_test.cpp — RedisStore against a
-// real redis-server that each test starts privately (its own temp dir, unix
-// socket or 127.0.0.1 port, no persistence) and kills by PID afterwards.
+// real redis-server that each test starts privately (tests/support: its own
+// temp dir, unix socket, a 127.0.0.1 port when asked, no persistence) and
+// kills by PID afterwards.
 // Counting is checked with the injected clock to the millisecond, and
 // against MemoryStore (both backends must answer alike); outages are real:
 // the server is killed, stopped (SIGSTOP) and restarted under the store.
 // Skipped when redis-server is not installed.
 #include "milters/ratelimit/redis_store.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/log/log.h"
 #include "milters/ratelimit/memory_store.h"
-
-extern char** environ;
+#include "tests/support/redis_server.h"
 
 namespace sekimori::ratelimit {
 namespace {
@@ -52,193 +41,8 @@ std::int64_t elapsedMs(Steady::time_point since) {
   return std::chrono::duration_cast<milliseconds>(Steady::now() - since).count();
 }
 
-std::string findInPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/usr/sbin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const std::string candidate = dir + "/" + name;
-    if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-// A port nothing listens on right now: bind to port 0, read what the kernel
-// chose, close. (Another process could take it in between; on a test host
-// that does not happen in practice.)
-int freeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-// One private redis-server.
-class RedisServer {
- public:
-  struct Config {
-    bool tcp = false;  // listen on a free 127.0.0.1 port instead of a unix socket
-    std::string password;
-  };
-
-  RedisServer(std::string binary, Config config) : binary_(std::move(binary)), config_(std::move(config)) {
-    char dir[] = "/tmp/sekimori-redis-test-XXXXXX";
-    if (mkdtemp(dir) != nullptr) dir_ = dir;
-    if (config_.tcp) port_ = freeTcpPort();
-  }
-  ~RedisServer() {
-    kill();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-  RedisServer(const RedisServer&) = delete;
-  RedisServer& operator=(const RedisServer&) = delete;
-
-  // Starts the server (again, on the same socket or port) and waits until it
-  // answers. Empty on success, else why not.
-  std::string start() {
-    if (dir_.empty()) return "mkdtemp failed";
-    if (config_.tcp && port_ == 0) return "no free port";
-    std::vector<std::string> args{binary_, "--port", std::to_string(port_), "--save", "", "--appendonly", "no",
-                                  "--dir", dir_, "--daemonize", "no", "--logfile", dir_ + "/redis.log"};
-    if (config_.tcp) {
-      args.insert(args.end(), {"--bind", "127.0.0.1"});
-    } else {
-      args.insert(args.end(), {"--unixsocket", socketPath(), "--unixsocketperm", "700"});
-    }
-    if (!config_.password.empty()) args.insert(args.end(), {"--requirepass", config_.password});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, binary_.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-      return "cannot spawn " + binary_;
-    }
-    const auto deadline = Steady::now() + 10s;
-    while (Steady::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "redis-server exited: " + log();
-      }
-      if (raw({"PING"}) == "+PONG") return {};
-      std::this_thread::sleep_for(10ms);
-    }
-    return "redis-server does not answer: " + log();
-  }
-
-  // SIGKILL: no goodbye on the connections, like a crash.
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  // A hung server: connections stay open, nothing is answered.
-  void pause() { ::kill(pid_, SIGSTOP); }
-  void resume() { ::kill(pid_, SIGCONT); }
-
-  std::string socketPath() const { return dir_ + "/redis.sock"; }
-  std::string address() const {
-    return config_.tcp ? "127.0.0.1:" + std::to_string(port_) : "unix:" + socketPath();
-  }
-
-  // One command on a new connection (after AUTH and SELECT as needed), for
-  // looking at what the store wrote. The reply's first line ("+OK", ":3",
-  // "-ERR ...") or a bulk string's contents; "" when there is no answer.
-  std::string raw(const std::vector<std::string>& words, int database = 0) const {
-    std::vector<std::vector<std::string>> commands;
-    if (!config_.password.empty()) commands.push_back({"AUTH", config_.password});
-    if (database != 0) commands.push_back({"SELECT", std::to_string(database)});
-    commands.push_back(words);
-    std::string out;
-    for (const auto& c : commands) {
-      out += "*" + std::to_string(c.size()) + "\r\n";
-      for (const auto& w : c) out += "$" + std::to_string(w.size()) + "\r\n" + w + "\r\n";
-    }
-    const int fd = connectRaw();
-    if (fd < 0) return {};
-    timeval tv{2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string reply;
-    if (write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size())) {
-      std::string buf;
-      char chunk[4096];
-      for (std::size_t i = 0; i < commands.size(); ++i) reply = readReply(fd, buf, chunk, sizeof chunk);
-    }
-    close(fd);
-    return reply;
-  }
-
- private:
-  int connectRaw() const {
-    if (config_.tcp) {
-      const int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<std::uint16_t>(port_));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
-      close(fd);
-      return -1;
-    }
-    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    const std::string path = socketPath();
-    if (path.size() >= sizeof a.sun_path) {
-      close(fd);
-      return -1;
-    }
-    std::copy(path.begin(), path.end(), a.sun_path);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
-    close(fd);
-    return -1;
-  }
-
-  static std::string readReply(int fd, std::string& buf, char* chunk, std::size_t size) {
-    auto fill = [&](std::size_t want) {
-      while (buf.size() < want || (want == 0 && buf.find("\r\n") == std::string::npos)) {
-        const ssize_t n = read(fd, chunk, size);
-        if (n <= 0) return false;
-        buf.append(chunk, static_cast<std::size_t>(n));
-      }
-      return true;
-    };
-    if (!fill(0)) return {};
-    const auto eol = buf.find("\r\n");
-    std::string line = buf.substr(0, eol);
-    buf.erase(0, eol + 2);
-    if (line.empty() || line[0] != '$' || line == "$-1") return line;
-    const auto len = static_cast<std::size_t>(std::stoul(line.substr(1)));
-    if (!fill(len + 2)) return {};
-    std::string value = buf.substr(0, len);
-    buf.erase(0, len + 2);
-    return value;
-  }
-
-  std::string log() const {
-    std::ifstream in(dir_ + "/redis.log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-
-  std::string binary_;
-  Config config_;
-  std::string dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-};
+using testsupport::findInPath;
+using testsupport::RedisServer;
 
 class RedisStoreTest : public ::testing::Test {
  protected:
