@@ -196,14 +196,7 @@ class ClamavMilter(harness.Milter):
         return self.clamd.log()
 
     def log(self):
-        out = []
-        for p in (self.log_path, self.log_path + ".out"):
-            try:
-                with open(p, errors="replace") as f:
-                    out.append(f.read())
-            except OSError:
-                pass
-        return "".join(out)
+        return harness.read_text(self.log_path, self.log_path + ".out")
 
     def root_pids(self):
         return [p.pid for p in (self.proc, self.clamd.proc) if p is not None]

@@ -62,6 +62,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_text(*paths):
+    """The files' text one after the other (undecodable bytes replaced);
+    a file that cannot be read adds nothing: a log not written yet."""
+    out = []
+    for p in paths:
+        try:
+            with open(p, errors="replace") as f:
+                out.append(f.read())
+        except OSError:
+            pass
+    return "".join(out)
+
+
 def wait_until(pred, timeout=15.0, what="condition", interval=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -219,11 +232,7 @@ class Milter:
         self.stop(signal.SIGKILL, 5)
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def log_lines(self, pattern):
         return [l for l in self.log().splitlines() if re.search(pattern, l)]
@@ -438,14 +447,7 @@ class Clamd:
                 return False
 
     def log(self):
-        out = []
-        for p in (self.log_path, self.log_path + ".out"):
-            try:
-                with open(p, errors="replace") as f:
-                    out.append(f.read())
-            except OSError:
-                pass
-        return "".join(out)
+        return read_text(self.log_path, self.log_path + ".out")
 
     def stop(self):
         stop_child(self.proc)
@@ -618,11 +620,7 @@ class Site:
         time.sleep(1.0)
 
     def postfix_log(self):
-        try:
-            with open(os.path.join(self.dir, "log", "postfix.log"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(os.path.join(self.dir, "log", "postfix.log"))
 
     def queue_ids(self):
         """Queue IDs of messages still in Postfix's queue."""
