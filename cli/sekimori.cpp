@@ -378,7 +378,7 @@ int outbox(const std::vector<std::string>& words, const std::string& conf, const
   for (const auto& name : names) {
     std::string why;
     sekimori::notify::SpooledBatch b;
-    if (name.ends_with(".bad")) {
+    if (name.ends_with(bad)) {
       std::cout << name << "  [set aside by the milter: unreadable]\n";
       continue;
     }

@@ -134,10 +134,11 @@ bool decodeSpooled(std::string_view text, SpooledBatch* out, std::string* why) {
 bool readSpooled(const std::string& path, std::uint64_t maxBytes, SpooledBatch* out, std::string* why) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat info {};
-  const bool fits = fd >= 0 && fstat(fd, &info) == 0 && static_cast<std::uint64_t>(info.st_size) <= maxBytes;
+  const bool sized = fd >= 0 && fstat(fd, &info) == 0;
+  const bool fits = sized && static_cast<std::uint64_t>(info.st_size) <= maxBytes;
   std::string text;
   const bool read = fits && util::readWhole(fd, &text);
-  if (!read) *why = fd >= 0 && !fits ? "larger than the outbox can hold" : util::errnoText("cannot read it");
+  if (!read) *why = sized && !fits ? "larger than the outbox can hold" : util::errnoText("cannot read it");
   if (fd >= 0) close(fd);
   return read && decodeSpooled(text, out, why);
 }
