@@ -456,6 +456,10 @@ std::string tempDirNote(const std::string& configured) {
   return "temp files in " + dir + (fs.f_type == TMPFS_MAGIC ? " (tmpfs)" : " (not a tmpfs, see [engine] temp_dir)");
 }
 
+// A worker's exit status when it ends to be replaced by one with an empty
+// clean-file cache (workerMain): not a death, replaced at once.
+constexpr int kExitForFreshCache = 3;
+
 [[noreturn]] void workerMain(int listenFd, pid_t supervisor, cl_engine* engine, const std::string& versions,
                              unsigned alarmSeconds, const std::string& tempBaseDir) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -538,6 +542,7 @@ std::string tempDirNote(const std::string& configured) {
       }
     }
     ScanResult r;
+    bool freshCache = false;
     if (fd < 0) {
       r = errorResult("scanner worker received no file descriptor");
     } else {
@@ -555,12 +560,20 @@ std::string tempDirNote(const std::string& configured) {
         r.status = ScanResult::Status::Unscanned;
         r.name = gUnscanned;
       }
+      // libclamav keeps the hash of every file (and archive member) it found
+      // clean, and skips such a file the next time. What only we noticed (a
+      // container it could not unpack, an error it logged and went on from)
+      // left the files around it in that cache as clean: the same zip again
+      // would come back clean. This worker ends after answering, whatever
+      // the verdict, and its replacement starts with an empty cache.
+      freshCache = !gUnscanned.empty() || gScanHadError;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +
                        fieldSafe(r.versions) + "\t" + fieldSafe(r.error) + "\n";
     writeAll(c, line);
     close(c);
+    if (freshCache) _exit(kExitForFreshCache);
   }
 }
 
@@ -734,6 +747,9 @@ class EngineProcess {
         } else if (!(retiring_ && (sig == SIGTERM || sig == SIGKILL))) {
           log::message(log::Level::Error, who + " crashed (signal " + std::to_string(sig) + ")");
         }
+      } else if (WIFEXITED(st) && WEXITSTATUS(st) == kExitForFreshCache) {
+        log::message(log::Level::Debug, who + " ended for an empty clean-file cache; replaced");
+        continue;  // a deliberate end: no back-off
       } else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
         log::message(log::Level::Error, who + " exited with status " + std::to_string(WEXITSTATUS(st)));
       }

@@ -280,6 +280,28 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
   EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);
 }
 
+// libclamav keeps the hashes of files it found clean and skips them the
+// next time. A zip holding Zstandard data is "clean" to libclamav (it
+// scanned the bytes it could not unpack), but unscanned to us: scanned
+// again by the same worker it must not come back clean from that cache.
+TEST_F(ScannerTest, AnUnscannedContainerIsUnscannedEveryTimeNotCleanFromTheCache) {
+  std::string payload = kEicar + "\n";
+  for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
+  writeFile(data_ / "payload.txt", payload);
+  const std::string d = "cd " + data_.string() + " && ";
+  ASSERT_EQ(sh(d + "zstd -q -19 payload.txt -o payload.zst && zip -q zst-in.zip payload.zst"), 0) << "zstd missing?";
+  ASSERT_EQ(sh(d + "zip -q clean.zip clean.txt"), 0);
+  options_.workers = 1;  // every scan in the same worker's cache (or its replacement's)
+  startPool();
+  for (int i = 0; i < 3; ++i) {
+    const ScanResult r = scanPath(pool_, file("zst-in.zip"));
+    EXPECT_EQ(r.status, Status::Unscanned) << "scan " << i + 1 << ": " << toString(r.status) << " " << r.error;
+    EXPECT_EQ(r.name, "Zstandard data") << "scan " << i + 1;
+    // A clean file in between is clean (and may be cached: it is clean).
+    EXPECT_EQ(scanPath(pool_, file("clean.zip")).status, Status::Clean) << "scan " << i + 1;
+  }
+}
+
 TEST_F(ScannerTest, NestedArchivesUpToTheRecursionLimit) {
   ASSERT_EQ(options_.engine.limits.maxRecursion, 8u);
   const fs::path eight = nestedZip(data_, 8);
