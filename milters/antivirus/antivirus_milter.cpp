@@ -1,7 +1,6 @@
 // milters/antivirus/antivirus_milter.cpp — see antivirus_milter.h.
 #include "milters/antivirus/antivirus_milter.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -225,24 +224,6 @@ AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) 
   return m;
 }
 
-// A memfd holding `write`'s bytes, for handing to a scanner worker.
-class MemFd {
- public:
-  MemFd() : fd_(memfd_create("sekimori-scan", MFD_CLOEXEC)) {}
-  ~MemFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  MemFd(const MemFd&) = delete;
-  MemFd& operator=(const MemFd&) = delete;
-  int fd() const { return fd_; }
-  bool write(const std::byte* p, std::size_t n) {
-    return util::writeAll(fd_, std::string_view(reinterpret_cast<const char*>(p), n));
-  }
-
- private:
-  int fd_;
-};
-
 ScanResult scanError(std::string why) {
   ScanResult r;
   r.status = ScanResult::Status::Error;
@@ -254,7 +235,7 @@ ScanResult scanError(std::string why) {
 // top-level header block) followed by that body instead of its own.
 ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std::string_view> newBody = std::nullopt,
                      std::uint64_t headerBytes = 0) {
-  MemFd f;
+  ScanFile f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
   const std::uint64_t end = newBody ? headerBytes : spool.size();
@@ -265,9 +246,10 @@ ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std:
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
     off += n;
   }
-  if (newBody && !f.write(reinterpret_cast<const std::byte*>(newBody->data()), newBody->size())) {
+  if (newBody && !f.write(newBody->data(), newBody->size())) {
     return scanError(std::string("memfd write: ") + std::strerror(errno));
   }
+  if (!f.seal()) return scanError(std::string("memfd seal: ") + std::strerror(errno));
   return pool.scan(f.fd());
 }
 
@@ -286,7 +268,7 @@ bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_
 // (when set), *complete saying whether that was all of it.
 ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
                        bool* complete) {
-  MemFd f;
+  ScanFile f;
   if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
   for (;;) {
@@ -295,6 +277,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
     if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
     if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
   }
+  if (!f.seal()) return scanError(std::string("memfd seal: ") + std::strerror(errno));
   return pool.scan(f.fd());
 }
 

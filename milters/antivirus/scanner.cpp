@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -355,6 +356,36 @@ void faultInjection(int fd) {
 }
 #endif
 
+// The file of one scan mapped into memory when it is a sealed ScanFile: it
+// cannot shrink under the mapping (which would be SIGBUS), and libclamav
+// then reads it from memory instead of through a pread() per page; a
+// twentieth less CPU per scan of a 100 KB message (bench/scan_cost.py).
+// Anything else (a file the caller may still truncate) is not mapped.
+class MappedScanFile {
+ public:
+  explicit MappedScanFile(int fd) {
+    const int seals = fcntl(fd, F_GET_SEALS);
+    struct stat st {};
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0 || fstat(fd, &st) != 0 || st.st_size <= 0) return;
+    void* p = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return;
+    data_ = p;
+    size_ = static_cast<std::size_t>(st.st_size);
+  }
+  ~MappedScanFile() {
+    if (data_ != nullptr) munmap(data_, size_);
+  }
+  MappedScanFile(const MappedScanFile&) = delete;
+  MappedScanFile& operator=(const MappedScanFile&) = delete;
+  // nullptr: not mapped, read it through the fd.
+  const void* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions) {
 #ifdef SEKIMORI_TEST_HOOKS
   faultInjection(fd);
@@ -366,9 +397,17 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
                    CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
   const char* virname = nullptr;
   unsigned long scanned = 0;
-  // cl_scandesc maps the fd with pread from offset 0: the caller's file
-  // offset (shared with us through SCM_RIGHTS) does not matter.
-  const cl_error_t rc = cl_scandesc(fd, nullptr, &virname, &scanned, engine, &opts);
+  cl_error_t rc;
+  if (const MappedScanFile mem(fd); mem.data() != nullptr) {
+    cl_fmap_t* map = cl_fmap_open_memory(mem.data(), mem.size());
+    if (map == nullptr) return errorResult("libclamav: cannot map the file to scan");
+    rc = cl_scanmap_callback(map, nullptr, &virname, &scanned, engine, &opts, nullptr);
+    cl_fmap_close(map);
+  } else {
+    // cl_scandesc reads the fd with pread from offset 0: the caller's file
+    // offset (shared with us through SCM_RIGHTS) does not matter.
+    rc = cl_scandesc(fd, nullptr, &virname, &scanned, engine, &opts);
+  }
   ScanResult r;
   r.versions = versions;
   if (rc == CL_VIRUS) {
@@ -1083,6 +1122,20 @@ int listenOn(const std::string& path, std::string* error) {
 }  // namespace
 
 std::string_view toString(ScanResult::Status s) { return statusWord(s); }
+
+ScanFile::ScanFile() : fd_(memfd_create("sekimori-scan", MFD_CLOEXEC | MFD_ALLOW_SEALING)) {}
+
+ScanFile::~ScanFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool ScanFile::write(const void* data, std::size_t size) {
+  return util::writeAll(fd_, std::string_view(static_cast<const char*>(data), size));
+}
+
+bool ScanFile::seal() {
+  return fcntl(fd_, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) == 0;
+}
 
 // --- ScannerPool (milter side) ---------------------------------------------
 

@@ -4,9 +4,9 @@
 // an engine process started by a supervisor process that the milter forks
 // before libmilter starts any thread; the engine process forks a small pool
 // of worker processes that share the compiled engine copy-on-write. A
-// milter thread hands one scan to a worker as a file descriptor (a memfd or
-// spooled temp file) over a private unix socket and gets a verdict line
-// back. A worker that crashes or hangs inside libclamav costs that one scan
+// milter thread hands one scan to a worker as a file descriptor (a sealed
+// memfd, ScanFile, which the worker maps) over a private unix socket and
+// gets a verdict line back. A worker that crashes or hangs inside libclamav costs that one scan
 // (ScanResult::Error, the milter tempfails it) and is replaced. A worker
 // bounds each scan with its own alarm (scan timeout), so a hang kills only
 // that worker.
@@ -22,11 +22,13 @@
 //   ScannerPool pool;
 //   ScannerOptions o;  o.engine.databaseDir = "/var/lib/clamav";
 //   if (!pool.start(o, &why)) exit(2);       // before libmilter's threads exist
-//   ScanResult r = pool.scan(fd);            // from any thread
+//   ScanFile f;  f.write(bytes, n);  f.seal();
+//   ScanResult r = pool.scan(f.fd());        // from any thread
 //   if (r.status == ScanResult::Status::Infected) ... r.name ...
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -85,6 +87,26 @@ struct ScannerOptions {
   // Private directory for the worker socket (created 0700). Empty: a new
   // directory under /tmp, removed at stop().
   std::string runDir;
+};
+
+// The bytes of one scan in a memfd (no name, no disk): written, then sealed
+// against writing, shrinking and growing before it is handed to
+// Scanner::scan(). A worker maps a sealed file instead of reading it a page
+// at a time; any other fd works too and is read through pread().
+class ScanFile {
+ public:
+  ScanFile();  // fd() < 0, errno set, when there is no memfd to be had
+  ~ScanFile();
+  ScanFile(const ScanFile&) = delete;
+  ScanFile& operator=(const ScanFile&) = delete;
+  int fd() const { return fd_; }
+  // Appends; false (errno set) on a write error or once sealed.
+  bool write(const void* data, std::size_t size);
+  // No change after this; false (errno set) if the seals cannot be set.
+  bool seal();
+
+ private:
+  int fd_;
 };
 
 // What the milter scans with: the in-process pool below, or clamd

@@ -15,9 +15,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <thread>
@@ -82,15 +84,43 @@ std::vector<pid_t> childrenOf(pid_t pid) {
   return out;
 }
 
+std::string readFile(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Scans the bytes of `p` as the milter hands a message over: in a sealed
+// ScanFile, which the worker maps.
 ScanResult scanPath(ScannerPool& pool, const fs::path& p) {
+  const std::string bytes = readFile(p);
+  ScanFile f;
+  if (f.fd() < 0 || !f.write(bytes.data(), bytes.size()) || !f.seal()) {
+    ADD_FAILURE() << "cannot make a sealed memfd of " << p << ": " << std::strerror(errno);
+    return ScanResult{};
+  }
+  return pool.scan(f.fd());
+}
+
+// Scans `p` through a plain fd of the file itself, which the worker reads
+// with pread (any caller may hand over a file it could still truncate).
+ScanResult scanPlainFile(ScannerPool& pool, const fs::path& p) {
   const int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ScanResult{};
-  // Leave the offset at the end, as the milter's memfd does: the worker must
-  // read from offset 0 regardless.
+  // Leave the offset at the end: the worker must read from offset 0 regardless.
   lseek(fd, 0, SEEK_END);
   ScanResult r = pool.scan(fd);
   close(fd);
   return r;
+}
+
+// scanPath, and the same verdict when the file is read instead of mapped.
+ScanResult scanBothWays(ScannerPool& pool, const fs::path& p) {
+  const ScanResult mapped = scanPath(pool, p);
+  const ScanResult read = scanPlainFile(pool, p);
+  EXPECT_EQ(mapped.status, read.status) << p << " mapped: " << mapped.name << mapped.error << ", read: " << read.name
+                                        << read.error;
+  EXPECT_EQ(mapped.name, read.name) << p;
+  return mapped;
 }
 
 // Scans `p` every 20 ms until `until` holds for the verdict or `limit`
@@ -166,10 +196,10 @@ TEST_F(ScannerTest, CleanAndInfectedAndArchives) {
   };
   for (const auto& c : cases) {
     const auto t0 = Clock::now();
-    const ScanResult r = scanPath(pool_, file(c.file));
+    const ScanResult r = scanBothWays(pool_, file(c.file));
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-    std::cout << "[ timing   ] " << c.label << ": " << us << " us -> " << toString(r.status) << " " << r.name
-              << "\n";
+    std::cout << "[ timing   ] " << c.label << " (mapped, then read): " << us << " us -> " << toString(r.status)
+              << " " << r.name << "\n";
     EXPECT_EQ(r.status, c.status) << c.label << ": " << toString(r.status) << " " << r.name << " " << r.error;
     EXPECT_TRUE(r.name.starts_with(c.namePrefix)) << c.label << ": " << r.name;
     EXPECT_TRUE(r.versions.starts_with(ScannerPool::libraryVersion() + "/")) << c.label << ": " << r.versions;
@@ -202,16 +232,15 @@ TEST_F(ScannerTest, EveryArchiveFormatOfTheSpecIsUnpacked) {
 
   for (const char* name : {"p.zip", "p.arj", "p.lzh", "p.cab", "p.tar.gz", "payload.txt.gz", "payload.txt.bz2",
                            "payload.txt.xz", "p.7z", "sfx.exe"}) {
-    std::ifstream f(data_ / name, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    const std::string bytes = readFile(data_ / name);
     ASSERT_GT(bytes.size(), 0u) << name;
     EXPECT_EQ(bytes.find("EICAR-STANDARD"), std::string::npos) << name << ": the test string shows through";
-    const ScanResult r = scanPath(pool_, data_ / name);
+    const ScanResult r = scanBothWays(pool_, data_ / name);
     EXPECT_EQ(r.status, Status::Infected) << name << ": " << toString(r.status) << " " << r.name << " " << r.error;
     EXPECT_TRUE(r.name.starts_with(kEicarSig)) << name << ": " << r.name;
   }
   // The tar itself is not compressed: there the bytes do show through.
-  EXPECT_EQ(scanPath(pool_, data_ / "p.tar").status, Status::Infected);
+  EXPECT_EQ(scanBothWays(pool_, data_ / "p.tar").status, Status::Infected);
 }
 
 // Zips nested `depth` deep (EICAR inside level 1, level 1 inside level 2...).
@@ -272,12 +301,12 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
       {"payload.txt", Status::Infected, kEicarSig},
   };
   for (const auto& c : cases) {
-    const ScanResult r = scanPath(pool_, file(c.file));
+    const ScanResult r = scanBothWays(pool_, file(c.file));
     EXPECT_EQ(r.status, c.status) << c.file << ": " << toString(r.status) << " " << r.name << " " << r.error;
     EXPECT_TRUE(r.name.starts_with(c.name) && (r.name.empty() == (c.name[0] == '\0'))) << c.file << ": " << r.name;
   }
   // The finding is per scan: a clean file after an unscanned one is clean.
-  EXPECT_EQ(scanPath(pool_, file("clean.txt")).status, Status::Clean);
+  EXPECT_EQ(scanBothWays(pool_, file("clean.txt")).status, Status::Clean);
 }
 
 // libclamav keeps the hashes of files it found clean and skips them the
@@ -310,12 +339,12 @@ TEST_F(ScannerTest, NestedArchivesUpToTheRecursionLimit) {
   ASSERT_FALSE(nine.empty());
   startPool();
 
-  const ScanResult r8 = scanPath(pool_, eight);
+  const ScanResult r8 = scanBothWays(pool_, eight);
   EXPECT_EQ(r8.status, Status::Infected) << toString(r8.status) << " " << r8.name << " " << r8.error;
   EXPECT_TRUE(r8.name.starts_with(kEicarSig)) << r8.name;
 
   // One level deeper than scanned: never clean, a verdict of its own.
-  const ScanResult r9 = scanPath(pool_, nine);
+  const ScanResult r9 = scanBothWays(pool_, nine);
   EXPECT_NE(r9.status, Status::Clean);
   EXPECT_EQ(r9.status, Status::LimitsExceeded) << toString(r9.status) << " " << r9.name << " " << r9.error;
   EXPECT_EQ(r9.name, "Heuristics.Limits.Exceeded.MaxRecursion");
@@ -751,6 +780,25 @@ TEST_F(ScannerTest, ConcurrentScansFromFourThreads) {
   for (const auto& f : failures) {
     for (const auto& line : f) ADD_FAILURE() << line;
   }
+}
+
+// What the milter hands over cannot change once sealed (the worker maps
+// it); an empty one, with nothing to map, is read and scanned too.
+TEST_F(ScannerTest, ASealedScanFileCannotChangeAndAnEmptyOneIsScanned) {
+  ScanFile f;
+  ASSERT_GE(f.fd(), 0) << std::strerror(errno);
+  ASSERT_TRUE(f.write(kEicar.data(), kEicar.size()));
+  ASSERT_TRUE(f.seal()) << std::strerror(errno);
+  EXPECT_FALSE(f.write("x", 1));
+  EXPECT_NE(ftruncate(f.fd(), 1), 0);
+  EXPECT_NE(ftruncate(f.fd(), 1 << 20), 0);
+  startPool();
+  const ScanResult r = pool_.scan(f.fd());
+  EXPECT_EQ(r.status, Status::Infected) << toString(r.status) << " " << r.error;
+  ScanFile empty;
+  ASSERT_TRUE(empty.seal());
+  const ScanResult e = pool_.scan(empty.fd());
+  EXPECT_EQ(e.status, Status::Clean) << toString(e.status) << " " << e.error;
 }
 
 TEST(ScannerStatus, Names) {
