@@ -12,9 +12,14 @@
 
 #include "common/mime/sevenzip.h"
 #include "common/mime/spool.h"
+#include "common/util/bytes.h"
 
 namespace sekimori::mime {
 namespace {
+
+using util::le16;
+using util::le32;
+using util::le64;
 
 using ArchivePtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
 using Status = ExpansionResult::Status;
@@ -321,10 +326,6 @@ Status measureLevel(Source& src, int level, State& st) {
   if (const Status ds = drainCounting(raw.get(), st); terminal(ds)) return ds;
   return s;
 }
-
-std::uint16_t le16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
-std::uint32_t le32(const unsigned char* p) { return le16(p) | (static_cast<std::uint32_t>(le16(p + 2)) << 16); }
-std::uint64_t le64(const unsigned char* p) { return le32(p) | (static_cast<std::uint64_t>(le32(p + 4)) << 32); }
 
 // The number of entries a ZIP's end-of-central-directory record declares
 // (zip64 included), or 0 when there is none. libarchive reads the whole

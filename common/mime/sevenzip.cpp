@@ -14,8 +14,12 @@
 #include <span>
 #include <vector>
 
+#include "common/util/bytes.h"
+
 namespace sekimori::mime {
 namespace {
+
+using util::le64;
 
 enum Nid : unsigned char {
   kEnd = 0x00,
@@ -199,12 +203,6 @@ StreamsInfo readStreamsInfo(Reader& r) {
     }
   }
   return si;
-}
-
-std::uint64_t le64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
 }
 
 bool readAt(const Spool& s, std::uint64_t offset, std::vector<unsigned char>& out) {

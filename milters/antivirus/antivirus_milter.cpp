@@ -58,7 +58,7 @@ const Option<std::string> kTempDir{"engine.temp_dir", "",
                                    "whatever a crashed or killed scan left in it. Empty: $TMPDIR or /tmp. On a "
                                    "tmpfs (e.g. a directory under /dev/shm) a scan of small mail costs half the "
                                    "CPU it costs on ext4 (README, Performance); the directory must be writable "
-                                   "by the milter and have room for max_file_size per worker."};
+                                   "by the milter and have room for max_scan_size per worker."};
 const Option<Count> kWorkers{"engine.workers", Count{4},
                              "Scanner processes. Each scans one message at a time; they share the compiled "
                              "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};
@@ -72,7 +72,10 @@ const Option<Bytes> kMaxScanSize{"engine.max_scan_size", Bytes{100 * 1024 * 1024
                                  "Most data scanned per message (archives expanded included). Over it: "
                                  "limits_exceeded_action."};
 const Option<Bytes> kMaxFileSize{"engine.max_file_size", Bytes{25 * 1024 * 1024},
-                                 "Largest single file (attachment, archive member) scanned."};
+                                 "Largest single file inside a message (attachment, archive member). A longer "
+                                 "one is scanned whole all the same (up to max_scan_size) and makes the message "
+                                 "limits_exceeded_action unless a virus is found in it; ZIP and CAB members are "
+                                 "judged by the size their archive declares."};
 const Option<Count> kMaxFiles{"engine.max_files", Count{10000}, "Most files scanned inside one message."};
 const Option<Count> kMaxRecursion{"engine.max_recursion", Count{8},
                                   "Archives inside archives scanned this deep (R-AV-2); deeper is "

@@ -60,6 +60,7 @@
 #include "common/log/log.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
+#include "milters/antivirus/member_sizes.h"
 
 namespace sekimori::antivirus {
 
@@ -176,9 +177,41 @@ void closeLayersFrom(std::uint32_t level) {
   }
 }
 
+// --- files longer than max_file_size ---------------------------------------
+//
+// libclamav's own file size limit is not a verdict for every container:
+// 1.4.6 scans a zip member longer than CL_ENGINE_MAX_FILESIZE as if it were
+// empty and a cab member cut short, and answers clean, heuristics for
+// exceeded limits on or not (gzip, bzip2, xz, tar.gz, 7z, arj and lzh
+// members do alert; measured, ScannerTest.EachLimitReachedIsLimitsExceededNeverClean).
+// A virus in a zip member padded past max_file_size would pass. So a worker
+// applies max_file_size itself, to every layer inside the scanned file (one
+// longer than that, or as long as libclamav's limit, where it may have been
+// cut) and to the member sizes every ZIP and CAB layer declares
+// (member_sizes.h: such a member may never become a layer); either makes
+// the scan "Heuristics.Limits.Exceeded.MaxFileSize". libclamav's own limit
+// is the scan size, so that a message up to it is scanned whole: the
+// scanned file itself is bounded by the scan size only (scanOne).
+struct FileSizeLimits {
+  std::uint64_t max = 0;  // EngineLimits::maxFileSize
+  std::uint64_t cut = 0;  // CL_ENGINE_MAX_FILESIZE: the scan size
+};
+FileSizeLimits gFileSizeLimits;  // set by the engine process before it forks workers
+bool gOverFileSize = false;      // the current scan met a layer over max
+
+bool overFileSize(std::uint64_t size) { return size > gFileSizeLimits.max || size >= gFileSizeLimits.cut; }
+
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
                         const char* /*name*/, size_t size, const char* buf, uint32_t level, uint32_t /*attributes*/,
                         void* /*context*/) {
+  if (level >= 1 && overFileSize(size)) gOverFileSize = true;
+  if (buf != nullptr && type != nullptr) {
+    const bool zip = std::strcmp(type, "CL_TYPE_ZIP") == 0;
+    if ((zip || std::strcmp(type, "CL_TYPE_MSCAB") == 0) &&
+        overFileSize(largestDeclaredMember(zip ? ArchiveKind::Zip : ArchiveKind::Cab, std::string_view(buf, size)))) {
+      gOverFileSize = true;
+    }
+  }
   closeLayersFrom(level);
   if (!gLayers.empty() && gLayers.back().level + 1 == level) gLayers.back().child = true;
   gLayers.push_back({level, containerKind(type, buf, size)});
@@ -235,8 +268,10 @@ bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) 
     }
   }
   const EngineLimits& l = s.limits;
+  gFileSizeLimits = {l.maxFileSize, l.maxScanSize};  // max_file_size is ours to apply: inspectLayer
   if (!setNum(e.get(), CL_ENGINE_MAX_SCANSIZE, static_cast<long long>(l.maxScanSize), "max scan size", error) ||
-      !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(l.maxFileSize), "max file size", error) ||
+      !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(gFileSizeLimits.cut),
+              "file size limit (the max scan size)", error) ||
       !setNum(e.get(), CL_ENGINE_MAX_FILES, l.maxFiles, "max files", error) ||
       // libclamav counts the scanned file itself as a level: with
       // CL_ENGINE_MAX_RECURSION = N an archive nested N deep is already
@@ -395,6 +430,15 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   opts.parse = ~0u;  // every parser libclamav has (archives, mail, html, ole2, pdf, pe, elf, ...)
   opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE |
                    CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
+  // The scanned file itself longer than the scan size: libclamav would not
+  // scan it and answer a detection without a name.
+  if (struct stat st {}; fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > gFileSizeLimits.cut) {
+    ScanResult r;
+    r.versions = versions;
+    r.status = ScanResult::Status::LimitsExceeded;
+    r.name = "Heuristics.Limits.Exceeded.MaxScanSize";
+    return r;
+  }
   const char* virname = nullptr;
   unsigned long scanned = 0;
   cl_error_t rc;
@@ -586,6 +630,7 @@ constexpr int kExitForFreshCache = 3;
       r = errorResult("scanner worker received no file descriptor");
     } else {
       gScanHadError = false;
+      gOverFileSize = false;
       gLayers.clear();
       gUnscanned.clear();
       alarm(alarmSeconds);
@@ -599,13 +644,18 @@ constexpr int kExitForFreshCache = 3;
         r.status = ScanResult::Status::Unscanned;
         r.name = gUnscanned;
       }
+      if (gOverFileSize && (r.status == ScanResult::Status::Clean || r.status == ScanResult::Status::Unscanned)) {
+        r.status = ScanResult::Status::LimitsExceeded;
+        r.name = "Heuristics.Limits.Exceeded.MaxFileSize";
+      }
       // libclamav keeps the hash of every file (and archive member) it found
       // clean, and skips such a file the next time. What only we noticed (a
       // container it could not unpack, an error it logged and went on from)
-      // left the files around it in that cache as clean: the same zip again
-      // would come back clean. This worker ends after answering, whatever
-      // the verdict, and its replacement starts with an empty cache.
-      freshCache = !gUnscanned.empty() || gScanHadError;
+      // (or a member longer than max_file_size) left the files around it in
+      // that cache as clean: the same zip again would come back clean. This
+      // worker ends after answering, whatever the verdict, and its
+      // replacement starts with an empty cache.
+      freshCache = !gUnscanned.empty() || gScanHadError || gOverFileSize;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +

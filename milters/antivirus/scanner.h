@@ -42,9 +42,13 @@ namespace sekimori::antivirus {
 // maxRecursion counts archive levels: an archive nested maxRecursion deep is
 // scanned, one level deeper is LimitsExceeded. libclamav counts the outer file
 // as a level too, so the engine gets CL_ENGINE_MAX_RECURSION = maxRecursion + 1.
+// maxFileSize bounds each file inside what is scanned (attachment, archive
+// member); the workers apply it themselves, as libclamav cuts a longer zip
+// member short and calls it clean. The file handed to scan() is bounded by
+// maxScanSize, which is also libclamav's CL_ENGINE_MAX_FILESIZE.
 struct EngineLimits {
   std::uint64_t maxScanSize = 100ULL * 1024 * 1024;  // CL_ENGINE_MAX_SCANSIZE
-  std::uint64_t maxFileSize = 25ULL * 1024 * 1024;   // CL_ENGINE_MAX_FILESIZE
+  std::uint64_t maxFileSize = 25ULL * 1024 * 1024;   // each file inside, checked by the workers
   std::uint32_t maxFiles = 10000;                    // CL_ENGINE_MAX_FILES
   std::uint32_t maxRecursion = 8;                    // CL_ENGINE_MAX_RECURSION (R-AV-2: archives 8 deep)
   std::chrono::milliseconds maxScanTime{120000};     // CL_ENGINE_MAX_SCANTIME

@@ -1,9 +1,12 @@
 // Fuzzes the archive-expansion guard (R-SIZE-5, common/mime/archive.cpp
-// over libarchive) and the 7-Zip header probe written here
-// (common/mime/sevenzip.cpp): attachments are attacker-made bytes.
-// Properties: both always return, within the limits they were given.
+// over libarchive), the 7-Zip header probe written here
+// (common/mime/sevenzip.cpp) and the ZIP/CAB member-size reader of the
+// antivirus scanner (milters/antivirus/member_sizes.cpp): attachments are
+// attacker-made bytes. Properties: all return, within the limits they were
+// given (out-of-bounds reads are the sanitizers' to catch).
 #include "common/mime/archive.h"
 #include "common/mime/sevenzip.h"
+#include "milters/antivirus/member_sizes.h"
 #include "tests/fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -28,5 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   spool.append(bytes);
   const SevenZipProbe p = probeSevenZip(spool, 1 << 20);
   if (p.kind != SevenZipProbe::Kind::Files) FUZZ_CHECK(p.files == 0);
+
+  (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Zip, bytes);
+  (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
   return 0;
 }

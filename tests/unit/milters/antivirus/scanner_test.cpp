@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <set>
@@ -307,6 +308,70 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
   }
   // The finding is per scan: a clean file after an unscanned one is clean.
   EXPECT_EQ(scanBothWays(pool_, file("clean.txt")).status, Status::Clean);
+}
+
+// Every limit of EngineLimits is a verdict of its own when a scan reaches
+// it, never "clean" (libclamav's default would be clean). The archives hold
+// nothing but clean text unless said: the limit alone decides. Each is
+// scanned twice, mapped and read, so a limited scan left in libclamav's
+// clean-file cache would show as clean the second time.
+TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += "an ordinary line of text, repeated so that it compresses well\n";  // 6.4 KB
+  for (const char* name : {"a.txt", "b.txt", "c.txt", "d.txt", "e.txt"}) writeFile(data_ / name, text);
+  writeFile(data_ / "tail.txt", text + kEicar + "\n");  // EICAR after the first 6.4 KB
+  const std::string d = "cd " + data_.string() + " && ";
+  ASSERT_EQ(sh(d + "zip -q one.zip a.txt && zip -q tail.zip tail.txt && zip -q -fz tail64.zip tail.txt"), 0);
+  ASSERT_EQ(sh(d + "zip -q three.zip a.txt b.txt c.txt && zip -q five.zip a.txt b.txt c.txt d.txt e.txt"), 0);
+  ASSERT_EQ(sh(d + "gcab -c -z tail.cab tail.txt"), 0) << "gcab missing? (scripts/install-deps)";
+  ASSERT_LT(fs::file_size(data_ / "five.zip"), 2000u);  // the archives are small, what they hold is not
+
+  const auto fileSize = [](std::uint64_t n) { return [n](EngineLimits& l) { l.maxFileSize = n; }; };
+  struct Case {
+    const char* limit;
+    std::function<void(EngineLimits&)> set;
+    const char* file;
+    Status status;
+    const char* name;
+  } cases[] = {
+      {"max file size 4 KB", fileSize(4096), "one.zip", Status::LimitsExceeded,
+       "Heuristics.Limits.Exceeded.MaxFileSize"},
+      // Longer than the limit but scanned whole: what is found wins.
+      {"max file size 4 KB, EICAR past it", fileSize(4096), "tail.zip", Status::Infected, kEicarSig},
+      {"max file size 4 KB, EICAR past it in a CAB", fileSize(4096), "tail.cab", Status::Infected, kEicarSig},
+      // libclamav 1.4.6 scans a zip member longer than its own file size
+      // limit (the scan size) as empty, a cab member cut short: the size
+      // the archive declares is what tells.
+      {"scan size 4 KB, a zip member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
+       "tail.zip", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"},
+      {"scan size 4 KB, a zip64 member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
+       "tail64.zip", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"},
+      {"scan size 4 KB, a cab member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
+       "tail.cab", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"},
+      {"scan size 4 KB, the file itself longer", [](EngineLimits& l) { l.maxScanSize = 4096; }, "tail.txt",
+       Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxScanSize"},
+      {"max scan size 16 KB", [](EngineLimits& l) { l.maxScanSize = 16384; }, "three.zip", Status::LimitsExceeded,
+       "Heuristics.Limits.Exceeded.MaxScanSize"},
+      {"max files 3", [](EngineLimits& l) { l.maxFiles = 3; }, "five.zip", Status::LimitsExceeded,
+       "Heuristics.Limits.Exceeded.MaxFiles"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    ScannerOptions o = options_;
+    c.set(o.engine.limits);
+    o.runDir = (tmp_.path() / ("run-limit" + std::to_string(++n))).string();
+    ScannerPool pool;
+    std::string why;
+    ASSERT_TRUE(pool.start(o, &why)) << c.limit << ": " << why;
+    // Within the limits, a small file is clean: the limit is what counts.
+    EXPECT_EQ(scanBothWays(pool, file("clean.txt")).status, Status::Clean) << c.limit;
+    for (int i = 0; i < 2; ++i) {
+      const ScanResult r = scanBothWays(pool, file(c.file));
+      EXPECT_EQ(r.status, c.status) << c.limit << ": " << toString(r.status) << " " << r.name << " " << r.error;
+      EXPECT_TRUE(r.name.starts_with(c.name)) << c.limit << ": " << r.name;
+    }
+    pool.stop();
+  }
 }
 
 // libclamav keeps the hashes of files it found clean and skips them the

@@ -1,0 +1,30 @@
+// milters/antivirus/member_sizes.h — the largest size a ZIP or CAB archive
+// declares for one of its members, read from its directory records without
+// unpacking anything.
+//
+// Why (scanner.cpp): libclamav 1.4.6 scans a zip member longer than its
+// file size limit as if it were empty, and a longer cab member cut short,
+// and answers clean for both; no layer of that size ever reaches the file
+// inspection callback. The directory says how long the member is.
+//
+//   if (largestDeclaredMember(ArchiveKind::Zip, bytes) > maxFileSize) ...
+//
+// ZIP: the central directory found from the end record (zip64 included; its
+// start taken as the end record minus its size, so data prepended to the
+// archive, as in a self-extractor, does not matter); without one, the local
+// headers front to back. CAB: the CFFILE records. Bounded by the bytes
+// given: a damaged or lying directory yields what could be read, never a
+// read outside them.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace sekimori::antivirus {
+
+enum class ArchiveKind { Zip, Cab };
+
+// 0 when nothing declares a size (or nothing could be read).
+std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes);
+
+}  // namespace sekimori::antivirus
