@@ -650,8 +650,8 @@ constexpr int kExitForFreshCache = 3;
       }
       // libclamav keeps the hash of every file (and archive member) it found
       // clean, and skips such a file the next time. What only we noticed (a
-      // container it could not unpack, an error it logged and went on from)
-      // (or a member longer than max_file_size) left the files around it in
+      // container it could not unpack, a member longer than max_file_size,
+      // an error it logged and went on from) left the files around it in
       // that cache as clean: the same zip again would come back clean. This
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
