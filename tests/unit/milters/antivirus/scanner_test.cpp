@@ -49,6 +49,15 @@ std::string hex(std::string_view s) {
 
 std::string ndbLine(const std::string& name, std::string_view body) { return name + ":0:*:" + hex(body) + "\n"; }
 
+// EICAR followed by 10 KB of repeated lines, so that every archiver and
+// compressor really compresses it: stored raw, the EICAR bytes would show
+// through and match without any unpacking.
+std::string paddedEicar() {
+  std::string payload = kEicar + "\n";
+  for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
+  return payload;
+}
+
 void writeFile(const fs::path& p, std::string_view data) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f << data;
@@ -213,9 +222,7 @@ TEST_F(ScannerTest, CleanAndInfectedAndArchives) {
 // it: the EICAR bytes never show through, and only unpacking finds them.
 // RAR needs libclamunrar (non-free): without it RAR is "unscanned" (above).
 TEST_F(ScannerTest, EveryArchiveFormatOfTheSpecIsUnpacked) {
-  std::string payload = kEicar + "\n";
-  for (int i = 0; i < 200; ++i) payload += "padding line so that the archiver compresses this file\n";
-  writeFile(data_ / "payload.txt", payload);
+  writeFile(data_ / "payload.txt", paddedEicar());
   const std::string in = "cd " + data_.string() + " && ";
   ASSERT_EQ(sh(in + "zip -q p.zip payload.txt"), 0);
   ASSERT_EQ(sh(in + "arj a -y p.arj payload.txt"), 0) << "arj missing? (scripts/install-deps)";
@@ -248,11 +255,7 @@ TEST_F(ScannerTest, EveryArchiveFormatOfTheSpecIsUnpacked) {
 fs::path nestedZip(const fs::path& dir, int depth) {
   const fs::path work = dir / ("nest" + std::to_string(depth));
   fs::create_directories(work);
-  // Padded so that zip deflates it: stored, the EICAR bytes would show
-  // through every level and match without any unpacking.
-  std::string payload = kEicar + "\n";
-  for (int i = 0; i < 200; ++i) payload += "padding line so that deflate compresses this file\n";
-  writeFile(work / "payload.txt", payload);
+  writeFile(work / "payload.txt", paddedEicar());  // never showing through a level
   std::string inner = "payload.txt";
   for (int level = 1; level <= depth; ++level) {
     const std::string outer = "l" + std::to_string(level) + ".zip";
@@ -265,11 +268,7 @@ fs::path nestedZip(const fs::path& dir, int depth) {
 // Containers libclamav does not unpack (Zstandard, LZ4; RAR without the
 // unrar module) hide what is inside: never "clean", "unscanned" naming them.
 TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
-  // Padded so that the compressors really compress: stored raw, the EICAR
-  // bytes would show through and match.
-  std::string payload = kEicar + "\n";
-  for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
-  writeFile(data_ / "payload.txt", payload);
+  writeFile(data_ / "payload.txt", paddedEicar());
   const std::string d = "cd " + data_.string() + " && ";
   ASSERT_EQ(sh(d + "zstd -q -19 payload.txt -o payload.zst"), 0) << "zstd missing?";
   // LZ4 keeps unrepeated bytes as plain literals (EICAR would show
@@ -379,9 +378,7 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
 // scanned the bytes it could not unpack), but unscanned to us: scanned
 // again by the same worker it must not come back clean from that cache.
 TEST_F(ScannerTest, AnUnscannedContainerIsUnscannedEveryTimeNotCleanFromTheCache) {
-  std::string payload = kEicar + "\n";
-  for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
-  writeFile(data_ / "payload.txt", payload);
+  writeFile(data_ / "payload.txt", paddedEicar());
   const std::string d = "cd " + data_.string() + " && ";
   ASSERT_EQ(sh(d + "zstd -q -19 payload.txt -o payload.zst && zip -q zst-in.zip payload.zst"), 0) << "zstd missing?";
   ASSERT_EQ(sh(d + "zip -q clean.zip clean.txt"), 0);
