@@ -227,32 +227,25 @@ AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) 
   return m;
 }
 
-ScanResult scanError(std::string why) {
-  ScanResult r;
-  r.status = ScanResult::Status::Error;
-  r.error = std::move(why);
-  return r;
-}
-
 // Scans the spooled message; with `newBody`, its first `headerBytes` (the
 // top-level header block) followed by that body instead of its own.
 ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std::string_view> newBody = std::nullopt,
                      std::uint64_t headerBytes = 0) {
   ScanFile f;
-  if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
+  if (f.fd() < 0) return ScanResult::failure(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
   const std::uint64_t end = newBody ? headerBytes : spool.size();
   for (std::uint64_t off = 0; off < end;) {
     const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off));
     const std::size_t n = spool.read(off, std::span(buf).first(want));
     if (n == 0) break;
-    if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
+    if (!f.write(buf.data(), n)) return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
     off += n;
   }
   if (newBody && !f.write(newBody->data(), newBody->size())) {
-    return scanError(std::string("memfd write: ") + std::strerror(errno));
+    return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
   }
-  if (!f.seal()) return scanError(std::string("memfd seal: ") + std::strerror(errno));
+  if (!f.seal()) return ScanResult::failure(std::string("memfd seal: ") + std::strerror(errno));
   return pool.scan(f.fd());
 }
 
@@ -272,15 +265,15 @@ bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_
 ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
                        bool* complete) {
   ScanFile f;
-  if (f.fd() < 0) return scanError(std::string("memfd: ") + std::strerror(errno));
+  if (f.fd() < 0) return ScanResult::failure(std::string("memfd: ") + std::strerror(errno));
   std::array<std::byte, 64 * 1024> buf{};
   for (;;) {
     const std::size_t n = content.read(buf);
     if (n == 0) break;
     if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
-    if (!f.write(buf.data(), n)) return scanError(std::string("memfd write: ") + std::strerror(errno));
+    if (!f.write(buf.data(), n)) return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
   }
-  if (!f.seal()) return scanError(std::string("memfd seal: ") + std::strerror(errno));
+  if (!f.seal()) return ScanResult::failure(std::string("memfd seal: ") + std::strerror(errno));
   return pool.scan(f.fd());
 }
 

@@ -158,13 +158,6 @@ std::string word(std::string_view s) {
   return out;
 }
 
-ScanResult error(std::string why) {
-  ScanResult r;
-  r.status = ScanResult::Status::Error;
-  r.error = std::move(why);
-  return r;
-}
-
 bool command(const std::string& address, const char* cmd, std::chrono::milliseconds timeout, std::string* reply,
              std::string* why) {
   const auto deadline = Steady::now() + timeout;
@@ -221,15 +214,15 @@ ScanResult ClamdScanner::scan(int fd) {
   const auto deadline = Steady::now() + options_.timeout;
   std::string why;
   Fd sock(connectClamd(options_.address, deadline, &why));
-  if (sock.get() < 0) return error(why);
+  if (sock.get() < 0) return ScanResult::failure(why);
   static constexpr char kCmd[] = "zINSTREAM";
-  if (!sendAll(sock.get(), kCmd, sizeof kCmd, deadline)) return error("clamd: cannot send INSTREAM");
+  if (!sendAll(sock.get(), kCmd, sizeof kCmd, deadline)) return ScanResult::failure("clamd: cannot send INSTREAM");
   std::vector<char> buf(4 + options_.chunkSize);
   for (off_t off = 0;;) {
     const ssize_t n = pread(fd, buf.data() + 4, options_.chunkSize, off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return error(std::string("reading the message: ") + std::strerror(errno));
+      return ScanResult::failure(std::string("reading the message: ") + std::strerror(errno));
     }
     const std::uint32_t len = htonl(static_cast<std::uint32_t>(n));
     std::memcpy(buf.data(), &len, 4);
@@ -241,7 +234,7 @@ ScanResult ClamdScanner::scan(int fd) {
     off += n;
   }
   std::string reply;
-  if (!readReply(sock.get(), &reply, deadline)) return error("clamd: no verdict before the timeout");
+  if (!readReply(sock.get(), &reply, deadline)) return ScanResult::failure("clamd: no verdict before the timeout");
   ScanResult r = parseClamdReply(reply);
   if (r.status != ScanResult::Status::Error) r.versions = versions();
   return r;

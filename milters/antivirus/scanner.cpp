@@ -105,13 +105,6 @@ bool parseStatus(std::string_view w, ScanResult::Status* out) {
   return false;
 }
 
-ScanResult errorResult(std::string why) {
-  ScanResult r;
-  r.status = ScanResult::Status::Error;
-  r.error = std::move(why);
-  return r;
-}
-
 // Set when libclamav reports an error during the current scan (a worker
 // scans one message at a time). libclamav can meet an internal error inside
 // an archive (a temp file it cannot create, say), log it, and still answer
@@ -398,14 +391,13 @@ void faultInjection(int fd) {
 // Anything else (a file the caller may still truncate) is not mapped.
 class MappedScanFile {
  public:
-  explicit MappedScanFile(int fd) {
+  MappedScanFile(int fd, std::uint64_t size) {
     const int seals = fcntl(fd, F_GET_SEALS);
-    struct stat st {};
-    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0 || fstat(fd, &st) != 0 || st.st_size <= 0) return;
-    void* p = mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0 || size == 0) return;
+    void* p = mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return;
     data_ = p;
-    size_ = static_cast<std::size_t>(st.st_size);
+    size_ = static_cast<std::size_t>(size);
   }
   ~MappedScanFile() {
     if (data_ != nullptr) munmap(data_, size_);
@@ -430,9 +422,12 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   opts.parse = ~0u;  // every parser libclamav has (archives, mail, html, ole2, pdf, pe, elf, ...)
   opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE |
                    CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return ScanResult::failure(errnoText("cannot stat the file to scan"));
+  const auto size = static_cast<std::uint64_t>(st.st_size);
   // The scanned file itself longer than the scan size: libclamav would not
   // scan it and answer a detection without a name.
-  if (struct stat st {}; fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > gFileSizeLimits.cut) {
+  if (size > gFileSizeLimits.cut) {
     ScanResult r;
     r.versions = versions;
     r.status = ScanResult::Status::LimitsExceeded;
@@ -442,9 +437,9 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   const char* virname = nullptr;
   unsigned long scanned = 0;
   cl_error_t rc;
-  if (const MappedScanFile mem(fd); mem.data() != nullptr) {
+  if (const MappedScanFile mem(fd, size); mem.data() != nullptr) {
     cl_fmap_t* map = cl_fmap_open_memory(mem.data(), mem.size());
-    if (map == nullptr) return errorResult("libclamav: cannot map the file to scan");
+    if (map == nullptr) return ScanResult::failure("libclamav: cannot map the file to scan");
     rc = cl_scanmap_callback(map, nullptr, &virname, &scanned, engine, &opts, nullptr);
     cl_fmap_close(map);
   } else {
@@ -627,7 +622,7 @@ constexpr int kExitForFreshCache = 3;
     ScanResult r;
     bool freshCache = false;
     if (fd < 0) {
-      r = errorResult("scanner worker received no file descriptor");
+      r = ScanResult::failure("scanner worker received no file descriptor");
     } else {
       gScanHadError = false;
       gOverFileSize = false;
@@ -638,7 +633,7 @@ constexpr int kExitForFreshCache = 3;
       alarm(0);
       closeLayersFrom(0);
       if (gScanHadError && r.status == ScanResult::Status::Clean) {
-        r = errorResult("libclamav reported an error during the scan (see the log); not trusted as clean");
+        r = ScanResult::failure("libclamav reported an error during the scan (see the log); not trusted as clean");
       }
       if (r.status == ScanResult::Status::Clean && !gUnscanned.empty()) {
         r.status = ScanResult::Status::Unscanned;
@@ -1360,7 +1355,7 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
 }
 
 ScanResult ScannerPool::scan(int fd) {
-  if (!impl_) return errorResult("scanner not started");
+  if (!impl_) return ScanResult::failure("scanner not started");
   const Impl& im = *impl_;
   const auto timeout = im.options.scanTimeout;
   sockaddr_un addr{};
@@ -1374,7 +1369,7 @@ ScanResult ScannerPool::scan(int fd) {
   int c = -1;
   for (;;) {
     c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (c < 0) return errorResult(errnoText("scanner socket"));
+    if (c < 0) return ScanResult::failure(errnoText("scanner socket"));
     if (connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
     const int err = errno;
     close(c);
@@ -1384,7 +1379,7 @@ ScanResult ScannerPool::scan(int fd) {
     const bool retry = (err == EAGAIN && waited < timeout) ||
                        (gone && waited < std::min<milliseconds>(timeout, milliseconds(1000)));
     if (!retry) {
-      return errorResult(err == EAGAIN ? "no scanner worker free within the scan timeout"
+      return ScanResult::failure(err == EAGAIN ? "no scanner worker free within the scan timeout"
                                        : "cannot reach the scanner: " + std::string(std::strerror(err)));
     }
     std::this_thread::sleep_for(milliseconds(20));
@@ -1410,7 +1405,7 @@ ScanResult ScannerPool::scan(int fd) {
   if (sent != 1) {
     const std::string why = errnoText("cannot hand the message to the scanner");
     close(c);
-    return errorResult(why);
+    return ScanResult::failure(why);
   }
 
   // Until 'A' the scan is queued for a worker (a busy one frees up within
@@ -1418,7 +1413,7 @@ ScanResult ScannerPool::scan(int fd) {
   std::string reply;
   bool accepted = false;
   auto deadline = Clock::now() + timeout + kReplySlack;
-  ScanResult result = errorResult("scan timed out");
+  ScanResult result = ScanResult::failure("scan timed out");
   for (;;) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) break;
@@ -1430,7 +1425,7 @@ ScanResult ScannerPool::scan(int fd) {
     const ssize_t r = recv(c, buf, sizeof buf, 0);
     if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (r <= 0) {
-      result = errorResult(accepted ? "scanner worker died during the scan"
+      result = ScanResult::failure(accepted ? "scanner worker died during the scan"
                                     : "scanner worker died before the scan");
       break;
     }
@@ -1445,7 +1440,7 @@ ScanResult ScannerPool::scan(int fd) {
       const std::vector<std::string> f = util::splitFields(std::string_view(reply.data(), nl), '\t');
       ScanResult r2;
       if (f.size() != 4 || !parseStatus(f[0], &r2.status)) {
-        result = errorResult("malformed answer from the scanner worker");
+        result = ScanResult::failure("malformed answer from the scanner worker");
       } else {
         r2.name = f[1];
         r2.versions = f[2];

@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace sekimori::antivirus {
 
@@ -79,6 +80,12 @@ struct ScanResult {
   // "1.4.6/27100" style: libclamav version / database version the worker
   // scanned with (for X-Virus-Scanned); empty on Error.
   std::string versions;
+  // Status::Error with `why`: a scan that could not be done.
+  static ScanResult failure(std::string why) {
+    ScanResult r;
+    r.error = std::move(why);
+    return r;
+  }
 };
 
 std::string_view toString(ScanResult::Status s);  // "clean", "infected", ...
