@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -173,26 +174,36 @@ void closeLayersFrom(std::uint32_t level) {
 // --- files longer than max_file_size ---------------------------------------
 //
 // libclamav's own file size limit is not a verdict for every container:
-// 1.4.6 scans a zip member longer than CL_ENGINE_MAX_FILESIZE as if it were
-// empty and a cab member cut short, and answers clean, heuristics for
-// exceeded limits on or not (gzip, bzip2, xz, tar.gz, 7z, arj and lzh
-// members do alert; measured, ScannerTest.EachLimitReachedIsLimitsExceededNeverClean).
-// A virus in a zip member padded past max_file_size would pass. So a worker
-// applies max_file_size itself, to every layer inside the scanned file (one
-// longer than that, or as long as libclamav's limit, where it may have been
-// cut) and to the member sizes every ZIP and CAB layer declares
-// (member_sizes.h: such a member may never become a layer); either makes
-// the scan "Heuristics.Limits.Exceeded.MaxFileSize". libclamav's own limit
-// is the scan size, so that a message up to it is scanned whole: the
-// scanned file itself is bounded by the scan size only (scanOne).
+// 1.4.6 scans a zip member longer than CL_ENGINE_MAX_FILESIZE cut short (at
+// the last 8 KiB buffer of its unzip that fits: empty under 8 KiB) and a cab
+// member cut short, and answers clean, heuristics for exceeded limits on or
+// not (gzip, bzip2, xz, tar.gz, 7z, arj and lzh members do alert; measured,
+// ScannerTest.EachLimitReachedIsLimitsExceededNeverClean). A virus in a zip
+// member padded past max_file_size would pass. So a worker applies
+// max_file_size itself, to every layer inside the scanned file and to the
+// member sizes every ZIP and CAB layer declares (member_sizes.h: such a
+// member may never become a layer); either makes the scan
+// "Heuristics.Limits.Exceeded.MaxFileSize". libclamav's own limit is set
+// above the scan size (kCutMargin): a message up to the scan size is
+// scanned whole, and a layer libclamav cut short is still longer than the
+// scan size, which no layer may be. That is what tells when a zip's
+// directory understates a member's size (measured: 300 KB of zeros and
+// EICAR declared as 100 bytes, both sizes 100 KB, came back clean when the
+// limit was the scan size itself and the cut layer 96 KB). The scanned file
+// itself is bounded by the scan size only (scanOne).
 struct FileSizeLimits {
-  std::uint64_t max = 0;  // EngineLimits::maxFileSize
-  std::uint64_t cut = 0;  // CL_ENGINE_MAX_FILESIZE: the scan size
+  std::uint64_t max = 0;   // EngineLimits::maxFileSize
+  std::uint64_t scan = 0;  // EngineLimits::maxScanSize
 };
 FileSizeLimits gFileSizeLimits;  // set by the engine process before it forks workers
 bool gOverFileSize = false;      // the current scan met a layer over max
+// How far above the scan size libclamav's file size limit is: more than any
+// buffer an unpacker of libclamav fills before checking the limit.
+constexpr std::uint64_t kCutMargin = 1 << 20;
+// libclamav 1.4 lowers a larger file size limit to INT_MAX - 2, with a warning.
+static_assert(kLargestScanSize + kCutMargin <= std::uint64_t{INT_MAX} - 2);
 
-bool overFileSize(std::uint64_t size) { return size > gFileSizeLimits.max || size >= gFileSizeLimits.cut; }
+bool overFileSize(std::uint64_t size) { return size > gFileSizeLimits.max || size > gFileSizeLimits.scan; }
 
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
                         const char* /*name*/, size_t size, const char* buf, uint32_t level, uint32_t /*attributes*/,
@@ -263,8 +274,8 @@ bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) 
   const EngineLimits& l = s.limits;
   gFileSizeLimits = {l.maxFileSize, l.maxScanSize};  // max_file_size is ours to apply: inspectLayer
   if (!setNum(e.get(), CL_ENGINE_MAX_SCANSIZE, static_cast<long long>(l.maxScanSize), "max scan size", error) ||
-      !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(gFileSizeLimits.cut),
-              "file size limit (the max scan size)", error) ||
+      !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(l.maxScanSize + kCutMargin),
+              "file size limit (above the max scan size)", error) ||
       !setNum(e.get(), CL_ENGINE_MAX_FILES, l.maxFiles, "max files", error) ||
       // libclamav counts the scanned file itself as a level: with
       // CL_ENGINE_MAX_RECURSION = N an archive nested N deep is already
@@ -427,7 +438,7 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   const auto size = static_cast<std::uint64_t>(st.st_size);
   // The scanned file itself longer than the scan size: libclamav would not
   // scan it and answer a detection without a name.
-  if (size > gFileSizeLimits.cut) {
+  if (size > gFileSizeLimits.scan) {
     ScanResult r;
     r.versions = versions;
     r.status = ScanResult::Status::LimitsExceeded;

@@ -46,7 +46,10 @@ namespace sekimori::antivirus {
 // maxFileSize bounds each file inside what is scanned (attachment, archive
 // member); the workers apply it themselves, as libclamav cuts a longer zip
 // member short and calls it clean. The file handed to scan() is bounded by
-// maxScanSize, which is also libclamav's CL_ENGINE_MAX_FILESIZE.
+// maxScanSize; libclamav's CL_ENGINE_MAX_FILESIZE is 1 MiB above it, so that
+// a member libclamav cut short is still longer than maxScanSize.
+// libclamav scans no file of 2 GiB or more: kLargestScanSize is the most
+// maxScanSize can be with that margin.
 struct EngineLimits {
   std::uint64_t maxScanSize = 100ULL * 1024 * 1024;  // CL_ENGINE_MAX_SCANSIZE
   std::uint64_t maxFileSize = 25ULL * 1024 * 1024;   // each file inside, checked by the workers
@@ -54,6 +57,7 @@ struct EngineLimits {
   std::uint32_t maxRecursion = 8;                    // CL_ENGINE_MAX_RECURSION (R-AV-2: archives 8 deep)
   std::chrono::milliseconds maxScanTime{120000};     // CL_ENGINE_MAX_SCANTIME
 };
+constexpr std::uint64_t kLargestScanSize = 2046ULL * 1024 * 1024;
 
 struct EngineSettings {
   std::string databaseDir = "/var/lib/clamav";

@@ -99,6 +99,24 @@ std::string readFile(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+// Rewrites the one member of the zip at `p` to declare `size` bytes
+// uncompressed, in its local header and its central directory entry alike,
+// as a crafted archive would (unzip still extracts it whole: the deflate
+// stream and the CRC say where it ends).
+void understateZipMember(const fs::path& p, std::uint32_t size) {
+  std::string z = readFile(p);
+  const auto put = [&](std::size_t at) {
+    ASSERT_LE(at + 4, z.size());
+    for (int i = 0; i < 4; ++i) z[at + i] = static_cast<char>((size >> (8 * i)) & 0xff);
+  };
+  ASSERT_EQ(z.compare(0, 4, "PK\x03\x04"), 0) << p;
+  put(22);  // local header: uncompressed size
+  const auto central = z.find("PK\x01\x02");
+  ASSERT_NE(central, std::string::npos) << p;
+  put(central + 24);
+  writeFile(p, z);
+}
+
 // Scans the bytes of `p` as the milter hands a message over: in a sealed
 // ScanFile, which the worker maps.
 ScanResult scanPath(ScannerPool& pool, const fs::path& p) {
@@ -324,6 +342,11 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
   ASSERT_EQ(sh(d + "zip -q three.zip a.txt b.txt c.txt && zip -q five.zip a.txt b.txt c.txt d.txt e.txt"), 0);
   ASSERT_EQ(sh(d + "gcab -c -z tail.cab tail.txt"), 0) << "gcab missing? (scripts/install-deps)";
   ASSERT_LT(fs::file_size(data_ / "five.zip"), 2000u);  // the archives are small, what they hold is not
+  // 300 KB of zeros and EICAR, declared as 100 bytes: only what libclamav
+  // unpacks can tell its size.
+  writeFile(data_ / "zeros.txt", std::string(300000, '\0') + kEicar + "\n");
+  ASSERT_EQ(sh(d + "zip -q understated.zip zeros.txt"), 0);
+  understateZipMember(data_ / "understated.zip", 100);
 
   const auto fileSize = [](std::uint64_t n) { return [n](EngineLimits& l) { l.maxFileSize = n; }; };
   struct Case {
@@ -339,10 +362,11 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
       {"max file size 4 KB, EICAR past it", fileSize(4096), "tail.zip", Status::Infected, kEicarSig},
       {"max file size 4 KB, EICAR past it in a CAB", fileSize(4096), "tail.cab", Status::Infected, kEicarSig},
       // libclamav 1.4.6 scans a zip member longer than its own file size
-      // limit (the scan size) as empty, a cab member cut short: the size
-      // the archive declares is what tells.
+      // limit cut short (empty under 8 KiB), a cab member cut short: the
+      // size the archive declares tells, or the scan size (a member longer
+      // than the scan size is whichever libclamav or the worker sees first).
       {"scan size 4 KB, a zip member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
-       "tail.zip", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"},
+       "tail.zip", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.Max"},
       {"scan size 4 KB, a zip64 member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
        "tail64.zip", Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFileSize"},
       {"scan size 4 KB, a cab member longer", [](EngineLimits& l) { l.maxFileSize = 1 << 20, l.maxScanSize = 4096; },
@@ -353,6 +377,11 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
        "Heuristics.Limits.Exceeded.MaxScanSize"},
       {"max files 3", [](EngineLimits& l) { l.maxFiles = 3; }, "five.zip", Status::LimitsExceeded,
        "Heuristics.Limits.Exceeded.MaxFiles"},
+      // A scan size that is no multiple of libclamav's 8 KiB unzip buffer:
+      // it used to cut the member at 96 KB, under both limits, and scan that.
+      {"scan and file size 100 KB, a zip member that understates its size",
+       [](EngineLimits& l) { l.maxFileSize = l.maxScanSize = 100 * 1024; }, "understated.zip",
+       Status::LimitsExceeded, "Heuristics.Limits.Exceeded.Max"},
   };
   int n = 0;
   for (const auto& c : cases) {
