@@ -58,30 +58,36 @@ const Option<std::string> kTempDir{"engine.temp_dir", "",
                                    "whatever a crashed or killed scan left in it. Empty: $TMPDIR or /tmp. On a "
                                    "tmpfs (e.g. a directory under /dev/shm) a scan of small mail costs half the "
                                    "CPU it costs on ext4 (README, Performance); the directory must be writable "
-                                   "by the milter and have room for max_scan_size per worker."};
+                                   "by the milter and have room for max_scan_size and 1M more per worker."};
 const Option<Count> kWorkers{"engine.workers", Count{4},
                              "Scanner processes. Each scans one message at a time; they share the compiled "
                              "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};
 const Option<Duration> kScanTimeout{"engine.scan_timeout", Duration{std::chrono::minutes(2)},
-                                    "A scan running longer is killed with its worker (scan_failure_action)."};
+                                    "A scan running longer is killed with its worker (scan_failure_action). At "
+                                    "least 1s, and longer than max_scan_time."};
 const Option<Duration> kDbCheck{"engine.db_check_interval", Duration{std::chrono::minutes(1)},
                                 "How often the database directory is checked for new signatures (also on "
                                 "SIGUSR1). A new database is loaded beside the old one and swapped in "
                                 "without dropping a scan; one that fails to load is logged and ignored."};
 const Option<Bytes> kMaxScanSize{"engine.max_scan_size", Bytes{100 * 1024 * 1024},
                                  "Most data scanned per message (archives expanded included). Over it: "
-                                 "limits_exceeded_action."};
+                                 "limits_exceeded_action. 1M to 2046M (libclamav scans no file of 2 GiB); "
+                                 "0 is not \"no limit\" as in clamd.conf. A message longer than this is "
+                                 "not scanned at all: keep it above Postfix's message_size_limit."};
 const Option<Bytes> kMaxFileSize{"engine.max_file_size", Bytes{25 * 1024 * 1024},
                                  "Largest single file inside a message (attachment, archive member). A longer "
                                  "one is scanned whole all the same (up to max_scan_size) and makes the message "
-                                 "limits_exceeded_action unless a virus is found in it; ZIP and CAB members are "
-                                 "judged by the size their archive declares."};
-const Option<Count> kMaxFiles{"engine.max_files", Count{10000}, "Most files scanned inside one message."};
+                                 "limits_exceeded_action unless a virus is found in it; ZIP and CAB members also "
+                                 "by the size their archive declares. 1K up to max_scan_size."};
+const Option<Count> kMaxFiles{"engine.max_files", Count{10000},
+                           "Most files scanned inside one message (at least 1; 0 is not \"no limit\")."};
 const Option<Count> kMaxRecursion{"engine.max_recursion", Count{8},
                                   "Archives inside archives scanned this deep (R-AV-2); deeper is "
                                   "limits_exceeded_action, so nesting is no way through."};
 const Option<Duration> kMaxScanTime{"engine.max_scan_time", Duration{std::chrono::minutes(1)},
-                                    "libclamav's own time limit per scan (limits_exceeded_action when hit)."};
+                                    "libclamav's own time limit per scan (limits_exceeded_action when hit). "
+                                    "At least 1s and shorter than scan_timeout, whose watchdog would "
+                                    "otherwise end the scan first (a tempfail at every retry)."};
 
 const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
                                     "Outbound or internal mail with a virus: reject (the virus reply) or "
@@ -601,6 +607,24 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   so.engine.limits.maxScanTime = v.get(kMaxScanTime).value;
   if (v.get(kMaxRecursion).value < 1 || v.get(kMaxRecursion).value > 64) {
     error(kMaxRecursion.key, "must be between 1 and 64");
+  }
+  // No limit is "0 = none" as in clamd.conf: a size of 0 would make every
+  // message limits_exceeded_action, a time of 0 would leave it to the watchdog.
+  const EngineLimits& l = so.engine.limits;
+  if (l.maxScanSize < (1ULL << 20) || l.maxScanSize > kLargestScanSize) {
+    error(kMaxScanSize.key, "must be between 1M and " + config::formatBytes(Bytes{kLargestScanSize}) +
+                                " (libclamav scans no file of 2 GiB)");
+  }
+  if (l.maxFileSize < 1024 || l.maxFileSize > l.maxScanSize) {
+    error(kMaxFileSize.key, "must be between 1K and max_scan_size (" + config::formatBytes(Bytes{l.maxScanSize}) + ")");
+  }
+  if (l.maxFiles < 1) error(kMaxFiles.key, "must be at least 1");
+  if (so.scanTimeout < std::chrono::seconds(1)) error(kScanTimeout.key, "must be at least 1s");
+  // Past scan_timeout the watchdog kills the scan first: scan_failure_action
+  // (a tempfail, again at every retry) instead of limits_exceeded_action.
+  if (l.maxScanTime < std::chrono::seconds(1) || l.maxScanTime >= so.scanTimeout) {
+    error(kMaxScanTime.key, "must be at least 1s and shorter than scan_timeout (" +
+                                config::formatDuration(Duration{so.scanTimeout}) + ")");
   }
 
   const std::string clamd = v.get(kClamdAddress);

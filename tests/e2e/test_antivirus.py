@@ -42,6 +42,7 @@ internal_networks = 10.0.0.0/8
 database_dir = {db}
 workers = 2
 scan_timeout = 5s
+max_scan_time = 4s
 db_check_interval = 1h
 [notify]
 admin = {admin}
