@@ -219,10 +219,18 @@ struct AvMessage {
   bool topContainer = false;  // multipart/* or message/*
   bool topHtml = false;
   bool topEncrypted = false;  // S/MIME or PGP/MIME
-  // An HTML part may be in the body: only then is a clean message of
-  // several parts walked for active HTML.
-  HtmlTypeSniffer html;
+  // An HTML part or a part of encrypted mail may be in the body: only then
+  // is a clean message of several parts walked for either.
+  MediaTypeSniffer types;
 };
+
+// A media type ("type/subtype", lowercased) of encrypted mail, which
+// cannot be scanned: S/MIME (also when only signed inside, opaque to a
+// scanner all the same) or PGP/MIME.
+bool encryptedMailType(std::string_view t) {
+  return t == "multipart/encrypted" || t == "application/pkcs7-mime" || t == "application/x-pkcs7-mime" ||
+         t == "application/pgp-encrypted";
+}
 
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
   auto& m = s.message<AvMessage>();
@@ -760,10 +768,10 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
     m.topContainer = m.topContainer || t.starts_with("multipart/") || t.starts_with("message/");
     // What the walk's parser may read as text/html (it drops a lone CR
     // from a header line, mediaType does not): the sniffer says so.
-    HtmlTypeSniffer sniffer;
-    m.topHtml = m.topHtml || t == "text/html" || sniffer.feed(value.substr(0, 4096));
-    m.topEncrypted = m.topEncrypted || t == "multipart/encrypted" || t == "application/pkcs7-mime" ||
-                     t == "application/x-pkcs7-mime" || t == "application/pgp-encrypted";
+    MediaTypeSniffer sniffer;
+    sniffer.feed(value.substr(0, 4096));
+    m.topHtml = m.topHtml || t == "text/html" || sniffer.html();
+    m.topEncrypted = m.topEncrypted || encryptedMailType(t);
   }
   m.spool->append(name);
   m.spool->append(":");
@@ -782,7 +790,7 @@ Verdict AntivirusMilter::onEoh(milter::Session& s) {
 Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> chunk) {
   auto& m = state(s, config_);
   m.spool->append(chunk);
-  m.html.feed(std::string_view(reinterpret_cast<const char*>(chunk.data()), chunk.size()));
+  m.types.feed(std::string_view(reinterpret_cast<const char*>(chunk.data()), chunk.size()));
   return Verdict::next();
 }
 
@@ -803,12 +811,22 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   } else {
     f.whole = scanSpool(*pool_, *m.spool);
   }
-  // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never "clean".
-  if (f.whole.status == ScanResult::Status::Clean && m.topEncrypted) {
+  // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never
+  // "clean". Also where it is a part further down: PGP/MIME inside a
+  // mailing list's multipart/mixed, a forwarded encrypted message, an
+  // attached smime.p7m.
+  bool encrypted = m.topEncrypted;
+  if (f.whole.status == ScanResult::Status::Clean && !encrypted && m.topContainer && m.types.encrypted()) {
+    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
+      encrypted = encryptedMailType(p.contentType);
+      return !encrypted;
+    });
+  }
+  if (f.whole.status == ScanResult::Status::Clean && encrypted) {
     f.whole.status = ScanResult::Status::Encrypted;
     f.whole.name = "Heuristics.Encrypted.Mail";
   }
-  const bool structured = (m.topContainer && m.html.seen()) || m.topHtml;
+  const bool structured = (m.topContainer && m.types.html()) || m.topHtml;
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
   if (suspicious || structured) {

@@ -2,6 +2,7 @@
 #include "milters/antivirus/av_policy.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 
@@ -561,7 +562,7 @@ std::vector<Span> activeSpans(std::string_view html, bool firstOnly, int depth) 
   return out;
 }
 
-constexpr std::size_t kSniffTail = 64;  // bytes HtmlTypeSniffer keeps between chunks
+constexpr std::size_t kSniffTail = 64;  // bytes MediaTypeSniffer keeps between chunks
 
 // Bytes GMime's parser leaves out of a part's header line: a lone CR, and
 // 8-bit bytes it may drop in decoding ("text/ht\x80ml" is text/html to
@@ -574,30 +575,56 @@ bool iequalChar(char a, char b) {
 
 }  // namespace
 
-// After a '/' whose "text" side matched: the bytes up to "html". `state`
-// is -1 (no match), 0 (skipping white space), 1-3 ("html" matched so far)
-// or 4 (matched; a comment counts as a match too).
-int HtmlTypeSniffer::afterSlash(std::string_view bytes, int state) {
+namespace {
+
+// A type and the subtypes of it MediaTypeSniffer looks for (none: any).
+struct SniffRule {
+  std::string_view type;
+  std::array<std::string_view, 3> subtypes;
+  unsigned kind;
+};
+constexpr std::array<SniffRule, 4> kSniffRules{{
+    {"text", {"html"}, MediaTypeSniffer::kHtml},
+    {"message", {}, MediaTypeSniffer::kHtml},
+    {"multipart", {"encrypted"}, MediaTypeSniffer::kEncrypted},
+    {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}, MediaTypeSniffer::kEncrypted},
+}};
+
+}  // namespace
+
+// The bytes after a '/' whose type side matched rule a.rule, from where `a`
+// left off: Yes at a whole subtype (or a comment), No at a byte none of the
+// rule's subtypes can go on with, Open at the end of `bytes`.
+MediaTypeSniffer::Match MediaTypeSniffer::afterSlash(std::string_view bytes, After& a) {
+  const auto& subtypes = kSniffRules[static_cast<std::size_t>(a.rule)].subtypes;
   for (const char c : bytes) {
     if (droppedByParser(c)) continue;
-    if (state == 0) {
+    if (a.pos == 0) {
       if (isSpace(c)) continue;
-      if (c == '(') return 4;
-      state = iequalChar(c, 'h') ? 1 : -1;
-    } else {
-      state = iequalChar(c, "html"[state]) ? state + 1 : -1;
+      if (c == '(') return Match::Yes;
     }
-    if (state < 0 || state == 4) return state;
+    unsigned alive = 0;
+    for (std::size_t i = 0; i < subtypes.size(); ++i) {
+      const std::string_view w = subtypes[i];
+      if ((a.alive >> i & 1u) == 0 || a.pos >= w.size() || !iequalChar(c, w[a.pos])) continue;
+      if (a.pos + 1 == w.size()) return Match::Yes;
+      alive |= 1u << i;
+    }
+    if (alive == 0) return Match::No;
+    a.alive = alive;
+    ++a.pos;
   }
-  return state;
+  return Match::Open;
 }
 
-bool HtmlTypeSniffer::feed(std::string_view chunk) {
-  if (seen_) return true;
-  // The '/' at the end of the last chunk, its "html" side cut off.
-  if (pending_ >= 0) {
-    pending_ = afterSlash(chunk, pending_);
-    if (pending_ == 4) return seen_ = true;
+void MediaTypeSniffer::feed(std::string_view chunk) {
+  constexpr unsigned kAll = kHtml | kEncrypted;
+  if (seen_ == kAll) return;
+  // The '/' at the end of the last chunk, its subtype cut off.
+  if (pending_.rule >= 0) {
+    const Match m = afterSlash(chunk, pending_);
+    if (m == Match::Yes) seen_ |= kSniffRules[static_cast<std::size_t>(pending_.rule)].kind;
+    if (m != Match::Open) pending_ = {};
   }
   // Byte i of the window: the kept tail, then this chunk (i < 0: tail).
   const auto tailSize = static_cast<std::ptrdiff_t>(tail_.size());
@@ -605,36 +632,48 @@ bool HtmlTypeSniffer::feed(std::string_view chunk) {
     return i < 0 ? tail_[static_cast<std::size_t>(tailSize + i)] : chunk[static_cast<std::size_t>(i)];
   };
   // `word` (any case, a whole MIME token) before the '/' at j, past white
-  // space; a comment counts. Running off what is kept before the word is
-  // complete: at the start of the stream no, else (a very long run of
-  // white space) yes.
+  // space: Is; or Unsure: a comment there, or running off what is kept
+  // before the word is complete (a very long run of white space; at the
+  // start of the stream that is No).
+  enum class Before { No, Is, Unsure };
   const auto before = [&](std::ptrdiff_t j, std::string_view word) {
     std::ptrdiff_t k = j - 1;
     while (k >= -tailSize && (isSpace(at(k)) || droppedByParser(at(k)))) --k;
     const auto n = static_cast<std::ptrdiff_t>(word.size());
     for (std::ptrdiff_t i = 0; i < n; ++i, --k) {
       while (k >= -tailSize && droppedByParser(at(k))) --k;
-      if (k < -tailSize) return !atStart_;
-      if (i == 0 && at(k) == ')') return true;
-      if (!iequalChar(at(k), word[static_cast<std::size_t>(n - 1 - i)])) return false;
+      if (k < -tailSize) return atStart_ ? Before::No : Before::Unsure;
+      if (i == 0 && at(k) == ')') return Before::Unsure;
+      if (!iequalChar(at(k), word[static_cast<std::size_t>(n - 1 - i)])) return Before::No;
     }
     while (k >= -tailSize && droppedByParser(at(k))) --k;
-    if (k < -tailSize) return true;  // the word starts the stream, or what came before is not kept
+    if (k < -tailSize) return Before::Is;  // the word starts the stream, or what came before is not kept
     const auto c = static_cast<unsigned char>(at(k));
-    return !(std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`{|}~", c) != nullptr));  // not "xmessage/"
+    const bool token = std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`{|}~", c) != nullptr);
+    return token ? Before::No : Before::Is;  // not "xmessage/"
   };
   // '/' is rare in what most bodies are made of (base64 has one in 64);
   // memchr finds it fast.
-  for (const char* p = chunk.data(); (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p)));
-       ++p) {
+  for (const char* p = chunk.data();
+       seen_ != kAll && (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p))); ++p) {
     const std::ptrdiff_t j = p - chunk.data();
-    // An attached message of any kind may hold HTML (also base64-encoded,
-    // where no "text/html" shows).
-    if (before(j, "message")) return seen_ = true;
-    if (!before(j, "text")) continue;
-    const int state = afterSlash(chunk.substr(static_cast<std::size_t>(j) + 1), 0);
-    if (state == 4) return seen_ = true;
-    if (state >= 0) pending_ = state;  // cut off by the end of the chunk
+    for (std::size_t r = 0; r < kSniffRules.size(); ++r) {
+      const SniffRule& rule = kSniffRules[r];
+      if ((seen_ & rule.kind) != 0) continue;
+      const Before b = before(j, rule.type);
+      if (b == Before::No) continue;
+      // A type of any subtype (an attached message of any kind: it may
+      // hold HTML, also base64-encoded, where no "text/html" shows).
+      if (b == Before::Unsure || rule.subtypes[0].empty()) {
+        seen_ |= rule.kind;
+        continue;
+      }
+      // The token before the '/' is this rule's type and no other's.
+      After a{static_cast<int>(r), (1u << rule.subtypes.size()) - 1, 0};
+      const Match m = afterSlash(chunk.substr(static_cast<std::size_t>(j) + 1), a);
+      if (m == Match::Yes) seen_ |= rule.kind;
+      if (m == Match::Open) pending_ = a;  // cut off by the end of the chunk: no later '/' in it
+    }
   }
   if (chunk.size() >= kSniffTail) {
     tail_.assign(chunk.substr(chunk.size() - kSniffTail));
@@ -646,7 +685,6 @@ bool HtmlTypeSniffer::feed(std::string_view chunk) {
       atStart_ = false;
     }
   }
-  return false;
 }
 
 bool hasActiveHtml(std::string_view html) {

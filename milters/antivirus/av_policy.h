@@ -99,27 +99,42 @@ void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, con
 // replies.html_script rather than delivered with the active content.
 void refuseUnstrippable(Decision& d, const Replies& replies);
 
-// Whether a message body, fed in the chunks the MTA sends, may hold an
-// HTML part: a "text" "/" "html" media type (any case), also with white
-// space, folded lines or comments around the '/' ("text/ html",
-// "text /(x) html"), which GMime and mail readers read as text/html, or
-// any "message/..." type (an attached message, maybe base64-encoded, may
-// hold HTML), split across chunks of any size. Only when it says yes is a clean
-// multipart message walked for active HTML (a walk costs 0.06-0.2 ms), so
-// where it cannot tell it says yes: a comment in place of either word, or
-// white space running back past the 64 bytes it keeps.
-class HtmlTypeSniffer {
+// Which media types of interest a message body, fed in the chunks the MTA
+// sends, may declare for a part, read as MIME readers read a type: any
+// case, also with white space, folded lines or comments around the '/'
+// ("text/ html", "text /(x) html"), split across chunks of any size.
+//  - html(): a "text/html" part, or any "message/..." type (an attached
+//    message, maybe base64-encoded, may hold HTML). Only then is a clean
+//    multipart message walked for active HTML (a walk costs 0.06-0.2 ms).
+//  - encrypted(): a part of encrypted mail, S/MIME (application/pkcs7-mime,
+//    application/x-pkcs7-mime) or PGP/MIME (multipart/encrypted,
+//    application/pgp-encrypted): then the walk finds whether one is there.
+// A yes only costs a walk, so where it cannot tell it says yes: a comment
+// in place of either word, or white space running back past the 64 bytes
+// it keeps. A subtype is matched by its start ("text/htmlx" is a yes).
+class MediaTypeSniffer {
  public:
-  // Returns seen(): true from the chunk that completes a match on.
-  bool feed(std::string_view chunk);
-  bool seen() const { return seen_; }
+  void feed(std::string_view chunk);
+  bool html() const { return (seen_ & kHtml) != 0; }
+  bool encrypted() const { return (seen_ & kEncrypted) != 0; }
+
+  static constexpr unsigned kHtml = 1, kEncrypted = 2;
 
  private:
-  static int afterSlash(std::string_view bytes, int state);
-  bool seen_ = false;
+  // How far the subtype after a '/' has matched: the rule whose type was
+  // before it, the subtypes still possible (bits) and the bytes matched.
+  struct After {
+    int rule = -1;  // none
+    unsigned alive = 0;
+    std::size_t pos = 0;
+  };
+  enum class Match { No, Yes, Open };
+  static Match afterSlash(std::string_view bytes, After& a);
+
+  unsigned seen_ = 0;
   std::string tail_;     // the stream's last bytes before the next chunk
   bool atStart_ = true;  // tail_ holds the stream from its first byte
-  int pending_ = -1;     // afterSlash() state of a match cut off by the chunk's end
+  After pending_;        // a subtype cut off by the chunk's end
 };
 
 // HTML that invokes script or plug-ins: <script, <object ... classid,

@@ -644,6 +644,46 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
 
+    def test_encrypted_mail_is_delivered_and_marked_also_as_a_part(self):
+        # PGP/MIME and S/MIME hide what they carry from any scanner, at the
+        # top or further down: a mailing list wraps PGP/MIME in
+        # multipart/mixed to add its footer, a forwarded message, an
+        # attached smime.p7m. Before, only the top-level type was looked at.
+        pgp = ("--P\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+               "--P\r\nContent-Type: application/octet-stream\r\n\r\n"
+               "-----BEGIN PGP MESSAGE-----\r\nhQEMA0xyz\r\n-----END PGP MESSAGE-----\r\n--P--\r\n")
+        pgp_part = "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"P\"\r\n\r\n"
+        footer = "--L\r\nContent-Type: text/plain\r\n\r\nlist footer\r\n--L--\r\n"
+        mixed = ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"L\""]
+        cases = {
+            "PGP/MIME": (["MIME-Version: 1.0", pgp_part.split("\r\n")[0]], pgp),
+            "PGP/MIME inside a list's multipart/mixed": (mixed, "--L\r\n" + pgp_part + pgp + footer),
+            "S/MIME attached, the type folded": (
+                mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                       "--L\r\nContent-Type: Application/\r\n PKCS7-MIME; smime-type=enveloped-data; name=smime.p7m\r\n"
+                       "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n" + footer),
+            "a forwarded encrypted message": (
+                mixed, "--L\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n" +
+                       pgp_part + pgp + footer),
+        }
+        for label, (headers, body) in cases.items():
+            with self.subTest(label):
+                msgid = self.msgid("pgp")
+                r = self.send(harness.make_message(msgid=msgid, headers=headers, body=body))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
+        # Signed only: the content is there to scan, and it is clean.
+        msgid = self.msgid("signed")
+        r = self.send(harness.make_message(msgid=msgid, headers=mixed, body=(
+            "--L\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=\"S\"\r\n\r\n"
+            "--S\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
+            "--S\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+            "-----END PGP SIGNATURE-----\r\n--S--\r\n" + footer)))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean", got)
+
     def test_a_container_the_engine_cannot_unpack_is_marked_unscanned(self):
         if shutil.which("zstd") is None:
             self.skipTest("zstd not installed")

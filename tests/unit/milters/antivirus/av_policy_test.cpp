@@ -382,49 +382,74 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
   EXPECT_EQ(stripActiveHtml("<a class=x href=\"javascript:go()\">x</a>"), "<a class=x >x</a>");
 }
 
-// Whether `text` makes the sniffer say yes, fed in chunks of `chunk` bytes.
-bool sniff(std::string_view text, std::size_t chunk) {
-  HtmlTypeSniffer s;
+constexpr unsigned kHtml = MediaTypeSniffer::kHtml, kEncrypted = MediaTypeSniffer::kEncrypted;
+
+unsigned kinds(const MediaTypeSniffer& s) { return (s.html() ? kHtml : 0u) | (s.encrypted() ? kEncrypted : 0u); }
+
+// What the sniffer says of `text` fed in chunks of `chunk` bytes.
+unsigned sniff(std::string_view text, std::size_t chunk) {
+  MediaTypeSniffer s;
   for (std::size_t i = 0; i < text.size(); i += chunk) s.feed(text.substr(i, chunk));
-  return s.seen();
+  return kinds(s);
 }
 
 // Every way to cut `text` in two, and every chunk size up to 12.
-void expectSniffed(std::string_view text, bool expected) {
+void expectSniffed(std::string_view text, unsigned expected) {
   for (std::size_t cut = 0; cut <= text.size(); ++cut) {
-    HtmlTypeSniffer s;
+    MediaTypeSniffer s;
     s.feed(text.substr(0, cut));
     s.feed(text.substr(cut));
-    EXPECT_EQ(s.seen(), expected) << "cut at " << cut << ": " << text;
+    EXPECT_EQ(kinds(s), expected) << "cut at " << cut << ": " << text;
   }
   for (std::size_t chunk = 1; chunk <= 12; ++chunk) EXPECT_EQ(sniff(text, chunk), expected) << chunk << ": " << text;
 }
 
-TEST(AvHtmlType, SniffsTheMediaTypeAsMimeReadersReadIt) {
+TEST(AvMediaType, SniffsHtmlAsMimeReadersReadIt) {
   const std::string before = "--b\r\nContent-Type: ", after = "; charset=utf-8\r\n\r\n<p>x</p>\r\n";
   // Found by fuzz_antivirus: GMime (and mail readers) read all of these as
   // text/html; a search for "text/html" saw only the first two.
   for (const char* type : {"text/html", "TEXT/Html", "text/ html", "text /html", "text\t/\thtml",
-                           "text/\r\n html", "text/(comment)html", "text(c) / (c)html"}) {
-    expectSniffed(before + type + after, true);
+                           "text/\r\n html", "text/(comment)html"}) {
+    expectSniffed(before + type + after, kHtml);
   }
+  // A comment before the '/' could end any type: yes to both kinds.
+  expectSniffed(before + "text(c) / (c)html" + after, kHtml | kEncrypted);
   // GMime's parser drops a lone CR and bytes such as 0x80 from a part's
   // header lines: these are text/html to it (found by fuzz_antivirus).
   for (const char* type : {"text/htm\rl", "t\re\rx\rt\r/\rh\rt\rm\rl", "tex\x80t/html", "text\x80/html",
                            "text/\x80html", "text/ht\x81\xFFml"}) {
-    expectSniffed(before + type + after, true);
+    expectSniffed(before + type + after, kHtml);
   }
   // An attached message may hold HTML, base64-encoded where no type shows.
   for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial"}) {
-    expectSniffed(before + type + after, true);
+    expectSniffed(before + type + after, kHtml);
   }
   for (const char* type : {"text/plain", "image/png", "text/htm", "application/xhtml+xml", "texts/xml",
                            "xmessage/rfc822"}) {
-    expectSniffed(before + type + after, false);
+    expectSniffed(before + type + after, 0);
   }
 }
 
-TEST(AvHtmlType, BodiesWithoutHtmlStayUnsniffed) {
+TEST(AvMediaType, SniffsTheTypesOfEncryptedMail) {
+  const std::string before = "--b\r\nContent-Type: ", after = "; protocol=x\r\n\r\nx\r\n";
+  for (const char* type : {"multipart/encrypted", "Multipart / Encrypted", "multipart/\r\n encrypted",
+                           "application/pkcs7-mime", "APPLICATION/X-PKCS7-MIME", "application/(c)pgp-encrypted",
+                           "application/pgp-encrypted", "appli\x80" "cation/pkcs\r7-mime"}) {
+    expectSniffed(before + type + after, kEncrypted);
+  }
+  // Signed (the content shows), or merely alike.
+  for (const char* type : {"multipart/signed", "application/pkcs7-signature", "application/pgp-signature",
+                           "application/pkcs7", "application/pgp-keys", "xmultipart/encrypted",
+                           "multipart/encrypte", "application/x-pkcs7"}) {
+    expectSniffed(before + type + after, 0);
+  }
+  // Both kinds in one body, in either order.
+  expectSniffed(before + "multipart/encrypted" + after + before + "text/html" + after, kHtml | kEncrypted);
+  expectSniffed(before + "text/html" + after + before + "application/pkcs7-mime" + after, kHtml | kEncrypted);
+  expectSniffed("see :-)/ there", kHtml | kEncrypted);
+}
+
+TEST(AvMediaType, BodiesWithoutEitherStayUnsniffed) {
   // base64 of bytes 0..255 repeated: '/' and letters in every position.
   std::string b64;
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -432,13 +457,18 @@ TEST(AvHtmlType, BodiesWithoutHtmlStayUnsniffed) {
     b64 += kAlphabet[(i * 7 + i / 64) % 64];
     if (i % 76 == 75) b64 += "\r\n";
   }
-  EXPECT_FALSE(sniff(b64, 65535));
-  EXPECT_FALSE(sniff(b64, 1));
-  EXPECT_FALSE(sniff("see https://example.jp/index.html and a/b text\r\n", 7));
-  HtmlTypeSniffer s;
-  EXPECT_FALSE(s.feed(""));
-  EXPECT_TRUE(s.feed("text/html"));
-  EXPECT_TRUE(s.feed("anything"));  // stays seen
+  EXPECT_EQ(sniff(b64, 65535), 0u);
+  EXPECT_EQ(sniff(b64, 1), 0u);
+  EXPECT_EQ(sniff("see https://example.jp/index.html and a/b text\r\n", 7), 0u);
+  EXPECT_EQ(sniff("--b\r\nContent-Type: application/pdf\r\n\r\nJVBERi0x/application/pgp\r\n", 5), 0u);
+  MediaTypeSniffer s;
+  s.feed("");
+  EXPECT_EQ(kinds(s), 0u);
+  s.feed("text/html");
+  EXPECT_EQ(kinds(s), kHtml);
+  s.feed("anything");  // stays seen
+  s.feed(" multipart/encrypted");
+  EXPECT_EQ(kinds(s), kHtml | kEncrypted);
 }
 
 }  // namespace
