@@ -218,7 +218,8 @@ struct AvMessage {
   // (mime::mediaType): a message that declares two is judged by both.
   bool topContainer = false;  // multipart/* or message/*
   bool topHtml = false;
-  bool topEncrypted = false;  // S/MIME or PGP/MIME
+  bool topEncrypted = false;       // S/MIME or PGP/MIME
+  bool topMaybeEncrypted = false;  // what MediaTypeSniffer says of the fields
   // An HTML part or a part of encrypted mail may be in the body: only then
   // is a clean message of several parts walked for either.
   MediaTypeSniffer types;
@@ -772,6 +773,7 @@ Verdict AntivirusMilter::onHeader(milter::Session& s, std::string_view name, std
     sniffer.feed(value.substr(0, 4096));
     m.topHtml = m.topHtml || t == "text/html" || sniffer.html();
     m.topEncrypted = m.topEncrypted || encryptedMailType(t);
+    m.topMaybeEncrypted = m.topMaybeEncrypted || sniffer.encrypted();  // as GMime may read it
   }
   m.spool->append(name);
   m.spool->append(":");
@@ -816,7 +818,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // mailing list's multipart/mixed, a forwarded encrypted message, an
   // attached smime.p7m.
   bool encrypted = m.topEncrypted;
-  if (f.whole.status == ScanResult::Status::Clean && !encrypted && m.topContainer && m.types.encrypted()) {
+  if (f.whole.status == ScanResult::Status::Clean && !encrypted && (m.topMaybeEncrypted || m.types.encrypted())) {
     mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
       encrypted = encryptedMailType(p.contentType);
       return !encrypted;

@@ -90,6 +90,21 @@ struct Configured {
   }
 };
 
+// A part of encrypted mail anywhere, the top-level entity included, as
+// GMime reads the types.
+bool hasEncryptedPart(std::string_view raw) {
+  mime::Spool spool(1 << 20, "/tmp");
+  spool.append(raw);
+  bool found = false;
+  mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
+    const std::string& t = p.contentType;
+    found = t == "multipart/encrypted" || t == "application/pkcs7-mime" || t == "application/x-pkcs7-mime" ||
+            t == "application/pgp-encrypted";
+    return !found;
+  });
+  return found;
+}
+
 bool hasActiveHtmlLeaf(std::string_view raw) {
   mime::Spool spool(1 << 20, "/tmp");
   spool.append(raw);
@@ -145,5 +160,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string delivered = out.headerBlock() + "\r\n" + (mta.bodyReplaced ? mta.body : std::string(input.body));
   FUZZ_CHECK(!holdsMarker(delivered));
   if (stripping) FUZZ_CHECK(!hasActiveHtmlLeaf(delivered));
+  // Encrypted mail, wherever the part is, is never "clean": nothing in it
+  // was scanned. (A message whose body was replaced says what it removed.)
+  if (!mta.bodyReplaced && hasEncryptedPart(delivered)) {
+    std::string status;
+    for (const auto& [name, value] : mta.added) {
+      if (name == "X-Virus-Status") status = value;
+    }
+    FUZZ_CHECK(status.starts_with("unscanned: encrypted"));
+  }
   return 0;
 }
