@@ -113,7 +113,9 @@ const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "A container the engine cannot unpack (RAR when libclamav has no unrar "
                                      "module, Zstandard, LZ4, lzip, lzop, .Z, ACE, ZPAQ, StuffIt) was scanned "
-                                     "only as opaque bytes: mark (deliver, X-Virus-Status: unscanned: WHAT not "
+                                     "only as opaque bytes, or a zip holds members its central directory does "
+                                     "not list (a streaming unzipper extracts them, libclamav 1.4 does not "
+                                     "look at them): mark (deliver, X-Virus-Status: unscanned: WHAT not "
                                      "unpacked; logged) or reject. Never reported clean. libclamav backend only.",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kHtmlScript{

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <vector>
 
 #include "common/util/bytes.h"
 
@@ -24,6 +26,11 @@ class Bytes {
   }
   static constexpr std::uint64_t npos = std::string_view::npos;
   std::uint64_t find(char c, std::uint64_t from) const { return from > b_.size() ? npos : b_.find(c, from); }
+  // `s` starting in [from, to), or npos.
+  std::uint64_t find(std::string_view s, std::uint64_t from, std::uint64_t to) const {
+    const std::uint64_t end = std::min<std::uint64_t>(to + s.size() - 1, b_.size());
+    return from >= end ? npos : b_.substr(0, end).find(s, from);
+  }
   bool magic(std::uint64_t off, std::string_view m) const {
     const unsigned char* p = at(off, m.size());
     return p != nullptr && std::memcmp(p, m.data(), m.size()) == 0;
@@ -33,27 +40,31 @@ class Bytes {
   std::string_view b_;
 };
 
-// A record's sizes; a field of 0xFFFFFFFF is in the zip64 extra field
-// (id 1), which holds the uncompressed size first, then the compressed one.
+// A record's sizes (and, in a central directory entry, its local header's
+// offset); a field of 0xFFFFFFFF is in the zip64 extra field (id 1), which
+// holds those fields in this order, only the ones that are 0xFFFFFFFF.
 struct ZipSizes {
-  std::uint64_t size, packed;
+  std::uint64_t size, packed, offset;
 };
 
-ZipSizes zipSizes(const Bytes& b, std::uint64_t extra, std::uint64_t len, std::uint32_t size32, std::uint32_t packed32) {
-  ZipSizes s{size32, packed32};
-  if (size32 != 0xFFFFFFFFu && packed32 != 0xFFFFFFFFu) return s;
+ZipSizes zipSizes(const Bytes& b, std::uint64_t extra, std::uint64_t len, std::uint32_t size32, std::uint32_t packed32,
+                  std::uint32_t offset32 = 0) {
+  ZipSizes s{size32, packed32, offset32};
+  std::uint64_t* fields[] = {&s.size, &s.packed, &s.offset};
+  if (std::none_of(std::begin(fields), std::end(fields), [](const std::uint64_t* f) { return *f == 0xFFFFFFFFu; })) {
+    return s;
+  }
   for (std::uint64_t off = extra; off + 4 <= extra + len;) {
     const unsigned char* h = b.at(off, 4);
     if (h == nullptr) break;
     const std::uint64_t n = le16(h + 2);
     if (le16(h) == 1) {
       std::uint64_t field = off + 4;
-      if (size32 == 0xFFFFFFFFu && field + 8 <= off + 4 + n) {
-        if (const unsigned char* v = b.at(field, 8)) s.size = le64(v);
+      for (std::uint64_t* f : fields) {
+        if (*f != 0xFFFFFFFFu) continue;
+        if (field + 8 > off + 4 + n) break;
+        if (const unsigned char* v = b.at(field, 8)) *f = le64(v);
         field += 8;
-      }
-      if (packed32 == 0xFFFFFFFFu && field + 8 <= off + 4 + n) {
-        if (const unsigned char* v = b.at(field, 8)) s.packed = le64(v);
       }
       break;
     }
@@ -66,6 +77,7 @@ ZipSizes zipSizes(const Bytes& b, std::uint64_t extra, std::uint64_t len, std::u
 // record (searched in the last 64 KiB + 22 bytes) and a zip64 record.
 struct CentralDirectory {
   std::uint64_t start = 0, size = 0, entries = 0;
+  std::uint64_t stated = 0;  // the start as the end record states it: data prepended shifts the real one
   bool found = false;
 };
 
@@ -80,12 +92,14 @@ CentralDirectory findCentralDirectory(const Bytes& b) {
     std::uint64_t endOfDirectory = i;
     cd.entries = le16(e + 10);
     cd.size = le32(e + 12);
+    cd.stated = le32(e + 16);
     if (i >= 20 && b.magic(i - 20, "PK\x06\x07")) {
       // The zip64 end record sits between the directory and the locator.
       const std::uint64_t z64 = le64(b.at(i - 20 + 8, 8));
       if (const unsigned char* z = b.at(z64, 56); z != nullptr && std::memcmp(z, "PK\x06\x06", 4) == 0) {
         cd.entries = le64(z + 32);
         cd.size = le64(z + 40);
+        cd.stated = le64(z + 48);
         endOfDirectory = z64;
       }
     }
@@ -125,6 +139,64 @@ std::uint64_t largestInZip(const Bytes& b) {
   return largest;
 }
 
+// The length of the local file header (with its name) at `off` if a reader
+// going by local headers would take it for a member: its fixed part and
+// its name are there, the method is one of those the format defines; else 0.
+std::uint64_t plausibleLocalHeader(const Bytes& b, std::uint64_t off) {
+  const unsigned char* r = b.at(off, 30);
+  if (r == nullptr || std::memcmp(r, "PK\x03\x04", 4) != 0) return 0;
+  const std::uint64_t method = le16(r + 8), nameLen = le16(r + 26);
+  const bool known = method <= 20 || (method >= 93 && method <= 99);
+  return nameLen > 0 && known && b.at(off + 30, nameLen) != nullptr ? 30 + nameLen : 0;
+}
+
+std::uint64_t hiddenInZip(const Bytes& b) {
+  const CentralDirectory cd = findCentralDirectory(b);
+  if (!cd.found || cd.stated > cd.start) return 0;  // without a directory libclamav reads the local headers
+  const std::uint64_t shift = cd.start - cd.stated;  // data prepended, as in a self-extractor
+  // Where the members the directory lists lie: local header, name, extra
+  // field, data, and a data descriptor after it when flag bit 3 says so.
+  struct Extent {
+    std::uint64_t begin, end;
+  };
+  std::vector<Extent> listed;
+  std::uint64_t off = cd.start;
+  for (std::uint64_t n = 0; n < cd.entries && off < cd.start + cd.size; ++n) {
+    const unsigned char* r = b.at(off, 46);
+    if (r == nullptr || std::memcmp(r, "PK\x01\x02", 4) != 0) break;
+    const std::uint64_t nameLen = le16(r + 28), extraLen = le16(r + 30), commentLen = le16(r + 32);
+    const ZipSizes z = zipSizes(b, off + 46 + nameLen, extraLen, le32(r + 24), le32(r + 20), le32(r + 42));
+    off += 46 + nameLen + extraLen + commentLen;
+    const std::uint64_t local = z.offset + shift;
+    const unsigned char* h = b.at(local, 30);
+    if (h == nullptr || std::memcmp(h, "PK\x03\x04", 4) != 0 || z.packed > b.size()) continue;
+    std::uint64_t end = local + 30 + le16(h + 26) + le16(h + 28) + z.packed;
+    if ((le16(r + 8) & 0x8) != 0) end += (b.magic(end, "PK\x07\x08") ? 4 : 0) + (z.packed >= 0xFFFFFFFFu ? 20 : 12);
+    listed.push_back({local, end});
+  }
+  std::sort(listed.begin(), listed.end(), [](const Extent& x, const Extent& y) { return x.begin < y.begin; });
+  // Local headers between them, or between the last and the directory.
+  // Before the first: only one at the very start, what a reader of local
+  // headers meets first; anything else there is data prepended, such as a
+  // self-extractor's program, where the magic number may well be a constant.
+  std::uint64_t hidden = 0;
+  if (!listed.empty() && listed.front().begin > 0 && plausibleLocalHeader(b, 0) > 0) ++hidden;
+  std::uint64_t from = listed.empty() ? shift : listed.front().begin;
+  const auto searchTo = [&](std::uint64_t to) {
+    for (std::uint64_t hit = from; (hit = b.find("PK\x03\x04", hit, to)) != Bytes::npos;) {
+      const std::uint64_t header = plausibleLocalHeader(b, hit);
+      hidden += header > 0 ? 1 : 0;
+      hit += std::max<std::uint64_t>(header, 4);  // a member's header is not another's
+    }
+  };
+  for (const Extent& e : listed) {
+    if (e.begin > from) searchTo(e.begin);
+    from = std::max(from, e.end);
+  }
+  searchTo(cd.start);
+  return hidden;
+}
+
 std::uint64_t largestInCab(const Bytes& b) {
   const unsigned char* h = b.at(0, 36);
   if (h == nullptr || std::memcmp(h, "MSCF", 4) != 0) return 0;
@@ -149,5 +221,7 @@ std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes) {
   const Bytes b(bytes);
   return kind == ArchiveKind::Zip ? largestInZip(b) : largestInCab(b);
 }
+
+std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hiddenInZip(Bytes(bytes)); }
 
 }  // namespace sekimori::antivirus

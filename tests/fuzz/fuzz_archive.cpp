@@ -34,5 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Zip, bytes);
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
+  // Each hidden member is a local header of 30 bytes at least.
+  FUZZ_CHECK(sekimori::antivirus::zipMembersOutsideDirectory(bytes) <= bytes.size() / 30);
   return 0;
 }

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <string>
 
+#include "tests/unit/milters/antivirus/zip_edit.h"
+
 namespace sekimori::antivirus {
 namespace {
 
@@ -106,6 +108,47 @@ TEST_F(MemberSizes, DamagedOrForeignBytesGiveWhatCanBeRead) {
   lying[eocd + 14] = '\xff';
   lying[eocd + 15] = '\x7f';
   EXPECT_LE(largestDeclaredMember(ArchiveKind::Zip, lying), 300000u);
+}
+
+TEST_F(MemberSizes, ZipMembersTheDirectoryDoesNotListAreCounted) {
+  ASSERT_EQ(sh("zip -q a.zip small.txt large.txt && zip -q b.zip small.txt && zip -q c.zip large.txt"), 0);
+  const std::string a = read("a.zip");
+  EXPECT_EQ(zipMembersOutsideDirectory(a), 0u);
+  const std::string unlisted = testing::unlistLastMember(a);
+  ASSERT_FALSE(unlisted.empty());
+  ASSERT_EQ(unlisted.find("PK\x01\x02", unlisted.find("PK\x01\x02") + 4), std::string::npos);
+  EXPECT_EQ(zipMembersOutsideDirectory(unlisted), 1u);
+  // A member in front of an archive whose offsets say data was prepended:
+  // what a reader of local headers meets first.
+  const std::string b = read("b.zip"), c = read("c.zip");
+  const std::string front = b.substr(0, b.find("PK\x01\x02")) + c;
+  EXPECT_EQ(largestDeclaredMember(ArchiveKind::Zip, front), 300000u);
+  EXPECT_EQ(zipMembersOutsideDirectory(front), 1u);
+  // None: zip64, streamed with data descriptors, a self-extractor's program
+  // in front holding the magic number as a constant, a stored zip inside a
+  // zip (its headers lie in the outer member's data), no directory at all.
+  ASSERT_EQ(sh("zip -q -fz z64.zip small.txt large.txt && cat large.txt | zip -q - - | cat > s.zip"), 0);
+  ASSERT_EQ(sh("zip -q -0 outer.zip a.zip small.txt"), 0);
+  EXPECT_EQ(zipMembersOutsideDirectory(read("z64.zip")), 0u);
+  EXPECT_EQ(zipMembersOutsideDirectory(read("s.zip")), 0u);
+  // (A local header as plausible as any: method 8, a name of 4 bytes.)
+  const std::string fake = std::string("PK\x03\x04\x14\x00\x00\x00\x08\x00", 10) + std::string(16, '\0') +
+                           std::string("\x04\x00\x00\x00", 4) + "name";
+  const std::string stub = "MZ" + std::string(100, '\0') + fake + std::string(1000, '\0');
+  EXPECT_EQ(zipMembersOutsideDirectory(stub + a), 0u);
+  write("sfx.exe", stub + a);
+  ASSERT_EQ(sh("zip -q -A sfx.exe"), 0);  // offsets adjusted to the stub: the archive starts at 0
+  const std::string sfx = read("sfx.exe");
+  ASSERT_NE(sfx, stub + a);
+  EXPECT_EQ(zipMembersOutsideDirectory(sfx), 0u);
+  EXPECT_EQ(zipMembersOutsideDirectory(testing::unlistLastMember(sfx)), 1u);
+  EXPECT_EQ(zipMembersOutsideDirectory(fake + std::string(1000, '\0') + a), 1u);  // a member at the very start
+  EXPECT_EQ(zipMembersOutsideDirectory(read("outer.zip")), 0u);
+  EXPECT_EQ(zipMembersOutsideDirectory(a.substr(0, a.find("PK\x01\x02"))), 0u);
+  // Every cut, of the crafted one too: no read outside the bytes.
+  for (std::size_t n = 0; n <= unlisted.size(); ++n) {
+    EXPECT_LE(zipMembersOutsideDirectory(std::string_view(unlisted).substr(0, n)), 1u) << n;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,54 @@
+// tests/unit/milters/antivirus/zip_edit.h — crafted zips for the tests, made
+// from archives the real zip tool wrote: a member that understates its
+// size, a member its central directory no longer lists. Bytes in, bytes
+// out; an archive that is not as expected comes back empty.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sekimori::antivirus::testing {
+
+inline void putLe(std::string& z, std::size_t at, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) z[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+inline std::uint32_t getLe(const std::string& z, std::size_t at, int bytes) {
+  std::uint32_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(z[at + i]);
+  return v;
+}
+
+// The first member declares `size` bytes uncompressed, in its local header
+// and its central directory entry alike (unzip still extracts it whole: the
+// deflate stream and the CRC say where it ends).
+inline std::string understateFirstMember(std::string z, std::uint32_t size) {
+  const auto central = z.find("PK\x01\x02");
+  if (z.compare(0, 4, "PK\x03\x04") != 0 || central == std::string::npos || central + 28 > z.size()) return {};
+  putLe(z, 22, size, 4);
+  putLe(z, central + 24, size, 4);
+  return z;
+}
+
+// The central directory without its last entry: that member's local header
+// and data stay where they are, listed nowhere (no zip64, no comments).
+inline std::string unlistLastMember(std::string z) {
+  const auto end = z.rfind("PK\x05\x06");
+  if (end == std::string::npos || end + 22 > z.size()) return {};
+  const std::size_t start = getLe(z, end + 16, 4), count = getLe(z, end + 10, 2);
+  std::size_t off = start, last = 0;
+  for (std::size_t n = 0; n < count; ++n) {
+    if (off + 46 > end || z.compare(off, 4, "PK\x01\x02") != 0) return {};
+    last = off;
+    off += 46 + getLe(z, off + 28, 2) + getLe(z, off + 30, 2) + getLe(z, off + 32, 2);
+  }
+  if (count < 2 || off != end) return {};
+  z.erase(last, end - last);
+  const auto e = last;  // the end record, moved up
+  putLe(z, e + 8, count - 1, 2);
+  putLe(z, e + 10, count - 1, 2);
+  putLe(z, e + 12, last - start, 4);
+  return z;
+}
+
+}  // namespace sekimori::antivirus::testing
