@@ -818,18 +818,21 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never
   // "clean". Also where it is a part further down: PGP/MIME inside a
   // mailing list's multipart/mixed, a forwarded encrypted message, an
-  // attached smime.p7m.
-  bool encrypted = m.topEncrypted;
-  if (f.whole.status == ScanResult::Status::Clean && !encrypted && (m.topMaybeEncrypted || m.types.encrypted())) {
+  // attached smime.p7m. Where they are (their paths) matters when infected
+  // attachments beside them are cut out: they stay.
+  std::vector<std::vector<int>> encryptedParts;
+  if (m.topEncrypted) encryptedParts.emplace_back();
+  if (m.topMaybeEncrypted || m.types.encrypted()) {
     mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
-      encrypted = encryptedMailType(p.contentType);
-      return !encrypted;
+      if (encryptedMailType(p.contentType)) encryptedParts.push_back(p.path);
+      return true;
     });
   }
-  if (f.whole.status == ScanResult::Status::Clean && encrypted) {
-    f.whole.status = ScanResult::Status::Encrypted;
-    f.whole.name = "Heuristics.Encrypted.Mail";
-  }
+  const auto markEncrypted = [](ScanResult& r) {
+    r.status = ScanResult::Status::Encrypted;
+    r.name = "Heuristics.Encrypted.Mail";
+  };
+  if (f.whole.status == ScanResult::Status::Clean && !encryptedParts.empty()) markEncrypted(f.whole);
   const bool structured = (m.topContainer && m.types.html()) || m.topHtml;
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
@@ -903,13 +906,26 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         // What is left is scanned again: the parts found are not always all
         // of what the whole message was found for (a signature may match a
         // part's header lines, which no part's content holds).
-        const ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
+        ScanResult again = scanSpool(*pool_, *m.spool, res.body, m.headerBytes);
         if (isThreat(again, cfg.actions.limitsExceeded)) {
           log::message(log::Level::Warning, s.queueId() + ": still infected (" + again.name +
                                                 ") with the infected parts removed; refusing the message instead");
           refuseWhole(d, cfg.actions, cfg.replies, again.name);
         } else if (again.status == ScanResult::Status::Error && cfg.actions.scanFailure == FailureAction::Tempfail) {
           return Verdict::refuse(cfg.replies.failure);
+        } else {
+          // What is left and could not be scanned is marked, or refused,
+          // as it would be without a virus beside it.
+          const auto removed = [&](const std::vector<int>& path) {
+            return std::any_of(d.remove.begin(), d.remove.end(), [&](const PartFinding& p) {
+              return p.path.size() <= path.size() && std::equal(p.path.begin(), p.path.end(), path.begin());
+            });
+          };
+          if (again.status == ScanResult::Status::Clean &&
+              !std::all_of(encryptedParts.begin(), encryptedParts.end(), removed)) {
+            markEncrypted(again);
+          }
+          markLeftover(d, cfg.actions, cfg.replies, again);
         }
       }
       if (d.kind == Decision::Kind::RemoveParts || d.stripHtml) {  // still to be delivered as rewritten

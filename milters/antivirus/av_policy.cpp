@@ -5,6 +5,7 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <optional>
 
 #include "common/util/strings.h"
 
@@ -81,6 +82,33 @@ void applyHtmlAction(Decision& d, const ActionConfig& a, const Replies& replies)
   }
 }
 
+// What could not be scanned in `r` (a limit under limits_exceeded_action
+// deliver or reject, encryption, a container not unpacked): the status it
+// gives, and the refusal its action asks for, if any. nullopt: none of these.
+struct Unscannable {
+  std::string status;
+  bool refuse = false;
+  policy::Reply reply;
+};
+
+std::optional<Unscannable> unscannable(const ActionConfig& a, const Replies& replies, const ScanResult& r) {
+  switch (r.status) {
+    case Status::LimitsExceeded:
+      if (a.limitsExceeded == LimitsAction::Infected) return std::nullopt;  // a threat, not a mark
+      return Unscannable{"unscanned: limits exceeded", a.limitsExceeded == LimitsAction::Reject,
+                         withName(replies.virus, r.name)};
+    case Status::Encrypted:
+      return Unscannable{"unscanned: encrypted", a.encrypted == UnscannableAction::Reject, replies.encrypted};
+    case Status::Unscanned:
+      return Unscannable{"unscanned: " + r.name + " not unpacked", a.unscanned == UnscannableAction::Reject,
+                         withName(replies.unscanned, r.name)};
+    case Status::Error:  // under scan_failure_action = accept (tempfail never gets this far)
+      return Unscannable{"unscanned: scan failed", false, {}};
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
 
 void refuseUnstrippable(Decision& d, const Replies& replies) {
@@ -139,31 +167,30 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
   // What could not be scanned refuses, or marks; active HTML comes on top
   // of a mark (a message can be both unscanned and scripted).
   d.status = "clean";
-  if (f.whole.status == Status::LimitsExceeded) {
-    d.status = "unscanned: limits exceeded";
-    if (a.limitsExceeded == LimitsAction::Reject) {
+  if (const auto u = unscannable(a, replies, f.whole)) {
+    d.status = u->status;
+    if (f.whole.status == Status::Encrypted) d.virus = f.whole.name;
+    if (u->refuse) {
       d.kind = Decision::Kind::Reject;
-      d.reply = withName(replies.virus, f.whole.name);
-      return d;
-    }
-  } else if (f.whole.status == Status::Encrypted) {
-    d.status = "unscanned: encrypted";
-    d.virus = f.whole.name;
-    if (a.encrypted == UnscannableAction::Reject) {
-      d.kind = Decision::Kind::Reject;
-      d.reply = replies.encrypted;
-      return d;
-    }
-  } else if (f.whole.status == Status::Unscanned) {
-    d.status = "unscanned: " + f.whole.name + " not unpacked";
-    if (a.unscanned == UnscannableAction::Reject) {
-      d.kind = Decision::Kind::Reject;
-      d.reply = withName(replies.unscanned, f.whole.name);
+      d.reply = u->reply;
       return d;
     }
   }
   if (f.htmlScript) applyHtmlAction(d, a, replies);
   return d;
+}
+
+void markLeftover(Decision& d, const ActionConfig& a, const Replies& replies, const ScanResult& leftover) {
+  const auto u = unscannable(a, replies, leftover);
+  if (!u) return;
+  if (u->refuse) {
+    addName(d.virus, leftover.name);
+    refuseInfected(d, replies, InfectedAction::Reject);
+    return;
+  }
+  // After "removed: NAMES", before what the HTML action added.
+  const std::size_t at = std::min(d.status.find("; "), d.status.size());
+  d.status.insert(at, "; " + u->status);
 }
 
 namespace {

@@ -95,6 +95,17 @@ Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction
 // refused, or discarded, as an infected body is (inbound_body_action).
 void refuseWhole(Decision& d, const ActionConfig& a, const Replies& replies, const std::string& leftover = "");
 
+// A RemoveParts decision whose rewritten message, scanned again as
+// `leftover`, holds what could not be scanned all the same (an encrypted
+// attachment, a container not unpacked, a limit under deliver or reject, a
+// scan that failed under scan_failure_action = accept):
+// marked so after the names removed ("removed: A; unscanned: encrypted"),
+// or, when the action for it is reject, the whole message refused with the
+// names and it. Nothing else changes (a threat left over: refuseWhole).
+// Without it, adding a known virus to a message was a way past
+// encrypted_action and unscanned_action.
+void markLeftover(Decision& d, const ActionConfig& a, const Replies& replies, const ScanResult& leftover);
+
 // A stripHtml decision whose HTML cannot be stripped safely: refused with
 // replies.html_script rather than delivered with the active content.
 void refuseUnstrippable(Decision& d, const Replies& replies);

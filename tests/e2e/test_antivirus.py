@@ -684,6 +684,37 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: clean", got)
 
+    def test_what_cannot_be_scanned_beside_a_removed_virus_is_still_marked(self):
+        # Found in review: with EICAR attached beside it, an encrypted zip or
+        # a PGP/MIME part was delivered as "removed: ..." with no mark (and
+        # under encrypted_action = reject not refused: unit AvDecide).
+        def b64(data):
+            return base64.encodebytes(data).decode().replace("\n", "\r\n")
+        eicar = ("--M\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n"
+                 "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"eicar.com\"\r\n\r\n" +
+                 b64(EICAR))
+        encrypted_zip = ("--M\r\nContent-Type: application/zip; name=\"enc.zip\"\r\nContent-Transfer-Encoding: base64\r\n"
+                         "Content-Disposition: attachment; filename=\"enc.zip\"\r\n\r\n" +
+                         b64(zip_of("notes.txt", b"nothing to see\n", password="secret")))
+        pgp = ("--M\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"P\"\r\n\r\n"
+               "--P\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+               "--P\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEMA\r\n"
+               "-----END PGP MESSAGE-----\r\n--P--\r\n")
+        text = "--M\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        for label, parts in {"an encrypted zip": text + eicar + encrypted_zip, "PGP/MIME": text + pgp + eicar}.items():
+            with self.subTest(label):
+                msgid = self.msgid("left")
+                r = self.send(harness.make_message(
+                    msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"M\""],
+                    body=parts + "--M--\r\n"))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, _ = self.delivered(msgid)
+                self.assertNotIn(base64.encodebytes(EICAR)[:40], got)
+                status = [l for l in got.split(b"\n") if l.startswith(b"X-Virus-Status:")]
+                self.assertEqual(len(status), 1, got[:2000])
+                self.assertTrue(status[0].startswith(b"X-Virus-Status: removed: " + SIGNAME.encode()), status)
+                self.assertTrue(status[0].endswith(b"; unscanned: encrypted"), status)
+
     def test_a_container_the_engine_cannot_unpack_is_marked_unscanned(self):
         if shutil.which("zstd") is None:
             self.skipTest("zstd not installed")

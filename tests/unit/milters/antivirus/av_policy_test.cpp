@@ -220,6 +220,56 @@ TEST(AvDecide, HtmlActionAppliesToWhatIsLeftAfterRemoval) {
   EXPECT_EQ(unstrippable.status, "removed: Eicar-Signature; suspicious: Heuristics.HTML.Script");
 }
 
+TEST(AvDecide, WhatIsLeftAfterRemovalIsMarkedOrRefusedAsWithoutTheVirus) {
+  // Found in review: an encrypted zip beside a known virus was delivered as
+  // "removed: ..." with no mark, and under encrypted_action = reject not
+  // refused either: adding a virus was a way past both actions.
+  struct Case {
+    ScanResult leftover;
+    std::string status;
+  } cases[] = {
+      {result(Status::Clean), "removed: Eicar-Signature"},
+      {result(Status::Encrypted, "Heuristics.Encrypted.Zip"), "removed: Eicar-Signature; unscanned: encrypted"},
+      {result(Status::Unscanned, "RAR archive"), "removed: Eicar-Signature; unscanned: RAR archive not unpacked"},
+      // Under scan_failure_action = accept (the caller tempfails otherwise).
+      {result(Status::Error, "x"), "removed: Eicar-Signature; unscanned: scan failed"},
+  };
+  for (const auto& c : cases) {
+    Decision d = decide({}, {}, Direction::Inbound, infectedAttachment());
+    markLeftover(d, {}, {}, c.leftover);
+    EXPECT_EQ(d.kind, Kind::RemoveParts) << c.status;
+    EXPECT_EQ(d.remove.size(), 1u) << c.status;
+    EXPECT_EQ(d.status, c.status);
+  }
+  // A limit left over is marked under deliver (under infected it is a
+  // threat: refuseWhole).
+  ActionConfig deliver;
+  deliver.limitsExceeded = LimitsAction::Deliver;
+  Decision d = decide(deliver, {}, Direction::Inbound, infectedAttachment());
+  markLeftover(d, deliver, {}, result(Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFiles"));
+  EXPECT_EQ(d.status, "removed: Eicar-Signature; unscanned: limits exceeded");
+  // The mark goes before what the HTML action added.
+  Findings html = infectedAttachment();
+  html.htmlScript = true;
+  d = decide({}, {}, Direction::Inbound, html);
+  markLeftover(d, {}, {}, result(Status::Encrypted, "Heuristics.Encrypted.Mail"));
+  EXPECT_EQ(d.status, "removed: Eicar-Signature; unscanned: encrypted; suspicious: Heuristics.HTML.Script");
+  // Each reject action refuses the whole message, naming both.
+  ActionConfig reject;
+  reject.encrypted = reject.unscanned = UnscannableAction::Reject;
+  reject.limitsExceeded = LimitsAction::Reject;
+  for (const auto& left : {result(Status::Encrypted, "Heuristics.Encrypted.Zip"), result(Status::Unscanned, "RAR archive"),
+                           result(Status::LimitsExceeded, "Heuristics.Limits.Exceeded.MaxFiles")}) {
+    Decision r = decide(reject, {}, Direction::Inbound, infectedAttachment());
+    ASSERT_EQ(r.kind, Kind::RemoveParts);
+    markLeftover(r, reject, {}, left);
+    EXPECT_EQ(r.kind, Kind::Reject) << left.name;
+    EXPECT_TRUE(r.remove.empty());
+    EXPECT_TRUE(r.infected);
+    EXPECT_EQ(r.reply.str(), "554 5.7.1 Virus found: Eicar-Signature, " + left.name);
+  }
+}
+
 TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
   struct Case {
     const char* in;
