@@ -107,8 +107,10 @@ const Option<std::string> kLimits{"actions.limits_exceeded_action", "infected",
                                   "named Heuristics.Limits.Exceeded), deliver (marked unscanned) or reject.",
                                   Scope::Global, {"infected", "deliver", "reject"}};
 const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
-                                     "Encrypted archives or documents cannot be scanned: mark (deliver, "
-                                     "X-Virus-Status: unscanned: encrypted) or reject.",
+                                     "Encrypted archives or documents, and encrypted mail (S/MIME, PGP/MIME, "
+                                     "an OpenPGP message in a part's text or attached as it came, not "
+                                     "base64-encoded), at the top or as a part, cannot be scanned: mark "
+                                     "(deliver, X-Virus-Status: unscanned: encrypted) or reject.",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "A container the engine cannot unpack (RAR when libclamav has no unrar "
@@ -207,6 +209,23 @@ constexpr std::string_view kScannedHeader = "X-Virus-Scanned";
 constexpr std::string_view kStatusHeader = "X-Virus-Status";
 constexpr std::string_view kNoticeHeader = "X-Sekimori-Notice";
 
+// The armor line that opens an OpenPGP message (RFC 4880 6.2): encrypted
+// (or signed and compressed) data, written into a part's text ("inline
+// PGP") or attached as a .asc file. A clear-signed text opens with "BEGIN
+// PGP SIGNED MESSAGE" and stays readable.
+constexpr std::string_view kPgpArmor = "-----BEGIN PGP MESSAGE-----";
+
+// Whether decoded content holds that line at the start of a line.
+bool holdsPgpMessage(mime::Content& c) {
+  StreamFind find("\n" + std::string(kPgpArmor));
+  find.feed("\n");
+  std::array<std::byte, 16 * 1024> buf{};
+  for (std::size_t n; !find.found() && (n = c.read(buf)) > 0;) {
+    find.feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n));
+  }
+  return find.found();
+}
+
 struct AvMessage {
   std::shared_ptr<const AvConfig> cfg;
   std::optional<mime::Spool> spool;
@@ -225,6 +244,9 @@ struct AvMessage {
   // An HTML part or a part of encrypted mail may be in the body: only then
   // is a clean message of several parts walked for either.
   MediaTypeSniffer types;
+  // An OpenPGP message may be in the body (as it came, not decoded): only
+  // then are its parts read for one.
+  StreamFind pgp{std::string(kPgpArmor)};
 };
 
 // A media type ("type/subtype", lowercased) of encrypted mail, which
@@ -794,7 +816,9 @@ Verdict AntivirusMilter::onEoh(milter::Session& s) {
 Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> chunk) {
   auto& m = state(s, config_);
   m.spool->append(chunk);
-  m.types.feed(std::string_view(reinterpret_cast<const char*>(chunk.data()), chunk.size()));
+  const std::string_view bytes(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+  m.types.feed(bytes);
+  m.pgp.feed(bytes);
   return Verdict::next();
 }
 
@@ -815,16 +839,18 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   } else {
     f.whole = scanSpool(*pool_, *m.spool);
   }
-  // Encrypted mail (S/MIME, PGP/MIME) cannot be scanned: say so, never
-  // "clean". Also where it is a part further down: PGP/MIME inside a
-  // mailing list's multipart/mixed, a forwarded encrypted message, an
-  // attached smime.p7m. Where they are (their paths) matters when infected
-  // attachments beside them are cut out: they stay.
+  // Encrypted mail (S/MIME, PGP/MIME, inline PGP) cannot be scanned: say
+  // so, never "clean". Also where it is a part further down: PGP/MIME
+  // inside a mailing list's multipart/mixed, a forwarded encrypted message,
+  // an attached smime.p7m or .asc. Where they are (their paths) matters
+  // when infected attachments beside them are cut out: they stay.
   std::vector<std::vector<int>> encryptedParts;
   if (m.topEncrypted) encryptedParts.emplace_back();
-  if (m.topMaybeEncrypted || m.types.encrypted()) {
-    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
-      if (encryptedMailType(p.contentType)) encryptedParts.push_back(p.path);
+  if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found()) {
+    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+      if (encryptedMailType(p.contentType) || (c != nullptr && m.pgp.found() && holdsPgpMessage(*c))) {
+        encryptedParts.push_back(p.path);
+      }
       return true;
     });
   }

@@ -714,6 +714,23 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
   }
 }
 
+void StreamFind::feed(std::string_view chunk) {
+  if (found_ || needle_.empty() || chunk.empty()) return;
+  // Across the last chunk's end: its kept tail and this chunk's head.
+  const std::size_t keep = needle_.size() - 1;
+  if (!tail_.empty()) {
+    const std::string seam = tail_ + std::string(chunk.substr(0, keep));
+    if (seam.find(needle_) != std::string::npos) return void(found_ = true);
+  }
+  if (chunk.find(needle_) != std::string_view::npos) return void(found_ = true);
+  if (chunk.size() >= keep) {
+    tail_.assign(chunk.substr(chunk.size() - keep));
+  } else {
+    tail_.append(chunk);
+    if (tail_.size() > keep) tail_.erase(0, tail_.size() - keep);
+  }
+}
+
 bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
   // real page; a hostile 20 MB page is still bounded.

@@ -148,6 +148,22 @@ class MediaTypeSniffer {
   After pending_;        // a subtype cut off by the chunk's end
 };
 
+// Whether a fixed string occurs in a stream fed in chunks of any size, also
+// across chunk ends (keeps the last needle.size() - 1 bytes).
+//   StreamFind armor("-----BEGIN PGP MESSAGE-----");
+//   armor.feed(chunk); ... if (armor.found()) ...
+class StreamFind {
+ public:
+  explicit StreamFind(std::string needle) : needle_(std::move(needle)) {}
+  void feed(std::string_view chunk);
+  bool found() const { return found_; }
+
+ private:
+  std::string needle_;
+  std::string tail_;
+  bool found_ = false;
+};
+
 // HTML that invokes script or plug-ins: <script, <object ... classid,
 // <embed, <applet, on*= event handlers, javascript: and vbscript: URLs in
 // href, src, action and the like, SVG animation values included, and in a

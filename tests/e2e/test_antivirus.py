@@ -655,34 +655,46 @@ class AntivirusE2E(unittest.TestCase):
         pgp_part = "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"P\"\r\n\r\n"
         footer = "--L\r\nContent-Type: text/plain\r\n\r\nlist footer\r\n--L--\r\n"
         mixed = ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"L\""]
+        # Inline PGP: the armored message in the text itself, as it came or
+        # quoted-printable in a part; also attached as a .asc file (7bit).
+        armor = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xyz\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n"
+        encrypted, clean = b"unscanned: encrypted", b"clean"
         cases = {
-            "PGP/MIME": (["MIME-Version: 1.0", pgp_part.split("\r\n")[0]], pgp),
-            "PGP/MIME inside a list's multipart/mixed": (mixed, "--L\r\n" + pgp_part + pgp + footer),
+            "PGP/MIME": (["MIME-Version: 1.0", pgp_part.split("\r\n")[0]], pgp, encrypted),
+            "PGP/MIME inside a list's multipart/mixed": (mixed, "--L\r\n" + pgp_part + pgp + footer, encrypted),
             "S/MIME attached, the type folded": (
                 mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
                        "--L\r\nContent-Type: Application/\r\n PKCS7-MIME; smime-type=enveloped-data; name=smime.p7m\r\n"
-                       "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n" + footer),
+                       "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n" + footer, encrypted),
             "a forwarded encrypted message": (
                 mixed, "--L\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n" +
-                       pgp_part + pgp + footer),
+                       pgp_part + pgp + footer, encrypted),
+            "inline PGP": ([], "Hello,\r\n\r\n" + armor, encrypted),
+            "inline PGP, quoted-printable in a part": (
+                mixed, "--L\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+                       "quoted-printable\r\n\r\nHello=\r\n,\r\n" + armor + footer, encrypted),
+            "an attached .asc": (
+                mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--L\r\nContent-Type: "
+                       "application/octet-stream; name=msg.asc\r\nContent-Disposition: attachment; "
+                       "filename=msg.asc\r\n\r\n" + armor + footer, encrypted),
+            # Only talked about, or clear-signed: readable, scanned, clean.
+            "mentioned": ([], "the line -----BEGIN PGP MESSAGE----- opens one\r\n", clean),
+            "clear-signed": ([], "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n"
+                                 "-----BEGIN PGP SIGNATURE-----\r\n\r\nx\r\n-----END PGP SIGNATURE-----\r\n", clean),
+            # Signed only: the content is there to scan, and it is clean.
+            "PGP/MIME signed": (mixed, (
+                "--L\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=\"S\"\r\n\r\n"
+                "--S\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
+                "--S\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+                "-----END PGP SIGNATURE-----\r\n--S--\r\n" + footer), clean),
         }
-        for label, (headers, body) in cases.items():
+        for label, (headers, body, status) in cases.items():
             with self.subTest(label):
                 msgid = self.msgid("pgp")
                 r = self.send(harness.make_message(msgid=msgid, headers=headers, body=body))
                 self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
                 got, _ = self.delivered(msgid)
-                self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
-        # Signed only: the content is there to scan, and it is clean.
-        msgid = self.msgid("signed")
-        r = self.send(harness.make_message(msgid=msgid, headers=mixed, body=(
-            "--L\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=\"S\"\r\n\r\n"
-            "--S\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
-            "--S\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
-            "-----END PGP SIGNATURE-----\r\n--S--\r\n" + footer)))
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        got, _ = self.delivered(msgid)
-        self.assertIn(b"X-Virus-Status: clean", got)
+                self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
 
     def test_what_cannot_be_scanned_beside_a_removed_virus_is_still_marked(self):
         # Found in review: with EICAR attached beside it, an encrypted zip or

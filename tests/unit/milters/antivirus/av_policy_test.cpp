@@ -270,6 +270,33 @@ TEST(AvDecide, WhatIsLeftAfterRemovalIsMarkedOrRefusedAsWithoutTheVirus) {
   }
 }
 
+TEST(AvStreamFind, FindsTheStringAcrossEveryChunkEnd) {
+  const std::string needle = "-----BEGIN PGP MESSAGE-----";
+  const std::string text = "Hi,\r\n\r\n------BEGIN PGP MESSAGE-----\r\nhQEMA0\r\n";  // a dash more in front
+  for (std::size_t chunk = 1; chunk <= text.size(); ++chunk) {
+    StreamFind f(needle);
+    for (std::size_t i = 0; i < text.size(); i += chunk) f.feed(std::string_view(text).substr(i, chunk));
+    EXPECT_TRUE(f.found()) << chunk;
+  }
+  for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+    StreamFind f(needle);
+    f.feed(std::string_view(text).substr(0, cut));
+    f.feed("");
+    f.feed(std::string_view(text).substr(cut));
+    EXPECT_TRUE(f.found()) << cut;
+  }
+  // Not there: one byte short, or broken by a line end.
+  for (const char* other : {"-----BEGIN PGP MESSAGE----", "-----BEGIN PGP\r\n MESSAGE-----",
+                            "-----BEGIN PGP SIGNED MESSAGE-----"}) {
+    for (std::size_t chunk = 1; chunk <= 8; ++chunk) {
+      StreamFind f(needle);
+      const std::string t = std::string("x") + other + "\r\n";
+      for (std::size_t i = 0; i < t.size(); i += chunk) f.feed(std::string_view(t).substr(i, chunk));
+      EXPECT_FALSE(f.found()) << other << " " << chunk;
+    }
+  }
+}
+
 TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
   struct Case {
     const char* in;
