@@ -132,6 +132,13 @@ def main():
             headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"]))),
         ("inbound .zst attachment (not unpackable)", dict(data=attachment_message(
             zstd_of(b"a report\n" * 500), "report.txt.zst", "application/zstd", subject="zstd attachment"))),
+        ("inbound PGP/MIME mail inside a list's footer", dict(data=harness.make_message(
+            subject="encrypted", headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=L"],
+            body="--L\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=P\r\n\r\n"
+                 "--P\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--P\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEMA\r\n"
+                 "-----END PGP MESSAGE-----\r\n--P--\r\n--L\r\nContent-Type: text/plain\r\n\r\nlist footer\r\n"
+                 "--L--\r\n"))),
         ("outbound from 10.1.2.3, virus in a zip attachment",
          dict(data=attachment_message(eicar_zip, "invoice.zip"), to="friend@remote.example", xclient="ADDR=10.1.2.3")),
     ]
