@@ -190,6 +190,13 @@ TEST_F(ScannerTest, CleanAndInfectedAndArchives) {
   // Archives made with the real tools, as mail attachments would be.
   ASSERT_EQ(sh("cd " + data_.string() + " && zip -q eicar.zip eicar.com"), 0);
   ASSERT_EQ(sh("cd " + data_.string() + " && zip -q -P secret encrypted.zip clean.txt"), 0);
+  // An encrypted member first, EICAR (padded: compressed) after it, and the
+  // other way round: the encryption heuristic must not end the scan.
+  writeFile(data_ / "payload.txt", paddedEicar());
+  ASSERT_EQ(sh("cd " + data_.string() + " && zip -q -P secret mixed1.zip clean.txt && zip -q mixed1.zip payload.txt"),
+            0);
+  ASSERT_EQ(sh("cd " + data_.string() + " && zip -q mixed2.zip payload.txt && zip -q -P secret mixed2.zip clean.txt"),
+            0);
   ASSERT_EQ(sh("cd " + data_.string() + " && lha aq eicar.lzh eicar.com"), 0) << "lha (jlha-utils) missing?";
   startPool();
   std::cout << "[ timing   ] start() with the test database: " << startMs_ << " ms\n";
@@ -204,6 +211,8 @@ TEST_F(ScannerTest, CleanAndInfectedAndArchives) {
       {"EICAR plain", "eicar.com", Status::Infected, kEicarSig},
       {"EICAR in a zip", "eicar.zip", Status::Infected, kEicarSig},
       {"encrypted zip", "encrypted.zip", Status::Encrypted, "Heuristics.Encrypted"},
+      {"EICAR after an encrypted member", "mixed1.zip", Status::Infected, kEicarSig},
+      {"EICAR before an encrypted member", "mixed2.zip", Status::Infected, kEicarSig},
       {"EICAR in an LZH archive", "eicar.lzh", Status::Infected, kEicarSig},
   };
   for (const auto& c : cases) {
