@@ -83,8 +83,9 @@ void applyHtmlAction(Decision& d, const ActionConfig& a, const Replies& replies)
 }
 
 // What could not be scanned in `r` (a limit under limits_exceeded_action
-// deliver or reject, encryption, a container not unpacked): the status it
-// gives, and the refusal its action asks for, if any. nullopt: none of these.
+// deliver or reject, encryption, a container not unpacked, a failed scan
+// under scan_failure_action = accept): the status it gives, and the refusal
+// its action asks for, if any. nullopt: none of these.
 struct Unscannable {
   std::string status;
   bool refuse = false;

@@ -1,11 +1,12 @@
-// milters/antivirus/member_sizes.h — the largest size a ZIP or CAB archive
-// declares for one of its members, read from its directory records without
-// unpacking anything.
+// milters/antivirus/member_sizes.h — what a ZIP or CAB archive's directory
+// records say that libclamav 1.4.6 does not act on, read without unpacking
+// anything: the largest size declared for a member, and (ZIP) members the
+// central directory does not list.
 //
 // Why (scanner.cpp): libclamav 1.4.6 scans a zip member longer than its
-// file size limit as if it were empty, and a longer cab member cut short,
-// and answers clean for both; no layer of that size ever reaches the file
-// inspection callback. The directory says how long the member is.
+// file size limit cut short (empty under 8 KiB), and a longer cab member
+// cut short, and answers clean for both. The directory says how long the
+// member is.
 //
 //   if (largestDeclaredMember(ArchiveKind::Zip, bytes) > maxFileSize) ...
 //
