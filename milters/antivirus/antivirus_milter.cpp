@@ -320,10 +320,8 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 struct ActiveHtml {
   std::vector<int> path;
   std::string utf8;  // the part's text, transfer encoding and charset decoded
-  bool complete;     // all of it (not cut at kHtmlMax)
+  bool complete;     // all of it (not cut at kHtmlCheckMax)
 };
-
-constexpr std::size_t kHtmlMax = 8 * 1024 * 1024;
 
 // html_script_action = strip: each HTML part (but those being replaced by
 // a notice) rewritten without its active content, in UTF-8 (a charset such
@@ -334,7 +332,7 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<Part
   for (const auto& h : html) {
     if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
     if (!h.complete) {
-      *why = "an HTML part is larger than " + std::to_string(kHtmlMax / (1024 * 1024)) + " MiB";
+      *why = "an HTML part is larger than " + std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB";
       return false;
     }
     auto stripped = stripActiveHtml(h.utf8);
@@ -874,22 +872,27 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         pf.path = p.path;
         pf.filename = p.filename;
         pf.attachment = p.isAttachment;
-        pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlMax, &complete);
+        pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
       } else {
         std::array<std::byte, 64 * 1024> buf{};
-        for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepCapped(text, buf.data(), n, kHtmlMax);
+        for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepCapped(text, buf.data(), n, kHtmlCheckMax);
       }
       if (!html) return true;
       // Looked at as the reader's mail program will show it: in a charset
       // such as ISO-2022-JP an escape sequence can sit inside "onclick" or
       // "<script" and vanish in decoding. And as the bytes came, for a
       // reader that takes them as ASCII.
+      // A part too long to be checked whole (past kHtmlCheckMax, as it came or
+      // in UTF-8) counts as one with active content: script after 8 MiB of
+      // padding is no way past html_script_action (strip cannot rewrite it:
+      // the message is refused).
       std::string utf8 = mime::toUtf8(text, p.charset);
-      if (hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
+      const bool whole = complete && utf8.size() <= kHtmlCheckMax;
+      if (!whole || hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
         f.htmlScript = true;
         if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
-          activeHtml.push_back({p.path, std::move(utf8), complete});
+          activeHtml.push_back({p.path, std::move(utf8), whole});
         }
       }
       return true;

@@ -734,8 +734,9 @@ void StreamFind::feed(std::string_view chunk) {
 
 bool hasActiveHtml(std::string_view html) {
   // A bounded prefix: active content sits in the first megabytes of any
-  // real page; a hostile 20 MB page is still bounded.
-  const std::string_view head = html.substr(0, std::min<std::size_t>(html.size(), 8 * 1024 * 1024));
+  // real page; a hostile 20 MB page is still bounded (the milter counts a
+  // longer part as holding active content).
+  const std::string_view head = html.substr(0, std::min(html.size(), kHtmlCheckMax));
   return !activeSpans(head, true, 0).empty();
 }
 

@@ -173,7 +173,9 @@ class StreamFind {
 // only an image or media source), that holds any of these.
 // Attributes are read as an HTML5 tokenizer splits them.
 // `html` is text as the reader sees it: decode its charset first.
-// Case-insensitive, bounded scan, linear.
+// Case-insensitive, linear; only the first kHtmlCheckMax bytes are read
+// (a caller treats a longer part as unchecked).
+constexpr std::size_t kHtmlCheckMax = 8 * 1024 * 1024;
 bool hasActiveHtml(std::string_view html);
 
 // `html` without what hasActiveHtml() finds: <script> and <applet>

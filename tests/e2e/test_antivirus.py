@@ -767,6 +767,14 @@ class AntivirusE2E(unittest.TestCase):
                     "--A\r\nContent-Type: %s; charset=us-ascii\r\n\r\n"
                     "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n" % html_type, "html-alt")
 
+    def test_html_too_long_to_check_whole_is_marked(self):
+        # Found in review: the HTML check reads the first 8 MiB of a part;
+        # a script after 8 MiB of padding was delivered as clean.
+        padding = ("<p>" + "x" * 1020 + "</p>\r\n") * (8 * 1024 + 100)  # a little over 8 MiB
+        self.assertDeliveredMarkedHtmlScript(
+            ["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"],
+            "<html><body>" + padding + "<script>alert(1)</script></body></html>\r\n", "html-long")
+
     def test_html_script_hidden_by_the_charset_is_marked(self):
         # Mail readers decode the part before they render it: an ISO-2022-JP
         # escape sequence inside "<script" or "onclick" vanishes then, and
