@@ -320,7 +320,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 struct ActiveHtml {
   std::vector<int> path;
   std::string utf8;  // the part's text, transfer encoding and charset decoded
-  bool complete;     // all of it (not cut at kHtmlCheckMax)
+  bool complete;     // all of it (not cut at kHtmlCheckMax, not past the walk's limits)
 };
 
 // html_script_action = strip: each HTML part (but those being replaced by
@@ -332,7 +332,8 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<Part
   for (const auto& h : html) {
     if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
     if (!h.complete) {
-      *why = "an HTML part is larger than " + std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB";
+      *why = "an HTML part could not be checked whole (longer than " +
+             std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB, or past the MIME walk's limits)";
       return false;
     }
     auto stripped = stripActiveHtml(h.utf8);
@@ -845,12 +846,14 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   std::vector<std::vector<int>> encryptedParts;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found()) {
-    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+    const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (encryptedMailType(p.contentType) || (c != nullptr && m.pgp.found() && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);
       }
       return true;
     });
+    // Parts past the walk's limits were not looked at: what may be there counts as there.
+    if (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded) encryptedParts.emplace_back();
   }
   const auto markEncrypted = [](ScanResult& r) {
     r.status = ScanResult::Status::Encrypted;
@@ -861,7 +864,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
   if (suspicious || structured) {
-    mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+    const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = p.contentType == "text/html";
       if (!suspicious && !html) return true;
@@ -897,6 +900,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       }
       return true;
     });
+    // A walk that stopped at one of its limits (depth, parts, header bytes)
+    // left the parts after it unchecked: an HTML part there counts as one
+    // with active content, as a part too long to check does (found in
+    // review: 1 MiB of part header fields before an HTML part with a script
+    // passed as clean; libclamav's own limits catch the deep and the many).
+    if (structured && (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded)) {
+      f.htmlScript = true;
+      if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, false});
+    }
   }
 
   const Direction dir = s.direction();

@@ -669,6 +669,11 @@ class AntivirusE2E(unittest.TestCase):
             "a forwarded encrypted message": (
                 mixed, "--L\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n" +
                        pgp_part + pgp + footer, encrypted),
+            # Past the MIME walk's limits (1 MiB of part header fields
+            # first): not looked at, so counted as there.
+            "PGP/MIME past the walk's limits": (
+                mixed, "".join("--L\r\nContent-Type: text/plain\r\nX-Pad: %s\r\n\r\n%d\r\n" % ("y" * 1100, i)
+                               for i in range(1000)) + "--L\r\n" + pgp_part + pgp + footer, encrypted),
             "inline PGP": ([], "Hello,\r\n\r\n" + armor, encrypted),
             "inline PGP, quoted-printable in a part": (
                 mixed, "--L\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
@@ -774,6 +779,16 @@ class AntivirusE2E(unittest.TestCase):
         self.assertDeliveredMarkedHtmlScript(
             ["MIME-Version: 1.0", "Content-Type: text/html; charset=us-ascii"],
             "<html><body>" + padding + "<script>alert(1)</script></body></html>\r\n", "html-long")
+
+    def test_html_past_the_mime_walks_limits_is_marked(self):
+        # Found in review: the walk that checks HTML parts stops after 1 MiB
+        # of part header fields; an HTML part with a script after that
+        # passed as clean.
+        pad = "X-Pad: " + "y" * 1100 + "\r\n"
+        parts = "".join("--B\r\nContent-Type: text/plain\r\n%s\r\npart %d\r\n" % (pad, i) for i in range(1000))
+        self.assertDeliveredMarkedHtmlScript(
+            ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"B\""],
+            parts + "--B\r\nContent-Type: text/html\r\n\r\n<p onclick=\"x()\">hi</p>\r\n--B--\r\n", "html-walk")
 
     def test_html_script_hidden_by_the_charset_is_marked(self):
         # Mail readers decode the part before they render it: an ISO-2022-JP
