@@ -879,17 +879,18 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         f.parts.push_back(std::move(pf));
       } else {
         std::array<std::byte, 64 * 1024> buf{};
-        for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepCapped(text, buf.data(), n, kHtmlCheckMax);
+        for (std::size_t n; complete && (n = c->read(buf)) > 0;) {
+          complete = keepCapped(text, buf.data(), n, kHtmlCheckMax);
+        }
       }
       if (!html) return true;
       // Looked at as the reader's mail program will show it: in a charset
       // such as ISO-2022-JP an escape sequence can sit inside "onclick" or
       // "<script" and vanish in decoding. And as the bytes came, for a
-      // reader that takes them as ASCII.
-      // A part too long to be checked whole (past kHtmlCheckMax, as it came or
-      // in UTF-8) counts as one with active content: script after 8 MiB of
-      // padding is no way past html_script_action (strip cannot rewrite it:
-      // the message is refused).
+      // reader that takes them as ASCII. A part too long to be checked
+      // whole (past kHtmlCheckMax, as it came or in UTF-8) counts as one
+      // with active content: script after 8 MiB of padding is no way past
+      // html_script_action (strip cannot rewrite it: the message is refused).
       std::string utf8 = mime::toUtf8(text, p.charset);
       const bool whole = complete && utf8.size() <= kHtmlCheckMax;
       if (!whole || hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
