@@ -266,26 +266,33 @@ AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) 
   return m;
 }
 
+// Scans what `fill` writes (fill(f) is false on a write error) as one
+// sealed ScanFile.
+template <typename Fill>
+ScanResult scanWritten(Scanner& pool, Fill fill) {
+  ScanFile f;
+  if (f.fd() < 0) return ScanResult::failure(std::string("memfd: ") + std::strerror(errno));
+  if (!fill(f)) return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
+  if (!f.seal()) return ScanResult::failure(std::string("memfd seal: ") + std::strerror(errno));
+  return pool.scan(f.fd());
+}
+
 // Scans the spooled message; with `newBody`, its first `headerBytes` (the
 // top-level header block) followed by that body instead of its own.
 ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std::string_view> newBody = std::nullopt,
                      std::uint64_t headerBytes = 0) {
-  ScanFile f;
-  if (f.fd() < 0) return ScanResult::failure(std::string("memfd: ") + std::strerror(errno));
-  std::array<std::byte, 64 * 1024> buf{};
-  const std::uint64_t end = newBody ? headerBytes : spool.size();
-  for (std::uint64_t off = 0; off < end;) {
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off));
-    const std::size_t n = spool.read(off, std::span(buf).first(want));
-    if (n == 0) break;
-    if (!f.write(buf.data(), n)) return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
-    off += n;
-  }
-  if (newBody && !f.write(newBody->data(), newBody->size())) {
-    return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
-  }
-  if (!f.seal()) return ScanResult::failure(std::string("memfd seal: ") + std::strerror(errno));
-  return pool.scan(f.fd());
+  return scanWritten(pool, [&](ScanFile& f) {
+    std::array<std::byte, 64 * 1024> buf{};
+    const std::uint64_t end = newBody ? headerBytes : spool.size();
+    for (std::uint64_t off = 0; off < end;) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off));
+      const std::size_t n = spool.read(off, std::span(buf).first(want));
+      if (n == 0) break;
+      if (!f.write(buf.data(), n)) return false;
+      off += n;
+    }
+    return !newBody || f.write(newBody->data(), newBody->size());
+  });
 }
 
 // Keeps at most `max` bytes of a part's content in `text`; false (and
@@ -303,17 +310,14 @@ bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_
 // (when set), *complete saying whether that was all of it.
 ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
                        bool* complete) {
-  ScanFile f;
-  if (f.fd() < 0) return ScanResult::failure(std::string("memfd: ") + std::strerror(errno));
-  std::array<std::byte, 64 * 1024> buf{};
-  for (;;) {
-    const std::size_t n = content.read(buf);
-    if (n == 0) break;
-    if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
-    if (!f.write(buf.data(), n)) return ScanResult::failure(std::string("memfd write: ") + std::strerror(errno));
-  }
-  if (!f.seal()) return ScanResult::failure(std::string("memfd seal: ") + std::strerror(errno));
-  return pool.scan(f.fd());
+  return scanWritten(pool, [&](ScanFile& f) {
+    std::array<std::byte, 64 * 1024> buf{};
+    for (std::size_t n; (n = content.read(buf)) > 0;) {
+      if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
+      if (!f.write(buf.data(), n)) return false;
+    }
+    return true;
+  });
 }
 
 // An HTML part with active content, kept for html_script_action = strip.

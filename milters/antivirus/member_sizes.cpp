@@ -111,17 +111,25 @@ CentralDirectory findCentralDirectory(const Bytes& b) {
   return cd;
 }
 
+// Calls visit(record, sizes) for each entry of the central directory `cd`,
+// in order, until one cannot be read: the entry's fixed 46 bytes and its
+// sizes and local header offset (zip64 ones from its extra field).
+template <typename Visit>
+void forEachDirectoryEntry(const Bytes& b, const CentralDirectory& cd, Visit visit) {
+  std::uint64_t off = cd.start;
+  for (std::uint64_t n = 0; n < cd.entries && off < cd.start + cd.size; ++n) {
+    const unsigned char* r = b.at(off, 46);
+    if (r == nullptr || std::memcmp(r, "PK\x01\x02", 4) != 0) break;
+    const std::uint64_t nameLen = le16(r + 28), extraLen = le16(r + 30), commentLen = le16(r + 32);
+    visit(r, zipSizes(b, off + 46 + nameLen, extraLen, le32(r + 24), le32(r + 20), le32(r + 42)));
+    off += 46 + nameLen + extraLen + commentLen;
+  }
+}
+
 std::uint64_t largestInZip(const Bytes& b) {
   std::uint64_t largest = 0;
   if (const CentralDirectory cd = findCentralDirectory(b); cd.found) {
-    std::uint64_t off = cd.start;
-    for (std::uint64_t n = 0; n < cd.entries && off < cd.start + cd.size; ++n) {
-      const unsigned char* r = b.at(off, 46);
-      if (r == nullptr || std::memcmp(r, "PK\x01\x02", 4) != 0) break;
-      const std::uint64_t nameLen = le16(r + 28), extraLen = le16(r + 30), commentLen = le16(r + 32);
-      largest = std::max(largest, zipSizes(b, off + 46 + nameLen, extraLen, le32(r + 24), le32(r + 20)).size);
-      off += 46 + nameLen + extraLen + commentLen;
-    }
+    forEachDirectoryEntry(b, cd, [&](const unsigned char*, const ZipSizes& z) { largest = std::max(largest, z.size); });
     return largest;
   }
   // No central directory (a cut-off archive): the local headers, as
@@ -160,20 +168,14 @@ std::uint64_t hiddenInZip(const Bytes& b) {
     std::uint64_t begin, end;
   };
   std::vector<Extent> listed;
-  std::uint64_t off = cd.start;
-  for (std::uint64_t n = 0; n < cd.entries && off < cd.start + cd.size; ++n) {
-    const unsigned char* r = b.at(off, 46);
-    if (r == nullptr || std::memcmp(r, "PK\x01\x02", 4) != 0) break;
-    const std::uint64_t nameLen = le16(r + 28), extraLen = le16(r + 30), commentLen = le16(r + 32);
-    const ZipSizes z = zipSizes(b, off + 46 + nameLen, extraLen, le32(r + 24), le32(r + 20), le32(r + 42));
-    off += 46 + nameLen + extraLen + commentLen;
+  forEachDirectoryEntry(b, cd, [&](const unsigned char* r, const ZipSizes& z) {
     const std::uint64_t local = z.offset + shift;
     const unsigned char* h = b.at(local, 30);
-    if (h == nullptr || std::memcmp(h, "PK\x03\x04", 4) != 0 || z.packed > b.size()) continue;
+    if (h == nullptr || std::memcmp(h, "PK\x03\x04", 4) != 0 || z.packed > b.size()) return;
     std::uint64_t end = local + 30 + le16(h + 26) + le16(h + 28) + z.packed;
     if ((le16(r + 8) & 0x8) != 0) end += (b.magic(end, "PK\x07\x08") ? 4 : 0) + (z.packed >= 0xFFFFFFFFu ? 20 : 12);
     listed.push_back({local, end});
-  }
+  });
   std::sort(listed.begin(), listed.end(), [](const Extent& x, const Extent& y) { return x.begin < y.begin; });
   // Local headers between them, or between the last and the directory.
   // Before the first: only one at the very start, what a reader of local

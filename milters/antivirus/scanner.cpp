@@ -1405,7 +1405,7 @@ ScanResult ScannerPool::scan(int fd) {
                        (gone && waited < std::min<milliseconds>(timeout, milliseconds(1000)));
     if (!retry) {
       return ScanResult::failure(err == EAGAIN ? "no scanner worker free within the scan timeout"
-                                       : "cannot reach the scanner: " + std::string(std::strerror(err)));
+                                               : "cannot reach the scanner: " + std::string(std::strerror(err)));
     }
     std::this_thread::sleep_for(milliseconds(20));
   }
@@ -1451,7 +1451,7 @@ ScanResult ScannerPool::scan(int fd) {
     if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (r <= 0) {
       result = ScanResult::failure(accepted ? "scanner worker died during the scan"
-                                    : "scanner worker died before the scan");
+                                            : "scanner worker died before the scan");
       break;
     }
     reply.append(buf, static_cast<std::size_t>(r));

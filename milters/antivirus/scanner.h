@@ -6,10 +6,10 @@
 // of worker processes that share the compiled engine copy-on-write. A
 // milter thread hands one scan to a worker as a file descriptor (a sealed
 // memfd, ScanFile, which the worker maps) over a private unix socket and
-// gets a verdict line back. A worker that crashes or hangs inside libclamav costs that one scan
-// (ScanResult::Error, the milter tempfails it) and is replaced. A worker
-// bounds each scan with its own alarm (scan timeout), so a hang kills only
-// that worker.
+// gets a verdict line back. A worker that crashes or hangs inside libclamav
+// costs that one scan (ScanResult::Error, the milter tempfails it) and is
+// replaced. A worker bounds each scan with its own alarm (scan timeout), so
+// a hang kills only that worker.
 //
 // Signature updates: the supervisor stats the database directory every
 // dbCheckInterval (and on reload()); on a change it starts a new engine

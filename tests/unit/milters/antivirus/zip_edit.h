@@ -7,16 +7,16 @@
 #include <cstdint>
 #include <string>
 
+#include "common/util/bytes.h"
+
 namespace sekimori::antivirus::testing {
 
 inline void putLe(std::string& z, std::size_t at, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) z[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
-inline std::uint32_t getLe(const std::string& z, std::size_t at, int bytes) {
-  std::uint32_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(z[at + i]);
-  return v;
+inline const unsigned char* bytesAt(const std::string& z, std::size_t off) {
+  return reinterpret_cast<const unsigned char*>(z.data()) + off;
 }
 
 // The first member declares `size` bytes uncompressed, in its local header
@@ -35,12 +35,12 @@ inline std::string understateFirstMember(std::string z, std::uint32_t size) {
 inline std::string unlistLastMember(std::string z) {
   const auto end = z.rfind("PK\x05\x06");
   if (end == std::string::npos || end + 22 > z.size()) return {};
-  const std::size_t start = getLe(z, end + 16, 4), count = getLe(z, end + 10, 2);
+  const std::size_t start = util::le32(bytesAt(z, end + 16)), count = util::le16(bytesAt(z, end + 10));
   std::size_t off = start, last = 0;
   for (std::size_t n = 0; n < count; ++n) {
     if (off + 46 > end || z.compare(off, 4, "PK\x01\x02") != 0) return {};
     last = off;
-    off += 46 + getLe(z, off + 28, 2) + getLe(z, off + 30, 2) + getLe(z, off + 32, 2);
+    off += 46 + util::le16(bytesAt(z, off + 28)) + util::le16(bytesAt(z, off + 30)) + util::le16(bytesAt(z, off + 32));
   }
   if (count < 2 || off != end) return {};
   z.erase(last, end - last);
