@@ -42,30 +42,6 @@ void setTemporary(bool* temporary, bool value) {
 
 // ---- text helpers ---------------------------------------------------------
 
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += kAlphabet[v >> 18 & 63];
-    out += kAlphabet[v >> 12 & 63];
-    out += kAlphabet[v >> 6 & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (const std::size_t rest = in.size() - i; rest > 0) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (rest == 2) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += kAlphabet[v >> 18 & 63];
-    out += kAlphabet[v >> 12 & 63];
-    out += rest == 2 ? kAlphabet[v >> 6 & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 // Header text: controls (CR, LF, TAB, NUL, DEL) become spaces — a header
 // value can never start a new header line.
 std::string blankControls(std::string_view s) {
@@ -121,7 +97,7 @@ std::vector<std::string> encodedWords(std::string_view text, std::size_t firstLi
       if (end + n - i > budget) break;
       end += n;
     }
-    words.push_back(std::string(kPrefix) + base64(text.substr(i, end - i)) + std::string(kSuffix));
+    words.push_back(std::string(kPrefix) + util::encodeBase64(text.substr(i, end - i)) + std::string(kSuffix));
     i = end;
     budget = bytesFor(kMaxLine - 1);
   }
@@ -777,7 +753,7 @@ std::optional<Message> buildMessage(const Mail& m, std::string_view messageIdDom
   if (sevenBit) {
     out += body;
   } else {
-    const std::string b64 = base64(body);
+    const std::string b64 = util::encodeBase64(body);
     for (std::size_t i = 0; i < b64.size(); i += kBase64Line) {
       out.append(b64, i, kBase64Line);
       out += kCrlf;

@@ -57,6 +57,8 @@ std::string escapeControls(std::string_view s);
 int hexValue(char c);
 // "%XX" sequences decoded; a '%' not followed by two hex digits kept as is.
 std::string percentDecode(std::string_view s);
+// Base64 (RFC 4648, with padding, on one line).
+std::string encodeBase64(std::string_view in);
 // Base64 as mailers and browsers get it wrong: characters outside the
 // alphabet are skipped, padding is optional, decoding stops at the first
 // '=', a trailing partial group gives what bits it has.

@@ -86,5 +86,17 @@ TEST(Strings, PercentAndBase64DecodeForgivingly) {
   EXPECT_EQ(decodeBase64Lenient(""), "");
 }
 
+TEST(Strings, Base64EncodesAsRfc4648) {
+  // Its test vectors, and back.
+  const char* vectors[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                              {"foo", "Zm9v"},   {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+                              {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, encoded] : vectors) {
+    EXPECT_EQ(encodeBase64(plain), encoded);
+    EXPECT_EQ(decodeBase64Lenient(encoded), plain);
+  }
+  EXPECT_EQ(encodeBase64(std::string("\xFF\xFE\x00", 3)), "//4A");
+}
+
 }  // namespace
 }  // namespace sekimori::util
