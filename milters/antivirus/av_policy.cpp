@@ -618,6 +618,18 @@ constexpr std::array<SniffRule, 4> kSniffRules{{
     {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}, MediaTypeSniffer::kEncrypted},
 }};
 
+// The ASCII letters and digits no type in kSniffRules ends with.
+constexpr std::array<bool, 256> kEndsNoSniffedType = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  for (const SniffRule& r : kSniffRules) {
+    const auto last = static_cast<unsigned char>(r.type.back());  // lower case
+    t[last] = t[last - 'a' + 'A'] = false;
+  }
+  return t;
+}();
+bool endsNoSniffedType(char c) { return kEndsNoSniffedType[static_cast<unsigned char>(c)]; }
+
 }  // namespace
 
 // The bytes after a '/' whose type side matched rule a.rule, from where `a`
@@ -685,6 +697,9 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
   for (const char* p = chunk.data();
        seen_ != kAll && (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p))); ++p) {
     const std::ptrdiff_t j = p - chunk.data();
+    // Most are base64 letters: a letter or digit before the '/' that no
+    // type looked for ends with rules them all out (before() says No).
+    if (j - 1 >= -tailSize && endsNoSniffedType(at(j - 1))) continue;
     for (std::size_t r = 0; r < kSniffRules.size(); ++r) {
       const SniffRule& rule = kSniffRules[r];
       if ((seen_ & rule.kind) != 0) continue;
