@@ -244,9 +244,9 @@ struct AvMessage {
   // An HTML part or a part of encrypted mail may be in the body: only then
   // is a clean message of several parts walked for either.
   MediaTypeSniffer types;
-  // An OpenPGP message may be in the body (as it came, not decoded): only
-  // then are its parts read for one.
-  StreamFind pgp{std::string(kPgpArmor)};
+  // An OpenPGP message may be in the body (as it came, quoted-printable or
+  // base64-decoded): then the message is walked for one.
+  EncodedFind pgp{kPgpArmor};
 };
 
 // A media type ("type/subtype", lowercased) of encrypted mail, which
@@ -844,14 +844,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   }
   // Encrypted mail (S/MIME, PGP/MIME, inline PGP) cannot be scanned: say
   // so, never "clean". Also where it is a part further down: PGP/MIME
-  // inside a mailing list's multipart/mixed, a forwarded encrypted message,
-  // an attached smime.p7m or .asc. Where they are (their paths) matters
-  // when infected attachments beside them are cut out: they stay.
+  // inside a mailing list's multipart/mixed, a forwarded encrypted message
+  // (also base64-encoded as a whole), an attached smime.p7m or .asc (also
+  // in base64). Where they are (their paths) matters when infected
+  // attachments beside them are cut out: they stay.
   std::vector<std::vector<int>> encryptedParts;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found()) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
-      if (encryptedMailType(p.contentType) || (c != nullptr && m.pgp.found() && holdsPgpMessage(*c))) {
+      if (encryptedMailType(p.contentType) || (c != nullptr && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);
       }
       return true;

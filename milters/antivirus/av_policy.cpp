@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 
@@ -613,7 +614,7 @@ struct SniffRule {
 };
 constexpr std::array<SniffRule, 4> kSniffRules{{
     {"text", {"html"}, MediaTypeSniffer::kHtml},
-    {"message", {}, MediaTypeSniffer::kHtml},
+    {"message", {}, MediaTypeSniffer::kHtml | MediaTypeSniffer::kEncrypted},
     {"multipart", {"encrypted"}, MediaTypeSniffer::kEncrypted},
     {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}, MediaTypeSniffer::kEncrypted},
 }};
@@ -730,21 +731,152 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
   }
 }
 
+namespace {
+
+// glibc's memmem (two-way, with a shift table for short needles) runs
+// several times faster over a body than string_view::find, which restarts
+// at every occurrence of the needle's first byte.
+bool contains(std::string_view hay, std::string_view needle) {
+  return memmem(hay.data(), hay.size(), needle.data(), needle.size()) != nullptr;
+}
+
+// The letters `needle` becomes in base64 when it starts `shift` bytes (0-2)
+// into a group of three: those no byte before or after it changes.
+std::string base64Core(std::string_view needle, std::size_t shift) {
+  const std::string encoded = util::encodeBase64(std::string(shift, '\0') + std::string(needle) + "\0\0");
+  const std::size_t first = (8 * shift + 5) / 6;       // the first letter of only needle bits
+  const std::size_t end = 8 * (shift + needle.size()) / 6;  // past the last one
+  return encoded.substr(first, end - first);
+}
+
+// What GMime's base64 decoder does with a byte: skips it (0), or reads it
+// (a letter, or the '=' that ends the data).
+constexpr std::array<unsigned char, 256> kBase64Read = [] {
+  std::array<unsigned char, 256> t{};
+  for (const char c : std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")) {
+    t[static_cast<unsigned char>(c)] = 1;
+  }
+  return t;
+}();
+
+// Whether the 16 bytes at `p` are all read by that decoder: most of a
+// base64 body is, 16 at a time (GCC's vector extension: SSE2 or NEON
+// compares where the target has them, plain code elsewhere).
+bool allBase64Read(const char* p) {
+  using Bytes16 = unsigned char __attribute__((vector_size(16)));
+  Bytes16 v;
+  std::memcpy(&v, p, sizeof v);
+  const auto read = ((v >= 'A') & (v <= 'Z')) | ((v >= 'a') & (v <= 'z')) | ((v >= '0') & (v <= '9')) |
+                  (v == '+') | (v == '/') | (v == '=');
+  std::uint64_t half[2];
+  std::memcpy(half, &read, sizeof half);
+  return (half[0] & half[1]) == ~std::uint64_t{0};
+}
+
+}  // namespace
+
 void StreamFind::feed(std::string_view chunk) {
   if (found_ || needle_.empty() || chunk.empty()) return;
   // Across the last chunk's end: its kept tail and this chunk's head.
   const std::size_t keep = needle_.size() - 1;
   if (!tail_.empty()) {
     const std::string seam = tail_ + std::string(chunk.substr(0, keep));
-    if (seam.find(needle_) != std::string::npos) return void(found_ = true);
+    if (contains(seam, needle_)) return void(found_ = true);
   }
-  if (chunk.find(needle_) != std::string_view::npos) return void(found_ = true);
+  if (contains(chunk, needle_)) return void(found_ = true);
   if (chunk.size() >= keep) {
     tail_.assign(chunk.substr(chunk.size() - keep));
   } else {
     tail_.append(chunk);
     if (tail_.size() > keep) tail_.erase(0, tail_.size() - keep);
   }
+}
+
+EncodedFind::EncodedFind(std::string_view needle)
+    : qp_(std::string(needle)),
+      base64_{StreamFind(base64Core(needle, 0)), StreamFind(base64Core(needle, 1)),
+              StreamFind(base64Core(needle, 2))} {}
+
+bool EncodedFind::found() const {
+  return qp_.found() || std::any_of(base64_.begin(), base64_.end(), [](const StreamFind& f) { return f.found(); });
+}
+
+void EncodedFind::feed(std::string_view chunk) {
+  if (found() || chunk.empty()) return;
+  feedQuotedPrintable(chunk);
+  feedBase64(chunk);
+}
+
+void EncodedFind::feedQuotedPrintable(std::string_view chunk) {
+  // '=' is rare outside quoted-printable text: a chunk without one (and no
+  // escape cut off before it) is fed as it is.
+  const char* eq = static_cast<const char*>(std::memchr(chunk.data(), '=', chunk.size()));
+  if (qpHeld_ == 0 && eq == nullptr) return qp_.feed(chunk);
+  // '=' then c1, c2: a byte when both are hex digits, a soft line break
+  // when they are CR LF, else the three as they are.
+  const auto escape = [this](char c1, char c2) {
+    if (c1 == '\r' && c2 == '\n') return;
+    const int hi = util::hexValue(c1), lo = util::hexValue(c2);
+    if (hi >= 0 && lo >= 0) return void(decoded_ += static_cast<char>(hi << 4 | lo));
+    decoded_ += '=';
+    decoded_ += c1;
+    decoded_ += c2;
+  };
+  decoded_.clear();
+  std::size_t i = 0;
+  for (; qpHeld_ > 0 && i < chunk.size(); ++i) {  // the escape the last chunk's end cut off
+    if (qpHeld_ == 1 && chunk[i] == '\n') {        // "=\n": a soft line break
+      qpHeld_ = 0;
+    } else if (qpHeld_ == 1) {
+      qpFirst_ = chunk[i];
+      qpHeld_ = 2;
+    } else {
+      escape(qpFirst_, chunk[i]);
+      qpHeld_ = 0;
+    }
+  }
+  while (i < chunk.size()) {
+    eq = static_cast<const char*>(std::memchr(chunk.data() + i, '=', chunk.size() - i));
+    const std::size_t at = eq ? static_cast<std::size_t>(eq - chunk.data()) : chunk.size();
+    decoded_.append(chunk, i, at - i);
+    if (at == chunk.size()) break;
+    const std::size_t left = chunk.size() - at - 1;
+    if (left >= 1 && chunk[at + 1] == '\n') {
+      i = at + 2;
+    } else if (left >= 2) {
+      escape(chunk[at + 1], chunk[at + 2]);
+      i = at + 3;
+    } else {  // cut off by the chunk's end
+      qpHeld_ = static_cast<int>(left) + 1;
+      if (left == 1) qpFirst_ = chunk[at + 1];
+      break;
+    }
+  }
+  qp_.feed(decoded_);
+}
+
+void EncodedFind::feedBase64(std::string_view chunk) {
+  // The letters (and '=') only, as the decoder reads them, 16 bytes at a
+  // time where all are; at which of three byte offsets the needle is in
+  // the decoded data is not known: each has its letters.
+  decoded_.resize(chunk.size());
+  std::size_t n = 0, i = 0;
+  const auto keepRead = [&](std::size_t from, std::size_t to) {
+    for (std::size_t k = from; k < to; ++k) {
+      decoded_[n] = chunk[k];
+      n += kBase64Read[static_cast<unsigned char>(chunk[k])];
+    }
+  };
+  for (; i + 16 <= chunk.size(); i += 16) {
+    if (allBase64Read(chunk.data() + i)) {
+      std::memcpy(decoded_.data() + n, chunk.data() + i, 16);
+      n += 16;
+    } else {
+      keepRead(i, i + 16);
+    }
+  }
+  keepRead(i, chunk.size());
+  for (StreamFind& f : base64_) f.feed(std::string_view(decoded_.data(), n));
 }
 
 bool hasActiveHtml(std::string_view html) {

@@ -15,6 +15,7 @@
 //   scan failure                              -> tempfail (option: accept unscanned)
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -119,7 +120,9 @@ void refuseUnstrippable(Decision& d, const Replies& replies);
 //    multipart message walked for active HTML (a walk costs 0.06-0.2 ms).
 //  - encrypted(): a part of encrypted mail, S/MIME (application/pkcs7-mime,
 //    application/x-pkcs7-mime) or PGP/MIME (multipart/encrypted,
-//    application/pgp-encrypted): then the walk finds whether one is there.
+//    application/pgp-encrypted), or any "message/..." type (an attached
+//    message, maybe encoded, may hold either, or inline PGP): then the walk
+//    finds whether one is there.
 // A yes only costs a walk, so where it cannot tell it says yes: a comment
 // in place of either word, or white space running back past the 64 bytes
 // it keeps. A subtype is matched by its start ("text/htmlx" is a yes).
@@ -162,6 +165,35 @@ class StreamFind {
   std::string needle_;
   std::string tail_;
   bool found_ = false;
+};
+
+// Whether a fixed string occurs in a message body (fed in the chunks the
+// MTA sends) as a MIME reader may decode one of its parts: as the bytes
+// came or quoted-printable decoded (GMime's way: "=XX" in either case, soft
+// line breaks "=\n" and "=\r\n", anything else after '=' kept as it is),
+// or base64-decoded (GMime's way: what is not in the alphabet is skipped,
+// '=' ends the part's data). The whole body is read each way, whatever its
+// parts say, so a yes may be one no reader sees: it only costs a walk that
+// decodes the parts and looks. Not found: uuencode, and content encoded
+// twice (a base64-encoded message/rfc822; the walk for message/ types
+// finds that).
+//   EncodedFind armor("-----BEGIN PGP MESSAGE-----");
+//   armor.feed(chunk); ... if (armor.found()) ...
+class EncodedFind {
+ public:
+  explicit EncodedFind(std::string_view needle);
+  void feed(std::string_view chunk);
+  bool found() const;
+
+ private:
+  void feedQuotedPrintable(std::string_view chunk);
+  void feedBase64(std::string_view chunk);
+
+  StreamFind qp_;                     // also finds the bytes as they came
+  std::array<StreamFind, 3> base64_;  // the needle's encoded letters at each byte offset mod 3
+  int qpHeld_ = 0;                    // bytes of a "=XX" cut off by the chunk end: 0, 1 ("=") or 2
+  char qpFirst_ = 0;                  // the byte after that '='
+  std::string decoded_;               // scratch, kept to reuse its memory
 };
 
 // HTML that invokes script or plug-ins: <script, <object ... classid,

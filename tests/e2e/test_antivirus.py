@@ -656,8 +656,10 @@ class AntivirusE2E(unittest.TestCase):
         footer = "--L\r\nContent-Type: text/plain\r\n\r\nlist footer\r\n--L--\r\n"
         mixed = ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"L\""]
         # Inline PGP: the armored message in the text itself, as it came or
-        # quoted-printable in a part; also attached as a .asc file (7bit).
+        # quoted-printable in a part; also attached as a .asc file.
         armor = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xyz\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n"
+        def b64(text):
+            return base64.encodebytes(text.encode()).decode().replace("\n", "\r\n")
         encrypted, clean = b"unscanned: encrypted", b"clean"
         cases = {
             "PGP/MIME": (["MIME-Version: 1.0", pgp_part.split("\r\n")[0]], pgp, encrypted),
@@ -682,6 +684,23 @@ class AntivirusE2E(unittest.TestCase):
                 mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--L\r\nContent-Type: "
                        "application/octet-stream; name=msg.asc\r\nContent-Disposition: attachment; "
                        "filename=msg.asc\r\n\r\n" + armor + footer, encrypted),
+            # Encoded, as mail programs write a UTF-8 text or an attached
+            # file (base64), or with every dash escaped (quoted-printable);
+            # a forwarded message base64-encoded as a whole.
+            "inline PGP in a base64 UTF-8 text": (
+                mixed, "--L\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                       b64("こんにちは\r\n" + armor) + footer, encrypted),
+            "an attached .asc in base64": (
+                mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--L\r\nContent-Type: "
+                       "application/octet-stream; name=msg.asc\r\nContent-Disposition: attachment; "
+                       "filename=msg.asc\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(armor) + footer,
+                encrypted),
+            "inline PGP, quoted-printable, dashes escaped": (
+                mixed, "--L\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                       "Hello\r\n" + armor.replace("-", "=2D") + footer, encrypted),
+            "a forwarded encrypted message in base64": (
+                mixed, "--L\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                       b64("Subject: fwd\r\nMIME-Version: 1.0\r\n" + pgp_part + pgp) + footer, encrypted),
             # Only talked about, or clear-signed: readable, scanned, clean.
             "mentioned": ([], "the line -----BEGIN PGP MESSAGE----- opens one\r\n", clean),
             "clear-signed": ([], "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n"

@@ -11,7 +11,9 @@
 // Properties: the milter answers (no fault); when it lets the message
 // through, the message the recipient gets — Postfix's header block, the
 // new body if it replaced it — holds no marker for the stand-in to find,
-// and with strip no HTML leaf with active content.
+// with strip no HTML leaf with active content, and when it holds encrypted
+// mail (a part's type, or an OpenPGP message in a part's decoded text) it
+// is marked so.
 #include <unistd.h>
 
 #include <array>
@@ -91,15 +93,21 @@ struct Configured {
 };
 
 // A part of encrypted mail anywhere, the top-level entity included, as
-// GMime reads the types.
+// GMime reads the types; or a leaf whose content, decoded as GMime decodes
+// it, holds an OpenPGP message at a line start (inline PGP, an .asc file),
+// whatever its transfer encoding but uuencode (not looked into: a known
+// limit, no mail program writes it).
 bool hasEncryptedPart(std::string_view raw) {
   mime::Spool spool(1 << 20, "/tmp");
   spool.append(raw);
   bool found = false;
-  mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content*) {
+  mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
     const std::string& t = p.contentType;
     found = t == "multipart/encrypted" || t == "application/pkcs7-mime" || t == "application/x-pkcs7-mime" ||
             t == "application/pgp-encrypted";
+    if (!found && c != nullptr && p.transferEncoding.find("uu") == std::string::npos) {
+      found = ("\n" + fuzz::readAll(*c)).find("\n-----BEGIN PGP MESSAGE-----") != std::string::npos;
+    }
     return !found;
   });
   return found;

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/util/strings.h"
 
 namespace sekimori::antivirus {
 namespace {
@@ -297,6 +301,74 @@ TEST(AvStreamFind, FindsTheStringAcrossEveryChunkEnd) {
   }
 }
 
+// Each body fed in chunks of every size up to 17 and in one piece.
+bool encodedFound(std::string_view needle, std::string_view body, std::size_t chunk) {
+  EncodedFind f(needle);
+  for (std::size_t i = 0; i < body.size(); i += chunk) f.feed(body.substr(i, chunk));
+  return f.found();
+}
+
+TEST(AvEncodedFind, FindsTheStringAsItCameQuotedPrintableOrBase64) {
+  const std::string needle = "-----BEGIN PGP MESSAGE-----";
+  const std::string armor = needle + "\r\n\r\nhQEMA0\r\n-----END PGP MESSAGE-----\r\n";
+  // Lines of `width` letters, and `junk` (which a decoder skips) after each.
+  const auto base64 = [](std::string_view text, std::size_t width, std::string_view junk = "\r\n") {
+    const std::string e = util::encodeBase64(text);
+    std::string out;
+    for (std::size_t i = 0; i < e.size(); i += width) out += e.substr(i, width) + std::string(junk);
+    return out;
+  };
+  const std::string head = "--b\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+  std::vector<std::string> found = {
+      "Hi,\r\n" + armor,
+      "Hi,\r\n" + [&] {  // every dash escaped, in lower case
+        std::string t;
+        for (const char c : armor) t += c == '-' ? std::string("=2d") : std::string(1, c);
+        return t;
+      }(),
+      "-----BEGIN=\r\n PGP=20MESSAGE-----\r\n",  // a soft line break, an escaped space
+      "-----BEG=\nIN PGP MESSAGE=\r\n-----\r\n",
+  };
+  for (const std::string lead : {"", "x", "xy"}) {  // each byte offset in a group of three
+    for (const std::size_t width : {76, 64, 5, 1}) {
+      found.push_back(head + base64("\xE3\x81\x82\r\n" + lead + armor, width));
+    }
+    found.push_back(head + base64(lead + armor, 3, " \x80!"));
+  }
+  for (const std::string& body : found) {
+    for (std::size_t chunk = 1; chunk <= 17; ++chunk) EXPECT_TRUE(encodedFound(needle, body, chunk)) << body << chunk;
+    EXPECT_TRUE(encodedFound(needle, body, body.size())) << body;
+  }
+  // Not there: a clear-signed text, however encoded; a line end where no
+  // soft line break is ("=\r" then a letter, "= " with transport padding);
+  // base64 data ended by '=' inside the letters.
+  const std::string signedText = "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n";
+  std::string cut = util::encodeBase64(armor);
+  cut.insert(20, "=");
+  const std::string notFound[] = {
+      signedText,
+      head + base64(signedText, 76),
+      head + base64("x" + signedText, 76),
+      "-----BEGIN PGP=\rMESSAGE-----\r\n",
+      "-----BEGIN PGP= \r\nMESSAGE-----\r\n",
+      "-----BEGIN PGP MESSAGE----=\r\n",
+      head + cut,
+  };
+  for (const std::string& body : notFound) {
+    for (std::size_t chunk = 1; chunk <= 17; ++chunk) EXPECT_FALSE(encodedFound(needle, body, chunk)) << body << chunk;
+  }
+  // In the middle of a long base64 attachment, at each byte offset, fed in
+  // the MTA's chunks; the attachment alone has none.
+  std::string data;
+  for (std::size_t i = 0; i < 60000; ++i) data += static_cast<char>((i * 7919 + i / 251) & 0xFF);
+  EXPECT_FALSE(encodedFound(needle, head + base64(data, 76), 65535));
+  for (std::size_t at = 30000; at < 30003; ++at) {
+    const std::string body = head + base64(data.substr(0, at) + armor + data.substr(at), 76);
+    EXPECT_TRUE(encodedFound(needle, body, 65535)) << at;
+    EXPECT_TRUE(encodedFound(needle, body, 4096)) << at;
+  }
+}
+
 TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
   struct Case {
     const char* in;
@@ -497,9 +569,10 @@ TEST(AvMediaType, SniffsHtmlAsMimeReadersReadIt) {
                            "text/\x80html", "text/ht\x81\xFFml"}) {
     expectSniffed(before + type + after, kHtml);
   }
-  // An attached message may hold HTML, base64-encoded where no type shows.
+  // An attached message may hold HTML or encrypted mail, base64-encoded
+  // where no type shows.
   for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial"}) {
-    expectSniffed(before + type + after, kHtml);
+    expectSniffed(before + type + after, kHtml | kEncrypted);
   }
   for (const char* type : {"text/plain", "image/png", "text/htm", "application/xhtml+xml", "texts/xml",
                            "xmessage/rfc822"}) {
