@@ -25,6 +25,7 @@
 #include "common/store/quarantine.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
+#include "milters/antivirus/openpgp.h"
 
 namespace sekimori::antivirus {
 namespace {
@@ -108,9 +109,9 @@ const Option<std::string> kLimits{"actions.limits_exceeded_action", "infected",
                                   Scope::Global, {"infected", "deliver", "reject"}};
 const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
                                      "Encrypted archives or documents, and encrypted mail (S/MIME, PGP/MIME, "
-                                     "an OpenPGP message in a part's text or attached as it came, not "
-                                     "base64-encoded), at the top or as a part, cannot be scanned: mark "
-                                     "(deliver, X-Virus-Status: unscanned: encrypted) or reject.",
+                                     "an OpenPGP message in a part's text, an attached .asc, .gpg or .pgp "
+                                     "file), at the top or as a part, cannot be scanned: mark (deliver, "
+                                     "X-Virus-Status: unscanned: encrypted) or reject.",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "A container the engine cannot unpack (RAR when libclamav has no unrar "
@@ -215,15 +216,22 @@ constexpr std::string_view kNoticeHeader = "X-Sekimori-Notice";
 // PGP SIGNED MESSAGE" and stays readable.
 constexpr std::string_view kPgpArmor = "-----BEGIN PGP MESSAGE-----";
 
-// Whether decoded content holds that line at the start of a line.
+// Whether decoded content is an OpenPGP message: that line at the start
+// of a line, or a binary encrypted one (openpgp.h: a .gpg or .pgp file).
 bool holdsPgpMessage(mime::Content& c) {
-  StreamFind find("\n" + std::string(kPgpArmor));
-  find.feed("\n");
+  StreamFind armor("\n" + std::string(kPgpArmor));
+  armor.feed("\n");
+  std::string head;  // the first kOpenPgpHeadMax bytes
   std::array<std::byte, 16 * 1024> buf{};
-  for (std::size_t n; !find.found() && (n = c.read(buf)) > 0;) {
-    find.feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n));
+  for (std::size_t n; !armor.found() && (n = c.read(buf)) > 0;) {
+    const std::string_view bytes(reinterpret_cast<const char*>(buf.data()), n);
+    if (head.size() < kOpenPgpHeadMax) {
+      head.append(bytes.substr(0, kOpenPgpHeadMax - head.size()));
+      if (head.size() == kOpenPgpHeadMax && openPgpEncrypted(head)) return true;
+    }
+    armor.feed(bytes);
   }
-  return find.found();
+  return armor.found() || (head.size() < kOpenPgpHeadMax && openPgpEncrypted(head));
 }
 
 struct AvMessage {
@@ -247,6 +255,8 @@ struct AvMessage {
   // An OpenPGP message may be in the body (as it came, quoted-printable or
   // base64-decoded): then the message is walked for one.
   EncodedFind pgp{kPgpArmor};
+  // A part may open with a binary OpenPGP session-key packet: then too.
+  OpenPgpStartSniffer pgpStart;
 };
 
 // A media type ("type/subtype", lowercased) of encrypted mail, which
@@ -822,6 +832,7 @@ Verdict AntivirusMilter::onBody(milter::Session& s, std::span<const std::byte> c
   const std::string_view bytes(reinterpret_cast<const char*>(chunk.data()), chunk.size());
   m.types.feed(bytes);
   m.pgp.feed(bytes);
+  m.pgpStart.feed(bytes);
   return Verdict::next();
 }
 
@@ -845,12 +856,12 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // Encrypted mail (S/MIME, PGP/MIME, inline PGP) cannot be scanned: say
   // so, never "clean". Also where it is a part further down: PGP/MIME
   // inside a mailing list's multipart/mixed, a forwarded encrypted message
-  // (also base64-encoded as a whole), an attached smime.p7m or .asc (also
-  // in base64). Where they are (their paths) matters when infected
+  // (also base64-encoded as a whole), an attached smime.p7m, .asc (also
+  // in base64) or binary .gpg file. Where they are (their paths) matters when infected
   // attachments beside them are cut out: they stay.
   std::vector<std::vector<int>> encryptedParts;
   if (m.topEncrypted) encryptedParts.emplace_back();
-  if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found()) {
+  if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found() || m.pgpStart.found()) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (encryptedMailType(p.contentType) || (c != nullptr && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);

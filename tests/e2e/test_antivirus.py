@@ -117,6 +117,34 @@ def lzh_of(name, data):
         shutil.rmtree(d)
 
 
+def gpg_outputs(data):
+    """What GnuPG writes without --armor: encrypted with a passphrase, to an
+    RSA and a Curve25519 key, and signed only (no encryption)."""
+    home = tempfile.mkdtemp(prefix="sekimori-gpg-")
+    gpg = ["gpg", "--homedir", home, "--batch", "-q", "--pinentry-mode", "loopback"]
+    plain = os.path.join(home, "in.txt")
+    try:
+        with open(plain, "wb") as f:
+            f.write(data)
+        for uid, algo, usage in (("r@example.net", "rsa2048", "encr"), ("c@example.net", "future-default", "default")):
+            subprocess.run(gpg + ["--passphrase", "", "--quick-gen-key", uid, algo, usage, "never"],
+                           check=True, capture_output=True)
+        out = {}
+        for name, args in (("symmetric", ["--passphrase", "x", "--symmetric"]),
+                           ("public", ["--trust-model", "always", "-r", "r@example.net", "-r", "c@example.net",
+                                       "--encrypt"]),
+                           ("signed", ["--local-user", "c@example.net", "--sign"])):
+            path = os.path.join(home, name + ".gpg")
+            subprocess.run(gpg + args + ["-o", path, plain], check=True, capture_output=True)
+            with open(path, "rb") as f:
+                out[name] = f.read()
+        return out
+    finally:
+        # gpg started an agent for this home: stop it (only it), then remove the home.
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
+        shutil.rmtree(home, True)
+
+
 JA_TEXT = "\u4f1a\u8b70\u306e\u8cc7\u6599\u3092\u304a\u9001\u308a\u3057\u307e\u3059\u3002\r\n"
 
 
@@ -658,9 +686,16 @@ class AntivirusE2E(unittest.TestCase):
         # Inline PGP: the armored message in the text itself, as it came or
         # quoted-printable in a part; also attached as a .asc file.
         armor = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xyz\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n"
+        def b64bytes(data):
+            return base64.encodebytes(data).decode().replace("\n", "\r\n")
         def b64(text):
-            return base64.encodebytes(text.encode()).decode().replace("\n", "\r\n")
+            return b64bytes(text.encode())
         encrypted, clean = b"unscanned: encrypted", b"clean"
+        gpg = gpg_outputs(JA_TEXT.encode())
+        def attached(name, data):
+            return ("--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--L\r\nContent-Type: "
+                    "application/octet-stream; name=%s\r\nContent-Disposition: attachment; filename=%s\r\n"
+                    "Content-Transfer-Encoding: base64\r\n\r\n%s" % (name, name, b64bytes(data)) + footer)
         cases = {
             "PGP/MIME": (["MIME-Version: 1.0", pgp_part.split("\r\n")[0]], pgp, encrypted),
             "PGP/MIME inside a list's multipart/mixed": (mixed, "--L\r\n" + pgp_part + pgp + footer, encrypted),
@@ -701,6 +736,11 @@ class AntivirusE2E(unittest.TestCase):
             "a forwarded encrypted message in base64": (
                 mixed, "--L\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
                        b64("Subject: fwd\r\nMIME-Version: 1.0\r\n" + pgp_part + pgp) + footer, encrypted),
+            # Binary OpenPGP files as gpg writes them, attached in base64
+            # (mail programs' "inline PGP" mode sends attachments so).
+            "a .gpg file (gpg --symmetric)": (mixed, attached("notes.txt.gpg", gpg["symmetric"]), encrypted),
+            "a .pgp file (gpg --encrypt, RSA and Curve25519 keys)": (
+                mixed, attached("notes.txt.pgp", gpg["public"]), encrypted),
             # Only talked about, or clear-signed: readable, scanned, clean.
             "mentioned": ([], "the line -----BEGIN PGP MESSAGE----- opens one\r\n", clean),
             "clear-signed": ([], "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n"
@@ -711,6 +751,7 @@ class AntivirusE2E(unittest.TestCase):
                 "--S\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
                 "--S\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
                 "-----END PGP SIGNATURE-----\r\n--S--\r\n" + footer), clean),
+            "a signed .gpg file (gpg --sign)": (mixed, attached("notes.txt.gpg", gpg["signed"]), clean),
         }
         for label, (headers, body, status) in cases.items():
             with self.subTest(label):

@@ -1,0 +1,221 @@
+// Binary OpenPGP encrypted messages: see openpgp.h.
+#include "milters/antivirus/openpgp.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+
+namespace sekimori::antivirus {
+namespace {
+
+constexpr int kPublicKeySessionKey = 1, kSymmetricSessionKey = 3;
+
+unsigned byteAt(std::string_view s, std::size_t i) { return static_cast<unsigned char>(s[i]); }
+
+// The tag of the packet whose header starts with `c0`, -1 when `c0` starts
+// none (RFC 9580 4.2: bit 7 set; bit 6 the format).
+int packetTag(unsigned c0) {
+  if ((c0 & 0x80) == 0) return -1;
+  return (c0 & 0x40) != 0 ? static_cast<int>(c0 & 0x3F) : static_cast<int>((c0 >> 2) & 0x0F);
+}
+
+struct PacketHeader {
+  int tag;
+  std::size_t headerSize;
+  std::uint64_t bodySize;
+};
+
+// A packet header of a definite length (a session-key packet has one),
+// whole in `s`.
+std::optional<PacketHeader> packetHeader(std::string_view s) {
+  if (s.size() < 2) return std::nullopt;
+  const unsigned c0 = byteAt(s, 0);
+  const int tag = packetTag(c0);
+  if (tag < 0) return std::nullopt;
+  const auto be = [&](std::size_t from, std::size_t n) {
+    std::uint64_t v = 0;
+    for (std::size_t i = from; i < from + n; ++i) v = v << 8 | byteAt(s, i);
+    return v;
+  };
+  if ((c0 & 0x40) != 0) {  // new format
+    const unsigned l1 = byteAt(s, 1);
+    if (l1 < 192) return PacketHeader{tag, 2, l1};
+    if (l1 < 224) {
+      if (s.size() < 3) return std::nullopt;
+      return PacketHeader{tag, 3, ((l1 - 192) << 8) + byteAt(s, 2) + 192};
+    }
+    if (l1 == 255 && s.size() >= 6) return PacketHeader{tag, 6, be(2, 4)};
+    return std::nullopt;  // a partial length, or cut off
+  }
+  switch (c0 & 3) {  // old format: the length's size
+    case 0:
+      return PacketHeader{tag, 2, byteAt(s, 1)};
+    case 1:
+      if (s.size() < 3) return std::nullopt;
+      return PacketHeader{tag, 3, be(1, 2)};
+    case 2:
+      if (s.size() < 5) return std::nullopt;
+      return PacketHeader{tag, 5, be(1, 4)};
+    default:
+      return std::nullopt;  // indeterminate
+  }
+}
+
+// The size of the multiprecision integer at the start of `s` (its 2-byte
+// bit count and the bytes it says), 0 when there is none: no bits, cut
+// off, or a first byte whose highest bit is not the one the count says.
+std::size_t mpiSize(std::string_view s) {
+  if (s.size() < 3) return 0;
+  const unsigned bits = byteAt(s, 0) << 8 | byteAt(s, 1);
+  const std::size_t bytes = (bits + 7) / 8;
+  if (bits == 0 || s.size() < 2 + bytes) return 0;
+  return (byteAt(s, 2) >> ((bits - 1) % 8)) == 1 ? 2 + bytes : 0;
+}
+
+// A version 3 public-key encrypted session key packet's body (RFC 9580
+// 5.1): version, key ID, algorithm, then that algorithm's fields, which
+// must end where the packet does.
+bool publicKeySessionKey(std::string_view body) {
+  if (body.size() < 11 || byteAt(body, 0) != 3) return false;
+  const std::string_view rest = body.substr(10);
+  switch (byteAt(body, 9)) {
+    case 1:  // RSA
+    case 2: {
+      const std::size_t m = mpiSize(rest);
+      return m != 0 && m == rest.size();
+    }
+    case 16: {  // Elgamal: two integers
+      const std::size_t a = mpiSize(rest);
+      return a != 0 && a + mpiSize(rest.substr(a)) == rest.size() && a < rest.size();
+    }
+    case 18: {  // ECDH: a point, then a wrapped key with its 1-byte size
+      const std::size_t a = mpiSize(rest);
+      return a != 0 && a < rest.size() && a + 1 + byteAt(rest, a) == rest.size();
+    }
+    case 25:  // X25519, X448: a fixed-size key, then a wrapped key with its size
+    case 26: {
+      const std::size_t k = byteAt(body, 9) == 25 ? 32 : 56;
+      return rest.size() > k && k + 1 + byteAt(rest, k) == rest.size();
+    }
+    default:
+      return false;
+  }
+}
+
+// A version 4 symmetric-key encrypted session key packet's body (RFC 9580
+// 5.3): version, cipher, S2K specifier (simple, salted or iterated and
+// salted, with a known hash), then maybe an encrypted session key.
+bool symmetricSessionKey(std::string_view body) {
+  if (body.size() < 4 || byteAt(body, 0) != 4) return false;
+  const unsigned cipher = byteAt(body, 1), s2k = byteAt(body, 2), hash = byteAt(body, 3);
+  if (cipher < 1 || cipher > 13) return false;
+  static constexpr unsigned kHashes[] = {1, 2, 3, 8, 9, 10, 11, 12, 14};
+  if (std::find(std::begin(kHashes), std::end(kHashes), hash) == std::end(kHashes)) return false;
+  const std::size_t s2kSize = s2k == 0 ? 2 : s2k == 1 ? 10 : s2k == 3 ? 11 : 0;
+  if (s2kSize == 0 || body.size() < 2 + s2kSize) return false;
+  const std::size_t sessionKey = body.size() - 2 - s2kSize;  // a cipher byte and the key, encrypted
+  return sessionKey == 0 || (sessionKey >= 17 && sessionKey <= 65);
+}
+
+// Whether three bytes can open a session-key packet: its header, and the
+// version byte when the length takes one byte.
+bool plausibleStart(unsigned b0, unsigned b1, unsigned b2) {
+  const int tag = packetTag(b0);
+  if (tag != kPublicKeySessionKey && tag != kSymmetricSessionKey) return false;
+  const auto version = [](unsigned v) { return v >= 3 && v <= 6; };
+  if ((b0 & 0x40) != 0) {
+    if (b1 < 192) return b1 >= 4 && version(b2);
+    return b1 < 224 && ((b1 - 192) << 8) + b2 + 192 <= kOpenPgpHeadMax;
+  }
+  switch (b0 & 3) {
+    case 0:
+      return b1 >= 4 && version(b2);
+    case 1:
+      return (b1 << 8 | b2) >= 4 && (b1 << 8 | b2) <= kOpenPgpHeadMax;
+    case 2:
+      return b1 == 0 && b2 == 0;
+    default:
+      return false;
+  }
+}
+
+// A base64 letter's value, -1 for anything else.
+int base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+}  // namespace
+
+bool openPgpEncrypted(std::string_view head) {
+  head = head.substr(0, kOpenPgpHeadMax);
+  int sessionKeys = 0;
+  for (std::size_t at = 0; at < head.size();) {
+    const std::string_view rest = head.substr(at);
+    const int tag = packetTag(byteAt(rest, 0));
+    if (tag == 9 || tag == 18 || tag == 20) return sessionKeys > 0;  // the encrypted data
+    if (tag != kPublicKeySessionKey && tag != kSymmetricSessionKey) return false;
+    const std::optional<PacketHeader> h = packetHeader(rest);
+    if (!h || h->bodySize > kOpenPgpHeadMax) return false;
+    if (h->headerSize + h->bodySize > rest.size()) {
+      return sessionKeys > 0 && head.size() == kOpenPgpHeadMax;  // cut off by the head's end
+    }
+    const std::string_view body = rest.substr(h->headerSize, static_cast<std::size_t>(h->bodySize));
+    if (tag == kPublicKeySessionKey ? !publicKeySessionKey(body) : !symmetricSessionKey(body)) return false;
+    ++sessionKeys;
+    at += h->headerSize + static_cast<std::size_t>(h->bodySize);
+  }
+  return false;  // session keys and nothing they open
+}
+
+void OpenPgpStartSniffer::feed(std::string_view chunk) {
+  if (found_ || chunk.empty()) return;
+  // Content starts the last chunk's end cut off, completed from this
+  // chunk's first bytes (which are still read for line ends below).
+  for (std::string& s : pending_) {
+    s.append(chunk.substr(0, 4 - s.size()));
+    if (s.size() == 4) check(s);
+  }
+  std::erase_if(pending_, [](const std::string& s) { return s.size() == 4; });
+  if (!fed_) {
+    fed_ = true;
+    startAt(chunk, 0);  // the top-level entity's content, when it has no parts
+  }
+  // A line end that ends a blank line ("\n", or "\r\n" after a line end).
+  for (const char* p = chunk.data();
+       !found_ && (p = static_cast<const char*>(std::memchr(p, '\n', chunk.data() + chunk.size() - p))); ++p) {
+    const auto j = static_cast<std::size_t>(p - chunk.data());
+    const char prev = j >= 1 ? chunk[j - 1] : last_;
+    const char prev2 = j >= 2 ? chunk[j - 2] : j == 1 ? last_ : before_;
+    if (prev == '\n' || (prev == '\r' && prev2 == '\n')) startAt(chunk, j + 1);
+  }
+  before_ = chunk.size() >= 2 ? chunk[chunk.size() - 2] : last_;
+  last_ = chunk.back();
+}
+
+void OpenPgpStartSniffer::startAt(std::string_view chunk, std::size_t at) {
+  std::string start(chunk.substr(at, 4));
+  if (start.size() == 4) {
+    check(start);
+  } else {
+    pending_.push_back(std::move(start));  // at most 4: each is done 4 bytes on
+  }
+}
+
+void OpenPgpStartSniffer::check(std::string_view start) {
+  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(start[i]); };
+  if (plausibleStart(b(0), b(1), b(2))) found_ = true;
+  int v[4];
+  for (std::size_t i = 0; i < 4; ++i) v[i] = base64Value(start[i]);
+  if (std::all_of(std::begin(v), std::end(v), [](int x) { return x >= 0; })) {
+    const auto bits = static_cast<unsigned>(v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3]);
+    if (plausibleStart(bits >> 16 & 0xFF, bits >> 8 & 0xFF, bits & 0xFF)) found_ = true;
+  }
+}
+
+}  // namespace sekimori::antivirus
