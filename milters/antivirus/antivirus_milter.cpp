@@ -857,8 +857,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // so, never "clean". Also where it is a part further down: PGP/MIME
   // inside a mailing list's multipart/mixed, a forwarded encrypted message
   // (also base64-encoded as a whole), an attached smime.p7m, .asc (also
-  // in base64) or binary .gpg file. Where they are (their paths) matters when infected
-  // attachments beside them are cut out: they stay.
+  // in base64) or binary .gpg file. Where they are (their paths) matters
+  // when infected attachments beside them are cut out: they stay.
   std::vector<std::vector<int>> encryptedParts;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found() || m.pgpStart.found()) {
