@@ -106,7 +106,9 @@ bool hasEncryptedPart(std::string_view raw) {
     found = t == "multipart/encrypted" || t == "application/pkcs7-mime" || t == "application/x-pkcs7-mime" ||
             t == "application/pgp-encrypted";
     if (!found && c != nullptr && p.transferEncoding.find("uu") == std::string::npos) {
-      found = ("\n" + fuzz::readAll(*c)).find("\n-----BEGIN PGP MESSAGE-----") != std::string::npos;
+      const std::string text = fuzz::readAll(*c);
+      found = text.starts_with("-----BEGIN PGP MESSAGE-----") ||
+              text.find("\n-----BEGIN PGP MESSAGE-----") != std::string::npos;
     }
     return !found;
   });
