@@ -725,11 +725,7 @@ class AntivirusE2E(unittest.TestCase):
             "inline PGP in a base64 UTF-8 text": (
                 mixed, "--L\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
                        b64("こんにちは\r\n" + armor) + footer, encrypted),
-            "an attached .asc in base64": (
-                mixed, "--L\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--L\r\nContent-Type: "
-                       "application/octet-stream; name=msg.asc\r\nContent-Disposition: attachment; "
-                       "filename=msg.asc\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(armor) + footer,
-                encrypted),
+            "an attached .asc in base64": (mixed, attached("msg.asc", armor.encode()), encrypted),
             "inline PGP, quoted-printable, dashes escaped": (
                 mixed, "--L\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
                        "Hello\r\n" + armor.replace("-", "=2D") + footer, encrypted),
