@@ -118,8 +118,8 @@ def lzh_of(name, data):
 
 
 def gpg_outputs(data):
-    """What GnuPG writes without --armor: encrypted with a passphrase, to an
-    RSA and a Curve25519 key, and signed only (no encryption)."""
+    """What GnuPG writes without --armor: encrypted with a passphrase, and to
+    an RSA and a Curve25519 key."""
     home = tempfile.mkdtemp(prefix="sekimori-gpg-")
     gpg = ["gpg", "--homedir", home, "--batch", "-q", "--pinentry-mode", "loopback"]
     plain = os.path.join(home, "in.txt")
@@ -132,8 +132,7 @@ def gpg_outputs(data):
         out = {}
         for name, args in (("symmetric", ["--passphrase", "x", "--symmetric"]),
                            ("public", ["--trust-model", "always", "-r", "r@example.net", "-r", "c@example.net",
-                                       "--encrypt"]),
-                           ("signed", ["--local-user", "c@example.net", "--sign"])):
+                                       "--encrypt"])):
             path = os.path.join(home, name + ".gpg")
             subprocess.run(gpg + args + ["-o", path, plain], check=True, capture_output=True)
             with open(path, "rb") as f:
@@ -747,7 +746,6 @@ class AntivirusE2E(unittest.TestCase):
                 "--S\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
                 "--S\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
                 "-----END PGP SIGNATURE-----\r\n--S--\r\n" + footer), clean),
-            "a signed .gpg file (gpg --sign)": (mixed, attached("notes.txt.gpg", gpg["signed"]), clean),
         }
         for label, (headers, body, status) in cases.items():
             with self.subTest(label):
