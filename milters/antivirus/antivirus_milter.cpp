@@ -115,7 +115,8 @@ const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "A container the engine cannot unpack (RAR when libclamav has no unrar "
-                                     "module, Zstandard, LZ4, lzip, lzop, .Z, ACE, ZPAQ, StuffIt) was scanned "
+                                     "module, Zstandard, LZ4, lzip, lzop, .Z, ACE, ZPAQ, StuffIt, OpenPGP "
+                                     "compressed data as gpg --sign writes it) was scanned "
                                      "only as opaque bytes, or a zip holds members its central directory does "
                                      "not list (a streaming unzipper extracts them, libclamav 1.4 does not "
                                      "look at them): mark (deliver, X-Virus-Status: unscanned: WHAT not "

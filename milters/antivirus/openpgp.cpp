@@ -2,9 +2,13 @@
 #include "milters/antivirus/openpgp.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
+
+#include <zlib.h>
 
 namespace sekimori::antivirus {
 namespace {
@@ -60,6 +64,25 @@ std::optional<PacketHeader> packetHeader(std::string_view s) {
     default:
       return std::nullopt;  // indeterminate
   }
+}
+
+// Where the body of the packet starting `s` begins, for any length its
+// header has (also an indeterminate or partial one, as gpg streams
+// compressed and literal data), or nullopt when `s` starts none or is too
+// short.
+std::optional<std::size_t> bodyOffset(std::string_view s) {
+  if (s.empty() || packetTag(byteAt(s, 0)) < 0) return std::nullopt;
+  std::size_t at = 1;
+  if ((byteAt(s, 0) & 0x40) != 0) {
+    if (s.size() < 2) return std::nullopt;
+    const unsigned l1 = byteAt(s, 1);
+    at = l1 < 192 || (l1 >= 224 && l1 < 255) ? 2 : l1 < 224 ? 3 : 6;
+  } else {
+    static constexpr std::size_t kLengthBytes[] = {1, 2, 4, 0};  // by the length type; 3: indeterminate
+    at = 1 + kLengthBytes[byteAt(s, 0) & 3];
+  }
+  if (s.size() < at) return std::nullopt;
+  return at;
 }
 
 // The size of the multiprecision integer at the start of `s` (its 2-byte
@@ -171,6 +194,54 @@ bool openPgpEncrypted(std::string_view head) {
     at += h->headerSize + static_cast<std::size_t>(h->bodySize);
   }
   return false;  // session keys and nothing they open
+}
+
+bool openPgpCompressed(std::string_view head) {
+  head = head.substr(0, kOpenPgpHeadMax);
+  const std::optional<std::size_t> at = bodyOffset(head);
+  if (!at || packetTag(byteAt(head, 0)) != 8 || head.size() < *at + 3) return false;
+  const unsigned algorithm = byteAt(head, *at);
+  const std::string_view data = head.substr(*at + 1);
+  if (algorithm == 3) {  // BZip2: "BZh", the block size, the first block's magic number
+    return data.size() >= 10 && data.starts_with("BZh") && data[3] >= '1' && data[3] <= '9' &&
+           data.substr(4, 6) == std::string_view("\x31\x41\x59\x26\x53\x59", 6);
+  }
+  if (algorithm != 1 && algorithm != 2) return false;
+  // ZIP is raw deflate, ZLIB deflate with its header: inflate the start
+  // (random data mostly breaks the format within 32 bytes), then read the
+  // first inner packet's header and first body bytes.
+  z_stream z{};
+  if (inflateInit2(&z, algorithm == 1 ? -MAX_WBITS : MAX_WBITS) != Z_OK) return false;
+  std::array<unsigned char, 32> out{};
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = out.data();
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_SYNC_FLUSH);
+  const std::size_t got = out.size() - z.avail_out;
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END && !(rc == Z_OK && got == out.size())) return false;
+  const std::string_view inner(reinterpret_cast<const char*>(out.data()), got);
+  const std::optional<std::size_t> at2 = bodyOffset(inner);
+  if (!at2 || *at2 + 4 > inner.size()) return false;
+  const std::string_view body = inner.substr(*at2);
+  const auto known = [](unsigned v, std::initializer_list<unsigned> set) {
+    return std::find(set.begin(), set.end(), v) != set.end();
+  };
+  const std::initializer_list<unsigned> kSigning = {1, 3, 17, 19, 22, 27, 28};  // RSA, DSA, ECDSA, EdDSA, Ed25519, Ed448
+  const std::initializer_list<unsigned> kHashes = {1, 2, 3, 8, 9, 10, 11, 12, 14};
+  switch (packetTag(byteAt(inner, 0))) {
+    case 2:  // a signature: version 4, its type, public-key and hash algorithms
+      return byteAt(body, 0) == 4 && known(byteAt(body, 2), kSigning) && known(byteAt(body, 3), kHashes);
+    case 4:  // a one-pass signature: version 3, type, hash, public-key algorithm
+      return byteAt(body, 0) == 3 && known(byteAt(body, 2), kHashes) && known(byteAt(body, 3), kSigning);
+    case 8:  // compressed again
+      return byteAt(body, 0) <= 3;
+    case 11:  // literal data: its format
+      return known(byteAt(body, 0), {'b', 't', 'u', 'l', '1', 'm'});
+    default:
+      return false;
+  }
 }
 
 void OpenPgpStartSniffer::feed(std::string_view chunk) {

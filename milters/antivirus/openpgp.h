@@ -1,9 +1,11 @@
-// milters/antivirus/openpgp.h — binary OpenPGP encrypted messages (RFC
-// 9580), which no scanner can read: what `gpg --encrypt` and `gpg
-// --symmetric` write without --armor, attached as a .gpg or .pgp file
-// (also how mail programs send attachments in "inline PGP" mode). The
-// armored form ("-----BEGIN PGP MESSAGE-----") is found as text (EncodedFind,
-// av_policy.h).
+// milters/antivirus/openpgp.h — binary OpenPGP messages (RFC 9580) that
+// a scanner cannot read: encrypted ones (what `gpg --encrypt` and `gpg
+// --symmetric` write without --armor, attached as a .gpg or .pgp file, also
+// how mail programs send attachments in "inline PGP" mode) and compressed
+// ones (`gpg --sign`). The armored form ("-----BEGIN PGP MESSAGE-----") is
+// found as text (EncodedFind, av_policy.h). The scanner checks every layer
+// libclamav unpacks (scanner.cpp); the milter checks each MIME part as
+// GMime reads it, also for the clamd backend:
 //
 //   OpenPgpStartSniffer start;            // as the body comes
 //   start.feed(chunk); ...
@@ -28,6 +30,15 @@ namespace sekimori::antivirus {
 // whole head (hundreds of recipients) count as such a message.
 constexpr std::size_t kOpenPgpHeadMax = 16 * 1024;
 bool openPgpEncrypted(std::string_view head);
+
+// Whether `head` opens with an OpenPGP compressed data packet (tag 8) whose
+// data is what its algorithm says and unpacks to OpenPGP packets: ZIP (raw
+// deflate) and ZLIB inflated far enough to read the first inner packet's
+// tag (a signature, one-pass signature, literal or compressed packet),
+// BZip2 by its stream and block magic numbers. What `gpg --sign` and
+// `gpg --store` write by default: libclamav does not unpack it, so a
+// scanner sees only compressed bytes (unscanned, not clean).
+bool openPgpCompressed(std::string_view head);
 
 // Whether a message body, fed in the chunks the MTA sends, may hold a part
 // whose content opens with an OpenPGP session-key packet: the first bytes

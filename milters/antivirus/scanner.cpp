@@ -62,6 +62,7 @@
 #include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/member_sizes.h"
+#include "milters/antivirus/openpgp.h"
 
 namespace sekimori::antivirus {
 
@@ -160,6 +161,7 @@ struct Layer {
 // a time), and what was found not unpacked.
 std::vector<Layer> gLayers;
 std::string gUnscanned;
+bool gEncryptedLayer = false;  // a layer is an encrypted OpenPGP message
 
 void noteUnscanned(const char* what) {
   if (gUnscanned.find(what) == std::string::npos) gUnscanned += gUnscanned.empty() ? what : std::string(", ") + what;
@@ -228,6 +230,14 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     // a zip (an Office document's it does find: measured with a .docx).
     if (std::strcmp(type, "CL_TYPE_ZIP") == 0 && zipMembersOutsideDirectory(bytes) > 0) {
       noteUnscanned("ZIP members outside its central directory");
+    }
+    // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
+    // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
+    const std::string_view head = bytes.substr(0, kOpenPgpHeadMax);
+    if (openPgpEncrypted(head)) {
+      gEncryptedLayer = true;
+    } else if (openPgpCompressed(head)) {
+      noteUnscanned("OpenPGP compressed data");
     }
   }
   closeLayersFrom(level);
@@ -653,12 +663,17 @@ constexpr int kExitForFreshCache = 3;
       gOverFileSize = false;
       gLayers.clear();
       gUnscanned.clear();
+      gEncryptedLayer = false;
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
       alarm(0);
       closeLayersFrom(0);
       if (gScanHadError && r.status == ScanResult::Status::Clean) {
         r = ScanResult::failure("libclamav reported an error during the scan (see the log); not trusted as clean");
+      }
+      if (r.status == ScanResult::Status::Clean && gEncryptedLayer) {
+        r.status = ScanResult::Status::Encrypted;
+        r.name = "Heuristics.Encrypted.OpenPGP";
       }
       if (r.status == ScanResult::Status::Clean && !gUnscanned.empty()) {
         r.status = ScanResult::Status::Unscanned;
@@ -671,11 +686,11 @@ constexpr int kExitForFreshCache = 3;
       // libclamav keeps the hash of every file (and archive member) it found
       // clean, and skips such a file the next time. What only we noticed (a
       // container it could not unpack, a member longer than max_file_size,
-      // an error it logged and went on from) left the files around it in
+      // an encrypted OpenPGP file, an error it logged and went on from) left the files around it in
       // that cache as clean: the same zip again would come back clean. This
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
-      freshCache = !gUnscanned.empty() || gScanHadError || gOverFileSize;
+      freshCache = !gUnscanned.empty() || gScanHadError || gOverFileSize || gEncryptedLayer;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +

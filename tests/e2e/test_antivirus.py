@@ -118,8 +118,8 @@ def lzh_of(name, data):
 
 
 def gpg_outputs(data):
-    """What GnuPG writes without --armor: encrypted with a passphrase, and to
-    an RSA and a Curve25519 key."""
+    """What GnuPG writes without --armor: encrypted with a passphrase, to an
+    RSA and a Curve25519 key, and signed only (compressed, not encrypted)."""
     home = tempfile.mkdtemp(prefix="sekimori-gpg-")
     gpg = ["gpg", "--homedir", home, "--batch", "-q", "--pinentry-mode", "loopback"]
     plain = os.path.join(home, "in.txt")
@@ -132,7 +132,8 @@ def gpg_outputs(data):
         out = {}
         for name, args in (("symmetric", ["--passphrase", "x", "--symmetric"]),
                            ("public", ["--trust-model", "always", "-r", "r@example.net", "-r", "c@example.net",
-                                       "--encrypt"])):
+                                       "--encrypt"]),
+                           ("signed", ["--local-user", "c@example.net", "--sign"])):
             path = os.path.join(home, name + ".gpg")
             subprocess.run(gpg + args + ["-o", path, plain], check=True, capture_output=True)
             with open(path, "rb") as f:
@@ -736,6 +737,9 @@ class AntivirusE2E(unittest.TestCase):
             "a .gpg file (gpg --symmetric)": (mixed, attached("notes.txt.gpg", gpg["symmetric"]), encrypted),
             "a .pgp file (gpg --encrypt, RSA and Curve25519 keys)": (
                 mixed, attached("notes.txt.pgp", gpg["public"]), encrypted),
+            # Signed only: compressed, which libclamav does not unpack.
+            "a signed .gpg file (gpg --sign)": (
+                mixed, attached("notes.txt.gpg", gpg["signed"]), b"unscanned: OpenPGP compressed data not unpacked"),
             # Only talked about, or clear-signed: readable, scanned, clean.
             "mentioned": ([], "the line -----BEGIN PGP MESSAGE----- opens one\r\n", clean),
             "clear-signed": ([], "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n"

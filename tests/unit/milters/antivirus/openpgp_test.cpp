@@ -1,6 +1,7 @@
 #include "milters/antivirus/openpgp.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cstdint>
 #include <random>
@@ -116,6 +117,58 @@ TEST(OpenPgp, AnythingElseIsNot) {
     passed += openPgpEncrypted(bytes(600, seed));
     passed += openPgpEncrypted(rsa.substr(0, 3) + bytes(600, seed));
     passed += openPgpEncrypted(packet(3, kSymmetric, false).substr(0, 4) + bytes(600, seed));
+  }
+  EXPECT_EQ(passed, 0);
+}
+
+// `data` deflated: raw (OpenPGP's ZIP) or with the zlib header (ZLIB).
+std::string deflated(const std::string& data, bool raw) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, raw ? -MAX_WBITS : MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&z, data.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+TEST(OpenPgp, CompressedDataIsKnownByWhatItUnpacksTo) {
+  // What gpg --sign writes: a compressed packet of indeterminate length
+  // (old format) holding a one-pass signature, the literal data, the
+  // signature. Also a literal packet alone, and the new format's header.
+  const std::string onePass = packet(4, std::string("\x03\x00\x08\x16", 4) + kKeyId + "\x01", false);
+  const std::string literal = packet(11, "b\x08file.txt" + std::string(4, '\0') + "payload", true);
+  const std::string inner = onePass + literal + packet(2, "\x04" + bytes(60, 40), false);
+  const auto compressed = [](char algorithm, const std::string& data) {
+    return std::string("\xA3") + algorithm + data;
+  };
+  const std::string found[] = {
+      compressed('\x01', deflated(inner, true)),
+      compressed('\x02', deflated(inner, false)),
+      compressed('\x01', deflated(literal, true)),
+      packet(8, '\x02' + deflated(inner, false), true),
+      compressed('\x03', "BZh91AY&SY" + bytes(100, 41)),
+  };
+  for (const std::string& s : found) EXPECT_TRUE(openPgpCompressed(s)) << util::escapeControls(s.substr(0, 12));
+  const std::string notCompressed[] = {
+      "",
+      compressed('\x01', deflated("hello, plain text", true)),  // unpacks to no packet
+      compressed('\x02', deflated(inner, true)),                 // no zlib header
+      compressed('\x00', inner),                                 // stored as it is: scannable
+      compressed('\x03', "BZh0" + bytes(100, 42)),
+      compressed('\x04', deflated(inner, true)),
+      literal,
+      deflated(inner, true),
+  };
+  for (const std::string& s : notCompressed) EXPECT_FALSE(openPgpCompressed(s)) << util::escapeControls(s.substr(0, 12));
+  // Random data behind a compressed packet's header.
+  int passed = 0;
+  for (std::uint32_t seed = 0; seed < 20000; ++seed) {
+    for (const char algorithm : {'\x01', '\x02', '\x03'}) passed += openPgpCompressed(compressed(algorithm, bytes(300, seed)));
   }
   EXPECT_EQ(passed, 0);
 }
