@@ -1,12 +1,14 @@
 // Fuzzes the archive-expansion guard (R-SIZE-5, common/mime/archive.cpp
 // over libarchive), the 7-Zip header probe written here
 // (common/mime/sevenzip.cpp) and the ZIP/CAB member-size reader of the
-// antivirus scanner (milters/antivirus/member_sizes.cpp): attachments are
+// antivirus scanner (milters/antivirus/member_sizes.cpp) and its OpenPGP
+// reader (openpgp.cpp, which inflates compressed data): attachments are
 // attacker-made bytes. Properties: all return, within the limits they were
 // given (out-of-bounds reads are the sanitizers' to catch).
 #include "common/mime/archive.h"
 #include "common/mime/sevenzip.h"
 #include "milters/antivirus/member_sizes.h"
+#include "milters/antivirus/openpgp.h"
 #include "tests/fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -36,5 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
   // Each hidden member is a local header of 30 bytes at least.
   FUZZ_CHECK(sekimori::antivirus::zipMembersOutsideDirectory(bytes) <= bytes.size() / 30);
+  // Never both: an encrypted message opens with a session key, a compressed one with its packet.
+  FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
   return 0;
 }
