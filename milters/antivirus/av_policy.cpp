@@ -703,7 +703,7 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
     if (j - 1 >= -tailSize && endsNoSniffedType(at(j - 1))) continue;
     for (std::size_t r = 0; r < kSniffRules.size(); ++r) {
       const SniffRule& rule = kSniffRules[r];
-      if ((seen_ & rule.kind) != 0) continue;
+      if ((seen_ & rule.kind) == rule.kind) continue;  // all it can say is said
       const Before b = before(j, rule.type);
       if (b == Before::No) continue;
       // A type of any subtype (an attached message of any kind: it may

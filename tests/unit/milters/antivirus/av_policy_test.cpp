@@ -596,6 +596,9 @@ TEST(AvMediaType, SniffsTheTypesOfEncryptedMail) {
   // Both kinds in one body, in either order.
   expectSniffed(before + "multipart/encrypted" + after + before + "text/html" + after, kHtml | kEncrypted);
   expectSniffed(before + "text/html" + after + before + "application/pkcs7-mime" + after, kHtml | kEncrypted);
+  // An attached message after an HTML part still says maybe encrypted
+  // (found in review: the HTML part's yes made the sniffer skip the rule).
+  expectSniffed(before + "text/html" + after + before + "message/rfc822" + after, kHtml | kEncrypted);
   expectSniffed("see :-)/ there", kHtml | kEncrypted);
 }
 
