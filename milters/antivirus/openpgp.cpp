@@ -1,4 +1,4 @@
-// Binary OpenPGP encrypted messages: see openpgp.h.
+// Binary OpenPGP messages a scanner cannot read: see openpgp.h.
 #include "milters/antivirus/openpgp.h"
 
 #include <algorithm>
@@ -10,10 +10,18 @@
 
 #include <zlib.h>
 
+#include "common/util/strings.h"
+
 namespace sekimori::antivirus {
 namespace {
 
 constexpr int kPublicKeySessionKey = 1, kSymmetricSessionKey = 3;
+// Hash algorithms (RFC 9580 9.5) and signing algorithms (9.1: RSA, DSA,
+// ECDSA, EdDSA, Ed25519, Ed448) a packet may name.
+constexpr std::initializer_list<unsigned> kHashes = {1, 2, 3, 8, 9, 10, 11, 12, 14};
+constexpr std::initializer_list<unsigned> kSigning = {1, 3, 17, 19, 22, 27, 28};
+
+bool known(unsigned v, std::initializer_list<unsigned> set) { return std::find(set.begin(), set.end(), v) != set.end(); }
 
 unsigned byteAt(std::string_view s, std::size_t i) { return static_cast<unsigned char>(s[i]); }
 
@@ -27,13 +35,13 @@ int packetTag(unsigned c0) {
 struct PacketHeader {
   int tag;
   std::size_t headerSize;
-  std::uint64_t bodySize;
+  std::optional<std::uint64_t> bodySize;  // none: a partial or indeterminate length (streamed data)
 };
 
-// A packet header of a definite length (a session-key packet has one),
-// whole in `s`.
+// The header of the packet starting `s`, whole in `s`; nullopt when `s`
+// starts none or is too short for it.
 std::optional<PacketHeader> packetHeader(std::string_view s) {
-  if (s.size() < 2) return std::nullopt;
+  if (s.empty()) return std::nullopt;
   const unsigned c0 = byteAt(s, 0);
   const int tag = packetTag(c0);
   if (tag < 0) return std::nullopt;
@@ -42,47 +50,29 @@ std::optional<PacketHeader> packetHeader(std::string_view s) {
     for (std::size_t i = from; i < from + n; ++i) v = v << 8 | byteAt(s, i);
     return v;
   };
+  PacketHeader h{tag, 1, std::nullopt};
   if ((c0 & 0x40) != 0) {  // new format
-    const unsigned l1 = byteAt(s, 1);
-    if (l1 < 192) return PacketHeader{tag, 2, l1};
-    if (l1 < 224) {
-      if (s.size() < 3) return std::nullopt;
-      return PacketHeader{tag, 3, ((l1 - 192) << 8) + byteAt(s, 2) + 192};
-    }
-    if (l1 == 255 && s.size() >= 6) return PacketHeader{tag, 6, be(2, 4)};
-    return std::nullopt;  // a partial length, or cut off
-  }
-  switch (c0 & 3) {  // old format: the length's size
-    case 0:
-      return PacketHeader{tag, 2, byteAt(s, 1)};
-    case 1:
-      if (s.size() < 3) return std::nullopt;
-      return PacketHeader{tag, 3, be(1, 2)};
-    case 2:
-      if (s.size() < 5) return std::nullopt;
-      return PacketHeader{tag, 5, be(1, 4)};
-    default:
-      return std::nullopt;  // indeterminate
-  }
-}
-
-// Where the body of the packet starting `s` begins, for any length its
-// header has (also an indeterminate or partial one, as gpg streams
-// compressed and literal data), or nullopt when `s` starts none or is too
-// short.
-std::optional<std::size_t> bodyOffset(std::string_view s) {
-  if (s.empty() || packetTag(byteAt(s, 0)) < 0) return std::nullopt;
-  std::size_t at = 1;
-  if ((byteAt(s, 0) & 0x40) != 0) {
     if (s.size() < 2) return std::nullopt;
     const unsigned l1 = byteAt(s, 1);
-    at = l1 < 192 || (l1 >= 224 && l1 < 255) ? 2 : l1 < 224 ? 3 : 6;
-  } else {
-    static constexpr std::size_t kLengthBytes[] = {1, 2, 4, 0};  // by the length type; 3: indeterminate
-    at = 1 + kLengthBytes[byteAt(s, 0) & 3];
+    if (l1 < 192) {
+      h = {tag, 2, l1};
+    } else if (l1 < 224) {
+      h.headerSize = 3;
+      if (s.size() >= 3) h.bodySize = ((l1 - 192) << 8) + byteAt(s, 2) + 192;
+    } else if (l1 == 255) {
+      h.headerSize = 6;
+      if (s.size() >= 6) h.bodySize = be(2, 4);
+    } else {
+      h.headerSize = 2;  // a partial length
+    }
+  } else {  // old format: the length's size by its type; type 3 is indeterminate
+    static constexpr std::size_t kLengthBytes[] = {1, 2, 4, 0};
+    const std::size_t n = kLengthBytes[c0 & 3];
+    h.headerSize = 1 + n;
+    if (n > 0 && s.size() >= 1 + n) h.bodySize = be(1, n);
   }
-  if (s.size() < at) return std::nullopt;
-  return at;
+  if (s.size() < h.headerSize) return std::nullopt;
+  return h;
 }
 
 // The size of the multiprecision integer at the start of `s` (its 2-byte
@@ -133,8 +123,7 @@ bool symmetricSessionKey(std::string_view body) {
   if (body.size() < 4 || byteAt(body, 0) != 4) return false;
   const unsigned cipher = byteAt(body, 1), s2k = byteAt(body, 2), hash = byteAt(body, 3);
   if (cipher < 1 || cipher > 13) return false;
-  static constexpr unsigned kHashes[] = {1, 2, 3, 8, 9, 10, 11, 12, 14};
-  if (std::find(std::begin(kHashes), std::end(kHashes), hash) == std::end(kHashes)) return false;
+  if (!known(hash, kHashes)) return false;
   const std::size_t s2kSize = s2k == 0 ? 2 : s2k == 1 ? 10 : s2k == 3 ? 11 : 0;
   if (s2kSize == 0 || body.size() < 2 + s2kSize) return false;
   const std::size_t sessionKey = body.size() - 2 - s2kSize;  // a cipher byte and the key, encrypted
@@ -143,34 +132,14 @@ bool symmetricSessionKey(std::string_view body) {
 
 // Whether three bytes can open a session-key packet: its header, and the
 // version byte when the length takes one byte.
-bool plausibleStart(unsigned b0, unsigned b1, unsigned b2) {
-  const int tag = packetTag(b0);
+bool plausibleStart(std::string_view s) {
+  const int tag = packetTag(byteAt(s, 0));
   if (tag != kPublicKeySessionKey && tag != kSymmetricSessionKey) return false;
-  const auto version = [](unsigned v) { return v >= 3 && v <= 6; };
-  if ((b0 & 0x40) != 0) {
-    if (b1 < 192) return b1 >= 4 && version(b2);
-    return b1 < 224 && ((b1 - 192) << 8) + b2 + 192 <= kOpenPgpHeadMax;
-  }
-  switch (b0 & 3) {
-    case 0:
-      return b1 >= 4 && version(b2);
-    case 1:
-      return (b1 << 8 | b2) >= 4 && (b1 << 8 | b2) <= kOpenPgpHeadMax;
-    case 2:
-      return b1 == 0 && b2 == 0;
-    default:
-      return false;
-  }
-}
-
-// A base64 letter's value, -1 for anything else.
-int base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
+  // An old-format 4-byte length (a header longer than three bytes): under 64 KiB.
+  if ((byteAt(s, 0) & 0x43) == 2) return byteAt(s, 1) == 0 && byteAt(s, 2) == 0;
+  const std::optional<PacketHeader> h = packetHeader(s);
+  if (!h || !h->bodySize || *h->bodySize < 4 || *h->bodySize > kOpenPgpHeadMax) return false;
+  return h->headerSize == 3 || (byteAt(s, 2) >= 3 && byteAt(s, 2) <= 6);  // a 1-byte length: the version
 }
 
 }  // namespace
@@ -184,24 +153,25 @@ bool openPgpEncrypted(std::string_view head) {
     if (tag == 9 || tag == 18 || tag == 20) return sessionKeys > 0;  // the encrypted data
     if (tag != kPublicKeySessionKey && tag != kSymmetricSessionKey) return false;
     const std::optional<PacketHeader> h = packetHeader(rest);
-    if (!h || h->bodySize > kOpenPgpHeadMax) return false;
-    if (h->headerSize + h->bodySize > rest.size()) {
+    if (!h || !h->bodySize || *h->bodySize > kOpenPgpHeadMax) return false;  // a session key has a definite length
+    const auto size = static_cast<std::size_t>(*h->bodySize);
+    if (h->headerSize + size > rest.size()) {
       return sessionKeys > 0 && head.size() == kOpenPgpHeadMax;  // cut off by the head's end
     }
-    const std::string_view body = rest.substr(h->headerSize, static_cast<std::size_t>(h->bodySize));
+    const std::string_view body = rest.substr(h->headerSize, size);
     if (tag == kPublicKeySessionKey ? !publicKeySessionKey(body) : !symmetricSessionKey(body)) return false;
     ++sessionKeys;
-    at += h->headerSize + static_cast<std::size_t>(h->bodySize);
+    at += h->headerSize + size;
   }
   return false;  // session keys and nothing they open
 }
 
 bool openPgpCompressed(std::string_view head) {
   head = head.substr(0, kOpenPgpHeadMax);
-  const std::optional<std::size_t> at = bodyOffset(head);
-  if (!at || packetTag(byteAt(head, 0)) != 8 || head.size() < *at + 3) return false;
-  const unsigned algorithm = byteAt(head, *at);
-  const std::string_view data = head.substr(*at + 1);
+  const std::optional<PacketHeader> outer = packetHeader(head);
+  if (!outer || outer->tag != 8 || head.size() < outer->headerSize + 3) return false;
+  const unsigned algorithm = byteAt(head, outer->headerSize);
+  const std::string_view data = head.substr(outer->headerSize + 1);
   if (algorithm == 3) {  // BZip2: "BZh", the block size, the first block's magic number
     return data.size() >= 10 && data.starts_with("BZh") && data[3] >= '1' && data[3] <= '9' &&
            data.substr(4, 6) == std::string_view("\x31\x41\x59\x26\x53\x59", 6);
@@ -222,15 +192,10 @@ bool openPgpCompressed(std::string_view head) {
   inflateEnd(&z);
   if (rc != Z_STREAM_END && !(rc == Z_OK && got == out.size())) return false;
   const std::string_view inner(reinterpret_cast<const char*>(out.data()), got);
-  const std::optional<std::size_t> at2 = bodyOffset(inner);
-  if (!at2 || *at2 + 4 > inner.size()) return false;
-  const std::string_view body = inner.substr(*at2);
-  const auto known = [](unsigned v, std::initializer_list<unsigned> set) {
-    return std::find(set.begin(), set.end(), v) != set.end();
-  };
-  const std::initializer_list<unsigned> kSigning = {1, 3, 17, 19, 22, 27, 28};  // RSA, DSA, ECDSA, EdDSA, Ed25519, Ed448
-  const std::initializer_list<unsigned> kHashes = {1, 2, 3, 8, 9, 10, 11, 12, 14};
-  switch (packetTag(byteAt(inner, 0))) {
+  const std::optional<PacketHeader> h = packetHeader(inner);
+  if (!h || h->headerSize + 4 > inner.size()) return false;
+  const std::string_view body = inner.substr(h->headerSize);
+  switch (h->tag) {
     case 2:  // a signature: version 4, its type, public-key and hash algorithms
       return byteAt(body, 0) == 4 && known(byteAt(body, 2), kSigning) && known(byteAt(body, 3), kHashes);
     case 4:  // a one-pass signature: version 3, type, hash, public-key algorithm
@@ -279,14 +244,10 @@ void OpenPgpStartSniffer::startAt(std::string_view chunk, std::size_t at) {
 }
 
 void OpenPgpStartSniffer::check(std::string_view start) {
-  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(start[i]); };
-  if (plausibleStart(b(0), b(1), b(2))) found_ = true;
-  int v[4];
-  for (std::size_t i = 0; i < 4; ++i) v[i] = base64Value(start[i]);
-  if (std::all_of(std::begin(v), std::end(v), [](int x) { return x >= 0; })) {
-    const auto bits = static_cast<unsigned>(v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3]);
-    if (plausibleStart(bits >> 16 & 0xFF, bits >> 8 & 0xFF, bits & 0xFF)) found_ = true;
-  }
+  // As the bytes came, or as four base64 letters decode (three bytes only
+  // when all four are letters).
+  const std::string decoded = util::decodeBase64Lenient(start);
+  if (plausibleStart(start.substr(0, 3)) || (decoded.size() == 3 && plausibleStart(decoded))) found_ = true;
 }
 
 }  // namespace sekimori::antivirus
