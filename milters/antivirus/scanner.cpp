@@ -233,10 +233,10 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     }
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
     // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
-    const std::string_view head = bytes.substr(0, kOpenPgpHeadMax);
-    if (openPgpEncrypted(head)) {
+    // Both read only the start of the layer.
+    if (openPgpEncrypted(bytes)) {
       gEncryptedLayer = true;
-    } else if (openPgpCompressed(head)) {
+    } else if (openPgpCompressed(bytes)) {
       noteUnscanned("OpenPGP compressed data");
     }
   }
