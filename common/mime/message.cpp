@@ -255,6 +255,7 @@ class Walker {
     if (!GMIME_IS_PART(obj)) return call(info, nullptr);
     if (isEncodedMessage(obj, info.contentType)) {
       info.isAttachment = false;  // a container like any message/rfc822
+      info.encodedMessage = true;
       if (!call(info, nullptr)) return false;
       enterEncodedMessage(GMIME_PART(obj), depth, spool);
       return true;

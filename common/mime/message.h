@@ -51,6 +51,8 @@ struct PartInfo {
   std::string transferEncoding;  // lowercased Content-Transfer-Encoding as written; may be empty
   int depth = 0;                 // 0 = the top-level entity of the message
   bool isAttachment = false;     // disposition attachment or a filename, and not a container
+  bool encodedMessage = false;   // a message/* part sent with a transfer encoding (base64...),
+                                 // against RFC 2046; walked as decoded, its message as child 0
   std::vector<int> path;         // child indexes from the root ({} for the root, {1, 0}...);
                                  // the body of a message/rfc822 part is its child 0
 };

@@ -268,6 +268,17 @@ bool encryptedMailType(std::string_view t) {
          t == "application/pgp-encrypted";
 }
 
+// Whether the part at `path` is the one at `ancestor` or inside it.
+bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
+  return ancestor.size() <= path.size() && std::equal(ancestor.begin(), ancestor.end(), path.begin());
+}
+
+// Whether the part at `path` is inside one of the parts at `ancestors`.
+bool below(const std::vector<std::vector<int>>& ancestors, const std::vector<int>& path) {
+  return std::any_of(ancestors.begin(), ancestors.end(),
+                     [&](const std::vector<int>& a) { return a.size() < path.size() && within(a, path); });
+}
+
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
   auto& m = s.message<AvMessage>();
   if (!m.cfg) {
@@ -860,13 +871,23 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // (also base64-encoded as a whole), an attached smime.p7m, .asc (also
   // in base64) or binary .gpg file. Where they are (their paths) matters
   // when infected attachments beside them are cut out: they stay.
+  //
+  // The same walk finds attached messages sent with a transfer encoding
+  // (mime::PartInfo::encodedMessage; a message/* type makes the sniffer
+  // say "maybe encrypted"). libclamav 1.4 does not decode one at the top
+  // of the message (measured: EICAR attached inside a top-level
+  // message/rfc822 in base64 or quoted-printable came back clean), while
+  // GMime, and the mail programs built on it, show what is inside: the
+  // parts below one are scanned one by one too.
   std::vector<std::vector<int>> encryptedParts;
+  std::vector<std::vector<int>> encodedMessages;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found() || m.pgpStart.found()) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (encryptedMailType(p.contentType) || (c != nullptr && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);
       }
+      if (p.encodedMessage) encodedMessages.push_back(p.path);
       return true;
     });
     // Parts past the walk's limits were not looked at: what may be there counts as there.
@@ -879,19 +900,24 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   if (f.whole.status == ScanResult::Status::Clean && !encryptedParts.empty()) markEncrypted(f.whole);
   const bool structured = (m.topContainer && m.types.html()) || m.topHtml;
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
+  const bool wholeClean = f.whole.status == ScanResult::Status::Clean;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
-  if (suspicious || structured) {
+  if (suspicious || structured || (wholeClean && !encodedMessages.empty())) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = p.contentType == "text/html";
-      if (!suspicious && !html) return true;
+      const bool scan = suspicious || (wholeClean && below(encodedMessages, p.path));
+      if (!scan && !html) return true;
       std::string text;
       bool complete = true;
-      if (suspicious) {
+      if (scan) {
         PartFinding pf;
         pf.path = p.path;
         pf.filename = p.filename;
-        pf.attachment = p.isAttachment;
+        // Not one to cut out: replacing a part means editing the message
+        // that holds it, and that one came encoded (mime::replaceParts
+        // cannot; the whole message is refused instead).
+        pf.attachment = p.isAttachment && !below(encodedMessages, p.path);
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
       } else {
@@ -926,6 +952,18 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     if (structured && (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded)) {
       f.htmlScript = true;
       if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, false});
+    }
+  }
+
+  // A part scanned on its own that libclamav could not see in the whole
+  // message: what it was found to be, the message is (a failed scan first).
+  if (wholeClean) {
+    for (const auto& p : f.parts) {
+      if (p.result.status == ScanResult::Status::Error) {
+        f.whole = p.result;
+        break;
+      }
+      if (f.whole.status == ScanResult::Status::Clean && p.result.status != ScanResult::Status::Clean) f.whole = p.result;
     }
   }
 
@@ -976,9 +1014,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
           // What is left and could not be scanned is marked, or refused,
           // as it would be without a virus beside it.
           const auto removed = [&](const std::vector<int>& path) {
-            return std::any_of(d.remove.begin(), d.remove.end(), [&](const PartFinding& p) {
-              return p.path.size() <= path.size() && std::equal(p.path.begin(), p.path.end(), path.begin());
-            });
+            return std::any_of(d.remove.begin(), d.remove.end(),
+                               [&](const PartFinding& p) { return within(p.path, path); });
           };
           if (again.status == ScanResult::Status::Clean &&
               !std::all_of(encryptedParts.begin(), encryptedParts.end(), removed)) {

@@ -64,7 +64,8 @@ struct PartFinding {
 // What the scans found, as the decision needs it.
 struct Findings {
   ScanResult whole;                 // the whole message
-  std::vector<PartFinding> parts;   // only when `whole` was not clean
+  std::vector<PartFinding> parts;   // when `whole` was not clean, or libclamav could not
+                                    // see these parts in it (inside an encoded message)
   bool htmlScript = false;          // an HTML part with active content
 };
 

@@ -14,6 +14,7 @@ import email.policy
 import glob
 import io
 import os
+import quopri
 import re
 import shutil
 import signal
@@ -755,6 +756,43 @@ class AntivirusE2E(unittest.TestCase):
             with self.subTest(label):
                 msgid = self.msgid("pgp")
                 r = self.send(harness.make_message(msgid=msgid, headers=headers, body=body))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
+
+    def test_a_message_attached_in_base64_or_quoted_printable_is_scanned_inside(self):
+        # RFC 2046 forbids encoding a message/rfc822 part, but GMime (and the
+        # mail programs built on it) decode one. libclamav does not when it
+        # is the whole message: EICAR attached inside was delivered as clean.
+        def qp(data):
+            return quopri.encodestring(data).replace(b"-", b"=2D").replace(b"\n", b"\r\n")
+        def wrapped(inner, cte, encode, ctype="message/rfc822", msgid=None):
+            return harness.make_message(msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: " + ctype,
+                                                              "Content-Transfer-Encoding: " + cte],
+                                        body=encode(inner))
+        b64 = lambda data: base64.encodebytes(data).replace(b"\n", b"\r\n")
+        infected = with_attachment(EICAR, "eicar.com")
+        for label, raw, kw in [
+                ("inbound, base64", wrapped(infected, "base64", b64), {}),
+                ("inbound, quoted-printable", wrapped(infected, "quoted-printable", qp), {}),
+                ("inbound, message/global", wrapped(infected, "base64", b64, "message/global"), {}),
+                ("inbound, encoded twice", wrapped(wrapped(infected, "base64", b64), "base64", b64), {}),
+                ("outbound, base64", wrapped(with_attachment(EICAR, "eicar.com", frm="alice@example.net"), "base64",
+                                             b64),
+                 {"frm": "alice@example.net", "to": "bob@remote.example", "xclient": "ADDR=10.1.2.3"})]:
+            with self.subTest(label):
+                r = self.send(raw, **kw)
+                # Nothing inside an encoded message can be cut out alone:
+                # the whole message is refused, inbound too.
+                self.assertRefused(r, "Virus found: " + SIGNAME)
+        # What cannot be scanned inside one is marked; a clean one is clean.
+        for label, inner, status in [
+                ("an encrypted zip", with_attachment(zip_of("eicar.com", EICAR, password="secret"), "enc.zip",
+                                                     "application/zip"), b"unscanned: encrypted"),
+                ("clean Japanese mail", with_attachment(b"%PDF-1.4 report\n", "report.pdf"), b"clean")]:
+            with self.subTest(label):
+                msgid = self.msgid("encmsg")
+                r = self.send(wrapped(inner, "base64", b64, msgid=msgid))
                 self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
                 got, _ = self.delivered(msgid)
                 self.assertIn(b"X-Virus-Status: " + status + b"\n", got)

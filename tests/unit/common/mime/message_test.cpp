@@ -154,6 +154,7 @@ TEST(Message, WalksEveryEntityDepthFirstWithDecodedContent) {
       EXPECT_EQ(seen[i].info.path, want[i].path);
       EXPECT_EQ(seen[i].info.isAttachment, want[i].attachment);
       EXPECT_EQ(seen[i].hasContent, want[i].content);
+      EXPECT_FALSE(seen[i].info.encodedMessage);  // message/rfc822 as RFC 2046 wants it
     }
     EXPECT_EQ(seen[2].info.charset, "iso-2022-jp");
     EXPECT_EQ(seen[2].info.transferEncoding, "7bit");
@@ -236,6 +237,7 @@ TEST(Message, EncodedMessageRfc822IsWalkedInto) {
     EXPECT_EQ(seen[1].info.contentType, "message/rfc822");
     EXPECT_FALSE(seen[1].hasContent);
     EXPECT_FALSE(seen[1].info.isAttachment);
+    for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].info.encodedMessage, i == 1) << i;
     EXPECT_EQ(seen[2].info.contentType, "multipart/mixed");
     EXPECT_EQ(seen[2].info.path, (std::vector<int>{0, 0}));
     EXPECT_EQ(seen[3].info.filename, "evil.zip");
@@ -244,6 +246,16 @@ TEST(Message, EncodedMessageRfc822IsWalkedInto) {
     EXPECT_EQ(seen[3].content, "PK...");
     EXPECT_EQ(seen[4].info.contentType, "message/partial");
   }
+  // The same as the whole message: its top-level entity is the encoded one.
+  auto top = spoolOf(crlf("Subject: fwd\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n") + b64 +
+                     "\r\n");
+  const auto seen = walkAll(*top);
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_TRUE(seen[0].info.encodedMessage);
+  EXPECT_EQ(seen[0].info.path, std::vector<int>{});
+  EXPECT_EQ(seen[2].info.filename, "evil.zip");
+  EXPECT_EQ(seen[2].info.path, (std::vector<int>{0, 0}));
+  EXPECT_FALSE(seen[2].info.encodedMessage);
 }
 
 TEST(Message, SinglePartAttachmentAtTheTop) {
