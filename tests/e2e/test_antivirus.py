@@ -789,6 +789,9 @@ class AntivirusE2E(unittest.TestCase):
         for label, inner, status in [
                 ("an encrypted zip", with_attachment(zip_of("eicar.com", EICAR, password="secret"), "enc.zip",
                                                      "application/zip"), b"unscanned: encrypted"),
+                ("HTML with a script", harness.make_message(
+                    headers=["MIME-Version: 1.0", "Content-Type: text/html"],
+                    body="<p>hi</p><script>alert(1)</script>\r\n"), b"clean; suspicious: Heuristics.HTML.Script"),
                 ("clean Japanese mail", with_attachment(b"%PDF-1.4 report\n", "report.pdf"), b"clean")]:
             with self.subTest(label):
                 msgid = self.msgid("encmsg")
