@@ -126,24 +126,30 @@ void forEachDirectoryEntry(const Bytes& b, const CentralDirectory& cd, Visit vis
   }
 }
 
+// Without a central directory (a cut-off archive): calls visit(header,
+// sizes) for the local headers front to back, as libclamav then reads
+// them, until one cannot be read. A member whose sizes follow its data
+// (flag bit 3) declares none there, and the walk cannot go past it.
+template <typename Visit>
+void forEachLocalHeader(const Bytes& b, Visit visit) {
+  for (std::uint64_t off = 0; b.magic(off, "PK\x03\x04");) {
+    const unsigned char* r = b.at(off, 30);
+    if (r == nullptr) break;
+    const std::uint64_t nameLen = le16(r + 26), extraLen = le16(r + 28);
+    const ZipSizes z = zipSizes(b, off + 30 + nameLen, extraLen, le32(r + 22), le32(r + 18));
+    visit(r, z);
+    if ((le16(r + 6) & 0x8) != 0) break;
+    off += 30 + nameLen + extraLen + z.packed;
+  }
+}
+
 std::uint64_t largestInZip(const Bytes& b) {
   std::uint64_t largest = 0;
   if (const CentralDirectory cd = findCentralDirectory(b); cd.found) {
     forEachDirectoryEntry(b, cd, [&](const unsigned char*, const ZipSizes& z) { largest = std::max(largest, z.size); });
     return largest;
   }
-  // No central directory (a cut-off archive): the local headers, as
-  // libclamav then reads them. A member whose sizes follow its data (flag
-  // bit 3) declares none here, and the walk cannot go past it.
-  for (std::uint64_t off = 0; b.magic(off, "PK\x03\x04");) {
-    const unsigned char* r = b.at(off, 30);
-    if (r == nullptr) break;
-    const std::uint64_t nameLen = le16(r + 26), extraLen = le16(r + 28);
-    const ZipSizes z = zipSizes(b, off + 30 + nameLen, extraLen, le32(r + 22), le32(r + 18));
-    largest = std::max(largest, z.size);
-    if ((le16(r + 6) & 0x8) != 0) break;
-    off += 30 + nameLen + extraLen + z.packed;
-  }
+  forEachLocalHeader(b, [&](const unsigned char*, const ZipSizes& z) { largest = std::max(largest, z.size); });
   return largest;
 }
 
@@ -199,6 +205,62 @@ std::uint64_t hiddenInZip(const Bytes& b) {
   return hidden;
 }
 
+// A ZIP compression method libclamav 1.4.6's unzip does not unpack, as
+// "ZIP members compressed with NAME"; nullptr for one it does.
+const char* methodNotUnpacked(std::uint64_t method) {
+  switch (method) {
+    case 0:   // stored
+    case 1:   // shrunk
+    case 2:   // reduced, factors 1-4
+    case 3:
+    case 4:
+    case 5:
+    case 6:   // imploded
+    case 8:   // deflate
+    case 9:   // deflate64
+    case 12:  // bzip2
+      return nullptr;
+    case 10: return "ZIP members compressed with PKWARE DCL Implode";
+    case 14: return "ZIP members compressed with LZMA";
+    case 18: return "ZIP members compressed with IBM TERSE";
+    case 19: return "ZIP members compressed with IBM LZ77";
+    case 93: return "ZIP members compressed with Zstandard";
+    case 95: return "ZIP members compressed with XZ";
+    case 98: return "ZIP members compressed with PPMd";
+    default: return "ZIP members compressed with an unknown method";
+  }
+}
+
+// The method of a member (general purpose flags at `flags`, method after
+// them) that holds anything unencrypted libclamav does not unpack.
+const char* memberNotUnpacked(const unsigned char* flags, const ZipSizes& z) {
+  const std::uint64_t bits = le16(flags);
+  if ((bits & 0x1) != 0) return nullptr;                                 // encrypted
+  if (z.size == 0 && z.packed == 0 && (bits & 0x8) == 0) return nullptr;  // empty (sizes not deferred)
+  return methodNotUnpacked(le16(flags + 2));
+}
+
+const char* notUnpackedInZip(const Bytes& b) {
+  const char* found = nullptr;
+  if (const CentralDirectory cd = findCentralDirectory(b); cd.found) {
+    // The method as the entry says and as its local header says: an
+    // unzipper may go by either.
+    const std::uint64_t shift = cd.start > cd.stated ? cd.start - cd.stated : 0;
+    forEachDirectoryEntry(b, cd, [&](const unsigned char* r, const ZipSizes& z) {
+      if (found == nullptr) found = memberNotUnpacked(r + 8, z);
+      const unsigned char* local = z.offset <= b.size() ? b.at(z.offset + shift, 30) : nullptr;
+      if (found == nullptr && local != nullptr && std::memcmp(local, "PK\x03\x04", 4) == 0) {
+        found = memberNotUnpacked(local + 6, z);
+      }
+    });
+  } else {
+    forEachLocalHeader(b, [&](const unsigned char* r, const ZipSizes& z) {
+      if (found == nullptr) found = memberNotUnpacked(r + 6, z);
+    });
+  }
+  return found;
+}
+
 std::uint64_t largestInCab(const Bytes& b) {
   const unsigned char* h = b.at(0, 36);
   if (h == nullptr || std::memcmp(h, "MSCF", 4) != 0) return 0;
@@ -225,5 +287,7 @@ std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes) {
 }
 
 std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hiddenInZip(Bytes(bytes)); }
+
+const char* zipMethodNotUnpacked(std::string_view bytes) { return notUnpackedInZip(Bytes(bytes)); }
 
 }  // namespace sekimori::antivirus

@@ -1,7 +1,7 @@
 // milters/antivirus/member_sizes.h — what a ZIP or CAB archive's directory
 // records say that libclamav 1.4.6 does not act on, read without unpacking
 // anything: the largest size declared for a member, and (ZIP) members the
-// central directory does not list.
+// central directory does not list or compressed in a way it does not unpack.
 //
 // Why (scanner.cpp): libclamav 1.4.6 scans a zip member longer than its
 // file size limit cut short (empty under 8 KiB), and a longer cab member
@@ -37,5 +37,16 @@ std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes);
 // extracts them. 0 when there is no central directory (libclamav then
 // reads the local headers itself).
 std::uint64_t zipMembersOutsideDirectory(std::string_view bytes);
+
+// ZIP: what the first member libclamav 1.4.6 cannot unpack is compressed
+// with ("ZIP members compressed with LZMA"), or nullptr. Its unzip knows
+// stored, shrunk, reduced, imploded, deflate, deflate64 and bzip2, and
+// skips a member compressed any other way without a word (measured: EICAR
+// in an LZMA or PPMd member, as Python's zipfile and 7-Zip write them,
+// came back clean), while 7-Zip, WinRAR and libarchive-based unzippers
+// (Windows 11's, macOS's) extract it. The members the central directory
+// lists, else the local headers front to back; an encrypted one is left
+// to libclamav (it reports those), an empty one holds nothing.
+const char* zipMethodNotUnpacked(std::string_view bytes);
 
 }  // namespace sekimori::antivirus

@@ -231,6 +231,10 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     if (std::strcmp(type, "CL_TYPE_ZIP") == 0 && zipMembersOutsideDirectory(bytes) > 0) {
       noteUnscanned("ZIP members outside its central directory");
     }
+    // Members compressed in a way libclamav's unzip skips (LZMA, PPMd...).
+    if (zip) {
+      if (const char* method = zipMethodNotUnpacked(bytes)) noteUnscanned(method);
+    }
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
     // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
     // Both read only the start of the layer.

@@ -1,9 +1,9 @@
 // Fuzzes the archive-expansion guard (R-SIZE-5, common/mime/archive.cpp
 // over libarchive), the 7-Zip header probe written here
-// (common/mime/sevenzip.cpp) and the ZIP/CAB member-size reader of the
-// antivirus scanner (milters/antivirus/member_sizes.cpp) and its OpenPGP
-// reader (openpgp.cpp, which inflates compressed data): attachments are
-// attacker-made bytes. Properties: all return, within the limits they were
+// (common/mime/sevenzip.cpp), the antivirus scanner's ZIP/CAB directory
+// reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
+// methods) and its OpenPGP reader (openpgp.cpp, which inflates compressed
+// data): attachments are attacker-made bytes. Properties: all return, within the limits they were
 // given (out-of-bounds reads are the sanitizers' to catch).
 #include "common/mime/archive.h"
 #include "common/mime/sevenzip.h"
@@ -38,6 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
   // Each hidden member is a local header of 30 bytes at least.
   FUZZ_CHECK(sekimori::antivirus::zipMembersOutsideDirectory(bytes) <= bytes.size() / 30);
+  // A method is read from a header of 30 bytes at least.
+  if (const char* m = sekimori::antivirus::zipMethodNotUnpacked(bytes)) {
+    FUZZ_CHECK(bytes.size() >= 30 && std::string_view(m).starts_with("ZIP members compressed with "));
+  }
   // Never both: an encrypted message opens with a session key, a compressed one with its packet.
   FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
   return 0;

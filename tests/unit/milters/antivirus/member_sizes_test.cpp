@@ -1,6 +1,7 @@
 // tests/unit/milters/antivirus/member_sizes_test.cpp — the member sizes ZIP
-// and CAB archives declare, on archives made with the real tools (zip,
-// gcab), and on damaged ones: never a read outside the bytes given.
+// and CAB archives declare, and the ZIP methods libclamav skips, on archives
+// made with the real tools (zip, 7z, gcab), and on damaged ones: never a
+// read outside the bytes given.
 #include "milters/antivirus/member_sizes.h"
 
 #include <gtest/gtest.h>
@@ -149,6 +150,46 @@ TEST_F(MemberSizes, ZipMembersTheDirectoryDoesNotListAreCounted) {
   for (std::size_t n = 0; n <= unlisted.size(); ++n) {
     EXPECT_LE(zipMembersOutsideDirectory(std::string_view(unlisted).substr(0, n)), 1u) << n;
   }
+}
+
+TEST_F(MemberSizes, ZipMethodsLibclamavDoesNotUnpackAreNamed) {
+  ASSERT_EQ(sh("zip -q a.zip small.txt large.txt && zip -q -0 stored.zip small.txt && "
+               "zip -q -Z bzip2 bz.zip small.txt && touch empty.txt && zip -q -0 empty.zip empty.txt"),
+            0);
+  for (const char* m : {"LZMA", "PPMd", "Deflate64", "BZip2", "Deflate"}) {
+    ASSERT_EQ(sh(std::string("7z a -tzip -mm=") + m + " 7z-" + m + ".zip small.txt large.txt"), 0)
+        << m << ": p7zip-full missing? (scripts/install-deps)";
+  }
+  // What libclamav unpacks.
+  for (const char* z : {"a.zip", "stored.zip", "bz.zip", "7z-Deflate64.zip", "7z-BZip2.zip", "7z-Deflate.zip"}) {
+    EXPECT_EQ(zipMethodNotUnpacked(read(z)), nullptr) << z;
+  }
+  // What it skips, as 7-Zip writes it.
+  EXPECT_STREQ(zipMethodNotUnpacked(read("7z-LZMA.zip")), "ZIP members compressed with LZMA");
+  EXPECT_STREQ(zipMethodNotUnpacked(read("7z-PPMd.zip")), "ZIP members compressed with PPMd");
+  // Methods no tool here writes: the method field changed.
+  const std::string stored = read("stored.zip");
+  EXPECT_STREQ(zipMethodNotUnpacked(testing::setFirstMethod(stored, 93, 93)), "ZIP members compressed with Zstandard");
+  EXPECT_STREQ(zipMethodNotUnpacked(testing::setFirstMethod(stored, 95, 95)), "ZIP members compressed with XZ");
+  EXPECT_STREQ(zipMethodNotUnpacked(testing::setFirstMethod(stored, 7, 7)),
+               "ZIP members compressed with an unknown method");
+  // The directory and the local header disagreeing: either counts.
+  EXPECT_STREQ(zipMethodNotUnpacked(testing::setFirstMethod(stored, 0, 14)), "ZIP members compressed with LZMA");
+  EXPECT_STREQ(zipMethodNotUnpacked(testing::setFirstMethod(stored, 14, 0)), "ZIP members compressed with LZMA");
+  // Not these: an encrypted member (libclamav says encrypted), an empty one.
+  std::string encrypted = testing::setFirstMethod(stored, 14, 14);
+  ASSERT_FALSE(encrypted.empty());
+  encrypted[6] |= 1;
+  encrypted[encrypted.find("PK\x01\x02") + 8] |= 1;
+  EXPECT_EQ(zipMethodNotUnpacked(encrypted), nullptr);
+  EXPECT_EQ(zipMethodNotUnpacked(testing::setFirstMethod(read("empty.zip"), 14, 14)), nullptr);
+  // Without a central directory: the local headers.
+  const std::string lzma = read("7z-LZMA.zip");
+  EXPECT_STREQ(zipMethodNotUnpacked(lzma.substr(0, lzma.find("PK\x01\x02"))), "ZIP members compressed with LZMA");
+  EXPECT_EQ(zipMethodNotUnpacked(""), nullptr);
+  EXPECT_EQ(zipMethodNotUnpacked("not an archive at all"), nullptr);
+  // Every cut: no read outside the bytes.
+  for (std::size_t n = 0; n <= lzma.size(); ++n) zipMethodNotUnpacked(std::string_view(lzma).substr(0, n));
 }
 
 }  // namespace

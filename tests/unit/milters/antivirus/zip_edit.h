@@ -1,7 +1,8 @@
 // tests/unit/milters/antivirus/zip_edit.h — crafted zips for the tests, made
 // from archives the real zip tool wrote: a member that understates its
-// size, a member its central directory no longer lists. Bytes in, bytes
-// out; an archive that is not as expected comes back empty.
+// size, a member its central directory no longer lists, a member's method
+// changed. Bytes in, bytes out; an archive that is not as expected comes
+// back empty.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,16 @@ inline std::string unlistLastMember(std::string z) {
   putLe(z, e + 8, count - 1, 2);
   putLe(z, e + 10, count - 1, 2);
   putLe(z, e + 12, last - start, 4);
+  return z;
+}
+
+// The first member's compression method set to `central` in its central
+// directory entry and `local` in its local header (nothing else changed).
+inline std::string setFirstMethod(std::string z, std::uint16_t central, std::uint16_t local) {
+  const auto entry = z.find("PK\x01\x02");
+  if (z.compare(0, 4, "PK\x03\x04") != 0 || entry == std::string::npos || entry + 46 > z.size()) return {};
+  putLe(z, 8, local, 2);
+  putLe(z, entry + 10, central, 2);
   return z;
 }
 
