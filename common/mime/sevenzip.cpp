@@ -1,7 +1,8 @@
 // common/mime/sevenzip.cpp — see sevenzip.h. Layout from 7-Zip's
 // DOC/7zFormat.txt: a 32-byte signature header pointing at the header at
 // the end; the header either plain (kHeader) or packed (kEncodedHeader: a
-// StreamsInfo describing one LZMA-compressed stream that holds kHeader).
+// StreamsInfo describing one LZMA- or LZMA2-compressed stream that holds
+// kHeader).
 #include "common/mime/sevenzip.h"
 
 #include <lzma.h>
@@ -10,6 +11,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -205,7 +207,14 @@ StreamsInfo readStreamsInfo(Reader& r) {
   return si;
 }
 
-bool readAt(const Spool& s, std::uint64_t offset, std::vector<unsigned char>& out) {
+// What the probe reads: a spool, or bytes in memory.
+struct Source {
+  std::uint64_t length;
+  std::function<std::size_t(std::uint64_t offset, std::span<std::byte> out)> read;  // 0: nothing more
+  std::uint64_t size() const { return length; }
+};
+
+bool readAt(const Source& s, std::uint64_t offset, std::vector<unsigned char>& out) {
   std::size_t have = 0;
   while (have < out.size()) {
     const std::size_t n =
@@ -216,13 +225,14 @@ bool readAt(const Spool& s, std::uint64_t offset, std::vector<unsigned char>& ou
   return true;
 }
 
-// Raw LZMA (7-Zip's coder 03 01 01, 5 property bytes) into exactly `size`
-// bytes. The dictionary is capped at the output size: a header that
-// declares a 4 GiB dictionary gets no more than it can use.
-std::optional<std::vector<unsigned char>> unlzma(const std::vector<unsigned char>& packed,
+// Raw LZMA (7-Zip's coder 03 01 01, 5 property bytes) or LZMA2 (coder 21,
+// 1 property byte; libarchive's 7-Zip writer packs headers with it) into
+// exactly `size` bytes. The dictionary is capped at the output size: a
+// header that declares a 4 GiB dictionary gets no more than it can use.
+std::optional<std::vector<unsigned char>> unlzma(const std::vector<unsigned char>& packed, bool lzma2,
                                                  const std::vector<unsigned char>& props, std::uint64_t size) {
-  if (props.size() != 5) return std::nullopt;
-  lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
+  if (props.size() != (lzma2 ? 1u : 5u)) return std::nullopt;
+  lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
   if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return std::nullopt;
   auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
   opt->dict_size = static_cast<std::uint32_t>(
@@ -257,9 +267,9 @@ bool isLzma(const Coder& c) {
   return c.id.size() == kLzma.size() && std::equal(c.id.begin(), c.id.end(), kLzma.begin());
 }
 
-}  // namespace
+bool isLzma2(const Coder& c) { return c.id.size() == 1 && c.id[0] == 0x21; }
 
-SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) {
+SevenZipProbe probe(const Source& archive, std::uint64_t maxHeaderBytes) {
   SevenZipProbe probe;
   try {
     std::vector<unsigned char> sig(32);
@@ -282,7 +292,7 @@ SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) 
         probe.kind = SevenZipProbe::Kind::Encrypted;
         return probe;
       }
-      if (coders.size() != 1 || !isLzma(coders[0])) return probe;
+      if (coders.size() != 1 || !(isLzma(coders[0]) || isLzma2(coders[0]))) return probe;
       const std::uint64_t packSize = si.packSizes[0], unpackSize = si.unpackSizes[0];
       if (packSize > maxHeaderBytes || unpackSize > maxHeaderBytes || unpackSize == 0 ||
           si.packPos > archive.size() || 32 + si.packPos + packSize > archive.size()) {
@@ -290,7 +300,7 @@ SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) 
       }
       std::vector<unsigned char> packed(static_cast<std::size_t>(packSize));
       if (!readAt(archive, 32 + si.packPos, packed)) return probe;
-      auto decoded = unlzma(packed, coders[0].props, unpackSize);
+      auto decoded = unlzma(packed, isLzma2(coders[0]), coders[0].props, unpackSize);
       if (!decoded) return probe;
       header = std::move(*decoded);
     }
@@ -307,7 +317,9 @@ SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) 
       nid = r.byte();
     }
     if (nid == kMainStreamsInfo) {
-      readStreamsInfo(r);
+      for (const auto& folder : readStreamsInfo(r).folders) {
+        for (const Coder& c : folder) probe.coders.push_back(c.id);
+      }
       nid = r.byte();
     }
     probe.kind = SevenZipProbe::Kind::Files;
@@ -318,7 +330,26 @@ SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) 
   } catch (const std::bad_alloc&) {
     probe.kind = SevenZipProbe::Kind::Unknown;
   }
+  if (probe.kind != SevenZipProbe::Kind::Files) probe.coders.clear();
   return probe;
+}
+
+}  // namespace
+
+SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) {
+  return probe({archive.size(), [&](std::uint64_t offset, std::span<std::byte> out) { return archive.read(offset, out); }},
+               maxHeaderBytes);
+}
+
+SevenZipProbe probeSevenZip(std::string_view archive, std::uint64_t maxHeaderBytes) {
+  return probe({archive.size(),
+                [&](std::uint64_t offset, std::span<std::byte> out) -> std::size_t {
+                  if (offset >= archive.size()) return 0;
+                  const std::size_t n = std::min<std::uint64_t>(out.size(), archive.size() - offset);
+                  std::memcpy(out.data(), archive.data() + offset, n);
+                  return n;
+                }},
+               maxHeaderBytes);
 }
 
 }  // namespace sekimori::mime

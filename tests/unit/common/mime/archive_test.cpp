@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mime/sevenzip.h"
 #include "tests/unit/common/mime/archive_samples.h"
 
 namespace sekimori::mime {
@@ -305,6 +306,41 @@ TEST(Archive, SevenZipDeclaringMillionsOfFilesIsRefusedBeforeLibarchive) {
   const ExpansionResult few = measure(samples::sevenZipManyFiles(5, true));
   EXPECT_EQ(few.status, Status::Ok) << toString(few.status);
   EXPECT_EQ(few.entries, 5u);
+}
+
+// The coders the data needs, as libarchive's 7-Zip writer sets them (the
+// antivirus scanner names those libclamav cannot decode), also behind a
+// header packed with LZMA2, as that writer packs it; bytes in memory read
+// as a spool is.
+TEST(Archive, SevenZipProbeListsTheCodersOfTheData) {
+  using Id = std::vector<unsigned char>;
+  const std::vector<samples::Entry> files = {{"a.txt", text(5000)}, {"b.txt", text(7000)}};
+  for (const auto& [option, id] : std::vector<std::pair<const char*, Id>>{{"7zip:compression=bzip2", {0x04, 0x02, 0x02}},
+                                                                          {"7zip:compression=deflate", {0x04, 0x01, 0x08}},
+                                                                          {"7zip:compression=lzma2", {0x21}},
+                                                                          {"7zip:compression=store", {0x00}}}) {
+    SCOPED_TRACE(option);
+    const std::string a = samples::write(archive_write_set_format_7zip, {}, files, option);
+    ASSERT_FALSE(a.empty());
+    const SevenZipProbe inMemory = probeSevenZip(std::string_view(a), 1 << 20);
+    EXPECT_EQ(inMemory.kind, SevenZipProbe::Kind::Files);
+    EXPECT_EQ(inMemory.files, 2u);
+    ASSERT_FALSE(inMemory.coders.empty());
+    for (const Id& c : inMemory.coders) EXPECT_EQ(c, id);
+    Spool spool(1 << 20);
+    spool.append(a);
+    const SevenZipProbe spooled = probeSevenZip(spool, 1 << 20);
+    EXPECT_EQ(spooled.files, inMemory.files);
+    EXPECT_EQ(spooled.coders, inMemory.coders);
+    // And measured (an LZMA2-packed header was "unreadable" before).
+    EXPECT_EQ(measure(a).status, Status::Ok) << toString(measure(a).status);
+  }
+  // Not a 7-Zip archive, or cut short: no coders.
+  EXPECT_TRUE(probeSevenZip(std::string_view("PK\x03\x04 not 7-Zip"), 1 << 20).coders.empty());
+  const std::string a = samples::write(archive_write_set_format_7zip, {}, files, "7zip:compression=bzip2");
+  for (std::size_t n = 0; n < a.size(); n += 7) {
+    EXPECT_NE(probeSevenZip(std::string_view(a).substr(0, n), 1 << 20).kind, SevenZipProbe::Kind::Files) << n;
+  }
 }
 
 TEST(Archive, EncryptedEntriesAreReportedAndTheirDeclaredSizeCounted) {
