@@ -2,10 +2,12 @@
 #include "milters/antivirus/member_sizes.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <iterator>
 #include <vector>
 
+#include "common/mime/sevenzip.h"
 #include "common/util/bytes.h"
 
 namespace sekimori::antivirus {
@@ -261,6 +263,39 @@ const char* notUnpackedInZip(const Bytes& b) {
   return found;
 }
 
+// A 7-Zip coder libclamav 1.4.6 cannot decode, as "7-Zip data compressed
+// with NAME"; nullptr for one it does.
+const char* coderNotDecoded(const std::vector<unsigned char>& id) {
+  using Id = std::vector<unsigned char>;
+  static const std::array<Id, 7> kDecoded = {
+      Id{0x00},                    // Copy
+      Id{0x21},                    // LZMA2
+      Id{0x03, 0x01, 0x01},        // LZMA
+      Id{0x03, 0x04, 0x01},        // PPMd
+      Id{0x03, 0x03, 0x01, 0x03},  // BCJ (x86)
+      Id{0x03, 0x03, 0x01, 0x1B},  // BCJ2
+      Id{0x03, 0x03, 0x05, 0x01},  // ARM
+  };
+  if (std::find(kDecoded.begin(), kDecoded.end(), id) != kDecoded.end()) return nullptr;
+  static const std::array<std::pair<Id, const char*>, 11> kNamed = {{
+      {{0x06, 0xF1, 0x07, 0x01}, nullptr},  // AES: libclamav says encrypted
+      {{0x04, 0x02, 0x02}, "7-Zip data compressed with BZip2"},
+      {{0x04, 0x01, 0x08}, "7-Zip data compressed with Deflate"},
+      {{0x04, 0x01, 0x09}, "7-Zip data compressed with Deflate64"},
+      {{0x03}, "7-Zip data with a Delta filter"},
+      {{0x0A}, "7-Zip data with an ARM64 filter"},
+      {{0x03, 0x03, 0x07, 0x01}, "7-Zip data with an ARM Thumb filter"},
+      {{0x03, 0x03, 0x02, 0x05}, "7-Zip data with a PowerPC filter"},
+      {{0x03, 0x03, 0x04, 0x01}, "7-Zip data with an IA-64 filter"},
+      {{0x03, 0x03, 0x08, 0x05}, "7-Zip data with a SPARC filter"},
+      {{0x04, 0xF7, 0x11, 0x01}, "7-Zip data compressed with Zstandard"},
+  }};
+  for (const auto& [known, name] : kNamed) {
+    if (known == id) return name;
+  }
+  return "7-Zip data compressed with an unknown method";
+}
+
 std::uint64_t largestInCab(const Bytes& b) {
   const unsigned char* h = b.at(0, 36);
   if (h == nullptr || std::memcmp(h, "MSCF", 4) != 0) return 0;
@@ -289,5 +324,12 @@ std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes) {
 std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hiddenInZip(Bytes(bytes)); }
 
 const char* zipMethodNotUnpacked(std::string_view bytes) { return notUnpackedInZip(Bytes(bytes)); }
+
+const char* sevenZipMethodNotUnpacked(std::string_view bytes) {
+  for (const auto& id : mime::probeSevenZip(bytes, kSevenZipHeaderMax).coders) {
+    if (const char* name = coderNotDecoded(id)) return name;
+  }
+  return nullptr;
+}
 
 }  // namespace sekimori::antivirus

@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "common/log/log.h"
+#include "common/util/bytes.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/member_sizes.h"
@@ -133,6 +134,22 @@ void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* ms
 // container of these kinds that gets no child layer was not unpacked, and
 // the scan is then "unscanned", never "clean".
 
+// The 13-byte header of the legacy .lzma format (xz --format=lzma, 7-Zip,
+// LZMA SDK), which has no magic number: the properties every encoder writes
+// by default (lc=3, lp=0, pb=2), a dictionary size of 2^n or 2^n + 2^(n-1)
+// from 4 KiB to 1.5 GiB, and a size that is "unknown" or under 256 GiB.
+bool lzmaAlone(std::string_view b) {
+  if (b.size() < 13 || static_cast<unsigned char>(b[0]) != 0x5D) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(b.data());
+  const std::uint32_t dict = util::le32(p + 1);
+  const std::uint64_t size = util::le64(p + 5);
+  bool dictOk = false;
+  for (int n = 12; n <= 30 && !dictOk; ++n) {
+    dictOk = dict == (1u << n) || dict == (1u << n) + (1u << (n - 1));
+  }
+  return dictOk && (size == ~std::uint64_t{0} || size < (std::uint64_t{1} << 38));
+}
+
 // The kind of container at the start of a layer, or nullptr.
 const char* containerKind(const char* type, const char* buf, std::size_t size) {
   if (type != nullptr && std::strcmp(type, "CL_TYPE_RAR") == 0) return "RAR archive";
@@ -145,6 +162,7 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
   if (b.size() >= 3 && b.starts_with("\x1F\x9D") && (b[2] & 0x1F) >= 9 && (b[2] & 0x1F) <= 16) {
     return "compress (.Z) data";  // the third byte: block mode and 9..16 code bits
   }
+  if (lzmaAlone(b)) return "LZMA data";
   if (b.size() >= 14 && b.substr(7, 7) == "**ACE**") return "ACE archive";
   if (b.starts_with("7kSt\xA0\x31\x83\xD3")) return "ZPAQ archive";
   if (b.size() >= 14 && b.starts_with("SIT!") && b.substr(10, 4) == "rLau") return "StuffIt archive";
@@ -231,10 +249,12 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     if (std::strcmp(type, "CL_TYPE_ZIP") == 0 && zipMembersOutsideDirectory(bytes) > 0) {
       noteUnscanned("ZIP members outside its central directory");
     }
-    // Members compressed in a way libclamav's unzip skips (LZMA, PPMd...).
-    if (zip) {
-      if (const char* method = zipMethodNotUnpacked(bytes)) noteUnscanned(method);
-    }
+    // Members compressed in a way libclamav skips (zip: LZMA, PPMd...;
+    // 7-Zip: BZip2, Deflate, filters other than x86 and ARM).
+    const char* method = zip                                         ? zipMethodNotUnpacked(bytes)
+                         : std::strcmp(type, "CL_TYPE_7Z") == 0 ? sevenZipMethodNotUnpacked(bytes)
+                                                                 : nullptr;
+    if (method != nullptr) noteUnscanned(method);
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
     // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
     // Both read only the start of the layer.

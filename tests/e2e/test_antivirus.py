@@ -832,8 +832,8 @@ class AntivirusE2E(unittest.TestCase):
                 self.assertTrue(status[0].endswith(b"; unscanned: encrypted"), status)
 
     def test_a_container_the_engine_cannot_unpack_is_marked_unscanned(self):
-        if shutil.which("zstd") is None:
-            self.skipTest("zstd not installed")
+        if shutil.which("zstd") is None or shutil.which("7z") is None:
+            self.skipTest("zstd or 7z not installed")
         payload = EICAR + b"\n" + b"padding line so that zstd compresses this file\n" * 200
         packed = subprocess.run(["zstd", "-q", "-19", "-c"], input=payload, capture_output=True, check=True).stdout
         # A zip member compressed with LZMA (Python's zipfile, 7-Zip on
@@ -841,9 +841,22 @@ class AntivirusE2E(unittest.TestCase):
         lzma_zip = io.BytesIO()
         with zipfile.ZipFile(lzma_zip, "w", compression=zipfile.ZIP_LZMA) as z:
             z.writestr("report.txt", payload)
+        # A 7-Zip archive compressed with BZip2 (7z -m0=BZip2), which
+        # libclamav does not decode.
+        d = tempfile.mkdtemp()
+        try:
+            with open(os.path.join(d, "report.txt"), "wb") as f:
+                f.write(payload)
+            subprocess.run(["7z", "a", "-t7z", "-m0=BZip2", "r.7z", "report.txt"], cwd=d, check=True,
+                           capture_output=True)
+            with open(os.path.join(d, "r.7z"), "rb") as f:
+                bzip2_7z = f.read()
+        finally:
+            shutil.rmtree(d)
         for name, data, ctype, status in [
                 ("report.txt.zst", packed, "application/zstd", b"Zstandard data"),
-                ("report.zip", lzma_zip.getvalue(), "application/zip", b"ZIP members compressed with LZMA")]:
+                ("report.zip", lzma_zip.getvalue(), "application/zip", b"ZIP members compressed with LZMA"),
+                ("report.7z", bzip2_7z, "application/x-7z-compressed", b"7-Zip data compressed with BZip2")]:
             with self.subTest(name):
                 self.assertNotIn(EICAR, data)
                 msgid = self.msgid("unscanned")

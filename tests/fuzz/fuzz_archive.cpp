@@ -2,7 +2,7 @@
 // over libarchive), the 7-Zip header probe written here
 // (common/mime/sevenzip.cpp), the antivirus scanner's ZIP/CAB directory
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
-// methods) and its OpenPGP reader (openpgp.cpp, which inflates compressed
+// methods; 7-Zip coders) and its OpenPGP reader (openpgp.cpp, which inflates compressed
 // data): attachments are attacker-made bytes. Properties: all return, within the limits they were
 // given (out-of-bounds reads are the sanitizers' to catch).
 #include "common/mime/archive.h"
@@ -38,9 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
   // Each hidden member is a local header of 30 bytes at least.
   FUZZ_CHECK(sekimori::antivirus::zipMembersOutsideDirectory(bytes) <= bytes.size() / 30);
-  // A method is read from a header of 30 bytes at least.
+  // A method is read from a header of 30 bytes at least (7-Zip: 32).
   if (const char* m = sekimori::antivirus::zipMethodNotUnpacked(bytes)) {
     FUZZ_CHECK(bytes.size() >= 30 && std::string_view(m).starts_with("ZIP members compressed with "));
+  }
+  if (const char* m = sekimori::antivirus::sevenZipMethodNotUnpacked(bytes)) {
+    FUZZ_CHECK(bytes.size() >= 32 && std::string_view(m).starts_with("7-Zip data "));
   }
   // Never both: an encrypted message opens with a session key, a compressed one with its packet.
   FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));

@@ -1,5 +1,6 @@
 // tests/unit/milters/antivirus/member_sizes_test.cpp — the member sizes ZIP
-// and CAB archives declare, and the ZIP methods libclamav skips, on archives
+// and CAB archives declare, and the ZIP methods and 7-Zip coders libclamav
+// skips, on archives
 // made with the real tools (zip, 7z, gcab), and on damaged ones: never a
 // read outside the bytes given.
 #include "milters/antivirus/member_sizes.h"
@@ -12,6 +13,8 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/unit/milters/antivirus/zip_edit.h"
 
@@ -190,6 +193,49 @@ TEST_F(MemberSizes, ZipMethodsLibclamavDoesNotUnpackAreNamed) {
   EXPECT_EQ(zipMethodNotUnpacked("not an archive at all"), nullptr);
   // Every cut: no read outside the bytes.
   for (std::size_t n = 0; n <= lzma.size(); ++n) zipMethodNotUnpacked(std::string_view(lzma).substr(0, n));
+}
+
+TEST_F(MemberSizes, SevenZipCodersLibclamavDoesNotDecodeAreNamed) {
+  const std::vector<std::pair<std::string, const char*>> archives = {
+      // What libclamav decodes: the default (LZMA2), LZMA, PPMd, Copy,
+      // the x86 and ARM filters; encrypted (libclamav says so).
+      {"-m0=LZMA2", nullptr},
+      {"-m0=LZMA", nullptr},
+      {"-m0=PPMd", nullptr},
+      {"-m0=Copy", nullptr},
+      {"-mf=BCJ", nullptr},
+      {"-mf=BCJ2", nullptr},
+      {"-mf=ARM", nullptr},
+      {"-pabc", nullptr},
+      {"-pabc -mhe=on", nullptr},
+      // What it does not.
+      {"-m0=BZip2", "7-Zip data compressed with BZip2"},
+      {"-m0=Deflate", "7-Zip data compressed with Deflate"},
+      {"-m0=Deflate64", "7-Zip data compressed with Deflate64"},
+      {"-mf=ARM64", "7-Zip data with an ARM64 filter"},
+      {"-mf=ARMT", "7-Zip data with an ARM Thumb filter"},
+      {"-mf=PPC", "7-Zip data with a PowerPC filter"},
+      {"-mf=SPARC", "7-Zip data with a SPARC filter"},
+      {"-mf=IA64", "7-Zip data with an IA-64 filter"},
+      {"-mf=Delta:4", "7-Zip data with a Delta filter"},
+  };
+  int n = 0;
+  for (const auto& [options, want] : archives) {
+    SCOPED_TRACE(options);
+    const std::string name = "a" + std::to_string(n++) + ".7z";
+    ASSERT_EQ(sh("7z a -t7z " + options + " " + name + " small.txt large.txt"), 0) << "p7zip-full missing?";
+    const std::string a = read(name);
+    if (want == nullptr) {
+      EXPECT_EQ(sevenZipMethodNotUnpacked(a), nullptr);
+    } else {
+      EXPECT_STREQ(sevenZipMethodNotUnpacked(a), want);
+    }
+  }
+  // Not 7-Zip, or cut short (the header is at the end): nothing to say.
+  EXPECT_EQ(sevenZipMethodNotUnpacked(""), nullptr);
+  EXPECT_EQ(sevenZipMethodNotUnpacked(read("a0.7z").substr(0, 40)), nullptr);
+  ASSERT_EQ(sh("zip -q a.zip small.txt"), 0);
+  EXPECT_EQ(sevenZipMethodNotUnpacked(read("a.zip")), nullptr);
 }
 
 }  // namespace

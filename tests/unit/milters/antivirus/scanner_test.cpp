@@ -291,9 +291,10 @@ fs::path nestedZip(const fs::path& dir, int depth) {
   return work / inner;
 }
 
-// Containers libclamav does not unpack (Zstandard, LZ4; RAR without the
-// unrar module; zip members compressed with LZMA or PPMd) hide what is
-// inside: never "clean", "unscanned" naming them.
+// Containers libclamav does not unpack (Zstandard, LZ4, .lzma; RAR without
+// the unrar module; zip members compressed with LZMA or PPMd; 7-Zip data
+// compressed with BZip2 or behind an ARM64 filter) hide what is inside:
+// never "clean", "unscanned" naming them.
 TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
   writeFile(data_ / "payload.txt", paddedEicar());
   const std::string d = "cd " + data_.string() + " && ";
@@ -319,6 +320,13 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
   ASSERT_EQ(sh(d + "7z a -tzip -mm=PPMd ppmd.zip payload.txt"), 0);
   ASSERT_EQ(sh(d + "cp lzma.zip mixed.zip && zip -q mixed.zip eicar.com"), 0);
   ASSERT_EQ(sh(d + "7z a -tzip -mm=Deflate64 deflate64.zip payload.txt"), 0);
+  // 7-Zip archives with a coder libclamav does not decode (BZip2, the
+  // ARM64 filter) and the legacy .lzma format came back clean before; the
+  // default (LZMA2) and PPMd it decodes.
+  ASSERT_EQ(sh(d + "7z a -t7z -m0=BZip2 bzip2.7z payload.txt && 7z a -t7z -mf=ARM64 arm64.7z payload.txt && "
+                   "7z a -t7z lzma2.7z payload.txt && 7z a -t7z -m0=PPMd ppmd.7z payload.txt && "
+                   "xz --format=lzma -k payload.txt"),
+            0);
   // A RAR 4 signature and a block header with nothing a decoder can use:
   // typed RAR by libclamav, unpacked by no one.
   writeFile(data_ / "broken.rar", std::string("Rar!\x1a\x07\x00\xcf\x90\x73\x00\x00\x0d\x00", 14) +
@@ -337,6 +345,11 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnscannedNotClean) {
       {"ppmd.zip", Status::Unscanned, "ZIP members compressed with PPMd"},
       {"mixed.zip", Status::Infected, kEicarSig},
       {"deflate64.zip", Status::Infected, kEicarSig},
+      {"bzip2.7z", Status::Unscanned, "7-Zip data compressed with BZip2"},
+      {"arm64.7z", Status::Unscanned, "7-Zip data with an ARM64 filter"},
+      {"payload.txt.lzma", Status::Unscanned, "LZMA data"},
+      {"lzma2.7z", Status::Infected, kEicarSig},
+      {"ppmd.7z", Status::Infected, kEicarSig},
       {"listed.zip", Status::Infected, kEicarSig},
       {"clean.zip", Status::Clean, ""},
       {"lzip.txt", Status::Clean, ""},
