@@ -337,7 +337,8 @@ SevenZipProbe probe(const Source& archive, std::uint64_t maxHeaderBytes) {
 }  // namespace
 
 SevenZipProbe probeSevenZip(const Spool& archive, std::uint64_t maxHeaderBytes) {
-  return probe({archive.size(), [&](std::uint64_t offset, std::span<std::byte> out) { return archive.read(offset, out); }},
+  return probe({archive.size(),
+                [&](std::uint64_t offset, std::span<std::byte> out) { return archive.read(offset, out); }},
                maxHeaderBytes);
 }
 

@@ -963,7 +963,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         f.whole = p.result;
         break;
       }
-      if (f.whole.status == ScanResult::Status::Clean && p.result.status != ScanResult::Status::Clean) f.whole = p.result;
+      if (f.whole.status == ScanResult::Status::Clean && p.result.status != ScanResult::Status::Clean) {
+        f.whole = p.result;
+      }
     }
   }
 

@@ -251,9 +251,12 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     }
     // Members compressed in a way libclamav skips (zip: LZMA, PPMd...;
     // 7-Zip: BZip2, Deflate, filters other than x86 and ARM).
-    const char* method = zip                                         ? zipMethodNotUnpacked(bytes)
-                         : std::strcmp(type, "CL_TYPE_7Z") == 0 ? sevenZipMethodNotUnpacked(bytes)
-                                                                 : nullptr;
+    const char* method = nullptr;
+    if (zip) {
+      method = zipMethodNotUnpacked(bytes);
+    } else if (std::strcmp(type, "CL_TYPE_7Z") == 0) {
+      method = sevenZipMethodNotUnpacked(bytes);
+    }
     if (method != nullptr) noteUnscanned(method);
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
     // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.

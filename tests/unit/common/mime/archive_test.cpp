@@ -315,10 +315,11 @@ TEST(Archive, SevenZipDeclaringMillionsOfFilesIsRefusedBeforeLibarchive) {
 TEST(Archive, SevenZipProbeListsTheCodersOfTheData) {
   using Id = std::vector<unsigned char>;
   const std::vector<samples::Entry> files = {{"a.txt", text(5000)}, {"b.txt", text(7000)}};
-  for (const auto& [option, id] : std::vector<std::pair<const char*, Id>>{{"7zip:compression=bzip2", {0x04, 0x02, 0x02}},
-                                                                          {"7zip:compression=deflate", {0x04, 0x01, 0x08}},
-                                                                          {"7zip:compression=lzma2", {0x21}},
-                                                                          {"7zip:compression=store", {0x00}}}) {
+  const std::vector<std::pair<const char*, Id>> cases = {{"7zip:compression=bzip2", {0x04, 0x02, 0x02}},
+                                                         {"7zip:compression=deflate", {0x04, 0x01, 0x08}},
+                                                         {"7zip:compression=lzma2", {0x21}},
+                                                         {"7zip:compression=store", {0x00}}};
+  for (const auto& [option, id] : cases) {
     SCOPED_TRACE(option);
     const std::string a = samples::write(archive_write_set_format_7zip, {}, files, option);
     ASSERT_FALSE(a.empty());
