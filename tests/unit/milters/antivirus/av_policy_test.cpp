@@ -531,9 +531,9 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
   EXPECT_EQ(stripActiveHtml("<a class=x href=\"javascript:go()\">x</a>"), "<a class=x >x</a>");
 }
 
-constexpr unsigned kHtml = MediaTypeSniffer::kHtml, kEncrypted = MediaTypeSniffer::kEncrypted;
+constexpr unsigned kEncrypted = MediaTypeSniffer::kEncrypted;
 
-unsigned kinds(const MediaTypeSniffer& s) { return (s.html() ? kHtml : 0u) | (s.encrypted() ? kEncrypted : 0u); }
+unsigned kinds(const MediaTypeSniffer& s) { return s.encrypted() ? kEncrypted : 0u; }
 
 // What the sniffer says of `text` fed in chunks of `chunk` bytes.
 unsigned sniff(std::string_view text, std::size_t chunk) {
@@ -553,28 +553,15 @@ void expectSniffed(std::string_view text, unsigned expected) {
   for (std::size_t chunk = 1; chunk <= 12; ++chunk) EXPECT_EQ(sniff(text, chunk), expected) << chunk << ": " << text;
 }
 
-TEST(AvMediaType, SniffsHtmlAsMimeReadersReadIt) {
+// HTML needs no sniffing (every message is walked for it); an attached
+// message may hold encrypted mail, base64-encoded where no type shows.
+TEST(AvMediaType, SniffsAttachedMessagesAsMaybeEncrypted) {
   const std::string before = "--b\r\nContent-Type: ", after = "; charset=utf-8\r\n\r\n<p>x</p>\r\n";
-  // Found by fuzz_antivirus: GMime (and mail readers) read all of these as
-  // text/html; a search for "text/html" saw only the first two.
-  for (const char* type : {"text/html", "TEXT/Html", "text/ html", "text /html", "text\t/\thtml",
-                           "text/\r\n html", "text/(comment)html"}) {
-    expectSniffed(before + type + after, kHtml);
+  for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial", "message/\r\n rfc822",
+                           "mess\x80" "age/rfc822", "m\re\rssage/rfc822"}) {
+    expectSniffed(before + type + after, kEncrypted);
   }
-  // A comment before the '/' could end any type: yes to both kinds.
-  expectSniffed(before + "text(c) / (c)html" + after, kHtml | kEncrypted);
-  // GMime's parser drops a lone CR and bytes such as 0x80 from a part's
-  // header lines: these are text/html to it (found by fuzz_antivirus).
-  for (const char* type : {"text/htm\rl", "t\re\rx\rt\r/\rh\rt\rm\rl", "tex\x80t/html", "text\x80/html",
-                           "text/\x80html", "text/ht\x81\xFFml"}) {
-    expectSniffed(before + type + after, kHtml);
-  }
-  // An attached message may hold HTML or encrypted mail, base64-encoded
-  // where no type shows.
-  for (const char* type : {"message/rfc822", "Message / Global", "message/(x)partial"}) {
-    expectSniffed(before + type + after, kHtml | kEncrypted);
-  }
-  for (const char* type : {"text/plain", "image/png", "text/htm", "application/xhtml+xml", "texts/xml",
+  for (const char* type : {"text/html", "text/plain", "image/png", "application/xhtml+xml", "texts/xml",
                            "xmessage/rfc822"}) {
     expectSniffed(before + type + after, 0);
   }
@@ -593,16 +580,15 @@ TEST(AvMediaType, SniffsTheTypesOfEncryptedMail) {
                            "multipart/encrypte", "application/x-pkcs7"}) {
     expectSniffed(before + type + after, 0);
   }
-  // Both kinds in one body, in either order.
-  expectSniffed(before + "multipart/encrypted" + after + before + "text/html" + after, kHtml | kEncrypted);
-  expectSniffed(before + "text/html" + after + before + "application/pkcs7-mime" + after, kHtml | kEncrypted);
-  // An attached message after an HTML part still says maybe encrypted
-  // (found in review: the HTML part's yes made the sniffer skip the rule).
-  expectSniffed(before + "text/html" + after + before + "message/rfc822" + after, kHtml | kEncrypted);
-  expectSniffed("see :-)/ there", kHtml | kEncrypted);
+  // After an HTML part too, in either order.
+  expectSniffed(before + "multipart/encrypted" + after + before + "text/html" + after, kEncrypted);
+  expectSniffed(before + "text/html" + after + before + "application/pkcs7-mime" + after, kEncrypted);
+  expectSniffed(before + "text/html" + after + before + "message/rfc822" + after, kEncrypted);
+  // A comment before the '/' could end any type.
+  expectSniffed("see :-)/ there", kEncrypted);
 }
 
-TEST(AvMediaType, BodiesWithoutEitherStayUnsniffed) {
+TEST(AvMediaType, BodiesWithoutOneStayUnsniffed) {
   // base64 of bytes 0..255 repeated: '/' and letters in every position.
   std::string b64;
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -618,10 +604,26 @@ TEST(AvMediaType, BodiesWithoutEitherStayUnsniffed) {
   s.feed("");
   EXPECT_EQ(kinds(s), 0u);
   s.feed("text/html");
-  EXPECT_EQ(kinds(s), kHtml);
-  s.feed("anything");  // stays seen
+  EXPECT_EQ(kinds(s), 0u);
   s.feed(" multipart/encrypted");
-  EXPECT_EQ(kinds(s), kHtml | kEncrypted);
+  EXPECT_EQ(kinds(s), kEncrypted);
+  s.feed("anything");  // stays seen
+  EXPECT_EQ(kinds(s), kEncrypted);
+}
+
+TEST(AvHtmlLeaf, TypesAndNamesABrowserRunsAsHtml) {
+  for (const char* type : {"text/html", "application/xhtml+xml", "image/svg+xml"}) {
+    EXPECT_TRUE(htmlLeaf(type, "")) << type;
+  }
+  for (const char* name : {"invoice.html", "INVOICE.HTM", "a.b.Shtml", "x.xhtml", "x.xht", "logo.svg", "setup.hta",
+                           "invoice.html.", "invoice.html . ", "請求書.html"}) {
+    EXPECT_TRUE(htmlLeaf("application/octet-stream", name)) << name;
+  }
+  for (const char* name : {"", "html", "invoice.html.pdf", "invoice.htmx", "invoice.svgz", "a.txt", ".", "notes.mht"}) {
+    EXPECT_FALSE(htmlLeaf("application/octet-stream", name)) << name;
+  }
+  EXPECT_FALSE(htmlLeaf("text/plain", "readme.txt"));
+  EXPECT_FALSE(htmlLeaf("text/xml", ""));
 }
 
 }  // namespace
