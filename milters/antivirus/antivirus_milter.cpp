@@ -124,7 +124,9 @@ const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kHtmlScript{
     "actions.html_script_action", "mark",
-    "HTML parts with script or plug-ins (<script, <object classid, <embed, <applet, on*= handlers, "
+    "HTML parts (text/html, XHTML and SVG parts, and attachments named .htm, .html, .shtml, .xht, "
+    ".xhtml, .svg or .hta whatever their type) with script or plug-ins (<script, <object classid, <embed, "
+    "<applet, on*= handlers, "
     "javascript:/vbscript: links, sources and refreshes, <iframe srcdoc> documents and data: URL documents "
     "(HTML, SVG, XML; not images) holding any of these), "
     "looked at as mail readers show them (charset decoded): mark "
