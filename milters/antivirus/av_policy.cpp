@@ -610,12 +610,11 @@ namespace {
 struct SniffRule {
   std::string_view type;
   std::array<std::string_view, 3> subtypes;
-  unsigned kind;
 };
 constexpr std::array<SniffRule, 3> kSniffRules{{
-    {"message", {}, MediaTypeSniffer::kEncrypted},
-    {"multipart", {"encrypted"}, MediaTypeSniffer::kEncrypted},
-    {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}, MediaTypeSniffer::kEncrypted},
+    {"message", {}},
+    {"multipart", {"encrypted"}},
+    {"application", {"pkcs7-mime", "x-pkcs7-mime", "pgp-encrypted"}},
 }};
 
 // The ASCII letters and digits no type in kSniffRules ends with.
@@ -658,12 +657,11 @@ MediaTypeSniffer::Match MediaTypeSniffer::afterSlash(std::string_view bytes, Aft
 }
 
 void MediaTypeSniffer::feed(std::string_view chunk) {
-  constexpr unsigned kAll = kEncrypted;
-  if (seen_ == kAll) return;
+  if (seen_) return;
   // The '/' at the end of the last chunk, its subtype cut off.
   if (pending_.rule >= 0) {
     const Match m = afterSlash(chunk, pending_);
-    if (m == Match::Yes) seen_ |= kSniffRules[static_cast<std::size_t>(pending_.rule)].kind;
+    if (m == Match::Yes) seen_ = true;
     if (m != Match::Open) pending_ = {};
   }
   // Byte i of the window: the kept tail, then this chunk (i < 0: tail).
@@ -695,26 +693,25 @@ void MediaTypeSniffer::feed(std::string_view chunk) {
   // '/' is rare in what most bodies are made of (base64 has one in 64);
   // memchr finds it fast.
   for (const char* p = chunk.data();
-       seen_ != kAll && (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p))); ++p) {
+       !seen_ && (p = static_cast<const char*>(std::memchr(p, '/', chunk.data() + chunk.size() - p))); ++p) {
     const std::ptrdiff_t j = p - chunk.data();
     // Most are base64 letters: a letter or digit before the '/' that no
     // type looked for ends with rules them all out (before() says No).
     if (j - 1 >= -tailSize && endsNoSniffedType(at(j - 1))) continue;
-    for (std::size_t r = 0; r < kSniffRules.size(); ++r) {
+    for (std::size_t r = 0; !seen_ && r < kSniffRules.size(); ++r) {
       const SniffRule& rule = kSniffRules[r];
-      if ((seen_ & rule.kind) == rule.kind) continue;  // all it can say is said
       const Before b = before(j, rule.type);
       if (b == Before::No) continue;
       // A type of any subtype (an attached message of any kind: it may
       // hold encrypted mail, also base64-encoded, where no type shows).
       if (b == Before::Unsure || rule.subtypes[0].empty()) {
-        seen_ |= rule.kind;
+        seen_ = true;
         continue;
       }
       // The token before the '/' is this rule's type and no other's.
       After a{static_cast<int>(r), (1u << rule.subtypes.size()) - 1, 0};
       const Match m = afterSlash(chunk.substr(static_cast<std::size_t>(j) + 1), a);
-      if (m == Match::Yes) seen_ |= rule.kind;
+      if (m == Match::Yes) seen_ = true;
       if (m == Match::Open) pending_ = a;  // cut off by the end of the chunk: no later '/' in it
     }
   }

@@ -128,9 +128,7 @@ void refuseUnstrippable(Decision& d, const Replies& replies);
 class MediaTypeSniffer {
  public:
   void feed(std::string_view chunk);
-  bool encrypted() const { return (seen_ & kEncrypted) != 0; }
-
-  static constexpr unsigned kEncrypted = 1;
+  bool encrypted() const { return seen_; }
 
  private:
   // How far the subtype after a '/' has matched: the rule whose type was
@@ -143,7 +141,7 @@ class MediaTypeSniffer {
   enum class Match { No, Yes, Open };
   static Match afterSlash(std::string_view bytes, After& a);
 
-  unsigned seen_ = 0;
+  bool seen_ = false;
   std::string tail_;     // the stream's last bytes before the next chunk
   bool atStart_ = true;  // tail_ holds the stream from its first byte
   After pending_;        // a subtype cut off by the chunk's end

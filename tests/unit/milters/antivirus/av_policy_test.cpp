@@ -531,7 +531,7 @@ TEST(AvHtml, ReadsTagsAsBrowsersDo) {
   EXPECT_EQ(stripActiveHtml("<a class=x href=\"javascript:go()\">x</a>"), "<a class=x >x</a>");
 }
 
-constexpr unsigned kEncrypted = MediaTypeSniffer::kEncrypted;
+constexpr unsigned kEncrypted = 1;
 
 unsigned kinds(const MediaTypeSniffer& s) { return s.encrypted() ? kEncrypted : 0u; }
 
