@@ -8,9 +8,8 @@
 // bit each, so a few KB of attachment can claim tens of millions of files:
 // gigabytes of memory. This reads the header's file count itself (decoding
 // a packed header with liblzma, into at most maxHeaderBytes) so archive.cpp
-// can refuse first;
-// and the coders the archive's data needs (the antivirus scanner names the
-// ones libclamav cannot decode: milters/antivirus/member_sizes.h).
+// can refuse first; and the coders the archive's data needs (the antivirus
+// scanner names the ones libclamav cannot decode: member_sizes.h there).
 //
 //   auto p = mime::probeSevenZip(copy, 16 << 20);
 //   if (p.kind == SevenZipProbe::Kind::Files && p.files > limits.maxEntries) refuse();

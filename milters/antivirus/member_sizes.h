@@ -1,8 +1,8 @@
-// milters/antivirus/member_sizes.h — what a ZIP or CAB archive's directory
-// records say that libclamav 1.4.6 does not act on, read without unpacking
-// anything: the largest size declared for a member, (ZIP) members the
-// central directory does not list, and (ZIP, 7-Zip) members compressed in a
-// way it does not unpack.
+// milters/antivirus/member_sizes.h — what a ZIP, CAB or 7-Zip archive's
+// directory records say that libclamav 1.4.6 does not act on, read without
+// unpacking anything: the largest size declared for a member, (ZIP)
+// members the central directory does not list, and (ZIP, 7-Zip) members
+// compressed in a way it does not unpack.
 //
 // Why (scanner.cpp): libclamav 1.4.6 scans a zip member longer than its
 // file size limit cut short (empty under 8 KiB), and a longer cab member
@@ -56,8 +56,9 @@ const char* zipMethodNotUnpacked(std::string_view bytes);
 // using BZip2, Deflate or another filter (ARM64, ARM Thumb, PowerPC,
 // SPARC, IA-64, Delta...), as 7-Zip writes it on request, came back clean
 // with EICAR inside (measured). Read with mime::probeSevenZip (the header
-// up to kSevenZipHeaderMax, LZMA-decoded when packed); an archive whose
-// header is encrypted (libclamav says encrypted) or not understood: nullptr.
+// up to kSevenZipHeaderMax, LZMA- or LZMA2-decoded when packed); an
+// archive whose header is encrypted (libclamav says encrypted) or not
+// understood: nullptr.
 const char* sevenZipMethodNotUnpacked(std::string_view bytes);
 inline constexpr std::uint64_t kSevenZipHeaderMax = 16 << 20;
 
