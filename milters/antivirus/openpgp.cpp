@@ -21,7 +21,9 @@ constexpr int kPublicKeySessionKey = 1, kSymmetricSessionKey = 3;
 constexpr std::initializer_list<unsigned> kHashes = {1, 2, 3, 8, 9, 10, 11, 12, 14};
 constexpr std::initializer_list<unsigned> kSigning = {1, 3, 17, 19, 22, 27, 28};
 
-bool known(unsigned v, std::initializer_list<unsigned> set) { return std::find(set.begin(), set.end(), v) != set.end(); }
+bool known(unsigned v, std::initializer_list<unsigned> set) {
+  return std::find(set.begin(), set.end(), v) != set.end();
+}
 
 unsigned byteAt(std::string_view s, std::size_t i) { return static_cast<unsigned char>(s[i]); }
 

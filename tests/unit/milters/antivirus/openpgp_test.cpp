@@ -53,7 +53,9 @@ std::string mpi(unsigned bits, std::uint32_t seed) {
 }
 
 const std::string kKeyId = bytes(8, 1);
-std::string pkesk(int algo, const std::string& fields) { return std::string("\x03") + kKeyId + static_cast<char>(algo) + fields; }
+std::string pkesk(int algo, const std::string& fields) {
+  return std::string("\x03") + kKeyId + static_cast<char>(algo) + fields;
+}
 const std::string kRsa = pkesk(1, mpi(2047, 2));
 const std::string kElgamal = pkesk(16, mpi(2048, 3) + mpi(2045, 4));
 const std::string kEcdh = pkesk(18, mpi(263, 5) + "\x30" + bytes(48, 6));
@@ -164,11 +166,15 @@ TEST(OpenPgp, CompressedDataIsKnownByWhatItUnpacksTo) {
       literal,
       deflated(inner, true),
   };
-  for (const std::string& s : notCompressed) EXPECT_FALSE(openPgpCompressed(s)) << util::escapeControls(s.substr(0, 12));
+  for (const std::string& s : notCompressed) {
+    EXPECT_FALSE(openPgpCompressed(s)) << util::escapeControls(s.substr(0, 12));
+  }
   // Random data behind a compressed packet's header.
   int passed = 0;
   for (std::uint32_t seed = 0; seed < 20000; ++seed) {
-    for (const char algorithm : {'\x01', '\x02', '\x03'}) passed += openPgpCompressed(compressed(algorithm, bytes(300, seed)));
+    for (const char algorithm : {'\x01', '\x02', '\x03'}) {
+      passed += openPgpCompressed(compressed(algorithm, bytes(300, seed)));
+    }
   }
   EXPECT_EQ(passed, 0);
 }
