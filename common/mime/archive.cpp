@@ -8,6 +8,8 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/mime/sevenzip.h"
@@ -59,19 +61,12 @@ class ContentSource final : public Source {
   std::vector<std::byte> buf_;
 };
 
-// The attachment copied into a spool, for the formats that seek.
-class SpoolSource final : public Source {
+// Bytes of a known size read with seeks: the formats that seek.
+class SeekableSource : public Source {
  public:
-  explicit SpoolSource(const Spool& s) : spool_(s), buf_(kChunk) {}
-  la_ssize_t read(const void** out) override {
-    *out = buf_.data();
-    const std::size_t n = spool_.read(pos_, buf_);
-    pos_ += n;
-    return static_cast<la_ssize_t>(n);
-  }
   bool seekable() const override { return true; }
   la_int64_t seek(la_int64_t offset, int whence) override {
-    const auto size = static_cast<la_int64_t>(spool_.size());
+    const auto size = static_cast<la_int64_t>(this->size());
     la_int64_t base = 0;
     if (whence == SEEK_CUR) base = static_cast<la_int64_t>(pos_);
     if (whence == SEEK_END) base = size;
@@ -81,10 +76,42 @@ class SpoolSource final : public Source {
     return static_cast<la_int64_t>(pos_);
   }
 
- private:
-  const Spool& spool_;
+ protected:
+  virtual std::uint64_t size() const = 0;
   std::uint64_t pos_ = 0;
+};
+
+// The attachment copied into a spool.
+class SpoolSource final : public SeekableSource {
+ public:
+  explicit SpoolSource(const Spool& s) : spool_(s), buf_(kChunk) {}
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    const std::size_t n = spool_.read(pos_, buf_);
+    pos_ += n;
+    return static_cast<la_ssize_t>(n);
+  }
+
+ private:
+  std::uint64_t size() const override { return spool_.size(); }
+  const Spool& spool_;
   std::vector<std::byte> buf_;
+};
+
+// Bytes in memory, handed to libarchive where they are.
+class MemorySource final : public SeekableSource {
+ public:
+  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
+  la_ssize_t read(const void** out) override {
+    *out = bytes_.data() + pos_;
+    const std::uint64_t n = bytes_.size() - pos_;
+    pos_ = bytes_.size();
+    return static_cast<la_ssize_t>(n);
+  }
+
+ private:
+  std::uint64_t size() const override { return bytes_.size(); }
+  std::string_view bytes_;
 };
 
 // The current entry of the parent archive, as a stream of its own.
@@ -332,7 +359,9 @@ Status measureLevel(Source& src, int level, State& st) {
 // central directory into memory before the first header, a few hundred
 // bytes per record: a ZIP declaring millions of tiny entries is refused
 // from this count before libarchive allocates for it.
-std::uint64_t zipDeclaredEntries(const Spool& copy) {
+// `copy` is anything with size() and read(offset, span) (a Spool, Bytes).
+template <class Copy>
+std::uint64_t zipDeclaredEntries(const Copy& copy) {
   constexpr std::size_t kEocd = 22;
   const std::uint64_t size = copy.size();
   if (size < kEocd) return 0;
@@ -366,12 +395,29 @@ std::uint64_t zipDeclaredEntries(const Spool& copy) {
   return 0;
 }
 
+// Bytes in memory read as a Spool is.
+struct Bytes {
+  std::string_view bytes;
+  std::uint64_t size() const { return bytes.size(); }
+  std::size_t read(std::uint64_t offset, std::span<std::byte> buf) const {
+    if (offset >= bytes.size()) return 0;
+    const std::size_t n = std::min<std::size_t>(buf.size(), bytes.size() - static_cast<std::size_t>(offset));
+    std::memcpy(buf.data(), bytes.data() + offset, n);
+    return n;
+  }
+};
+
 bool startsWith(const std::vector<std::byte>& prefix, std::string_view magic) {
   return prefix.size() >= magic.size() && std::memcmp(prefix.data(), magic.data(), magic.size()) == 0;
 }
 
-bool isSevenZip(const std::vector<std::byte>& prefix) {
-  return startsWith(prefix, std::string_view("7z\xBC\xAF\x27\x1C", 6));
+constexpr std::string_view kSevenZipMagic("7z\xBC\xAF\x27\x1C", 6);
+
+bool isSevenZip(const std::vector<std::byte>& prefix) { return startsWith(prefix, kSevenZipMagic); }
+
+// Room for a 7-Zip header of `maxEntries` files with long names.
+std::uint64_t sevenZipHeaderRoom(std::uint64_t maxEntries) {
+  return std::max<std::uint64_t>(1 << 20, maxEntries * 256);
 }
 
 constexpr std::size_t kIsoMagicAt = 32769;
@@ -385,6 +431,79 @@ bool needsSeeking(const std::vector<std::byte>& prefix) {
          isSevenZip(prefix) ||         // 7-Zip: its header is at the end
          startsWith(prefix, "MZ") ||   // self-extracting zip/7z/rar/cab
          isIso9660(prefix);            // ISO 9660 only here (see openFormats)
+}
+
+
+// --- unpackEntries ----------------------------------------------------------
+
+using UStatus = UnpackResult::Status;
+
+// Reads the current entry of `a` whole into `out`, within the limits
+// (`total`: what the entries before it took).
+UStatus readEntry(archive* a, const UnpackLimits& limits, std::uint64_t total, std::string& out) {
+  out.clear();
+  for (;;) {
+    const std::size_t at = out.size();
+    out.resize(at + kChunk);
+    const la_ssize_t n = archive_read_data(a, out.data() + at, kChunk);
+    out.resize(at + static_cast<std::size_t>(std::max<la_ssize_t>(n, 0)));
+    if (n < 0) return UStatus::Unreadable;
+    if (n == 0) return UStatus::Ok;
+    if (out.size() > limits.maxEntrySize) return UStatus::EntryTooLarge;
+    if (total + out.size() > limits.maxTotal) return UStatus::TooLarge;
+  }
+}
+
+// The entries of the archive format `a` is open on.
+void unpackFormat(archive* a, const UnpackLimits& limits, const EntryHandler& onEntry, UnpackResult& result) {
+  std::string data;
+  bool unreadable = false;
+  std::uint64_t seen = 0;
+  archive_entry* entry = nullptr;
+  int rc = archive_read_next_header(a, &entry);
+  if (rc == ARCHIVE_EOF || (rc != ARCHIVE_OK && rc != ARCHIVE_WARN && archive_format(a) == 0)) {
+    result.status = UStatus::NotArchive;
+    return;
+  }
+  for (; rc != ARCHIVE_EOF && rc != ARCHIVE_FATAL; rc = archive_read_next_header(a, &entry)) {
+    if (++seen > limits.maxEntries) {
+      result.status = UStatus::TooManyEntries;
+      return;
+    }
+    if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+      unreadable = true;  // this header is lost, the next may be fine
+      continue;
+    }
+    if (archive_entry_is_encrypted(entry)) {
+      result.encrypted = true;
+      continue;
+    }
+    if (archive_entry_filetype(entry) != AE_IFREG) continue;
+    const UStatus es = readEntry(a, limits, result.totalSize, data);
+    if (es == UStatus::Unreadable) {
+      unreadable = true;
+      continue;
+    }
+    if (es != UStatus::Ok) {
+      result.status = es;
+      return;
+    }
+    const char* name = archive_entry_pathname(entry);
+    ++result.entries;
+    result.totalSize += data.size();
+    if (!onEntry(name != nullptr ? name : "", data)) {
+      result.status = UStatus::Stopped;
+      return;
+    }
+  }
+  if (rc == ARCHIVE_FATAL) {
+    if (encryptedSomewhere(a)) {
+      result.encrypted = true;  // e.g. RAR with encrypted headers
+    } else {
+      unreadable = true;
+    }
+  }
+  result.status = unreadable ? UStatus::Unreadable : UStatus::Ok;
 }
 
 }  // namespace
@@ -440,9 +559,7 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
       return refuse(Status::TooManyEntries, declared, "ZIP");
     }
     if (isSevenZip(prefix)) {
-      // Room for a header of maxEntries files with long names.
-      const std::uint64_t maxHeader = std::max<std::uint64_t>(1 << 20, limits.maxEntries * 256);
-      const SevenZipProbe probe = probeSevenZip(copy, maxHeader);
+      const SevenZipProbe probe = probeSevenZip(copy, sevenZipHeaderRoom(limits.maxEntries));
       switch (probe.kind) {
         case SevenZipProbe::Kind::Files:
           if (probe.files > limits.maxEntries) return refuse(Status::TooManyEntries, probe.files, "7-Zip");
@@ -470,6 +587,68 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
   } else {
     result.status = Status::Ok;
   }
+  return result;
+}
+
+const char* toString(UnpackResult::Status s) {
+  switch (s) {
+    case UStatus::NotArchive: return "not-archive";
+    case UStatus::Ok: return "ok";
+    case UStatus::EntryTooLarge: return "entry-too-large";
+    case UStatus::TooLarge: return "too-large";
+    case UStatus::TooManyEntries: return "too-many-entries";
+    case UStatus::Unreadable: return "unreadable";
+    case UStatus::Stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry) {
+  UnpackResult result;
+  // Readers that allocate for every declared entry: as measureExpansion.
+  if (zipDeclaredEntries(Bytes{bytes}) > limits.maxEntries) {
+    result.status = UStatus::TooManyEntries;
+    return result;
+  }
+  if (bytes.starts_with(kSevenZipMagic)) {
+    const SevenZipProbe probe = probeSevenZip(bytes, sevenZipHeaderRoom(limits.maxEntries));
+    switch (probe.kind) {
+      case SevenZipProbe::Kind::Files:
+        if (probe.files <= limits.maxEntries) break;
+        result.status = UStatus::TooManyEntries;
+        return result;
+      case SevenZipProbe::Kind::Encrypted:
+        result.status = UStatus::Ok;
+        result.encrypted = true;
+        return result;
+      case SevenZipProbe::Kind::Unknown:
+        result.status = UStatus::Unreadable;  // not handed to libarchive unchecked
+        return result;
+    }
+  }
+  // Compressed: one entry, the decompressed bytes.
+  {
+    MemorySource src(bytes);
+    ArchivePtr raw = openDecompressor(src);
+    archive_entry* entry = nullptr;
+    if (raw && archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE &&
+        archive_read_next_header(raw.get(), &entry) == ARCHIVE_OK) {
+      std::string data;
+      const UStatus es = readEntry(raw.get(), limits, 0, data);
+      if (es != UStatus::Ok) {
+        result.status = es;
+        return result;
+      }
+      result.entries = 1;
+      result.totalSize = data.size();
+      result.status = onEntry("", data) ? UStatus::Ok : UStatus::Stopped;
+      return result;
+    }
+  }
+  MemorySource src(bytes);
+  ArchivePtr a = openFormats(src, false);
+  if (!a) return result;  // NotArchive
+  unpackFormat(a.get(), limits, onEntry, result);
   return result;
 }
 

@@ -1,6 +1,9 @@
 // common/mime/archive.h — how large an attached archive really is
 // (R-SIZE-5), measured by streaming it through libarchive: never extracted
 // to disk, never held whole in memory, archive bombs cost milliseconds.
+// And (unpackEntries, at the end) one level of an archive in memory
+// unpacked entry by entry, for the antivirus workers to scan what libclamav
+// cannot unpack itself.
 //
 // Every entry's data is read into one fixed scratch buffer and counted. An
 // entry that is itself an archive or compressed (zip in zip, a .gz of
@@ -47,7 +50,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/mime/message.h"
 
@@ -86,5 +91,57 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
 
 // "ok", "too-large", ... for log lines.
 const char* toString(ExpansionResult::Status s);
+
+// --- one level unpacked ----------------------------------------------------
+//
+// unpackEntries reads `bytes` (a whole archive or compressed file in
+// memory) with the same libarchive formats and filters as measureExpansion
+// and hands each regular file's data, read whole, to `onEntry`. One level
+// only: an entry that is itself an archive is handed over as it is. A
+// compressed file (gzip, bzip2, xz, lzma, lzip, zstd, lz4, compress) is one
+// entry, its decompressed bytes (a .tar.zst gives the tar). An archive is
+// read with seeks (a ZIP by its central directory, as unzip tools do); a
+// ZIP or 7-Zip declaring more than maxEntries entries is refused before
+// libarchive allocates for them.
+//
+// The limits are checked while reading: an entry is never held past
+// maxEntrySize, nor the sum of the entries past maxTotal. Encrypted entries
+// are skipped and counted as `encrypted` (also a 7-Zip whose header is
+// encrypted); an entry libarchive cannot read (damaged, or compressed in a
+// way it does not know) makes the result Unreadable, and the entries after
+// it are still handed over.
+//
+//   mime::UnpackLimits lim{25 << 20, 100 << 20, 10000};
+//   auto r = mime::unpackEntries(bytes, lim, [&](std::string_view name, std::string_view data) {
+//     return scan(data);                  // false: stop here (Stopped)
+//   });
+struct UnpackLimits {
+  std::uint64_t maxEntrySize = 25ULL * 1024 * 1024;  // one entry's bytes
+  std::uint64_t maxTotal = 100ULL * 1024 * 1024;     // all entries' bytes
+  std::uint64_t maxEntries = 10000;                  // entries handed over (and declared)
+};
+
+struct UnpackResult {
+  enum class Status {
+    NotArchive,      // neither compressed nor an archive libarchive reads (nothing handed over)
+    Ok,              // every entry that is not encrypted was handed over
+    EntryTooLarge,   // an entry longer than maxEntrySize (not handed over)
+    TooLarge,        // the entries together longer than maxTotal
+    TooManyEntries,  // more than maxEntries entries, read or declared
+    Unreadable,      // an entry (or the archive) could not be read; the others were handed over
+    Stopped,         // onEntry returned false
+  };
+  Status status = Status::NotArchive;
+  bool encrypted = false;       // entries (or a 7-Zip header) that could not be read for encryption
+  std::uint64_t entries = 0;    // handed to onEntry
+  std::uint64_t totalSize = 0;  // their bytes
+};
+
+using EntryHandler = std::function<bool(std::string_view name, std::string_view data)>;
+
+UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry);
+
+// "ok", "entry-too-large", ... for log lines.
+const char* toString(UnpackResult::Status s);
 
 }  // namespace sekimori::mime

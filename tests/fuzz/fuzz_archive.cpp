@@ -1,5 +1,6 @@
 // Fuzzes the archive-expansion guard (R-SIZE-5, common/mime/archive.cpp
-// over libarchive), the 7-Zip header probe written here
+// over libarchive) and its one-level unpacker (unpackEntries, what the
+// antivirus workers unpack for libclamav), the 7-Zip header probe written here
 // (common/mime/sevenzip.cpp), the antivirus scanner's ZIP/CAB directory
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
 // methods; 7-Zip coders) and its OpenPGP reader (openpgp.cpp, which inflates compressed
@@ -28,6 +29,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(r.entries <= limits.maxEntries);
   }
   FUZZ_CHECK(r.deepestLevel <= limits.maxDepth + 1);
+
+  UnpackLimits unpack;
+  unpack.maxEntrySize = 1 << 20;
+  unpack.maxTotal = 2 << 20;
+  unpack.maxEntries = 100;
+  std::uint64_t handed = 0, handedBytes = 0;
+  const UnpackResult u = unpackEntries(bytes, unpack, [&](std::string_view, std::string_view entry) {
+    FUZZ_CHECK(entry.size() <= unpack.maxEntrySize);
+    ++handed;
+    handedBytes += entry.size();
+    return true;
+  });
+  FUZZ_CHECK(u.entries == handed && u.totalSize == handedBytes);
+  FUZZ_CHECK(handed <= unpack.maxEntries && handedBytes <= unpack.maxTotal);
+  if (u.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(handed == 0);
 
   Spool spool(1 << 20);
   spool.append(bytes);

@@ -1,6 +1,6 @@
 // tests/unit/common/mime/archive_samples.h — archives made in the test
-// itself with libarchive's writer (no binary fixtures), plus hand-built LHA
-// and CAB files, formats libarchive only reads.
+// itself with libarchive's writer (no binary fixtures), plus hand-built LHA,
+// CAB and RAR files, formats libarchive only reads.
 //
 //   std::string zip = samples::write(archive_write_set_format_zip, {},
 //                                    {{"a.txt", "hello"}, {"big", "", 200 << 20}});
@@ -179,6 +179,40 @@ inline std::uint32_t crc32(const std::string& data) {
   std::uint32_t crc = 0xFFFFFFFFu;
   for (unsigned char ch : data) crc = table[(crc ^ ch) & 0xFF] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;
+}
+
+// A RAR 4 archive of stored entries (method 0x30), as `rar a -m0` writes
+// one; `encrypted` sets each entry's password flag (its data is then not
+// really encrypted: only the flag tells a reader it is). No rar writer is
+// packaged (RAR is proprietary); the format is in RAR's technote.txt.
+inline std::string rar4Stored(const std::vector<Entry>& entries, bool encrypted = false) {
+  const auto block = [](std::uint8_t type, std::uint16_t flags, const std::string& rest) {
+    std::string h;  // from the type on; the CRC goes in front
+    h += static_cast<char>(type);
+    putLe16(h, flags);
+    putLe16(h, static_cast<std::uint16_t>(2 + 1 + 2 + 2 + rest.size()));
+    h += rest;
+    std::string out;
+    putLe16(out, static_cast<std::uint16_t>(crc32(h) & 0xFFFF));
+    return out + h;
+  };
+  std::string out("Rar!\x1a\x07\x00", 7);
+  out += block(0x73, 0, std::string(6, '\0'));  // archive header: two reserved fields
+  for (const Entry& e : entries) {
+    std::string rest;
+    putLe32(rest, static_cast<std::uint32_t>(e.data.size()));  // packed size
+    putLe32(rest, static_cast<std::uint32_t>(e.data.size()));  // unpacked size
+    rest += '\x03';                                            // host OS: Unix
+    putLe32(rest, crc32(e.data));
+    putLe32(rest, 0x5A210000);  // MS-DOS time
+    rest += '\x14';             // version needed: 2.0
+    rest += '\x30';             // method: store
+    putLe16(rest, static_cast<std::uint16_t>(e.name.size()));
+    putLe32(rest, 0x81A4);  // attributes: a regular file, 0644
+    rest += e.name;
+    out += block(0x74, static_cast<std::uint16_t>(0x8000 | (encrypted ? 0x04 : 0)), rest) + e.data;
+  }
+  return out + block(0x7B, 0x4000, "");  // end of archive
 }
 
 // A ZIP of `n` entries whose data overlap (David Fifield's "better zip

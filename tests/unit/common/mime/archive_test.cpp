@@ -1,5 +1,6 @@
 // tests/unit/common/mime/archive_test.cpp — common/mime/archive.cpp: the
-// archive expansion guard (R-SIZE-5) on formats, nesting and bombs.
+// archive expansion guard (R-SIZE-5) on formats, nesting and bombs, and
+// unpackEntries (one level, for the antivirus workers).
 #include "common/mime/archive.h"
 
 #include <gtest/gtest.h>
@@ -428,9 +429,154 @@ TEST(Archive, LargeSeekableCopyGoesToDisk) {
   EXPECT_EQ(measure(zip, limits).status, Status::Unreadable);
 }
 
+// --- unpackEntries -------------------------------------------------------
+
+struct Unpacked {
+  UnpackResult result;
+  std::vector<std::pair<std::string, std::string>> entries;  // name, data
+};
+
+Unpacked unpack(std::string_view bytes, const UnpackLimits& limits = {}, std::size_t stopAfter = SIZE_MAX) {
+  Unpacked u;
+  u.result = unpackEntries(bytes, limits, [&](std::string_view name, std::string_view data) {
+    u.entries.emplace_back(name, data);
+    return u.entries.size() < stopAfter;
+  });
+  return u;
+}
+
+using UStatus = UnpackResult::Status;
+
+TEST(Unpack, EachRegularFileOfAnArchiveIsHandedOverWhole) {
+  using samples::Entry;
+  const std::vector<Entry> files = {{"a.txt", text(10)}, {"dir/b.txt", text(1000)}, {"c.bin", text(123457)}};
+  const struct {
+    const char* label;
+    std::string archive;
+  } cases[] = {
+      {"zip", samples::zip(files)},
+      {"7z", samples::write(archive_write_set_format_7zip, {}, files)},
+      {"7z, bzip2", samples::write(archive_write_set_format_7zip, {}, files, "7zip:compression=bzip2")},
+      {"7z, deflate", samples::write(archive_write_set_format_7zip, {}, files, "7zip:compression=deflate")},
+      {"7z, ppmd", samples::write(archive_write_set_format_7zip, {}, files, "7zip:compression=ppmd")},
+      {"tar", samples::write(archive_write_set_format_pax_restricted, {}, files)},
+      {"cpio", samples::write(archive_write_set_format_cpio_newc, {}, files)},
+      {"lha", samples::lha(files)},
+      {"cab", samples::cab(files)},
+      {"rar 4, stored", samples::rar4Stored(files)},
+      {"self-extracting zip", "MZ" + std::string(4094, '\x90') + samples::zip(files)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.label);
+    ASSERT_FALSE(c.archive.empty());
+    const Unpacked u = unpack(c.archive);
+    EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
+    EXPECT_FALSE(u.result.encrypted);
+    ASSERT_EQ(u.entries.size(), files.size());
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      EXPECT_EQ(u.entries[i].first, files[i].name);
+      EXPECT_TRUE(u.entries[i].second == files[i].data) << files[i].name;
+    }
+    EXPECT_EQ(u.result.entries, 3u);
+    EXPECT_EQ(u.result.totalSize, 10u + 1000 + 123457);
+  }
+}
+
+// One entry, the decompressed bytes, whatever they are: a .tar.gz gives
+// the tar (the scanner unpacks that), a .zst of text the text.
+TEST(Unpack, ACompressedFileIsOneEntryOfItsDecompressedBytes) {
+  const std::string body = text(50000);
+  for (const samples::AddFilter filter :
+       {archive_write_add_filter_gzip, archive_write_add_filter_bzip2, archive_write_add_filter_xz,
+        archive_write_add_filter_lzma, archive_write_add_filter_lzip, archive_write_add_filter_zstd,
+        archive_write_add_filter_lz4, archive_write_add_filter_compress}) {
+    const std::string bytes = samples::write(archive_write_set_format_raw, {filter}, {{"data", body}});
+    ASSERT_FALSE(bytes.empty());
+    const Unpacked u = unpack(bytes);
+    SCOPED_TRACE(bytes.substr(0, 4));
+    EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
+    ASSERT_EQ(u.entries.size(), 1u);
+    EXPECT_TRUE(u.entries[0].second == body);
+  }
+  const std::string tar = samples::write(archive_write_set_format_pax_restricted, {}, {{"a.txt", body}});
+  const Unpacked tgz = unpack(samples::write(archive_write_set_format_pax_restricted,
+                                             {archive_write_add_filter_gzip}, {{"a.txt", body}}));
+  ASSERT_EQ(tgz.entries.size(), 1u);
+  EXPECT_TRUE(tgz.entries[0].second == tar);
+}
+
+TEST(Unpack, PlainOrDamagedDataHandsOverNothingItCannotRead) {
+  for (const std::string& data : {std::string(), std::string("hello\r\n"), text(100000), std::string("PK"),
+                                  std::string("Rar!\x1a\x07\x00", 7)}) {
+    const Unpacked u = unpack(data);
+    EXPECT_TRUE(u.result.status == UStatus::NotArchive || u.result.status == UStatus::Unreadable)
+        << toString(u.result.status);
+    EXPECT_TRUE(u.entries.empty());
+  }
+  // The entries before the damage are handed over; the result says the rest is unread.
+  const std::string tgz = samples::write(archive_write_set_format_pax_restricted, {archive_write_add_filter_gzip},
+                                         {{"a.txt", text(300000)}});
+  const Unpacked cut = unpack(tgz.substr(0, tgz.size() / 2));
+  EXPECT_NE(cut.result.status, UStatus::Ok);
+  const std::string rar = samples::rar4Stored({{"a.txt", text(100)}, {"b.txt", text(5000)}});
+  const Unpacked half = unpack(rar.substr(0, rar.size() - 2000));
+  EXPECT_EQ(half.result.status, UStatus::Unreadable) << toString(half.result.status);
+  EXPECT_EQ(half.entries.size(), 1u);
+}
+
+TEST(Unpack, LimitsStopTheReadingBeforeTheyAreExceeded) {
+  const std::string big = samples::zip({{"a.txt", "a"}, {"big", "", 64ULL << 20}});
+  ASSERT_FALSE(big.empty());
+  UnpackLimits limits;
+  limits.maxEntrySize = 1 << 20;
+  const auto t0 = std::chrono::steady_clock::now();
+  const Unpacked u = unpack(big, limits);
+  EXPECT_EQ(u.result.status, UStatus::EntryTooLarge) << toString(u.result.status);
+  EXPECT_EQ(u.entries.size(), 1u);  // "a" only: the big one is never handed over
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(kSanitized ? 20 : 2));
+
+  std::vector<samples::Entry> five;
+  for (int i = 0; i < 5; ++i) five.push_back({"f" + std::to_string(i), text(1000)});
+  limits = {};
+  limits.maxTotal = 3500;
+  EXPECT_EQ(unpack(samples::rar4Stored(five), limits).result.status, UStatus::TooLarge);
+  limits = {};
+  limits.maxEntries = 3;
+  const Unpacked many = unpack(samples::rar4Stored(five), limits);
+  EXPECT_EQ(many.result.status, UStatus::TooManyEntries);
+  EXPECT_EQ(many.entries.size(), 3u);
+  // Declared: refused before libarchive reads the directory.
+  EXPECT_EQ(unpack(samples::zip(five), limits).result.status, UStatus::TooManyEntries);
+  EXPECT_TRUE(unpack(samples::zip(five), limits).entries.empty());
+  EXPECT_EQ(unpack(samples::sevenZipManyFiles(50, true), limits).result.status, UStatus::TooManyEntries);
+  // A header too large to be read for the count (20 million files) is not
+  // handed to libarchive either.
+  const Unpacked bomb = unpack(samples::sevenZipManyFiles(20000000, true), limits);
+  EXPECT_TRUE(bomb.result.status == UStatus::TooManyEntries || bomb.result.status == UStatus::Unreadable);
+  EXPECT_TRUE(bomb.entries.empty());
+  // The handler can stop it.
+  const Unpacked stopped = unpack(samples::rar4Stored(five), {}, 2);
+  EXPECT_EQ(stopped.result.status, UStatus::Stopped);
+  EXPECT_EQ(stopped.entries.size(), 2u);
+}
+
+TEST(Unpack, EncryptedEntriesAreSkippedAndSaid) {
+  const std::string zip = samples::write(archive_write_set_format_zip, {}, {{"secret.txt", text(5000)}},
+                                         "zip:encryption=zipcrypt", "password");
+  if (zip.empty()) GTEST_SKIP() << "libarchive without zip encryption";
+  const Unpacked z = unpack(zip);
+  EXPECT_EQ(z.result.status, UStatus::Ok) << toString(z.result.status);
+  EXPECT_TRUE(z.result.encrypted);
+  EXPECT_TRUE(z.entries.empty());
+  const Unpacked r = unpack(samples::rar4Stored({{"secret.txt", text(100)}}, true));
+  EXPECT_TRUE(r.result.encrypted) << toString(r.result.status);
+  EXPECT_TRUE(r.entries.empty());
+}
+
 TEST(Archive, StatusNames) {
   EXPECT_STREQ(toString(Status::TooLarge), "too-large");
   EXPECT_STREQ(toString(Status::NotArchive), "not-archive");
+  EXPECT_STREQ(toString(UStatus::EntryTooLarge), "entry-too-large");
 }
 
 }  // namespace
