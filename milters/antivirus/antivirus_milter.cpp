@@ -71,8 +71,9 @@ const Option<Duration> kDbCheck{"engine.db_check_interval", Duration{std::chrono
                                 "SIGUSR1). A new database is loaded beside the old one and swapped in "
                                 "without dropping a scan; one that fails to load is logged and ignored."};
 const Option<Bytes> kMaxScanSize{"engine.max_scan_size", Bytes{100 * 1024 * 1024},
-                                 "Most data scanned per message (archives expanded included). Over it: "
-                                 "limits_exceeded_action. 1M to 2046M (libclamav scans no file of 2 GiB); "
+                                 "Most data scanned per message (archives expanded included; what the "
+                                 "scanner workers unpack themselves, libclamav cannot, gets one more of it). "
+                                 "Over it: limits_exceeded_action. 1M to 2046M (libclamav scans no file of 2 GiB); "
                                  "0 is not \"no limit\" as in clamd.conf. A message longer than this is "
                                  "not scanned at all: keep it above Postfix's message_size_limit."};
 const Option<Bytes> kMaxFileSize{"engine.max_file_size", Bytes{25 * 1024 * 1024},
@@ -81,7 +82,8 @@ const Option<Bytes> kMaxFileSize{"engine.max_file_size", Bytes{25 * 1024 * 1024}
                                  "limits_exceeded_action unless a virus is found in it; ZIP and CAB members also "
                                  "by the size their archive declares. 1K up to max_scan_size."};
 const Option<Count> kMaxFiles{"engine.max_files", Count{10000},
-                           "Most files scanned inside one message (at least 1; 0 is not \"no limit\")."};
+                           "Most files scanned inside one message (at least 1; 0 is not \"no limit\"; "
+                           "what the scanner workers unpack themselves gets one more of it)."};
 const Option<Count> kMaxRecursion{"engine.max_recursion", Count{8},
                                   "Archives inside archives scanned this deep (R-AV-2); deeper is "
                                   "limits_exceeded_action, so nesting is no way through."};
@@ -114,13 +116,15 @@ const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
                                      "X-Virus-Status: unscanned: encrypted) or reject.",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
-                                     "A container the engine cannot unpack (RAR when libclamav has no unrar "
-                                     "module, Zstandard, LZ4, lzip, lzop, .Z, ACE, ZPAQ, StuffIt, OpenPGP "
-                                     "compressed data as gpg --sign writes it) was scanned "
-                                     "only as opaque bytes, or a zip holds members its central directory does "
-                                     "not list (a streaming unzipper extracts them, libclamav 1.4 does not "
-                                     "look at them): mark (deliver, X-Virus-Status: unscanned: WHAT not "
-                                     "unpacked; logged) or reject. Never reported clean. libclamav backend only.",
+                                     "A container neither libclamav nor the scanner workers can unpack "
+                                     "(the workers unpack RAR, Zstandard, LZ4, lzip, .lzma, .Z, and zip and "
+                                     "7-Zip methods libclamav skips, with libarchive; left: ACE, ZPAQ, "
+                                     "StuffIt, lzop, damaged archives, OpenPGP compressed data as gpg --sign "
+                                     "writes it) was scanned only as opaque bytes, or a zip holds members its "
+                                     "central directory does not list (a streaming unzipper extracts them, "
+                                     "libclamav 1.4 does not look at them): mark (deliver, X-Virus-Status: "
+                                     "unscanned: WHAT not unpacked; logged) or reject. Never reported clean. "
+                                     "libclamav backend only.",
                                      Scope::Global, {"mark", "reject"}};
 const Option<std::string> kHtmlScript{
     "actions.html_script_action", "mark",

@@ -10,7 +10,7 @@
 //   inbound, infection elsewhere (body, whole) -> reject (option: discard)
 //   limits exceeded                           -> as infected, "Heuristics.Limits.Exceeded" (option)
 //   encrypted (cannot be scanned)             -> deliver and mark (option: reject)
-//   a container libclamav cannot unpack       -> deliver and mark (option: reject)
+//   a container nobody could unpack           -> deliver and mark (option: reject)
 //   HTML with script / plug-ins               -> deliver and mark (options: strip it, reject)
 //   scan failure                              -> tempfail (option: accept unscanned)
 #pragma once

@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "common/log/log.h"
+#include "common/mime/archive.h"
 #include "common/util/bytes.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
@@ -127,12 +128,20 @@ void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* ms
 // --- containers libclamav does not unpack ----------------------------------
 //
 // A RAR archive when libclamav has no unrar module (Debian's libclamav has
-// none unless libclamunrar is installed), and compressed formats it has no
-// unpacker for, are scanned as opaque bytes: a virus inside is not seen,
-// and libclamav still answers CL_CLEAN. libclamav shows each layer it scans
-// to the file inspection callback, in order, parent before children; a
-// container of these kinds that gets no child layer was not unpacked, and
-// the scan is then "unscanned", never "clean".
+// none unless libclamunrar is installed), compressed formats it has no
+// unpacker for, and zip and 7-Zip archives compressed in ways its unpackers
+// do not know are scanned as opaque bytes: a virus inside is not seen, and
+// libclamav still answers CL_CLEAN. libclamav shows each layer it scans to
+// the file inspection callback, in order, parent before children; a
+// container of these kinds that gets no child layer was not unpacked.
+//
+// The worker unpacks such a container itself once libclamav's scan is
+// over (scanUnpacked: libarchive, mime::unpackEntries) and scans each entry
+// with the same engine, as a file one level below its container, under the
+// same limits (levels, file size, files, scan size, counted over the whole
+// scan). What libarchive cannot read either (ACE, ZPAQ, StuffIt, lzop, a
+// damaged archive, a method it does not know) leaves the scan "unscanned",
+// never "clean".
 
 // The 13-byte header of the legacy .lzma format (xz --format=lzma, 7-Zip,
 // LZMA SDK), which has no magic number: the properties every encoder writes
@@ -170,25 +179,110 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
   return nullptr;
 }
 
-struct Layer {
-  std::uint32_t level;
-  const char* kind;  // containerKind(), or nullptr
-  bool child = false;
-};
-// The layers of the current scan still open (a worker scans one message at
-// a time), and what was found not unpacked.
-std::vector<Layer> gLayers;
-std::string gUnscanned;
-bool gEncryptedLayer = false;  // a layer is an encrypted OpenPGP message
+// Limits a worker applies itself (set by the engine process before it
+// forks workers): max_file_size (below) and what it unpacks.
+EngineLimits gLimits;
+
+// What the current scan found beside libclamav's answer (a worker scans
+// one message at a time; reset per message).
+std::string gUnscanned;       // containers not unpacked, "RAR archive, LZ4 data"
+std::string gEncryptedName;   // "Heuristics.Encrypted.OpenPGP": encrypted, not scanned
+std::string gLimitName;       // "Heuristics.Limits.Exceeded.MaxFileSize": a limit the worker applied
+bool gUnpacked = false;       // the worker unpacked a container itself
 
 void noteUnscanned(const char* what) {
   if (gUnscanned.find(what) == std::string::npos) gUnscanned += gUnscanned.empty() ? what : std::string(", ") + what;
 }
+void noteEncrypted(std::string name) {
+  if (gEncryptedName.empty()) gEncryptedName = std::move(name);
+}
+void noteLimit(std::string name) {
+  if (gLimitName.empty()) gLimitName = std::move(name);
+}
+
+// A container libclamav did not unpack, for scanUnpacked.
+struct ToUnpack {
+  const char* kind;  // "RAR archive", "ZIP members compressed with LZMA" (unscanned if libarchive fails too)
+  std::string bytes;
+  std::uint32_t level;  // of the container, counted from the scanned file (0)
+};
+std::vector<ToUnpack> gToUnpack;
+std::uint64_t gHeldBytes = 0;  // copies held in gToUnpack and gLayers, at most the scan size
+
+// For the name of an encrypted container: "Heuristics.Encrypted." + this.
+const char* encryptedKind(std::string_view kind) {
+  if (kind.starts_with("ZIP")) return "Zip";
+  if (kind.starts_with("7-Zip")) return "7Zip";
+  if (kind.starts_with("RAR")) return "RAR";
+  return "Archive";
+}
+
+// The level of the file being scanned: 0 for the file handed to the
+// worker, a container's level + 1 for an entry scanUnpacked scans.
+std::uint32_t gLevelOffset = 0;
+
+// What the scans of unpacked entries have scanned so far, every layer
+// libclamav shows in them included (the entries themselves, and what it
+// unpacks from them): libclamav counts its limits per scan, and one
+// container of max_files entries, each its own scan, must not multiply
+// them. Together they get one max_scan_size and one max_files, on top of
+// the message's own scan. Past either, the scan under way is cut short
+// (the callback answers CL_VIRUS) and gUnpackedOver names the limit.
+struct UnpackedBudget {
+  std::uint64_t bytes = 0;
+  std::uint64_t files = 0;
+  const char* over = nullptr;
+};
+UnpackedBudget gUnpackedBudget;
+
+// A copy of a layer's bytes, counted against the scan size; false (and
+// nothing held) when it would take more.
+bool holdCopy(std::string_view bytes, std::string* out) {
+  if (gHeldBytes + bytes.size() > gLimits.maxScanSize) return false;
+  gHeldBytes += bytes.size();
+  out->assign(bytes);
+  return true;
+}
+
+void releaseCopy(std::string* s) {
+  gHeldBytes -= std::min<std::uint64_t>(gHeldBytes, s->size());
+  std::string().swap(*s);
+}
+
+void unpackLater(const char* kind, std::string_view bytes, std::uint32_t level) {
+  ToUnpack u{kind, {}, level};
+  if (!holdCopy(bytes, &u.bytes)) {
+    noteLimit("Heuristics.Limits.Exceeded.MaxScanSize");
+    return;
+  }
+  gToUnpack.push_back(std::move(u));
+}
+
+struct Layer {
+  std::uint32_t level;  // counted from the scanned file (gLevelOffset included)
+  const char* kind;     // containerKind(), or nullptr
+  std::string bytes;    // a kind's bytes, to unpack if libclamav does not
+  bool copied = false;
+  bool overHeld = false;  // not copied: the copies would take more than the scan size
+  bool child = false;
+};
+// The layers of the current scan still open.
+std::vector<Layer> gLayers;
 
 void closeLayersFrom(std::uint32_t level) {
   while (!gLayers.empty() && gLayers.back().level >= level) {
-    const Layer& l = gLayers.back();
-    if (l.kind != nullptr && !l.child) noteUnscanned(l.kind);
+    Layer& l = gLayers.back();
+    if (l.kind != nullptr && !l.child) {
+      if (l.copied) {
+        gToUnpack.push_back({l.kind, std::move(l.bytes), l.level});  // still held
+      } else if (l.overHeld) {
+        noteLimit("Heuristics.Limits.Exceeded.MaxScanSize");
+      } else {
+        noteUnscanned(l.kind);  // no bytes to unpack
+      }
+    } else if (l.copied) {
+      releaseCopy(&l.bytes);
+    }
     gLayers.pop_back();
   }
 }
@@ -213,12 +307,6 @@ void closeLayersFrom(std::uint32_t level) {
 // EICAR declared as 100 bytes, both sizes 100 KB, came back clean when the
 // limit was the scan size itself and the cut layer 96 KB). The scanned file
 // itself is bounded by the scan size only (scanOne).
-struct FileSizeLimits {
-  std::uint64_t max = 0;   // EngineLimits::maxFileSize
-  std::uint64_t scan = 0;  // EngineLimits::maxScanSize
-};
-FileSizeLimits gFileSizeLimits;  // set by the engine process before it forks workers
-bool gOverFileSize = false;      // the current scan met a layer over max
 // How far above the scan size libclamav's file size limit is: more than any
 // buffer an unpacker of libclamav fills before checking the limit.
 constexpr std::uint64_t kCutMargin = 1 << 20;
@@ -231,18 +319,32 @@ bool zipFamily(const char* type) {
   return t == "CL_TYPE_ZIP" || t.starts_with("CL_TYPE_OOXML_") || t == "CL_TYPE_XPS";
 }
 
-bool overFileSize(std::uint64_t size) { return size > gFileSizeLimits.max || size > gFileSizeLimits.scan; }
+bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || size > gLimits.maxScanSize; }
+
+constexpr const char* kOverFileSize = "Heuristics.Limits.Exceeded.MaxFileSize";
 
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
-                        const char* /*name*/, size_t size, const char* buf, uint32_t level, uint32_t /*attributes*/,
-                        void* /*context*/) {
-  if (level >= 1 && overFileSize(size)) gOverFileSize = true;
+                        const char* /*name*/, size_t size, const char* buf, uint32_t fileLevel,
+                        uint32_t /*attributes*/, void* /*context*/) {
+  const std::uint32_t level = gLevelOffset + fileLevel;
+  if (gLevelOffset > 0) {
+    UnpackedBudget& b = gUnpackedBudget;
+    b.bytes += size;
+    ++b.files;
+    if (b.bytes > gLimits.maxScanSize) b.over = "Heuristics.Limits.Exceeded.MaxScanSize";
+    if (b.files > gLimits.maxFiles) b.over = "Heuristics.Limits.Exceeded.MaxFiles";
+    if (b.over != nullptr) return CL_VIRUS;  // stops this scan; scanUnpacked reads `over`
+  }
+  if (level >= 1 && overFileSize(size)) noteLimit(kOverFileSize);
+  // Deeper than libclamav goes in one scan: only inside what we unpacked.
+  if (level > gLimits.maxRecursion) noteLimit("Heuristics.Limits.Exceeded.MaxRecursion");
+  const char* kind = containerKind(type, buf, size);
   if (buf != nullptr && type != nullptr) {
     const std::string_view bytes(buf, size);
     const bool zip = zipFamily(type);
     if ((zip || std::strcmp(type, "CL_TYPE_MSCAB") == 0) &&
         overFileSize(largestDeclaredMember(zip ? ArchiveKind::Zip : ArchiveKind::Cab, bytes))) {
-      gOverFileSize = true;
+      noteLimit(kOverFileSize);
     }
     // Members only a reader of local headers finds: libclamav scans none in
     // a zip (an Office document's it does find: measured with a .docx).
@@ -250,26 +352,33 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
       noteUnscanned("ZIP members outside its central directory");
     }
     // Members compressed in a way libclamav skips (zip: LZMA, PPMd...;
-    // 7-Zip: BZip2, Deflate, filters other than x86 and ARM).
+    // 7-Zip: BZip2, Deflate, filters other than x86 and ARM): the whole
+    // archive is unpacked again, by us.
     const char* method = nullptr;
     if (zip) {
       method = zipMethodNotUnpacked(bytes);
     } else if (std::strcmp(type, "CL_TYPE_7Z") == 0) {
       method = sevenZipMethodNotUnpacked(bytes);
     }
-    if (method != nullptr) noteUnscanned(method);
+    if (method != nullptr) unpackLater(method, bytes, level);
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
     // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
     // Both read only the start of the layer.
     if (openPgpEncrypted(bytes)) {
-      gEncryptedLayer = true;
+      noteEncrypted("Heuristics.Encrypted.OpenPGP");
     } else if (openPgpCompressed(bytes)) {
       noteUnscanned("OpenPGP compressed data");
     }
   }
   closeLayersFrom(level);
   if (!gLayers.empty() && gLayers.back().level + 1 == level) gLayers.back().child = true;
-  gLayers.push_back({level, containerKind(type, buf, size)});
+  Layer layer{level, kind, {}};
+  // Kept until we know whether libclamav unpacks it (a child layer).
+  if (kind != nullptr && buf != nullptr) {
+    layer.copied = holdCopy(std::string_view(buf, size), &layer.bytes);
+    layer.overHeld = !layer.copied;
+  }
+  gLayers.push_back(std::move(layer));
   return CL_SUCCESS;
 }
 
@@ -323,7 +432,7 @@ bool loadEngine(const EngineSettings& s, LoadedEngine* out, std::string* error) 
     }
   }
   const EngineLimits& l = s.limits;
-  gFileSizeLimits = {l.maxFileSize, l.maxScanSize};  // max_file_size is ours to apply: inspectLayer
+  gLimits = l;  // max_file_size is ours to apply (inspectLayer), and the limits of what we unpack
   if (!setNum(e.get(), CL_ENGINE_MAX_SCANSIZE, static_cast<long long>(l.maxScanSize), "max scan size", error) ||
       !setNum(e.get(), CL_ENGINE_MAX_FILESIZE, static_cast<long long>(l.maxScanSize + kCutMargin),
               "file size limit (above the max scan size)", error) ||
@@ -475,40 +584,16 @@ class MappedScanFile {
   std::size_t size_ = 0;
 };
 
-ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions) {
-#ifdef SEKIMORI_TEST_HOOKS
-  faultInjection(fd);
-#endif
+cl_scan_options scanOptions() {
   cl_scan_options opts{};
   opts.general = CL_SCAN_GENERAL_HEURISTICS;
   opts.parse = ~0u;  // every parser libclamav has (archives, mail, html, ole2, pdf, pe, elf, ...)
   opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE |
                    CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
-  struct stat st {};
-  if (fstat(fd, &st) != 0) return ScanResult::failure(errnoText("cannot stat the file to scan"));
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  // The scanned file itself longer than the scan size: libclamav would not
-  // scan it and answer a detection without a name.
-  if (size > gFileSizeLimits.scan) {
-    ScanResult r;
-    r.versions = versions;
-    r.status = ScanResult::Status::LimitsExceeded;
-    r.name = "Heuristics.Limits.Exceeded.MaxScanSize";
-    return r;
-  }
-  const char* virname = nullptr;
-  unsigned long scanned = 0;
-  cl_error_t rc;
-  if (const MappedScanFile mem(fd, size); mem.data() != nullptr) {
-    cl_fmap_t* map = cl_fmap_open_memory(mem.data(), mem.size());
-    if (map == nullptr) return ScanResult::failure("libclamav: cannot map the file to scan");
-    rc = cl_scanmap_callback(map, nullptr, &virname, &scanned, engine, &opts, nullptr);
-    cl_fmap_close(map);
-  } else {
-    // cl_scandesc reads the fd with pread from offset 0: the caller's file
-    // offset (shared with us through SCM_RIGHTS) does not matter.
-    rc = cl_scandesc(fd, nullptr, &virname, &scanned, engine, &opts);
-  }
+  return opts;
+}
+
+ScanResult verdict(cl_error_t rc, const char* virname, const std::string& versions) {
   ScanResult r;
   r.versions = versions;
   if (rc == CL_VIRUS) {
@@ -528,6 +613,107 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
     r.versions.clear();
   }
   return r;
+}
+
+ScanResult scanMemory(const void* data, std::size_t size, const cl_engine* engine, const std::string& versions) {
+  cl_fmap_t* map = cl_fmap_open_memory(data, size);
+  if (map == nullptr) return ScanResult::failure("libclamav: cannot map the file to scan");
+  cl_scan_options opts = scanOptions();
+  const char* virname = nullptr;
+  unsigned long scanned = 0;
+  const cl_error_t rc = cl_scanmap_callback(map, nullptr, &virname, &scanned, engine, &opts, nullptr);
+  cl_fmap_close(map);
+  return verdict(rc, virname, versions);
+}
+
+ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions) {
+#ifdef SEKIMORI_TEST_HOOKS
+  faultInjection(fd);
+#endif
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return ScanResult::failure(errnoText("cannot stat the file to scan"));
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  // The scanned file itself longer than the scan size: libclamav would not
+  // scan it and answer a detection without a name.
+  if (size > gLimits.maxScanSize) {
+    ScanResult r;
+    r.versions = versions;
+    r.status = ScanResult::Status::LimitsExceeded;
+    r.name = "Heuristics.Limits.Exceeded.MaxScanSize";
+    return r;
+  }
+  if (const MappedScanFile mem(fd, size); mem.data() != nullptr) {
+    return scanMemory(mem.data(), mem.size(), engine, versions);
+  }
+  // cl_scandesc reads the fd with pread from offset 0: the caller's file
+  // offset (shared with us through SCM_RIGHTS) does not matter.
+  cl_scan_options opts = scanOptions();
+  const char* virname = nullptr;
+  unsigned long scanned = 0;
+  const cl_error_t rc = cl_scandesc(fd, nullptr, &virname, &scanned, engine, &opts);
+  return verdict(rc, virname, versions);
+}
+
+// Unpacks the containers libclamav left unpacked (gToUnpack) and scans
+// every entry with the engine, one level below its container; whatever
+// those scans find joins the verdict `r` (an infection or a failed scan
+// ends it). Entries inside are unpacked in turn, level by level, under the
+// same limits: an entry within max_file_size, levels within max_recursion,
+// all of it within one max_scan_size and one max_files (UnpackedBudget).
+// Where libarchive cannot read a container either, it stays unscanned.
+void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResult& r) {
+  const UnpackedBudget& budget = gUnpackedBudget;
+  while (!gToUnpack.empty() && r.status != ScanResult::Status::Infected && r.status != ScanResult::Status::Error) {
+    ToUnpack u = std::move(gToUnpack.back());
+    gToUnpack.pop_back();
+    gUnpacked = true;
+    if (u.level + 1 > gLimits.maxRecursion) {
+      noteLimit("Heuristics.Limits.Exceeded.MaxRecursion");
+      releaseCopy(&u.bytes);
+      continue;
+    }
+    mime::UnpackLimits limits;
+    limits.maxEntrySize = gLimits.maxFileSize;
+    limits.maxTotal = gLimits.maxScanSize - std::min(budget.bytes, gLimits.maxScanSize);
+    limits.maxEntries = gLimits.maxFiles - std::min<std::uint64_t>(budget.files, gLimits.maxFiles);
+    const mime::UnpackResult got =
+        mime::unpackEntries(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
+          if (data.empty()) return true;
+          gLevelOffset = u.level + 1;
+          const ScanResult e = scanMemory(data.data(), data.size(), engine, versions);
+          closeLayersFrom(0);
+          gLevelOffset = 0;
+          if (budget.over != nullptr) {
+            noteLimit(budget.over);
+            return false;
+          }
+          switch (e.status) {
+            case ScanResult::Status::Infected:
+            case ScanResult::Status::Error:
+              r = e;
+              return false;
+            case ScanResult::Status::LimitsExceeded: noteLimit(e.name); break;
+            case ScanResult::Status::Encrypted: noteEncrypted(e.name); break;
+            case ScanResult::Status::Clean:
+            case ScanResult::Status::Unscanned: break;
+          }
+          return true;
+        });
+    releaseCopy(&u.bytes);
+    if (budget.over != nullptr) break;
+    if (got.encrypted) noteEncrypted(std::string("Heuristics.Encrypted.") + encryptedKind(u.kind));
+    switch (got.status) {
+      case mime::UnpackResult::Status::Ok:
+      case mime::UnpackResult::Status::Stopped: break;
+      case mime::UnpackResult::Status::EntryTooLarge: noteLimit(kOverFileSize); break;
+      case mime::UnpackResult::Status::TooLarge: noteLimit("Heuristics.Limits.Exceeded.MaxScanSize"); break;
+      case mime::UnpackResult::Status::TooManyEntries: noteLimit("Heuristics.Limits.Exceeded.MaxFiles"); break;
+      case mime::UnpackResult::Status::NotArchive:
+      case mime::UnpackResult::Status::Unreadable: noteUnscanned(u.kind); break;
+    }
+  }
+  for (ToUnpack& u : gToUnpack) releaseCopy(&u.bytes);
+  gToUnpack.clear();
 }
 
 std::string fieldSafe(std::string_view s) {
@@ -687,37 +873,45 @@ constexpr int kExitForFreshCache = 3;
       r = ScanResult::failure("scanner worker received no file descriptor");
     } else {
       gScanHadError = false;
-      gOverFileSize = false;
       gLayers.clear();
       gUnscanned.clear();
-      gEncryptedLayer = false;
+      gEncryptedName.clear();
+      gLimitName.clear();
+      gUnpacked = false;
+      gHeldBytes = 0;
+      gLevelOffset = 0;
+      gUnpackedBudget = {};
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
-      alarm(0);
       closeLayersFrom(0);
+      scanUnpacked(engine, versions, r);
+      alarm(0);
       if (gScanHadError && r.status == ScanResult::Status::Clean) {
         r = ScanResult::failure("libclamav reported an error during the scan (see the log); not trusted as clean");
       }
-      if (r.status == ScanResult::Status::Clean && gEncryptedLayer) {
+      if (r.status == ScanResult::Status::Clean && !gEncryptedName.empty()) {
         r.status = ScanResult::Status::Encrypted;
-        r.name = "Heuristics.Encrypted.OpenPGP";
+        r.name = gEncryptedName;
       }
       if (r.status == ScanResult::Status::Clean && !gUnscanned.empty()) {
         r.status = ScanResult::Status::Unscanned;
         r.name = gUnscanned;
       }
-      if (gOverFileSize && (r.status == ScanResult::Status::Clean || r.status == ScanResult::Status::Unscanned)) {
+      if (!gLimitName.empty() &&
+          (r.status == ScanResult::Status::Clean || r.status == ScanResult::Status::Unscanned)) {
         r.status = ScanResult::Status::LimitsExceeded;
-        r.name = "Heuristics.Limits.Exceeded.MaxFileSize";
+        r.name = gLimitName;
       }
       // libclamav keeps the hash of every file (and archive member) it found
-      // clean, and skips such a file the next time. What only we noticed (a
-      // container it could not unpack, a member longer than max_file_size,
-      // an encrypted OpenPGP file, an error it logged and went on from) left the files around it in
-      // that cache as clean: the same zip again would come back clean. This
+      // clean, and skips such a file the next time. What only we noticed or
+      // did (a container it could not unpack, which we may have unpacked, a
+      // member longer than max_file_size, an encrypted OpenPGP file, an
+      // error it logged and went on from) left the files around it in that
+      // cache as clean: the same zip again would come back clean. This
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
-      freshCache = !gUnscanned.empty() || gScanHadError || gOverFileSize || gEncryptedLayer;
+      freshCache = !gUnscanned.empty() || gScanHadError || !gLimitName.empty() || !gEncryptedName.empty() ||
+                   gUnpacked;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +

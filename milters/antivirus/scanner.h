@@ -50,6 +50,11 @@ namespace sekimori::antivirus {
 // a member libclamav cut short is still longer than maxScanSize.
 // libclamav scans no file of 2 GiB or more: kLargestScanSize is the most
 // maxScanSize can be with that margin.
+// A worker also unpacks, with libarchive, containers libclamav cannot (RAR,
+// Zstandard, zip members compressed with LZMA...) and scans what they hold
+// under the same limits: each file within maxFileSize, levels within
+// maxRecursion, and all of it, with what libclamav unpacks from it, within
+// one more maxScanSize and maxFiles.
 struct EngineLimits {
   std::uint64_t maxScanSize = 100ULL * 1024 * 1024;  // CL_ENGINE_MAX_SCANSIZE
   std::uint64_t maxFileSize = 25ULL * 1024 * 1024;   // each file inside, checked by the workers
@@ -74,8 +79,9 @@ struct ScanResult {
     Infected,        // name: the signature, e.g. "Eicar-Signature"
     LimitsExceeded,  // name: "Heuristics.Limits.Exceeded..." (the limit hit)
     Encrypted,       // name: "Heuristics.Encrypted.Zip" etc.: cannot be scanned
-    Unscanned,       // clean as far as it went, but a container libclamav cannot unpack was
-                     // inside; name: what, e.g. "RAR archive" (libclamav backend only)
+    Unscanned,       // clean as far as it went, but a container neither libclamav nor the
+                     // worker (libarchive) could unpack was inside; name: what, e.g.
+                     // "ACE archive" (libclamav backend only)
     Error,           // error: why (worker crashed, timeout, no engine, I/O)
   };
   Status status = Status::Error;
