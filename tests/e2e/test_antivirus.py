@@ -151,9 +151,10 @@ def gpg_outputs(data):
 JA_TEXT = "\u4f1a\u8b70\u306e\u8cc7\u6599\u3092\u304a\u9001\u308a\u3057\u307e\u3059\u3002\r\n"
 
 
-def rar4_stored(files):
+def rar4_stored(files, encrypted=False):
     """A RAR 4 archive of stored entries, as `rar a -m0` writes one (no RAR
-    writer is packaged; the format is in RAR's technote.txt)."""
+    writer is packaged; the format is in RAR's technote.txt). `encrypted`
+    sets each entry's password flag (the data stays as it is)."""
     def block(kind, flags, rest):
         h = bytes([kind]) + struct.pack("<HH", flags, 7 + len(rest)) + rest
         return struct.pack("<H", zlib.crc32(h) & 0xFFFF) + h
@@ -161,7 +162,7 @@ def rar4_stored(files):
     for name, data in files:
         rest = struct.pack("<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), 0x5A210000, 0x14, 0x30,
                            len(name), 0x81A4) + name
-        out += block(0x74, 0x8000, rest) + data
+        out += block(0x74, 0x8000 | (0x04 if encrypted else 0), rest) + data
     return out + block(0x7B, 0x4000, b"")
 
 
@@ -892,6 +893,18 @@ class AntivirusE2E(unittest.TestCase):
                 got, _ = self.delivered(msgid)
                 self.assertIn(b"X-Virus-Status: removed: " + SIGNAME.encode(), got)
                 self.assertNotIn(base64.b64encode(data[:48]), got)
+        # Outbound, the message is refused with the name.
+        r = self.send(with_attachment(lzma_zip.getvalue(), "report.zip", "application/zip", frm="alice@example.net",
+                                      to="bob@remote.example"),
+                      frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+        # An encrypted RAR cannot be scanned: marked so.
+        msgid = self.msgid("encrypted-rar")
+        encrypted = rar4_stored([(b"report.txt", b"quarterly figures\n" * 50)], encrypted=True)
+        r = self.send(with_attachment(encrypted, "report.rar", "application/vnd.rar", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: unscanned: encrypted", got)
         # What neither unpacks is marked, never clean.
         msgid = self.msgid("unscanned")
         r = self.send(with_attachment(arm64_7z, "report.7z", "application/x-7z-compressed", msgid=msgid))
