@@ -433,7 +433,6 @@ bool needsSeeking(const std::vector<std::byte>& prefix) {
          isIso9660(prefix);            // ISO 9660 only here (see openFormats)
 }
 
-
 // --- unpackEntries ----------------------------------------------------------
 
 using UStatus = UnpackResult::Status;
@@ -481,10 +480,9 @@ void unpackFormat(archive* a, const UnpackLimits& limits, const EntryHandler& on
     if (archive_entry_filetype(entry) != AE_IFREG) continue;
     const UStatus es = readEntry(a, limits, result.totalSize, data);
     if (es == UStatus::Unreadable) {
-      unreadable = true;
-      continue;
-    }
-    if (es != UStatus::Ok) {
+      unreadable = true;  // what was read before the damage is still handed over
+      if (data.empty()) continue;
+    } else if (es != UStatus::Ok) {
       result.status = es;
       return;
     }
@@ -635,13 +633,14 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
         archive_read_next_header(raw.get(), &entry) == ARCHIVE_OK) {
       std::string data;
       const UStatus es = readEntry(raw.get(), limits, 0, data);
-      if (es != UStatus::Ok) {
+      if (es != UStatus::Ok && (es != UStatus::Unreadable || data.empty())) {
         result.status = es;
         return result;
       }
+      // Cut short or damaged: what was decompressed is still handed over.
       result.entries = 1;
       result.totalSize = data.size();
-      result.status = onEntry("", data) ? UStatus::Ok : UStatus::Stopped;
+      result.status = !onEntry("", data) ? UStatus::Stopped : es;
       return result;
     }
   }

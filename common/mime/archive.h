@@ -108,7 +108,8 @@ const char* toString(ExpansionResult::Status s);
 // maxEntrySize, nor the sum of the entries past maxTotal. Encrypted entries
 // are skipped and counted as `encrypted` (also a 7-Zip whose header is
 // encrypted); an entry libarchive cannot read (damaged, or compressed in a
-// way it does not know) makes the result Unreadable, and the entries after
+// way it does not know) makes the result Unreadable, and what was read of
+// it before the damage (a cut .zst's first megabytes) and the entries after
 // it are still handed over.
 //
 //   mime::UnpackLimits lim{25 << 20, 100 << 20, 10000};

@@ -324,7 +324,15 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
   writeFile(data_ / "zst.rar",
             mime::samples::rar4Stored({{"clean.txt", text}, {"payload.zst", readFile(data_ / "payload.zst")}}));
   writeFile(data_ / "encrypted.rar", mime::samples::rar4Stored({{"secret.txt", text}}, true));
-  for (const char* name : {"payload.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip", "bzip2.7z",
+  // Cut short: what decompresses before the cut is scanned (Zstandard
+  // blocks hold up to 128 KiB: EICAR in the first of three, the last cut).
+  std::string longer = paddedEicar();
+  for (int i = 0; longer.size() < 300000; ++i) longer += "line " + std::to_string(i) + "\n";
+  writeFile(data_ / "longer.txt", longer);
+  ASSERT_EQ(sh(d + "zstd -q -19 longer.txt -o longer.zst"), 0);
+  const std::string zst = readFile(data_ / "longer.zst");
+  writeFile(data_ / "cut.zst", zst.substr(0, zst.size() - 16));
+  for (const char* name : {"payload.zst", "cut.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip", "bzip2.7z",
                            "deflate.7z", "payload.txt.lzma", "zst.rar"}) {
     EXPECT_EQ(readFile(data_ / name).find("EICAR-STANDARD"), std::string::npos) << name << ": shows through";
   }
@@ -340,6 +348,7 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
       {"deflate.7z", Status::Infected, kEicarSig},
       {"payload.txt.lzma", Status::Infected, kEicarSig},
       {"zst.rar", Status::Infected, kEicarSig},
+      {"cut.zst", Status::Infected, kEicarSig},
       {"text.lz4", Status::Clean, ""},
       {"lzma-clean.zip", Status::Clean, ""},
       {"clean.rar", Status::Clean, ""},
