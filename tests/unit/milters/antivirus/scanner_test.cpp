@@ -312,6 +312,12 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
   ASSERT_EQ(sh(d + "7z a -tzip -mm=LZMA lzma.zip payload.txt"), 0) << "7z missing?";
   ASSERT_EQ(sh(d + "7z a -tzip -mm=PPMd ppmd.zip payload.txt"), 0);
   ASSERT_EQ(sh(d + "7z a -tzip -mm=LZMA lzma-clean.zip text.txt clean.txt"), 0);
+  // What libclamav itself unpacks stays its own: EICAR deflated beside an
+  // LZMA member, Deflate64, and 7-Zip's default (LZMA2) and PPMd.
+  ASSERT_EQ(sh(d + "cp lzma-clean.zip mixed.zip && zip -q mixed.zip eicar.com && "
+                   "7z a -tzip -mm=Deflate64 deflate64.zip payload.txt && 7z a -t7z lzma2.7z payload.txt && "
+                   "7z a -t7z -m0=PPMd ppmd.7z payload.txt"),
+            0);
   ASSERT_EQ(sh(d + "7z a -t7z -m0=BZip2 bzip2.7z payload.txt && 7z a -t7z -m0=Deflate deflate.7z payload.txt && "
                    "xz --format=lzma -k payload.txt"),
             0);
@@ -332,8 +338,8 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
   ASSERT_EQ(sh(d + "zstd -q -19 longer.txt -o longer.zst"), 0);
   const std::string zst = readFile(data_ / "longer.zst");
   writeFile(data_ / "cut.zst", zst.substr(0, zst.size() - 16));
-  for (const char* name : {"payload.zst", "cut.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip", "bzip2.7z",
-                           "deflate.7z", "payload.txt.lzma", "zst.rar"}) {
+  for (const char* name : {"payload.zst", "cut.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip",
+                           "bzip2.7z", "deflate.7z", "payload.txt.lzma", "zst.rar"}) {
     EXPECT_EQ(readFile(data_ / name).find("EICAR-STANDARD"), std::string::npos) << name << ": shows through";
   }
   startPool();
@@ -349,6 +355,10 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
       {"payload.txt.lzma", Status::Infected, kEicarSig},
       {"zst.rar", Status::Infected, kEicarSig},
       {"cut.zst", Status::Infected, kEicarSig},
+      {"mixed.zip", Status::Infected, kEicarSig},
+      {"deflate64.zip", Status::Infected, kEicarSig},
+      {"lzma2.7z", Status::Infected, kEicarSig},
+      {"ppmd.7z", Status::Infected, kEicarSig},
       {"text.lz4", Status::Clean, ""},
       {"lzma-clean.zip", Status::Clean, ""},
       {"clean.rar", Status::Clean, ""},
