@@ -190,6 +190,12 @@ std::string gEncryptedName;   // "Heuristics.Encrypted.OpenPGP": encrypted, not 
 std::string gLimitName;       // "Heuristics.Limits.Exceeded.MaxFileSize": a limit the worker applied
 bool gUnpacked = false;       // the worker unpacked a container itself
 
+// The limits the worker applies itself, by the names libclamav gives them.
+constexpr const char* kOverFileSize = "Heuristics.Limits.Exceeded.MaxFileSize";
+constexpr const char* kOverScanSize = "Heuristics.Limits.Exceeded.MaxScanSize";
+constexpr const char* kOverFiles = "Heuristics.Limits.Exceeded.MaxFiles";
+constexpr const char* kOverRecursion = "Heuristics.Limits.Exceeded.MaxRecursion";
+
 void noteUnscanned(const char* what) {
   if (gUnscanned.find(what) == std::string::npos) gUnscanned += gUnscanned.empty() ? what : std::string(", ") + what;
 }
@@ -227,7 +233,7 @@ std::uint32_t gLevelOffset = 0;
 // container of max_files entries, each its own scan, must not multiply
 // them. Together they get one max_scan_size and one max_files, on top of
 // the message's own scan. Past either, the scan under way is cut short
-// (the callback answers CL_VIRUS) and gUnpackedOver names the limit.
+// (the callback answers CL_VIRUS) and `over` names the limit.
 struct UnpackedBudget {
   std::uint64_t bytes = 0;
   std::uint64_t files = 0;
@@ -252,7 +258,7 @@ void releaseCopy(std::string* s) {
 void unpackLater(const char* kind, std::string_view bytes, std::uint32_t level) {
   ToUnpack u{kind, {}, level};
   if (!holdCopy(bytes, &u.bytes)) {
-    noteLimit("Heuristics.Limits.Exceeded.MaxScanSize");
+    noteLimit(kOverScanSize);
     return;
   }
   gToUnpack.push_back(std::move(u));
@@ -262,8 +268,7 @@ struct Layer {
   std::uint32_t level;  // counted from the scanned file (gLevelOffset included)
   const char* kind;     // containerKind(), or nullptr
   std::string bytes;    // a kind's bytes, to unpack if libclamav does not
-  bool copied = false;
-  bool overHeld = false;  // not copied: the copies would take more than the scan size
+  enum class Copy { None, Held, OverScanSize } copy = Copy::None;  // OverScanSize: not held, too much
   bool child = false;
 };
 // The layers of the current scan still open.
@@ -273,14 +278,12 @@ void closeLayersFrom(std::uint32_t level) {
   while (!gLayers.empty() && gLayers.back().level >= level) {
     Layer& l = gLayers.back();
     if (l.kind != nullptr && !l.child) {
-      if (l.copied) {
-        gToUnpack.push_back({l.kind, std::move(l.bytes), l.level});  // still held
-      } else if (l.overHeld) {
-        noteLimit("Heuristics.Limits.Exceeded.MaxScanSize");
-      } else {
-        noteUnscanned(l.kind);  // no bytes to unpack
+      switch (l.copy) {
+        case Layer::Copy::Held: gToUnpack.push_back({l.kind, std::move(l.bytes), l.level}); break;  // still held
+        case Layer::Copy::OverScanSize: noteLimit(kOverScanSize); break;
+        case Layer::Copy::None: noteUnscanned(l.kind); break;  // no bytes to unpack
       }
-    } else if (l.copied) {
+    } else if (l.copy == Layer::Copy::Held) {
       releaseCopy(&l.bytes);
     }
     gLayers.pop_back();
@@ -321,8 +324,6 @@ bool zipFamily(const char* type) {
 
 bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || size > gLimits.maxScanSize; }
 
-constexpr const char* kOverFileSize = "Heuristics.Limits.Exceeded.MaxFileSize";
-
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
                         const char* /*name*/, size_t size, const char* buf, uint32_t fileLevel,
                         uint32_t /*attributes*/, void* /*context*/) {
@@ -331,13 +332,13 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     UnpackedBudget& b = gUnpackedBudget;
     b.bytes += size;
     ++b.files;
-    if (b.bytes > gLimits.maxScanSize) b.over = "Heuristics.Limits.Exceeded.MaxScanSize";
-    if (b.files > gLimits.maxFiles) b.over = "Heuristics.Limits.Exceeded.MaxFiles";
+    if (b.bytes > gLimits.maxScanSize) b.over = kOverScanSize;
+    if (b.files > gLimits.maxFiles) b.over = kOverFiles;
     if (b.over != nullptr) return CL_VIRUS;  // stops this scan; scanUnpacked reads `over`
   }
   if (level >= 1 && overFileSize(size)) noteLimit(kOverFileSize);
   // Deeper than libclamav goes in one scan: only inside what we unpacked.
-  if (level > gLimits.maxRecursion) noteLimit("Heuristics.Limits.Exceeded.MaxRecursion");
+  if (level > gLimits.maxRecursion) noteLimit(kOverRecursion);
   const char* kind = containerKind(type, buf, size);
   if (buf != nullptr && type != nullptr) {
     const std::string_view bytes(buf, size);
@@ -375,8 +376,7 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
   Layer layer{level, kind, {}};
   // Kept until we know whether libclamav unpacks it (a child layer).
   if (kind != nullptr && buf != nullptr) {
-    layer.copied = holdCopy(std::string_view(buf, size), &layer.bytes);
-    layer.overHeld = !layer.copied;
+    layer.copy = holdCopy(std::string_view(buf, size), &layer.bytes) ? Layer::Copy::Held : Layer::Copy::OverScanSize;
   }
   gLayers.push_back(std::move(layer));
   return CL_SUCCESS;
@@ -639,7 +639,7 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
     ScanResult r;
     r.versions = versions;
     r.status = ScanResult::Status::LimitsExceeded;
-    r.name = "Heuristics.Limits.Exceeded.MaxScanSize";
+    r.name = kOverScanSize;
     return r;
   }
   if (const MappedScanFile mem(fd, size); mem.data() != nullptr) {
@@ -668,7 +668,7 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     gToUnpack.pop_back();
     gUnpacked = true;
     if (u.level + 1 > gLimits.maxRecursion) {
-      noteLimit("Heuristics.Limits.Exceeded.MaxRecursion");
+      noteLimit(kOverRecursion);
       releaseCopy(&u.bytes);
       continue;
     }
@@ -706,8 +706,8 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
       case mime::UnpackResult::Status::Ok:
       case mime::UnpackResult::Status::Stopped: break;
       case mime::UnpackResult::Status::EntryTooLarge: noteLimit(kOverFileSize); break;
-      case mime::UnpackResult::Status::TooLarge: noteLimit("Heuristics.Limits.Exceeded.MaxScanSize"); break;
-      case mime::UnpackResult::Status::TooManyEntries: noteLimit("Heuristics.Limits.Exceeded.MaxFiles"); break;
+      case mime::UnpackResult::Status::TooLarge: noteLimit(kOverScanSize); break;
+      case mime::UnpackResult::Status::TooManyEntries: noteLimit(kOverFiles); break;
       case mime::UnpackResult::Status::NotArchive:
       case mime::UnpackResult::Status::Unreadable: noteUnscanned(u.kind); break;
     }
