@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 
+#include <bzlib.h>
 #include <zlib.h>
 
 #include "common/util/strings.h"
@@ -209,6 +211,233 @@ bool openPgpCompressed(std::string_view head) {
     default:
       return false;
   }
+}
+
+// --- unpacking compressed messages -----------------------------------------
+
+namespace {
+
+using UStatus = mime::UnpackResult::Status;
+
+// How deep compressed data may nest inside compressed data (gpg itself
+// refuses more than a few levels).
+constexpr int kMaxNesting = 8;
+
+// The outcome of one step of a decompressor.
+enum class Step { More, End, Broken };
+
+// Runs a decompressor over `in`, appending its output to `out` until the
+// stream ends: Ok; more than `room` bytes, TooLarge; a damaged or cut
+// stream, Unreadable (with what came before the damage in `out`).
+// `step(next, avail_in, out, avail_out)` is one call of the library, with
+// the pointers and counts it updates.
+template <typename StepFn>
+UStatus drain(std::string_view in, std::uint64_t room, std::string& out, StepFn step) {
+  constexpr std::size_t kChunk = 64 * 1024;
+  constexpr std::size_t kMaxFeed = std::numeric_limits<unsigned>::max();  // the libraries count in unsigned
+  const char* next = in.data();
+  std::size_t left = in.size();
+  unsigned avail = 0;
+  for (;;) {
+    if (avail == 0 && left > 0) {  // the input in pieces the libraries can count
+      avail = static_cast<unsigned>(std::min(left, kMaxFeed));
+      left -= avail;
+    }
+    const unsigned before = avail;
+    const std::size_t had = out.size();
+    out.resize(had + kChunk);  // written in place, cut back below
+    char* outNext = out.data() + had;
+    unsigned outAvail = kChunk;
+    const Step s = step(next, avail, outNext, outAvail);
+    const std::size_t got = kChunk - outAvail;
+    out.resize(had + got);
+    if (out.size() > room) return UStatus::TooLarge;
+    if (s == Step::End) return UStatus::Ok;
+    if (s == Step::Broken) return UStatus::Unreadable;
+    if (got == 0 && avail == before) return UStatus::Unreadable;  // no progress: the stream was cut
+  }
+}
+
+// Decompresses the data of a compressed data packet by its algorithm
+// (RFC 9580 9.4: 1 ZIP = raw deflate, 2 ZLIB, 3 BZip2) into `out`.
+UStatus decompress(unsigned algorithm, std::string_view data, std::uint64_t room, std::string& out) {
+  if (algorithm == 1 || algorithm == 2) {
+    z_stream z{};
+    if (inflateInit2(&z, algorithm == 1 ? -MAX_WBITS : MAX_WBITS) != Z_OK) return UStatus::Unreadable;
+    const UStatus s = drain(data, room, out, [&](const char*& in, unsigned& inAvail, char*& o, unsigned& oAvail) {
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in));
+      z.avail_in = inAvail;
+      z.next_out = reinterpret_cast<Bytef*>(o);
+      z.avail_out = oAvail;
+      const int rc = inflate(&z, Z_NO_FLUSH);
+      in = reinterpret_cast<const char*>(z.next_in);
+      inAvail = z.avail_in;
+      o = reinterpret_cast<char*>(z.next_out);
+      oAvail = z.avail_out;
+      return rc == Z_STREAM_END ? Step::End : rc == Z_OK || rc == Z_BUF_ERROR ? Step::More : Step::Broken;
+    });
+    inflateEnd(&z);
+    return s;
+  }
+  if (algorithm == 3) {
+    bz_stream b{};
+    if (BZ2_bzDecompressInit(&b, 0, 0) != BZ_OK) return UStatus::Unreadable;
+    const UStatus s = drain(data, room, out, [&](const char*& in, unsigned& inAvail, char*& o, unsigned& oAvail) {
+      b.next_in = const_cast<char*>(in);
+      b.avail_in = inAvail;
+      b.next_out = o;
+      b.avail_out = oAvail;
+      const int rc = BZ2_bzDecompress(&b);
+      in = b.next_in;
+      inAvail = b.avail_in;
+      o = b.next_out;
+      oAvail = b.avail_out;
+      return rc == BZ_STREAM_END ? Step::End : rc == BZ_OK ? Step::More : Step::Broken;
+    });
+    BZ2_bzDecompressEnd(&b);
+    return s;
+  }
+  return UStatus::Unreadable;  // an algorithm we do not know
+}
+
+// The body of a packet with partial body lengths (RFC 9580 4.2.1.4), whose
+// first length octet is `s[1]`: chunks of 2^n bytes, each followed by the
+// next length, the last one definite. Appends the chunks to `body`; the
+// packet's size in `s`, or nullopt when `s` ends first (`body` holds what
+// was there).
+std::optional<std::size_t> partialBody(std::string_view s, std::string& body) {
+  std::size_t at = 1;
+  for (;;) {
+    if (at >= s.size()) return std::nullopt;
+    const unsigned l1 = byteAt(s, at);
+    std::uint64_t len = 0;
+    bool more = false;
+    if (l1 < 192) {
+      len = l1;
+      at += 1;
+    } else if (l1 < 224) {
+      if (at + 1 >= s.size()) return std::nullopt;
+      len = ((l1 - 192) << 8) + byteAt(s, at + 1) + 192;
+      at += 2;
+    } else if (l1 == 255) {
+      if (at + 4 >= s.size()) return std::nullopt;
+      for (std::size_t i = at + 1; i <= at + 4; ++i) len = len << 8 | byteAt(s, i);
+      at += 5;
+    } else {
+      len = std::uint64_t{1} << (l1 & 0x1F);
+      more = true;
+      at += 1;
+    }
+    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.size() - at));
+    body.append(s.substr(at, take));
+    at += take;
+    if (take < len) return std::nullopt;
+    if (!more) return at;
+  }
+}
+
+// Reads packet sequences, handing literal data over; stops at a limit or
+// when the handler says so (result.status then says which).
+class Unpacker {
+ public:
+  Unpacker(const mime::UnpackLimits& limits, const mime::EntryHandler& onEntry, mime::UnpackResult& result)
+      : limits_(limits), onEntry_(onEntry), result_(result) {}
+
+  // false: stopped (result.status set); damage met is remembered.
+  bool packets(std::string_view s, int depth) {
+    for (std::size_t at = 0; at < s.size();) {
+      const std::string_view rest = s.substr(at);
+      const std::optional<PacketHeader> h = packetHeader(rest);
+      if (!h || h->tag == 0) {  // not a packet, or its header cut off: nothing after it can be trusted
+        damaged_ = true;
+        return true;
+      }
+      std::string assembled;  // a body in partial chunks, joined
+      std::string_view body;
+      std::optional<std::size_t> size;  // the packet's, header included; nullopt: cut off
+      if (h->bodySize) {
+        body = rest.substr(h->headerSize, static_cast<std::size_t>(std::min<std::uint64_t>(*h->bodySize, rest.size())));
+        if (h->headerSize + *h->bodySize <= rest.size()) size = h->headerSize + body.size();
+      } else if ((byteAt(rest, 0) & 0x40) == 0) {  // old format, indeterminate: to the end
+        body = rest.substr(h->headerSize);
+        size = rest.size();
+      } else {
+        size = partialBody(rest, assembled);
+        body = assembled;
+      }
+      if (!size) damaged_ = true;
+      if (!packet(h->tag, body, depth)) return false;
+      if (!size) return true;
+      at += *size;
+    }
+    return true;
+  }
+
+  bool damaged() const { return damaged_; }
+
+ private:
+  bool stop(UStatus s) {
+    result_.status = s;
+    return false;
+  }
+
+  bool packet(int tag, std::string_view body, int depth) {
+    switch (tag) {
+      case 8: {  // compressed data: its algorithm, then the data
+        if (body.empty() || depth >= kMaxNesting) {
+          damaged_ = true;
+          return true;
+        }
+        const unsigned algorithm = byteAt(body, 0);
+        if (algorithm == 0) return packets(body.substr(1), depth + 1);  // stored
+        std::string inner;
+        const UStatus s = decompress(algorithm, body.substr(1), limits_.maxTotal - decompressed_, inner);
+        decompressed_ += inner.size();
+        if (s == UStatus::TooLarge) return stop(s);
+        if (s != UStatus::Ok) damaged_ = true;
+        return packets(inner, depth + 1);  // a damaged stream's start too
+      }
+      case 11: {  // literal data: format, file name (its size first), date, the data
+        if (body.size() < 2 || body.size() < 6 + byteAt(body, 1)) {
+          damaged_ = true;
+          return true;
+        }
+        const std::size_t nameSize = byteAt(body, 1);
+        const std::string_view data = body.substr(6 + nameSize);
+        if (result_.entries >= limits_.maxEntries) return stop(UStatus::TooManyEntries);
+        if (data.size() > limits_.maxEntrySize) return stop(UStatus::EntryTooLarge);
+        ++result_.entries;
+        result_.totalSize += data.size();
+        return onEntry_(body.substr(2, nameSize), data) || stop(UStatus::Stopped);
+      }
+      case 1:  // session keys and encrypted data: not ours to read
+      case 3:
+      case 9:
+      case 18:
+      case 20:
+        result_.encrypted = true;
+        return true;
+      default:  // signatures, one-pass signatures, keys, markers, padding
+        return true;
+    }
+  }
+
+  const mime::UnpackLimits& limits_;
+  const mime::EntryHandler& onEntry_;
+  mime::UnpackResult& result_;
+  std::uint64_t decompressed_ = 0;
+  bool damaged_ = false;
+};
+
+}  // namespace
+
+mime::UnpackResult openPgpUnpack(std::string_view bytes, const mime::UnpackLimits& limits,
+                                 const mime::EntryHandler& onEntry) {
+  mime::UnpackResult result;
+  if (!openPgpCompressed(bytes)) return result;  // NotArchive
+  Unpacker u(limits, onEntry, result);
+  if (u.packets(bytes, 0)) result.status = u.damaged() ? UStatus::Unreadable : UStatus::Ok;
+  return result;
 }
 
 void OpenPgpStartSniffer::feed(std::string_view chunk) {

@@ -2,7 +2,8 @@
 // a scanner cannot read: encrypted ones (what `gpg --encrypt` and `gpg
 // --symmetric` write without --armor, attached as a .gpg or .pgp file, also
 // how mail programs send attachments in "inline PGP" mode) and compressed
-// ones (`gpg --sign`). The armored form ("-----BEGIN PGP MESSAGE-----") is
+// ones (`gpg --sign`), which the scanner unpacks itself (openPgpUnpack).
+// The armored form ("-----BEGIN PGP MESSAGE-----") is
 // found as text (EncodedFind, av_policy.h). The scanner checks every layer
 // libclamav unpacks (scanner.cpp); the milter checks each MIME part as
 // GMime reads it, also for the clamd backend:
@@ -16,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/mime/archive.h"
 
 namespace sekimori::antivirus {
 
@@ -36,9 +39,32 @@ bool openPgpEncrypted(std::string_view head);
 // deflate) and ZLIB inflated far enough to read the first inner packet's
 // tag (a signature, one-pass signature, literal or compressed packet),
 // BZip2 by its stream and block magic numbers. What `gpg --sign` and
-// `gpg --store` write by default: libclamav does not unpack it, so a
-// scanner sees only compressed bytes (unscanned, not clean).
+// `gpg --store` write by default: libclamav does not unpack it, so it
+// sees only compressed bytes; the scanner worker unpacks it (below).
 bool openPgpCompressed(std::string_view head);
+
+// The files inside an OpenPGP message that opens with compressed data
+// (openPgpCompressed), for a scanner: each literal data packet is an entry,
+// named by the file name it carries; compressed data inside is unpacked in
+// turn (up to 8 levels; gpg allows fewer), stored data (algorithm 0) read
+// as it is; signatures, one-pass signatures, keys and markers are skipped.
+// Partial body lengths (how gpg streams a literal it did not know the size
+// of) and the old format's indeterminate length (how it writes compressed
+// data) are read. The limits are those of mime::unpackEntries: every byte
+// decompressed, at every level, counts against maxTotal (TooLarge, checked
+// while inflating: a compression bomb stops there), a literal longer than
+// maxEntrySize is EntryTooLarge and not handed over, more literals than
+// maxEntries is TooManyEntries; each ends the unpacking. Damage (a cut or
+// corrupt stream, a packet header that makes no sense, an unknown
+// algorithm) makes the result Unreadable, after what was read before it was
+// handed over. Encrypted packets inside are skipped and reported
+// (`encrypted`). NotArchive when `bytes` does not open with compressed data.
+//
+//   auto r = openPgpUnpack(bytes, limits, [&](std::string_view name, std::string_view data) {
+//     return scan(data);                  // false: stop here (Stopped)
+//   });
+mime::UnpackResult openPgpUnpack(std::string_view bytes, const mime::UnpackLimits& limits,
+                                 const mime::EntryHandler& onEntry);
 
 // Whether a message body, fed in the chunks the MTA sends, may hold a part
 // whose content opens with an OpenPGP session-key packet: the first bytes

@@ -136,12 +136,12 @@ void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* ms
 // container of these kinds that gets no child layer was not unpacked.
 //
 // The worker unpacks such a container itself once libclamav's scan is
-// over (scanUnpacked: libarchive, mime::unpackEntries) and scans each entry
-// with the same engine, as a file one level below its container, under the
-// same limits (levels, file size, files, scan size, counted over the whole
-// scan). What libarchive cannot read either (ACE, ZPAQ, StuffIt, lzop, a
-// damaged archive, a method it does not know) leaves the scan "unscanned",
-// never "clean".
+// over (scanUnpacked: libarchive, mime::unpackEntries; a signed OpenPGP
+// file's compressed data, openPgpUnpack) and scans each entry with the same
+// engine, as a file one level below its container, under the same limits
+// (levels, file size, files, scan size, counted over the whole scan). What
+// neither can read (ACE, ZPAQ, StuffIt, lzop, a damaged archive, a method
+// libarchive does not know) leaves the scan "unscanned", never "clean".
 
 // The 13-byte header of the legacy .lzma format (xz --format=lzma, 7-Zip,
 // LZMA SDK), which has no magic number: the properties every encoder writes
@@ -206,6 +206,9 @@ void noteLimit(std::string name) {
   if (gLimitName.empty()) gLimitName = std::move(name);
 }
 
+// Signed OpenPGP files, which openPgpUnpack reads (not libarchive).
+constexpr const char* kOpenPgpCompressed = "OpenPGP compressed data";
+
 // A container libclamav did not unpack, for scanUnpacked.
 struct ToUnpack {
   const char* kind;  // "RAR archive", "ZIP members compressed with LZMA" (unscanned if libarchive fails too)
@@ -220,6 +223,7 @@ const char* encryptedKind(std::string_view kind) {
   if (kind.starts_with("ZIP")) return "Zip";
   if (kind.starts_with("7-Zip")) return "7Zip";
   if (kind.starts_with("RAR")) return "RAR";
+  if (kind.starts_with("OpenPGP")) return "OpenPGP";
   return "Archive";
 }
 
@@ -363,12 +367,12 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     }
     if (method != nullptr) unpackLater(method, bytes, level);
     // Binary OpenPGP (openpgp.h), a type libclamav does not know: an
-    // encrypted .gpg, or compressed data (gpg --sign) it does not unpack.
-    // Both read only the start of the layer.
+    // encrypted .gpg, or compressed data (gpg --sign) it does not unpack,
+    // which the worker unpacks. Both read only the start of the layer.
     if (openPgpEncrypted(bytes)) {
       noteEncrypted("Heuristics.Encrypted.OpenPGP");
     } else if (openPgpCompressed(bytes)) {
-      noteUnscanned("OpenPGP compressed data");
+      unpackLater(kOpenPgpCompressed, bytes, level);
     }
   }
   closeLayersFrom(level);
@@ -676,8 +680,9 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     limits.maxEntrySize = gLimits.maxFileSize;
     limits.maxTotal = gLimits.maxScanSize - std::min(budget.bytes, gLimits.maxScanSize);
     limits.maxEntries = gLimits.maxFiles - std::min<std::uint64_t>(budget.files, gLimits.maxFiles);
+    const auto unpack = u.kind == kOpenPgpCompressed ? openPgpUnpack : mime::unpackEntries;
     const mime::UnpackResult got =
-        mime::unpackEntries(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
+        unpack(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
           if (data.empty()) return true;
           gLevelOffset = u.level + 1;
           const ScanResult e = scanMemory(data.data(), data.size(), engine, versions);

@@ -4,7 +4,7 @@
 // (common/mime/sevenzip.cpp), the antivirus scanner's ZIP/CAB directory
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
 // methods; 7-Zip coders) and its OpenPGP reader (openpgp.cpp, which inflates compressed
-// data): attachments are attacker-made bytes. Properties: all return, within the limits they were
+// data and unpacks the literal data inside): attachments are attacker-made bytes. Properties: all return, within the limits they were
 // given (out-of-bounds reads are the sanitizers' to catch).
 #include "common/mime/archive.h"
 #include "common/mime/sevenzip.h"
@@ -61,6 +61,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const char* m = sekimori::antivirus::sevenZipMethodNotUnpacked(bytes)) {
     FUZZ_CHECK(bytes.size() >= 32 && std::string_view(m).starts_with("7-Zip data "));
   }
+  // The signed files inside OpenPGP compressed data: within the limits, as unpackEntries.
+  std::uint64_t pgpHanded = 0, pgpBytes = 0;
+  const UnpackResult g = sekimori::antivirus::openPgpUnpack(bytes, unpack, [&](std::string_view, std::string_view entry) {
+    FUZZ_CHECK(entry.size() <= unpack.maxEntrySize);
+    ++pgpHanded;
+    pgpBytes += entry.size();
+    return true;
+  });
+  FUZZ_CHECK(g.entries == pgpHanded && g.totalSize == pgpBytes);
+  FUZZ_CHECK(pgpHanded <= unpack.maxEntries && pgpBytes <= unpack.maxTotal);
+  if (g.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(pgpHanded == 0);
   // Never both: an encrypted message opens with a session key, a compressed one with its packet.
   FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
   return 0;

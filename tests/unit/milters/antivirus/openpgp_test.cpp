@@ -1,11 +1,14 @@
 #include "milters/antivirus/openpgp.h"
 
+#include <bzlib.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/util/strings.h"
@@ -21,19 +24,36 @@ std::string packet(int tag, const std::string& body, bool newFormat) {
     h += static_cast<char>(0xC0 | tag);
     if (n < 192) {
       h += static_cast<char>(n);
-    } else {
+    } else if (n < 8384) {
       h += static_cast<char>(((n - 192) >> 8) + 192);
       h += static_cast<char>((n - 192) & 0xFF);
+    } else {
+      h += '\xFF';
+      for (const int shift : {24, 16, 8, 0}) h += static_cast<char>(n >> shift & 0xFF);
     }
   } else if (n < 256) {
     h += static_cast<char>(0x80 | tag << 2);
     h += static_cast<char>(n);
-  } else {
+  } else if (n < 65536) {
     h += static_cast<char>(0x80 | tag << 2 | 1);
     h += static_cast<char>(n >> 8);
     h += static_cast<char>(n & 0xFF);
+  } else {
+    h += static_cast<char>(0x80 | tag << 2 | 2);
+    for (const int shift : {24, 16, 8, 0}) h += static_cast<char>(n >> shift & 0xFF);
   }
   return h + body;
+}
+
+// A new-format packet in partial body lengths (how gpg streams data it
+// does not know the size of): chunks of 2^`power` bytes, the rest last.
+std::string partialPacket(int tag, const std::string& body, int power) {
+  const std::size_t chunk = std::size_t{1} << power;
+  std::string out(1, static_cast<char>(0xC0 | tag));
+  std::size_t at = 0;
+  for (; body.size() - at > chunk; at += chunk) out += static_cast<char>(224 + power) + body.substr(at, chunk);
+  const std::string last = packet(tag, body.substr(at), true);
+  return out + last.substr(1);  // its length and bytes, without the tag
 }
 
 std::string bytes(std::size_t n, std::uint32_t seed) {
@@ -177,6 +197,165 @@ TEST(OpenPgp, CompressedDataIsKnownByWhatItUnpacksTo) {
     }
   }
   EXPECT_EQ(passed, 0);
+}
+
+// A literal data packet holding `data` named `name`, as gpg writes it.
+std::string literalPacket(const std::string& name, const std::string& data) {
+  return packet(11, "b" + std::string(1, static_cast<char>(name.size())) + name + std::string(4, '\0') + data, true);
+}
+
+// A compressed data packet (old format, indeterminate length, as gpg
+// writes it) holding `inner` compressed with `algorithm`.
+std::string compressedPacket(char algorithm, const std::string& inner) {
+  std::string data;
+  switch (algorithm) {
+    case 0: data = inner; break;
+    case 1: data = deflated(inner, true); break;
+    case 2: data = deflated(inner, false); break;
+    case 3: {
+      unsigned size = static_cast<unsigned>(inner.size() + inner.size() / 100 + 600);
+      data.resize(size);
+      EXPECT_EQ(BZ2_bzBuffToBuffCompress(data.data(), &size, const_cast<char*>(inner.data()),
+                                         static_cast<unsigned>(inner.size()), 9, 0, 0),
+                BZ_OK);
+      data.resize(size);
+      break;
+    }
+    default: data = inner;
+  }
+  return std::string("\xA3") + algorithm + data;
+}
+
+// What a gpg --sign message holds around the literal data.
+const std::string kOnePass = packet(4, std::string("\x03\x00\x08\x16", 4) + kKeyId + "\x01", false);
+const std::string kSignature = packet(2, "\x04" + bytes(60, 40), false);
+
+struct Unpacked {
+  mime::UnpackResult result;
+  std::vector<std::pair<std::string, std::string>> entries;  // name, data
+};
+Unpacked unpack(const std::string& bytes, const mime::UnpackLimits& limits = {}, std::size_t stopAfter = 1000) {
+  Unpacked u;
+  u.result = openPgpUnpack(bytes, limits, [&](std::string_view name, std::string_view data) {
+    u.entries.emplace_back(name, data);
+    return u.entries.size() < stopAfter;
+  });
+  return u;
+}
+using Status = mime::UnpackResult::Status;
+using Entries = std::vector<std::pair<std::string, std::string>>;
+
+TEST(OpenPgpUnpack, HandsOverTheSignedFiles) {
+  const std::string text = "the signed file's text\n";
+  for (const char algorithm : {'\x01', '\x02', '\x03'}) {
+    const Unpacked u = unpack(compressedPacket(algorithm, kOnePass + literalPacket("notes.txt", text) + kSignature));
+    EXPECT_EQ(u.result.status, Status::Ok) << int(algorithm);
+    EXPECT_EQ(u.entries, (Entries{{"notes.txt", text}})) << int(algorithm);
+    EXPECT_FALSE(u.result.encrypted);
+  }
+  // From a pipe: partial body lengths, chunks of 512 bytes and of 8 KiB.
+  std::string big;
+  for (int i = 0; big.size() < 50000; ++i) big += "line " + std::to_string(i) + "\n";
+  for (const int power : {9, 13}) {
+    const Unpacked u = unpack(compressedPacket('\x02', kOnePass + partialPacket(11, std::string("b\0\0\0\0\0", 6) + big, power) +
+                                                          kSignature));
+    EXPECT_EQ(u.result.status, Status::Ok) << power;
+    EXPECT_TRUE(u.entries == (Entries{{"", big}})) << power;  // (not printed: 50 KB)
+  }
+  // Compressed inside compressed (in any algorithm, stored too), two
+  // files, the new format's definite length, a 4-byte old-format length.
+  const std::string two = literalPacket("a", "first") + literalPacket("b", "second");
+  const std::string nested = compressedPacket('\x01', compressedPacket('\x03', compressedPacket('\x00', two)));
+  const Unpacked n = unpack(nested);
+  EXPECT_EQ(n.result.status, Status::Ok);
+  EXPECT_EQ(n.entries, (Entries{{"a", "first"}, {"b", "second"}}));
+  EXPECT_EQ(n.result.entries, 2u);
+  EXPECT_EQ(n.result.totalSize, 11u);
+  const std::string definite = packet(8, "\x02" + deflated(kOnePass + two + kSignature, false), true);
+  EXPECT_EQ(unpack(definite).entries, (Entries{{"a", "first"}, {"b", "second"}}));
+  const std::string wide = packet(8, "\x01" + deflated(literalPacket("w", big + big), true) + bytes(70000, 41), false);
+  EXPECT_TRUE(unpack(wide).entries == (Entries{{"w", big + big}}));
+  // Encrypted packets inside are skipped and reported.
+  const Unpacked e = unpack(compressedPacket('\x02', kOnePass + packet(1, kRsa, false) + packet(18, "\x01" + bytes(200, 44), true)));
+  EXPECT_EQ(e.result.status, Status::Ok);
+  EXPECT_TRUE(e.result.encrypted);
+  EXPECT_TRUE(e.entries.empty());
+  // Not compressed data: nothing read.
+  for (const std::string& s : {literalPacket("x", "plain"), kOnePass + literalPacket("x", "plain"), bytes(500, 42),
+                               packet(1, kRsa, false) + kData, std::string()}) {
+    EXPECT_EQ(unpack(s).result.status, Status::NotArchive);
+  }
+}
+
+TEST(OpenPgpUnpack, LimitsEndIt) {
+  // 64 MB of zeros in a literal: a few dozen KB compressed, stopped at
+  // 1 MB of output.
+  const std::string bomb = compressedPacket('\x01', literalPacket("z", std::string(64 << 20, '\0')));
+  ASSERT_LT(bomb.size(), 200000u);
+  mime::UnpackLimits l;
+  l.maxTotal = 1 << 20;
+  const auto t0 = std::chrono::steady_clock::now();
+  const Unpacked b = unpack(bomb, l);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(b.result.status, Status::TooLarge);
+  EXPECT_TRUE(b.entries.empty());
+  // Nested, every level's output counts: 600 KB inside 600 KB.
+  const std::string nested = compressedPacket('\x02', compressedPacket('\x01', literalPacket("n", bytes(600000, 43))));
+  ASSERT_EQ(unpack(nested).result.status, Status::Ok);
+  EXPECT_EQ(unpack(nested, l).result.status, Status::TooLarge);
+  l = {};
+  l.maxEntrySize = 5;
+  const std::string two = compressedPacket('\x02', literalPacket("a", "12345") + literalPacket("b", "123456"));
+  const Unpacked big = unpack(two, l);
+  EXPECT_EQ(big.result.status, Status::EntryTooLarge);
+  EXPECT_EQ(big.entries, (Entries{{"a", "12345"}}));
+  l = {};
+  l.maxEntries = 1;
+  const Unpacked many = unpack(two, l);
+  EXPECT_EQ(many.result.status, Status::TooManyEntries);
+  EXPECT_EQ(many.entries.size(), 1u);
+  const Unpacked stopped = unpack(two, {}, 1);
+  EXPECT_EQ(stopped.result.status, Status::Stopped);
+  EXPECT_EQ(stopped.entries.size(), 1u);
+}
+
+TEST(OpenPgpUnpack, DamageIsUnreadableAfterWhatCameBefore) {
+  std::string text;
+  for (int i = 0; text.size() < 300000; ++i) text += "record " + std::to_string(i * 7919 % 100003) + "\n";
+  const std::string whole = compressedPacket('\x01', kOnePass + literalPacket("t", text) + kSignature);
+  // Cut in the middle of the deflate stream: the literal's first part.
+  const Unpacked cut = unpack(whole.substr(0, whole.size() / 2));
+  EXPECT_EQ(cut.result.status, Status::Unreadable);
+  ASSERT_EQ(cut.entries.size(), 1u);
+  EXPECT_GT(cut.entries[0].second.size(), 1000u);
+  EXPECT_LT(cut.entries[0].second.size(), text.size());
+  EXPECT_TRUE(text.starts_with(cut.entries[0].second));
+  // Corrupt deflate data after the first bytes; a BZip2 stream cut short.
+  std::string corrupt = whole;
+  for (std::size_t i = whole.size() / 2; i < whole.size() / 2 + 64; ++i) corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5A);
+  EXPECT_EQ(unpack(corrupt).result.status, Status::Unreadable);
+  const std::string bz = compressedPacket('\x03', literalPacket("t", text));
+  EXPECT_EQ(unpack(bz.substr(0, bz.size() - 100)).result.status, Status::Unreadable);
+  // An algorithm nobody knows inside; nesting past 8 levels; a packet
+  // header that is no header; a partial body cut off; trailing garbage.
+  std::string deep = literalPacket("d", "deep");
+  for (int i = 0; i < 9; ++i) deep = compressedPacket('\x00', deep);
+  const std::string damaged[] = {
+      compressedPacket('\x02', kOnePass + std::string("\xA3\x07", 2) + deflated(literalPacket("x", "y"), true)),
+      compressedPacket('\x02', deep),
+      compressedPacket('\x02', literalPacket("x", "first") + std::string("\x00\x01\x02", 3) + literalPacket("y", "lost")),
+      compressedPacket('\x02', "\xCB\xE9" + std::string("b\0\0\0\0\0", 6) + std::string(300, 'p')),
+  };
+  for (const std::string& s : damaged) {
+    const Unpacked u = unpack(s);
+    EXPECT_EQ(u.result.status, Status::Unreadable) << util::escapeControls(s.substr(0, 12));
+    EXPECT_LE(u.entries.size(), 1u);
+  }
+  EXPECT_EQ(unpack(damaged[2]).entries, (Entries{{"x", "first"}}));
+  // Eight levels are read.
+  std::string eight = literalPacket("d", "deep");
+  for (int i = 0; i < 8; ++i) eight = compressedPacket(i == 7 ? '\x02' : '\x00', eight);  // zlib outermost
+  EXPECT_EQ(unpack(eight).entries, (Entries{{"d", "deep"}}));
 }
 
 // What OpenPgpStartSniffer says of `body` fed in chunks of `chunk` bytes.

@@ -408,10 +408,12 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
 
 // OpenPGP files as the real gpg writes them without --armor, a type
 // libclamav does not know: encrypted (marked so, also inside a zip), and
-// signed, whose compressed packet it does not unpack (EICAR in one came
-// back clean before): unscanned. Signed without compression, the bytes
-// are there to scan.
-TEST_F(ScannerTest, OpenPgpFilesAreEncryptedOrUnscannedNotClean) {
+// signed, whose compressed packet libclamav does not unpack (EICAR in one
+// came back clean, then unscanned): the worker unpacks it (openPgpUnpack)
+// and scans the signed file, also when gpg streamed it from a pipe (partial
+// body lengths), when it is a zip, and when the .gpg is inside a zip.
+// Signed without compression, the bytes are there to scan.
+TEST_F(ScannerTest, OpenPgpFilesAreUnpackedOrMarkedEncrypted) {
   const std::string d = "cd " + data_.string() + " && ";
   const std::string gpg = "gpg --homedir g --batch -q --pinentry-mode loopback ";
   ASSERT_EQ(sh(d + "mkdir -m 700 g && " + gpg + "--passphrase '' --quick-gen-key 's <s@example.net>' " +
@@ -419,15 +421,32 @@ TEST_F(ScannerTest, OpenPgpFilesAreEncryptedOrUnscannedNotClean) {
   for (const char* algo : {"zip", "zlib", "bzip2", "uncompressed"}) {
     EXPECT_EQ(sh(d + gpg + "--compress-algo " + algo + " --sign -o signed-" + algo + ".gpg eicar.com"), 0);
   }
+  // From a pipe gpg does not know the size: a literal of 40 KB comes in
+  // partial body lengths, EICAR at its end.
+  std::string piped;
+  for (int i = 0; piped.size() < 40000; ++i) piped += "line " + std::to_string(i) + " of a longer file\n";
+  writeFile(data_ / "piped.txt", piped + kEicar);
+  EXPECT_EQ(sh(d + gpg + "--sign -o signed-clean.gpg clean.txt && " + gpg + "--sign -o signed-pipe.gpg < piped.txt"), 0);
+  EXPECT_EQ(sh(d + gpg + "--list-packets signed-pipe.gpg | grep -q 'tag=11 .* partial'"), 0);
+  EXPECT_EQ(sh(d + "zip -q e.zip eicar.com && " + gpg + "--sign -o signed-e.zip.gpg e.zip"), 0);
   EXPECT_EQ(sh(d + gpg + "--passphrase x --symmetric -o eicar.com.gpg eicar.com"), 0);
   sh("gpgconf --homedir " + data_.string() + "/g --kill all");  // the agent gpg started for that home
-  ASSERT_EQ(sh(d + "zip -q gpg-in.zip eicar.com.gpg && zip -q gpg-and-eicar.zip eicar.com.gpg eicar.com"), 0);
+  ASSERT_EQ(sh(d + "zip -q gpg-in.zip eicar.com.gpg && zip -q gpg-and-eicar.zip eicar.com.gpg eicar.com && "
+                   "zip -q signed-in.zip signed-zlib.gpg"),
+            0);
+  for (const char* f : {"signed-zip.gpg", "signed-zlib.gpg", "signed-bzip2.gpg", "signed-pipe.gpg"}) {
+    EXPECT_EQ(readFile(data_ / f).find("EICAR-STANDARD"), std::string::npos) << f;  // only compressed
+  }
   startPool();
 
   expectVerdicts({
-      {"signed-zip.gpg", Status::Unscanned, "OpenPGP compressed data"},
-      {"signed-zlib.gpg", Status::Unscanned, "OpenPGP compressed data"},
-      {"signed-bzip2.gpg", Status::Unscanned, "OpenPGP compressed data"},
+      {"signed-zip.gpg", Status::Infected, kEicarSig},
+      {"signed-zlib.gpg", Status::Infected, kEicarSig},
+      {"signed-bzip2.gpg", Status::Infected, kEicarSig},
+      {"signed-pipe.gpg", Status::Infected, kEicarSig},
+      {"signed-e.zip.gpg", Status::Infected, kEicarSig},
+      {"signed-in.zip", Status::Infected, kEicarSig},
+      {"signed-clean.gpg", Status::Clean, ""},
       {"signed-uncompressed.gpg", Status::Infected, kEicarSig},
       {"eicar.com.gpg", Status::Encrypted, "Heuristics.Encrypted.OpenPGP"},
       {"gpg-in.zip", Status::Encrypted, "Heuristics.Encrypted.OpenPGP"},
