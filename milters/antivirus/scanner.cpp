@@ -109,22 +109,6 @@ bool parseStatus(std::string_view w, ScanResult::Status* out) {
   return false;
 }
 
-// Set when libclamav reports an error during the current scan (a worker
-// scans one message at a time). libclamav can meet an internal error inside
-// an archive (a temp file it cannot create, say), log it, and still answer
-// CL_CLEAN for the whole scan: such a "clean" is not trusted.
-bool gScanHadError = false;
-
-// libclamav's own warnings and errors go to our log instead of its stderr.
-void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
-  if (severity >= CL_MSG_ERROR) gScanHadError = true;
-  if (severity < CL_MSG_WARN || msg == nullptr) return;
-  std::string_view text(msg);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-  log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
-               "libclamav: " + util::sanitize(text, 512));
-}
-
 // --- containers libclamav does not unpack ----------------------------------
 //
 // A RAR archive when libclamav has no unrar module (Debian's libclamav has
@@ -183,28 +167,11 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
 // forks workers): max_file_size (below) and what it unpacks.
 EngineLimits gLimits;
 
-// What the current scan found beside libclamav's answer (a worker scans
-// one message at a time; reset per message).
-std::string gUnscanned;       // containers not unpacked, "RAR archive, LZ4 data"
-std::string gEncryptedName;   // "Heuristics.Encrypted.OpenPGP": encrypted, not scanned
-std::string gLimitName;       // "Heuristics.Limits.Exceeded.MaxFileSize": a limit the worker applied
-bool gUnpacked = false;       // the worker unpacked a container itself
-
 // The limits the worker applies itself, by the names libclamav gives them.
 constexpr const char* kOverFileSize = "Heuristics.Limits.Exceeded.MaxFileSize";
 constexpr const char* kOverScanSize = "Heuristics.Limits.Exceeded.MaxScanSize";
 constexpr const char* kOverFiles = "Heuristics.Limits.Exceeded.MaxFiles";
 constexpr const char* kOverRecursion = "Heuristics.Limits.Exceeded.MaxRecursion";
-
-void noteUnscanned(const char* what) {
-  if (gUnscanned.find(what) == std::string::npos) gUnscanned += gUnscanned.empty() ? what : std::string(", ") + what;
-}
-void noteEncrypted(std::string name) {
-  if (gEncryptedName.empty()) gEncryptedName = std::move(name);
-}
-void noteLimit(std::string name) {
-  if (gLimitName.empty()) gLimitName = std::move(name);
-}
 
 // Signed OpenPGP files, which openPgpUnpack reads (not libarchive).
 constexpr const char* kOpenPgpCompressed = "OpenPGP compressed data";
@@ -215,8 +182,6 @@ struct ToUnpack {
   std::string bytes;
   std::uint32_t level;  // of the container, counted from the scanned file (0)
 };
-std::vector<ToUnpack> gToUnpack;
-std::uint64_t gHeldBytes = 0;  // copies held in gToUnpack and gLayers, at most the scan size
 
 // For the name of an encrypted container: "Heuristics.Encrypted." + this.
 const char* encryptedKind(std::string_view kind) {
@@ -226,10 +191,6 @@ const char* encryptedKind(std::string_view kind) {
   if (kind.starts_with("OpenPGP")) return "OpenPGP";
   return "Archive";
 }
-
-// The level of the file being scanned: 0 for the file handed to the
-// worker, a container's level + 1 for an entry scanUnpacked scans.
-std::uint32_t gLevelOffset = 0;
 
 // What the scans of unpacked entries have scanned so far, every layer
 // libclamav shows in them included (the entries themselves, and what it
@@ -243,19 +204,60 @@ struct UnpackedBudget {
   std::uint64_t files = 0;
   const char* over = nullptr;
 };
-UnpackedBudget gUnpackedBudget;
+
+// A layer libclamav showed the callback, while its children may come.
+struct Layer {
+  std::uint32_t level;  // counted from the scanned file (levelOffset included)
+  const char* kind;     // containerKind(), or nullptr
+  std::string bytes;    // a kind's bytes, to unpack if libclamav does not
+  enum class Copy { None, Held, OverScanSize } copy = Copy::None;  // OverScanSize: not held, too much
+  bool child = false;
+};
+
+// What the current scan found and holds beside libclamav's answer: a
+// worker scans one message at a time, and all of it is reset at once
+// before each (gScan = {}).
+struct ScanState {
+  // libclamav reported an error. It can meet an internal error inside an
+  // archive (a temp file it cannot create, say), log it, and still answer
+  // CL_CLEAN for the whole scan: such a "clean" is not trusted.
+  bool hadError = false;
+  std::string unscanned;      // containers not unpacked, "RAR archive, LZ4 data"
+  std::string encryptedName;  // "Heuristics.Encrypted.OpenPGP": encrypted, not scanned
+  std::string limitName;      // "Heuristics.Limits.Exceeded.MaxFileSize": a limit the worker applied
+  bool unpacked = false;      // the worker unpacked a container itself
+  std::vector<Layer> layers;  // the layers of the scan under way still open
+  std::vector<ToUnpack> toUnpack;
+  std::uint64_t heldBytes = 0;  // copies held in toUnpack and layers, at most the scan size
+  // The level of the file being scanned: 0 for the file handed to the
+  // worker, a container's level + 1 for an entry scanUnpacked scans.
+  std::uint32_t levelOffset = 0;
+  UnpackedBudget budget;
+};
+ScanState gScan;
+
+void noteUnscanned(const char* what) {
+  std::string& u = gScan.unscanned;
+  if (u.find(what) == std::string::npos) u += u.empty() ? what : std::string(", ") + what;
+}
+void noteEncrypted(std::string name) {
+  if (gScan.encryptedName.empty()) gScan.encryptedName = std::move(name);
+}
+void noteLimit(std::string name) {
+  if (gScan.limitName.empty()) gScan.limitName = std::move(name);
+}
 
 // A copy of a layer's bytes, counted against the scan size; false (and
 // nothing held) when it would take more.
 bool holdCopy(std::string_view bytes, std::string* out) {
-  if (gHeldBytes + bytes.size() > gLimits.maxScanSize) return false;
-  gHeldBytes += bytes.size();
+  if (gScan.heldBytes + bytes.size() > gLimits.maxScanSize) return false;
+  gScan.heldBytes += bytes.size();
   out->assign(bytes);
   return true;
 }
 
 void releaseCopy(std::string* s) {
-  gHeldBytes -= std::min<std::uint64_t>(gHeldBytes, s->size());
+  gScan.heldBytes -= std::min<std::uint64_t>(gScan.heldBytes, s->size());
   std::string().swap(*s);
 }
 
@@ -265,33 +267,34 @@ void unpackLater(const char* kind, std::string_view bytes, std::uint32_t level) 
     noteLimit(kOverScanSize);
     return;
   }
-  gToUnpack.push_back(std::move(u));
+  gScan.toUnpack.push_back(std::move(u));
 }
 
-struct Layer {
-  std::uint32_t level;  // counted from the scanned file (gLevelOffset included)
-  const char* kind;     // containerKind(), or nullptr
-  std::string bytes;    // a kind's bytes, to unpack if libclamav does not
-  enum class Copy { None, Held, OverScanSize } copy = Copy::None;  // OverScanSize: not held, too much
-  bool child = false;
-};
-// The layers of the current scan still open.
-std::vector<Layer> gLayers;
-
 void closeLayersFrom(std::uint32_t level) {
-  while (!gLayers.empty() && gLayers.back().level >= level) {
-    Layer& l = gLayers.back();
+  std::vector<Layer>& layers = gScan.layers;
+  while (!layers.empty() && layers.back().level >= level) {
+    Layer& l = layers.back();
     if (l.kind != nullptr && !l.child) {
       switch (l.copy) {
-        case Layer::Copy::Held: gToUnpack.push_back({l.kind, std::move(l.bytes), l.level}); break;  // still held
+        case Layer::Copy::Held: gScan.toUnpack.push_back({l.kind, std::move(l.bytes), l.level}); break;  // still held
         case Layer::Copy::OverScanSize: noteLimit(kOverScanSize); break;
         case Layer::Copy::None: noteUnscanned(l.kind); break;  // no bytes to unpack
       }
     } else if (l.copy == Layer::Copy::Held) {
       releaseCopy(&l.bytes);
     }
-    gLayers.pop_back();
+    layers.pop_back();
   }
+}
+
+// libclamav's own warnings and errors go to our log instead of its stderr.
+void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
+  if (severity >= CL_MSG_ERROR) gScan.hadError = true;
+  if (severity < CL_MSG_WARN || msg == nullptr) return;
+  std::string_view text(msg);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
+               "libclamav: " + util::sanitize(text, 512));
 }
 
 // --- files longer than max_file_size ---------------------------------------
@@ -331,9 +334,9 @@ bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || siz
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
                         const char* /*name*/, size_t size, const char* buf, uint32_t fileLevel,
                         uint32_t /*attributes*/, void* /*context*/) {
-  const std::uint32_t level = gLevelOffset + fileLevel;
-  if (gLevelOffset > 0) {
-    UnpackedBudget& b = gUnpackedBudget;
+  const std::uint32_t level = gScan.levelOffset + fileLevel;
+  if (gScan.levelOffset > 0) {
+    UnpackedBudget& b = gScan.budget;
     b.bytes += size;
     ++b.files;
     if (b.bytes > gLimits.maxScanSize) b.over = kOverScanSize;
@@ -376,13 +379,13 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     }
   }
   closeLayersFrom(level);
-  if (!gLayers.empty() && gLayers.back().level + 1 == level) gLayers.back().child = true;
+  if (!gScan.layers.empty() && gScan.layers.back().level + 1 == level) gScan.layers.back().child = true;
   Layer layer{level, kind, {}};
   // Kept until we know whether libclamav unpacks it (a child layer).
   if (kind != nullptr && buf != nullptr) {
     layer.copy = holdCopy(std::string_view(buf, size), &layer.bytes) ? Layer::Copy::Held : Layer::Copy::OverScanSize;
   }
-  gLayers.push_back(std::move(layer));
+  gScan.layers.push_back(std::move(layer));
   return CL_SUCCESS;
 }
 
@@ -658,7 +661,7 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   return verdict(rc, virname, versions);
 }
 
-// Unpacks the containers libclamav left unpacked (gToUnpack) and scans
+// Unpacks the containers libclamav left unpacked (gScan.toUnpack) and scans
 // every entry with the engine, one level below its container; whatever
 // those scans find joins the verdict `r` (an infection or a failed scan
 // ends it). Entries inside are unpacked in turn, level by level, under the
@@ -666,11 +669,12 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
 // all of it within one max_scan_size and one max_files (UnpackedBudget).
 // Where libarchive cannot read a container either, it stays unscanned.
 void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResult& r) {
-  const UnpackedBudget& budget = gUnpackedBudget;
-  while (!gToUnpack.empty() && r.status != ScanResult::Status::Infected && r.status != ScanResult::Status::Error) {
-    ToUnpack u = std::move(gToUnpack.back());
-    gToUnpack.pop_back();
-    gUnpacked = true;
+  const UnpackedBudget& budget = gScan.budget;
+  std::vector<ToUnpack>& queue = gScan.toUnpack;
+  while (!queue.empty() && r.status != ScanResult::Status::Infected && r.status != ScanResult::Status::Error) {
+    ToUnpack u = std::move(queue.back());
+    queue.pop_back();
+    gScan.unpacked = true;
     if (u.level + 1 > gLimits.maxRecursion) {
       noteLimit(kOverRecursion);
       releaseCopy(&u.bytes);
@@ -684,10 +688,10 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     const mime::UnpackResult got =
         unpack(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
           if (data.empty()) return true;
-          gLevelOffset = u.level + 1;
+          gScan.levelOffset = u.level + 1;
           const ScanResult e = scanMemory(data.data(), data.size(), engine, versions);
           closeLayersFrom(0);
-          gLevelOffset = 0;
+          gScan.levelOffset = 0;
           if (budget.over != nullptr) {
             noteLimit(budget.over);
             return false;
@@ -717,8 +721,8 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
       case mime::UnpackResult::Status::Unreadable: noteUnscanned(u.kind); break;
     }
   }
-  for (ToUnpack& u : gToUnpack) releaseCopy(&u.bytes);
-  gToUnpack.clear();
+  for (ToUnpack& u : queue) releaseCopy(&u.bytes);
+  queue.clear();
 }
 
 std::string fieldSafe(std::string_view s) {
@@ -877,35 +881,27 @@ constexpr int kExitForFreshCache = 3;
     if (fd < 0) {
       r = ScanResult::failure("scanner worker received no file descriptor");
     } else {
-      gScanHadError = false;
-      gLayers.clear();
-      gUnscanned.clear();
-      gEncryptedName.clear();
-      gLimitName.clear();
-      gUnpacked = false;
-      gHeldBytes = 0;
-      gLevelOffset = 0;
-      gUnpackedBudget = {};
+      gScan = {};
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
       closeLayersFrom(0);
       scanUnpacked(engine, versions, r);
       alarm(0);
-      if (gScanHadError && r.status == ScanResult::Status::Clean) {
+      if (gScan.hadError && r.status == ScanResult::Status::Clean) {
         r = ScanResult::failure("libclamav reported an error during the scan (see the log); not trusted as clean");
       }
-      if (r.status == ScanResult::Status::Clean && !gEncryptedName.empty()) {
+      if (r.status == ScanResult::Status::Clean && !gScan.encryptedName.empty()) {
         r.status = ScanResult::Status::Encrypted;
-        r.name = gEncryptedName;
+        r.name = gScan.encryptedName;
       }
-      if (r.status == ScanResult::Status::Clean && !gUnscanned.empty()) {
+      if (r.status == ScanResult::Status::Clean && !gScan.unscanned.empty()) {
         r.status = ScanResult::Status::Unscanned;
-        r.name = gUnscanned;
+        r.name = gScan.unscanned;
       }
-      if (!gLimitName.empty() &&
+      if (!gScan.limitName.empty() &&
           (r.status == ScanResult::Status::Clean || r.status == ScanResult::Status::Unscanned)) {
         r.status = ScanResult::Status::LimitsExceeded;
-        r.name = gLimitName;
+        r.name = gScan.limitName;
       }
       // libclamav keeps the hash of every file (and archive member) it found
       // clean, and skips such a file the next time. What only we noticed or
@@ -915,8 +911,8 @@ constexpr int kExitForFreshCache = 3;
       // cache as clean: the same zip again would come back clean. This
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
-      freshCache = !gUnscanned.empty() || gScanHadError || !gLimitName.empty() || !gEncryptedName.empty() ||
-                   gUnpacked;
+      freshCache = !gScan.unscanned.empty() || gScan.hadError || !gScan.limitName.empty() ||
+                   !gScan.encryptedName.empty() || gScan.unpacked;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +
