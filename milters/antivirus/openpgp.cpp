@@ -134,6 +134,19 @@ bool symmetricSessionKey(std::string_view body) {
   return sessionKey == 0 || (sessionKey >= 17 && sessionKey <= 65);
 }
 
+// The first bytes of a one-pass signature packet's body (RFC 9580 5.4):
+// version 3, the signature type, a known hash and public-key algorithm.
+bool onePassStart(std::string_view body) {
+  return body.size() >= 4 && byteAt(body, 0) == 3 && known(byteAt(body, 2), kHashes) &&
+         known(byteAt(body, 3), kSigning);
+}
+
+// The first byte of a literal data packet's body: its format (binary,
+// text, UTF-8, local, and two older ones).
+bool literalStart(std::string_view body) {
+  return !body.empty() && known(byteAt(body, 0), {'b', 't', 'u', 'l', '1', 'm'});
+}
+
 // Whether three bytes can open a session-key packet: its header, and the
 // version byte when the length takes one byte.
 bool plausibleStart(std::string_view s) {
@@ -202,15 +215,36 @@ bool openPgpCompressed(std::string_view head) {
   switch (h->tag) {
     case 2:  // a signature: version 4, its type, public-key and hash algorithms
       return byteAt(body, 0) == 4 && known(byteAt(body, 2), kSigning) && known(byteAt(body, 3), kHashes);
-    case 4:  // a one-pass signature: version 3, type, hash, public-key algorithm
-      return byteAt(body, 0) == 3 && known(byteAt(body, 2), kHashes) && known(byteAt(body, 3), kSigning);
-    case 8:  // compressed again
-      return byteAt(body, 0) <= 3;
-    case 11:  // literal data: its format
-      return known(byteAt(body, 0), {'b', 't', 'u', 'l', '1', 'm'});
-    default:
-      return false;
+    case 4: return onePassStart(body);
+    case 8: return byteAt(body, 0) <= 3;  // compressed again
+    case 11: return literalStart(body);
+    default: return false;
   }
+}
+
+bool openPgpSigned(std::string_view head) {
+  head = head.substr(0, kOpenPgpHeadMax);
+  const std::optional<PacketHeader> h = packetHeader(head);
+  if (!h) return false;
+  const std::string_view body = head.substr(h->headerSize);
+  if (h->tag == 4) {  // a one-pass signature, whole (13 bytes: its key ID, a last-one flag), then what it signs
+    if (h->bodySize != 13 || body.size() < 13 || !onePassStart(body) || byteAt(body, 12) > 1) return false;
+    const std::string_view rest = body.substr(13);
+    const std::optional<PacketHeader> next = packetHeader(rest);
+    if (!next) return false;
+    const std::string_view nextBody = rest.substr(next->headerSize);
+    return (next->tag == 11 && literalStart(nextBody)) || (next->tag == 4 && onePassStart(nextBody));
+  }
+  if (h->tag != 11 || !literalStart(body) || body.size() < 2) return false;
+  // Stored alone (gpg --store): a name of printable bytes, and the
+  // packet's first partial chunk at least 512 bytes long (RFC 9580 4.2.1.4).
+  const std::size_t nameSize = byteAt(body, 1);
+  if (body.size() < 2 + nameSize) return false;
+  for (const char c : body.substr(2, nameSize)) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) return false;
+  }
+  const bool partial = !h->bodySize && (byteAt(head, 0) & 0x40) != 0;
+  return !partial || (byteAt(head, 1) & 0x1F) >= 9;
 }
 
 // --- unpacking compressed messages -----------------------------------------
@@ -434,7 +468,7 @@ class Unpacker {
 mime::UnpackResult openPgpUnpack(std::string_view bytes, const mime::UnpackLimits& limits,
                                  const mime::EntryHandler& onEntry) {
   mime::UnpackResult result;
-  if (!openPgpCompressed(bytes)) return result;  // NotArchive
+  if (!openPgpCompressed(bytes) && !openPgpSigned(bytes)) return result;  // NotArchive
   Unpacker u(limits, onEntry, result);
   if (u.packets(bytes, 0)) result.status = u.damaged() ? UStatus::Unreadable : UStatus::Ok;
   return result;

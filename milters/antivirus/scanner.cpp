@@ -173,8 +173,11 @@ constexpr const char* kOverScanSize = "Heuristics.Limits.Exceeded.MaxScanSize";
 constexpr const char* kOverFiles = "Heuristics.Limits.Exceeded.MaxFiles";
 constexpr const char* kOverRecursion = "Heuristics.Limits.Exceeded.MaxRecursion";
 
-// Signed OpenPGP files, which openPgpUnpack reads (not libarchive).
+// Signed OpenPGP files, which openPgpUnpack reads (not libarchive):
+// compressed (unscanned if it cannot), or not (scanned as raw bytes
+// already: nothing is said if it cannot).
 constexpr const char* kOpenPgpCompressed = "OpenPGP compressed data";
+constexpr const char* kOpenPgpSigned = "OpenPGP signed data";
 
 // A container libclamav did not unpack, for scanUnpacked.
 struct ToUnpack {
@@ -376,6 +379,8 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
       noteEncrypted("Heuristics.Encrypted.OpenPGP");
     } else if (openPgpCompressed(bytes)) {
       unpackLater(kOpenPgpCompressed, bytes, level);
+    } else if (openPgpSigned(bytes)) {
+      unpackLater(kOpenPgpSigned, bytes, level);
     }
   }
   closeLayersFrom(level);
@@ -684,7 +689,8 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     limits.maxEntrySize = gLimits.maxFileSize;
     limits.maxTotal = gLimits.maxScanSize - std::min(budget.bytes, gLimits.maxScanSize);
     limits.maxEntries = gLimits.maxFiles - std::min<std::uint64_t>(budget.files, gLimits.maxFiles);
-    const auto unpack = u.kind == kOpenPgpCompressed ? openPgpUnpack : mime::unpackEntries;
+    const bool openPgp = u.kind == kOpenPgpCompressed || u.kind == kOpenPgpSigned;
+    const auto unpack = openPgp ? openPgpUnpack : mime::unpackEntries;
     const mime::UnpackResult got =
         unpack(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
           if (data.empty()) return true;
@@ -718,7 +724,9 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
       case mime::UnpackResult::Status::TooLarge: noteLimit(kOverScanSize); break;
       case mime::UnpackResult::Status::TooManyEntries: noteLimit(kOverFiles); break;
       case mime::UnpackResult::Status::NotArchive:
-      case mime::UnpackResult::Status::Unreadable: noteUnscanned(u.kind); break;
+      case mime::UnpackResult::Status::Unreadable:
+        if (u.kind != kOpenPgpSigned) noteUnscanned(u.kind);
+        break;
     }
   }
   for (ToUnpack& u : queue) releaseCopy(&u.bytes);

@@ -74,5 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (g.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(pgpHanded == 0);
   // Never both: an encrypted message opens with a session key, a compressed one with its packet.
   FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
+  // Signed data opens with a one-pass signature or literal data, compressed data with its own packet.
+  FUZZ_CHECK(!(sekimori::antivirus::openPgpSigned(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
   return 0;
 }

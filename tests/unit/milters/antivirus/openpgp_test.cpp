@@ -280,9 +280,14 @@ TEST(OpenPgpUnpack, HandsOverTheSignedFiles) {
   EXPECT_EQ(e.result.status, Status::Ok);
   EXPECT_TRUE(e.result.encrypted);
   EXPECT_TRUE(e.entries.empty());
-  // Not compressed data: nothing read.
-  for (const std::string& s : {literalPacket("x", "plain"), kOnePass + literalPacket("x", "plain"), bytes(500, 42),
-                               packet(1, kRsa, false) + kData, std::string()}) {
+  // Signed or stored without compression, from a file or a pipe.
+  EXPECT_EQ(unpack(kOnePass + literalPacket("s", text) + kSignature).entries, (Entries{{"s", text}}));
+  EXPECT_EQ(unpack(literalPacket("s", text)).entries, (Entries{{"s", text}}));
+  const Unpacked p = unpack(kOnePass + partialPacket(11, std::string("b\0\0\0\0\0", 6) + big, 9) + kSignature);
+  EXPECT_EQ(p.result.status, Status::Ok);
+  EXPECT_TRUE(p.entries == (Entries{{"", big}}));
+  // Neither: nothing read.
+  for (const std::string& s : {kOnePass + bytes(100, 45), bytes(500, 42), packet(1, kRsa, false) + kData, std::string()}) {
     EXPECT_EQ(unpack(s).result.status, Status::NotArchive);
   }
 }
@@ -356,6 +361,50 @@ TEST(OpenPgpUnpack, DamageIsUnreadableAfterWhatCameBefore) {
   std::string eight = literalPacket("d", "deep");
   for (int i = 0; i < 8; ++i) eight = compressedPacket(i == 7 ? '\x02' : '\x00', eight);  // zlib outermost
   EXPECT_EQ(unpack(eight).entries, (Entries{{"d", "deep"}}));
+}
+
+TEST(OpenPgp, SignedDataIsKnownByItsFirstPackets) {
+  // What gpg --sign writes when it does not compress (-z 0, or a file it
+  // takes for compressed already), from a file or a pipe; what gpg --store
+  // -z 0 writes.
+  const std::string literal = literalPacket("file.txt", "payload");
+  const std::string onePassBody = std::string("\x03\x00\x08\x16", 4) + kKeyId + "\x01";
+  const std::string piped = partialPacket(11, std::string("b\0\0\0\0\0", 6) + std::string(3000, 'x'), 9);
+  const std::string found[] = {
+      kOnePass + literal + kSignature,
+      packet(4, onePassBody, true) + literal + kSignature,
+      kOnePass + kOnePass + literal + kSignature + kSignature,  // two signers
+      kOnePass + piped + kSignature,
+      literal,
+      piped,
+  };
+  for (const std::string& s : found) EXPECT_TRUE(openPgpSigned(s)) << util::escapeControls(s.substr(0, 20));
+  std::string version4 = kOnePass, flag2 = kOnePass, badHash = kOnePass;
+  version4[2] = 4;
+  flag2[14] = 2;
+  badHash[4] = 5;
+  const std::string notSigned[] = {
+      "",
+      compressedPacket('\x01', kOnePass + literal + kSignature),  // compressed: openPgpCompressed's
+      packet(1, kRsa, false) + kData,
+      kOnePass,                       // nothing signed after it
+      kOnePass + kSignature,
+      kOnePass + bytes(100, 50),
+      version4 + literal,
+      flag2 + literal,
+      badHash + literal,
+      packet(4, onePassBody + "x", false) + literal,  // 14 bytes
+      literalPacket("bad\x01name", "payload"),
+      packet(11, "x\x01" "a" + std::string(4, '\0') + "payload", true),       // no such format
+      partialPacket(11, std::string("b\0\0\0\0\0", 6) + std::string(3000, 'x'), 8),  // a first chunk of 256
+  };
+  for (const std::string& s : notSigned) EXPECT_FALSE(openPgpSigned(s)) << util::escapeControls(s.substr(0, 20));
+  // Random data: a literal packet's header, format and printable name by
+  // chance, about once in 10^5 (a false match costs an unpacking attempt,
+  // never a verdict).
+  int passed = 0;
+  for (std::uint32_t seed = 0; seed < 100000; ++seed) passed += openPgpSigned(bytes(300, seed));
+  EXPECT_LE(passed, 5);
 }
 
 // What OpenPgpStartSniffer says of `body` fed in chunks of `chunk` bytes.

@@ -21,6 +21,7 @@
 #include <functional>
 #include <iostream>
 #include <iterator>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -59,6 +60,14 @@ std::string paddedEicar() {
   std::string payload = kEicar + "\n";
   for (int i = 0; i < 200; ++i) payload += "padding line so that the compressor compresses this file\n";
   return payload;
+}
+
+// Bytes no content signature matches: only a hash signature finds them.
+std::string randomBytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
 }
 
 void writeFile(const fs::path& p, std::string_view data) {
@@ -412,7 +421,9 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
 // came back clean, then unscanned): the worker unpacks it (openPgpUnpack)
 // and scans the signed file, also when gpg streamed it from a pipe (partial
 // body lengths), when it is a zip, and when the .gpg is inside a zip.
-// Signed without compression, the bytes are there to scan.
+// Signed without compression, the bytes are there to scan, but not as the
+// file: a file known by its MD5 (an .hdb signature) came back clean signed
+// with -z 0, from a file or a pipe; the worker unpacks those too.
 TEST_F(ScannerTest, OpenPgpFilesAreUnpackedOrMarkedEncrypted) {
   const std::string d = "cd " + data_.string() + " && ";
   const std::string gpg = "gpg --homedir g --batch -q --pinentry-mode loopback ";
@@ -430,6 +441,11 @@ TEST_F(ScannerTest, OpenPgpFilesAreUnpackedOrMarkedEncrypted) {
   EXPECT_EQ(sh(d + gpg + "--list-packets signed-pipe.gpg | grep -q 'tag=11 .* partial'"), 0);
   EXPECT_EQ(sh(d + "zip -q e.zip eicar.com && " + gpg + "--sign -o signed-e.zip.gpg e.zip"), 0);
   EXPECT_EQ(sh(d + gpg + "--passphrase x --symmetric -o eicar.com.gpg eicar.com"), 0);
+  writeFile(data_ / "m.bin", randomBytes(30000, 7));
+  ASSERT_EQ(sh(d + "echo \"$(md5sum m.bin | cut -c1-32):30000:Sekimori.Test.Hash\" > ../db/h.hdb && true"), 0);
+  EXPECT_EQ(sh(d + gpg + "-z 0 --sign -o m-file.gpg m.bin && " + gpg + "-z 0 --sign -o m-pipe.gpg < m.bin && " + gpg +
+               "-z 0 --store -o m-store.gpg m.bin && " + gpg + "--sign -o m-zlib.gpg m.bin"),
+            0);
   sh("gpgconf --homedir " + data_.string() + "/g --kill all");  // the agent gpg started for that home
   ASSERT_EQ(sh(d + "zip -q gpg-in.zip eicar.com.gpg && zip -q gpg-and-eicar.zip eicar.com.gpg eicar.com && "
                    "zip -q signed-in.zip signed-zlib.gpg"),
@@ -448,6 +464,11 @@ TEST_F(ScannerTest, OpenPgpFilesAreUnpackedOrMarkedEncrypted) {
       {"signed-in.zip", Status::Infected, kEicarSig},
       {"signed-clean.gpg", Status::Clean, ""},
       {"signed-uncompressed.gpg", Status::Infected, kEicarSig},
+      {"m.bin", Status::Infected, "Sekimori.Test.Hash"},
+      {"m-file.gpg", Status::Infected, "Sekimori.Test.Hash"},
+      {"m-pipe.gpg", Status::Infected, "Sekimori.Test.Hash"},
+      {"m-store.gpg", Status::Infected, "Sekimori.Test.Hash"},
+      {"m-zlib.gpg", Status::Infected, "Sekimori.Test.Hash"},
       {"eicar.com.gpg", Status::Encrypted, "Heuristics.Encrypted.OpenPGP"},
       {"gpg-in.zip", Status::Encrypted, "Heuristics.Encrypted.OpenPGP"},
       {"gpg-and-eicar.zip", Status::Infected, kEicarSig},
