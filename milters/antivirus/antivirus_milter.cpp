@@ -133,10 +133,11 @@ const Option<std::string> kHtmlScript{
     "<applet, on*= handlers, "
     "javascript:/vbscript: links, sources and refreshes, <iframe srcdoc> documents and data: URL documents "
     "(HTML, SVG, XML; not images) holding any of these), "
-    "looked at as mail readers show them (charset decoded): mark "
+    "looked at as mail readers show them (charset decoded); also such files inside archives and "
+    "compressed files (invoice.html in a zip; libclamav backend): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
     "base64, keeps its other header fields; the rest of the message is unchanged; if that cannot be done "
-    "safely the message is rejected with replies.html_script) or reject.",
+    "safely, or the file is inside an archive, the message is rejected with replies.html_script) or reject.",
     Scope::Global, {"mark", "strip", "reject"}};
 const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail",
                                        "A scan that failed or timed out: tempfail (the failure reply; the sender "
@@ -961,6 +962,16 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       f.htmlScript = true;
       if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, {}, false});
     }
+  }
+  // An HTML file with active content inside an archive or compressed file
+  // (invoice.html in a zip), which the scanner workers look for: as an
+  // HTML part. Strip cannot cut it out of the archive: refused then.
+  const bool archivedHtml = f.whole.activeHtml || std::any_of(f.parts.begin(), f.parts.end(), [](const PartFinding& p) {
+                              return p.result.activeHtml;
+                            });
+  if (archivedHtml) {
+    f.htmlScript = true;
+    if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, {}, false});
   }
 
   // A part scanned on its own that libclamav could not see in the whole

@@ -64,6 +64,7 @@
 #include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/member_sizes.h"
+#include "milters/antivirus/active_html.h"
 #include "milters/antivirus/openpgp.h"
 
 namespace sekimori::antivirus {
@@ -215,6 +216,10 @@ struct Layer {
   std::string bytes;    // a kind's bytes, to unpack if libclamav does not
   enum class Copy { None, Held, OverScanSize } copy = Copy::None;  // OverScanSize: not held, too much
   bool child = false;
+  // Its children are files inside it (an archive's members, a compressed
+  // file's data, a document's embedded files), not the MIME parts of a
+  // mail (the milter's to look at) or what libclamav derives from HTML.
+  bool holdsFiles = false;
 };
 
 // What the current scan found and holds beside libclamav's answer: a
@@ -236,6 +241,8 @@ struct ScanState {
   // worker, a container's level + 1 for an entry scanUnpacked scans.
   std::uint32_t levelOffset = 0;
   UnpackedBudget budget;
+  std::string entryName;     // the name of the entry scanUnpacked scans, for its HTML check
+  bool activeHtml = false;   // an HTML file inside an archive holds active content
 };
 ScanState gScan;
 
@@ -335,8 +342,8 @@ bool zipFamily(const char* type) {
 bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || size > gLimits.maxScanSize; }
 
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
-                        const char* /*name*/, size_t size, const char* buf, uint32_t fileLevel,
-                        uint32_t /*attributes*/, void* /*context*/) {
+                        const char* name, size_t size, const char* buf, uint32_t fileLevel, uint32_t attributes,
+                        void* /*context*/) {
   const std::uint32_t level = gScan.levelOffset + fileLevel;
   if (gScan.levelOffset > 0) {
     UnpackedBudget& b = gScan.budget;
@@ -384,8 +391,25 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     }
   }
   closeLayersFrom(level);
-  if (!gScan.layers.empty() && gScan.layers.back().level + 1 == level) gScan.layers.back().child = true;
+  Layer* parent = !gScan.layers.empty() && gScan.layers.back().level + 1 == level ? &gScan.layers.back() : nullptr;
+  if (parent != nullptr) parent->child = true;
+  // An HTML file inside an archive (a zip's invoice.html, "HTML
+  // smuggling"), which the milter's walk over the MIME parts does not
+  // open: checked as the milter checks an HTML part, by its name (the
+  // type libclamav detects when it has none). Not the layers libclamav
+  // derives from an HTML part (normalized text, scripts).
+  const bool inArchive = fileLevel == 0 ? gScan.levelOffset > 0 : parent != nullptr && parent->holdsFiles;
+  if (inArchive && buf != nullptr && !gScan.activeHtml && (attributes & LAYER_ATTRIBUTES_NORMALIZED) == 0) {
+    const std::string_view fileName = fileLevel == 0 ? std::string_view(gScan.entryName)
+                                      : name != nullptr ? std::string_view(name)
+                                                        : std::string_view();
+    const bool html = !fileName.empty() ? htmlLeaf("", fileName)
+                                        : type != nullptr && std::string_view(type).starts_with("CL_TYPE_HTML");
+    if (html && hasActiveHtml(std::string_view(buf, size))) gScan.activeHtml = true;
+  }
   Layer layer{level, kind, {}};
+  layer.holdsFiles = type != nullptr && std::strcmp(type, "CL_TYPE_MAIL") != 0 &&
+                     !std::string_view(type).starts_with("CL_TYPE_HTML");
   // Kept until we know whether libclamav unpacks it (a child layer).
   if (kind != nullptr && buf != nullptr) {
     layer.copy = holdCopy(std::string_view(buf, size), &layer.bytes) ? Layer::Copy::Held : Layer::Copy::OverScanSize;
@@ -692,9 +716,10 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     const bool openPgp = u.kind == kOpenPgpCompressed || u.kind == kOpenPgpSigned;
     const auto unpack = openPgp ? openPgpUnpack : mime::unpackEntries;
     const mime::UnpackResult got =
-        unpack(u.bytes, limits, [&](std::string_view /*name*/, std::string_view data) {
+        unpack(u.bytes, limits, [&](std::string_view name, std::string_view data) {
           if (data.empty()) return true;
           gScan.levelOffset = u.level + 1;
+          gScan.entryName = name;
           const ScanResult e = scanMemory(data.data(), data.size(), engine, versions);
           closeLayersFrom(0);
           gScan.levelOffset = 0;
@@ -920,11 +945,12 @@ constexpr int kExitForFreshCache = 3;
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
       freshCache = !gScan.unscanned.empty() || gScan.hadError || !gScan.limitName.empty() ||
-                   !gScan.encryptedName.empty() || gScan.unpacked;
+                   !gScan.encryptedName.empty() || gScan.unpacked || gScan.activeHtml;
+      r.activeHtml = gScan.activeHtml;
       close(fd);
     }
     std::string line = std::string(statusWord(r.status)) + "\t" + fieldSafe(r.name) + "\t" +
-                       fieldSafe(r.versions) + "\t" + fieldSafe(r.error) + "\n";
+                       fieldSafe(r.versions) + "\t" + fieldSafe(r.error) + "\t" + (r.activeHtml ? "html" : "") + "\n";
     writeAll(c, line);
     close(c);
     if (freshCache) _exit(kExitForFreshCache);
@@ -1709,12 +1735,13 @@ ScanResult ScannerPool::scan(int fd) {
     if (accepted && nl != std::string::npos) {
       const std::vector<std::string> f = util::splitFields(std::string_view(reply.data(), nl), '\t');
       ScanResult r2;
-      if (f.size() != 4 || !parseStatus(f[0], &r2.status)) {
+      if (f.size() != 5 || !parseStatus(f[0], &r2.status)) {
         result = ScanResult::failure("malformed answer from the scanner worker");
       } else {
         r2.name = f[1];
         r2.versions = f[2];
         r2.error = f[3];
+        r2.activeHtml = f[4] == "html";
         result = std::move(r2);
       }
       break;

@@ -90,6 +90,10 @@ struct ScanResult {
   // "1.4.6/27100" style: libclamav version / database version the worker
   // scanned with (for X-Virus-Scanned); empty on Error.
   std::string versions;
+  // An HTML file inside an archive or compressed file holds script or
+  // plug-ins (active_html.h), whatever the status: what html_script_action
+  // acts on, as for an HTML part. libclamav backend only.
+  bool activeHtml = false;
   // Status::Error with `why`: a scan that could not be done.
   static ScanResult failure(std::string why) {
     ScanResult r;

@@ -976,6 +976,41 @@ class AntivirusE2E(unittest.TestCase):
         got, _ = self.delivered(msgid)
         self.assertIn(b"X-Virus-Status: clean\n", got)
 
+    def test_html_inside_an_archive_is_checked(self):
+        # "HTML smuggling" in a zip: the mail program opens the zip, the
+        # user the page, the browser runs it. Delivered as clean before (the
+        # MIME walk does not open archives); the scanner workers now check
+        # HTML files libclamav or they unpack. The same page as a .txt, and
+        # a page without script, stay clean.
+        page = b"<html><body><img src=x onerror=\"location='https://evil.example/'\"></body></html>\n"
+        def zipped(name, data):
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr(name, data)
+            return buf.getvalue()
+        for label, data, status in [
+                ("invoice.html in a zip", zipped("invoice.html", page), b"clean; suspicious: Heuristics.HTML.Script"),
+                ("the page as a .txt", zipped("invoice.txt", page), b"clean"),
+                ("a page without script", zipped("notes.html", b"<p>see you</p>\n"), b"clean")]:
+            with self.subTest(label):
+                msgid = self.msgid("html-zip")
+                r = self.send(with_attachment(data, "invoice.zip", "application/zip", msgid=msgid))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
+        # reject refuses it; strip cannot cut it out of the zip: refused too.
+        try:
+            for action in ("reject", "strip"):
+                with self.subTest(action):
+                    self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = %s\n" % action)
+                    self.milter.reload()
+                    r = self.send(with_attachment(zipped("invoice.html", page), "invoice.zip", "application/zip",
+                                                  msgid=self.msgid("html-zip-" + action)))
+                    self.assertRefused(r, "HTML with active content")
+        finally:
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+
     def test_html_too_long_to_check_whole_is_marked(self):
         # Found in review: the HTML check reads the first 8 MiB of a part;
         # a script after 8 MiB of padding was delivered as clean.

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/util/strings.h"
 #include "tests/unit/common/mime/archive_samples.h"
 #include "tests/unit/milters/antivirus/zip_edit.h"
 
@@ -474,6 +475,53 @@ TEST_F(ScannerTest, OpenPgpFilesAreUnpackedOrMarkedEncrypted) {
       {"gpg-and-eicar.zip", Status::Infected, kEicarSig},
   });
   EXPECT_EQ(scanBothWays(pool_, file("clean.txt")).status, Status::Clean);
+}
+
+// HTML inside an archive ("HTML smuggling": invoice.html in a zip, which a
+// mail program opens in the browser) is checked as an HTML part is, by its
+// name, and active content reported beside the verdict; also in what the
+// worker unpacks itself. Not the MIME parts of a mail (the milter checks
+// those) nor what libclamav derives from them: an HTML body showing the
+// text "<script>" escaped stays unflagged.
+TEST_F(ScannerTest, ActiveHtmlInsideArchivesIsReported) {
+  const std::string active = "<html><body><p>Invoice</p><img src=x onerror=\"location='https://x.example/'\"></body></html>\n";
+  const std::string escaped = "<html><body><p>Write &lt;script&gt; to start a script</p></body></html>\n";
+  writeFile(data_ / "invoice.html", active);
+  writeFile(data_ / "notes.html", escaped);
+  writeFile(data_ / "invoice.txt", active);  // not opened as HTML
+  const std::string d = "cd " + data_.string() + " && ";
+  ASSERT_EQ(sh(d + "zip -q active.zip notes.html invoice.html && zip -q plain.zip notes.html && zip -q txt.zip invoice.txt && "
+                   "zip -q nested.zip active.zip && 7z a -bso0 -t7z -m0=BZip2 active.7z invoice.html && "
+                   "zstd -q invoice.html -o invoice.html.zst"),
+            0);
+  const auto mail = [&](const std::string& name, const std::string& body) {
+    writeFile(data_ / name, "From: a@example.net\r\nTo: b@example.net\r\nSubject: t\r\nMIME-Version: 1.0\r\n" + body);
+  };
+  const std::string zipB64 = util::encodeBase64(readFile(data_ / "active.zip"));
+  mail("zip-attached.eml", "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+                           "--b\r\nContent-Type: application/zip; name=a.zip\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                               zipB64 + "\r\n--b--\r\n");
+  mail("html-body.eml", "Content-Type: text/html\r\n\r\n" + active);
+  mail("escaped-body.eml", "Content-Type: text/html\r\n\r\n" + escaped);
+  // One worker: the same HTML seen first as a mail's part (the milter's
+  // to check), then inside a zip, must not come from libclamav's cache of
+  // clean files, which skips a file it has seen before unseen.
+  options_.workers = 1;
+  startPool();
+  const std::pair<const char*, bool> cases[] = {
+      {"html-body.eml", false},   {"escaped-body.eml", false}, {"invoice.html", false},  // the milter's to check
+      {"invoice.txt", false},     {"txt.zip", false},          {"plain.zip", false},
+      {"active.zip", true},       {"nested.zip", true},        {"active.7z", true},  // BZip2: unpacked by the worker
+      {"invoice.html.zst", true},                                                     // no name: libclamav's type
+      {"zip-attached.eml", true},
+  };
+  for (const auto& [f, expected] : cases) {
+    for (int i = 0; i < 2; ++i) {  // twice: not hidden by libclamav's cache of clean files
+      const ScanResult r = i == 0 ? scanPath(pool_, file(f)) : scanPlainFile(pool_, file(f));
+      EXPECT_EQ(r.status, Status::Clean) << f << ": " << toString(r.status) << " " << r.name << r.error;
+      EXPECT_EQ(r.activeHtml, expected) << f << " (scan " << i + 1 << ")";
+    }
+  }
 }
 
 // Every limit of EngineLimits is a verdict of its own when a scan reaches
