@@ -34,16 +34,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   unpack.maxEntrySize = 1 << 20;
   unpack.maxTotal = 2 << 20;
   unpack.maxEntries = 100;
-  std::uint64_t handed = 0, handedBytes = 0;
-  const UnpackResult u = unpackEntries(bytes, unpack, [&](std::string_view, std::string_view entry) {
-    FUZZ_CHECK(entry.size() <= unpack.maxEntrySize);
-    ++handed;
-    handedBytes += entry.size();
-    return true;
-  });
-  FUZZ_CHECK(u.entries == handed && u.totalSize == handedBytes);
-  FUZZ_CHECK(handed <= unpack.maxEntries && handedBytes <= unpack.maxTotal);
-  if (u.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(handed == 0);
+  // An unpacker (libarchive's formats; the signed files inside an OpenPGP
+  // message) hands over entries within the limits, and counts what it did.
+  const auto checkUnpacker = [&](const auto& unpacker) {
+    std::uint64_t handed = 0, handedBytes = 0;
+    const UnpackResult u = unpacker(bytes, unpack, [&](std::string_view, std::string_view entry) {
+      FUZZ_CHECK(entry.size() <= unpack.maxEntrySize);
+      ++handed;
+      handedBytes += entry.size();
+      return true;
+    });
+    FUZZ_CHECK(u.entries == handed && u.totalSize == handedBytes);
+    FUZZ_CHECK(handed <= unpack.maxEntries && handedBytes <= unpack.maxTotal);
+    if (u.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(handed == 0);
+  };
+  checkUnpacker(unpackEntries);
+  checkUnpacker(sekimori::antivirus::openPgpUnpack);
 
   Spool spool(1 << 20);
   spool.append(bytes);
@@ -61,17 +67,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const char* m = sekimori::antivirus::sevenZipMethodNotUnpacked(bytes)) {
     FUZZ_CHECK(bytes.size() >= 32 && std::string_view(m).starts_with("7-Zip data "));
   }
-  // The signed files inside OpenPGP compressed data: within the limits, as unpackEntries.
-  std::uint64_t pgpHanded = 0, pgpBytes = 0;
-  const UnpackResult g = sekimori::antivirus::openPgpUnpack(bytes, unpack, [&](std::string_view, std::string_view entry) {
-    FUZZ_CHECK(entry.size() <= unpack.maxEntrySize);
-    ++pgpHanded;
-    pgpBytes += entry.size();
-    return true;
-  });
-  FUZZ_CHECK(g.entries == pgpHanded && g.totalSize == pgpBytes);
-  FUZZ_CHECK(pgpHanded <= unpack.maxEntries && pgpBytes <= unpack.maxTotal);
-  if (g.status == UnpackResult::Status::NotArchive) FUZZ_CHECK(pgpHanded == 0);
   // Never both: an encrypted message opens with a session key, a compressed one with its packet.
   FUZZ_CHECK(!(sekimori::antivirus::openPgpEncrypted(bytes) && sekimori::antivirus::openPgpCompressed(bytes)));
   // Signed data opens with a one-pass signature or literal data, compressed data with its own packet.
