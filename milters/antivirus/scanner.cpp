@@ -63,8 +63,8 @@
 #include "common/util/bytes.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
-#include "milters/antivirus/member_sizes.h"
 #include "milters/antivirus/active_html.h"
+#include "milters/antivirus/member_sizes.h"
 #include "milters/antivirus/openpgp.h"
 
 namespace sekimori::antivirus {
