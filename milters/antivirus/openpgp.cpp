@@ -42,6 +42,38 @@ struct PacketHeader {
   std::optional<std::uint64_t> bodySize;  // none: a partial or indeterminate length (streamed data)
 };
 
+// The `n` bytes from `s[from]` as a big-endian number.
+std::uint64_t bigEndian(std::string_view s, std::size_t from, std::size_t n) {
+  std::uint64_t v = 0;
+  for (std::size_t i = from; i < from + n; ++i) v = v << 8 | byteAt(s, i);
+  return v;
+}
+
+// A new-format body length (RFC 9580 4.2.1) at `s[at]`: the bytes it takes
+// and the length it says; a partial length says 2^n bytes of a body that
+// goes on with another length after them. nullopt when `s` ends first.
+struct BodyLength {
+  std::size_t bytes;
+  std::uint64_t length;
+  bool partial;
+};
+std::optional<BodyLength> newFormatLength(std::string_view s, std::size_t at) {
+  if (at >= s.size()) return std::nullopt;
+  const unsigned l1 = byteAt(s, at);
+  BodyLength l{1, l1, false};
+  if (l1 >= 192 && l1 < 224) {
+    l.bytes = 2;
+    if (at + 2 <= s.size()) l.length = ((l1 - 192) << 8) + byteAt(s, at + 1) + 192;
+  } else if (l1 == 255) {
+    l.bytes = 5;
+    if (at + 5 <= s.size()) l.length = bigEndian(s, at + 1, 4);
+  } else if (l1 >= 224) {
+    l = {1, std::uint64_t{1} << (l1 & 0x1F), true};
+  }
+  if (at + l.bytes > s.size()) return std::nullopt;
+  return l;
+}
+
 // The header of the packet starting `s`, whole in `s`; nullopt when `s`
 // starts none or is too short for it.
 std::optional<PacketHeader> packetHeader(std::string_view s) {
@@ -49,34 +81,16 @@ std::optional<PacketHeader> packetHeader(std::string_view s) {
   const unsigned c0 = byteAt(s, 0);
   const int tag = packetTag(c0);
   if (tag < 0) return std::nullopt;
-  const auto be = [&](std::size_t from, std::size_t n) {
-    std::uint64_t v = 0;
-    for (std::size_t i = from; i < from + n; ++i) v = v << 8 | byteAt(s, i);
-    return v;
-  };
-  PacketHeader h{tag, 1, std::nullopt};
   if ((c0 & 0x40) != 0) {  // new format
-    if (s.size() < 2) return std::nullopt;
-    const unsigned l1 = byteAt(s, 1);
-    if (l1 < 192) {
-      h = {tag, 2, l1};
-    } else if (l1 < 224) {
-      h.headerSize = 3;
-      if (s.size() >= 3) h.bodySize = ((l1 - 192) << 8) + byteAt(s, 2) + 192;
-    } else if (l1 == 255) {
-      h.headerSize = 6;
-      if (s.size() >= 6) h.bodySize = be(2, 4);
-    } else {
-      h.headerSize = 2;  // a partial length
-    }
-  } else {  // old format: the length's size by its type; type 3 is indeterminate
-    static constexpr std::size_t kLengthBytes[] = {1, 2, 4, 0};
-    const std::size_t n = kLengthBytes[c0 & 3];
-    h.headerSize = 1 + n;
-    if (n > 0 && s.size() >= 1 + n) h.bodySize = be(1, n);
+    const std::optional<BodyLength> l = newFormatLength(s, 1);
+    if (!l) return std::nullopt;
+    return PacketHeader{tag, 1 + l->bytes, l->partial ? std::nullopt : std::optional<std::uint64_t>(l->length)};
   }
-  if (s.size() < h.headerSize) return std::nullopt;
-  return h;
+  // Old format: the length's size by its type; type 3 is indeterminate.
+  static constexpr std::size_t kLengthBytes[] = {1, 2, 4, 0};
+  const std::size_t n = kLengthBytes[c0 & 3];
+  if (s.size() < 1 + n) return std::nullopt;
+  return PacketHeader{tag, 1 + n, n > 0 ? std::optional<std::uint64_t>(bigEndian(s, 1, n)) : std::nullopt};
 }
 
 // The size of the multiprecision integer at the start of `s` (its 2-byte
@@ -340,33 +354,15 @@ UStatus decompress(unsigned algorithm, std::string_view data, std::uint64_t room
 // packet's size in `s`, or nullopt when `s` ends first (`body` holds what
 // was there).
 std::optional<std::size_t> partialBody(std::string_view s, std::string& body) {
-  std::size_t at = 1;
-  for (;;) {
-    if (at >= s.size()) return std::nullopt;
-    const unsigned l1 = byteAt(s, at);
-    std::uint64_t len = 0;
-    bool more = false;
-    if (l1 < 192) {
-      len = l1;
-      at += 1;
-    } else if (l1 < 224) {
-      if (at + 1 >= s.size()) return std::nullopt;
-      len = ((l1 - 192) << 8) + byteAt(s, at + 1) + 192;
-      at += 2;
-    } else if (l1 == 255) {
-      if (at + 4 >= s.size()) return std::nullopt;
-      for (std::size_t i = at + 1; i <= at + 4; ++i) len = len << 8 | byteAt(s, i);
-      at += 5;
-    } else {
-      len = std::uint64_t{1} << (l1 & 0x1F);
-      more = true;
-      at += 1;
-    }
-    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.size() - at));
+  for (std::size_t at = 1;;) {
+    const std::optional<BodyLength> l = newFormatLength(s, at);
+    if (!l) return std::nullopt;
+    at += l->bytes;
+    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(l->length, s.size() - at));
     body.append(s.substr(at, take));
     at += take;
-    if (take < len) return std::nullopt;
-    if (!more) return at;
+    if (take < l->length) return std::nullopt;
+    if (!l->partial) return at;
   }
 }
 
