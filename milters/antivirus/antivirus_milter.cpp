@@ -958,20 +958,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     // with active content, as a part too long to check does (found in
     // review: 1 MiB of part header fields before an HTML part with a script
     // passed as clean; libclamav's own limits catch the deep and the many).
-    if (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded) {
+    // So does an HTML file with active content inside an archive or
+    // compressed file (invoice.html in a zip), which the scanner workers
+    // look for. Neither can be stripped: with strip, the message is refused.
+    const bool archivedHtml = f.whole.activeHtml || std::any_of(f.parts.begin(), f.parts.end(),
+                                                                [](const PartFinding& p) { return p.result.activeHtml; });
+    if (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded || archivedHtml) {
       f.htmlScript = true;
       if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, {}, false});
     }
-  }
-  // An HTML file with active content inside an archive or compressed file
-  // (invoice.html in a zip), which the scanner workers look for: as an
-  // HTML part. Strip cannot cut it out of the archive: refused then.
-  const bool archivedHtml = f.whole.activeHtml || std::any_of(f.parts.begin(), f.parts.end(), [](const PartFinding& p) {
-                              return p.result.activeHtml;
-                            });
-  if (archivedHtml) {
-    f.htmlScript = true;
-    if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, {}, false});
   }
 
   // A part scanned on its own that libclamav could not see in the whole

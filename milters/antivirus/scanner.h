@@ -51,7 +51,8 @@ namespace sekimori::antivirus {
 // libclamav scans no file of 2 GiB or more: kLargestScanSize is the most
 // maxScanSize can be with that margin.
 // A worker also unpacks, with libarchive, containers libclamav cannot (RAR,
-// Zstandard, zip members compressed with LZMA...) and scans what they hold
+// Zstandard, zip members compressed with LZMA...; signed OpenPGP files with
+// its own reader, openpgp.h) and scans what they hold
 // under the same limits: each file within maxFileSize, levels within
 // maxRecursion, and all of it, with what libclamav unpacks from it, within
 // one more maxScanSize and maxFiles.
