@@ -8,6 +8,7 @@
 // leaf; inside multipart/digest a part without Content-Type is a message.
 #include "common/mime/prescan.h"
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -309,17 +310,24 @@ Prescan prescan(const Spool& spool, const PrescanLimits& limits) {
   std::string prefix;
   std::uint64_t lineStart = 0, lineLength = 0, offset = 0;
   bool tailIsLwsp = true;
+  // A line's bytes arrive in pieces (a read ends mid-line): the first
+  // kPrefix of them are kept, the rest only tested for white space.
+  auto take = [&](std::string_view piece) {
+    lineLength += piece.size();
+    const std::size_t kept = std::min(piece.size(), kPrefix - prefix.size());
+    prefix.append(piece.substr(0, kept));
+    if (tailIsLwsp) tailIsLwsp = std::all_of(piece.begin() + kept, piece.end(), isLwsp);
+  };
   for (std::size_t n; (n = spool.read(offset, buf)) > 0;) {
-    const char* p = reinterpret_cast<const char*>(buf.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      const char c = p[i];
-      ++lineLength;
-      if (prefix.size() < kPrefix) {
-        prefix += c;
-      } else if (!isLwsp(c)) {
-        tailIsLwsp = false;
+    std::string_view rest(reinterpret_cast<const char*>(buf.data()), n);
+    while (!rest.empty()) {
+      const std::size_t nl = rest.find('\n');
+      if (nl == std::string_view::npos) {
+        take(rest);
+        break;
       }
-      if (c != '\n') continue;
+      take(rest.substr(0, nl + 1));
+      rest.remove_prefix(nl + 1);
       if (!scanner.line(lineStart, lineLength, prefix, tailIsLwsp)) return scanner.result();
       lineStart += lineLength;
       lineLength = 0;

@@ -112,6 +112,24 @@ TEST(Prescan, CutsAtTheFirstExcess) {
   EXPECT_EQ(h.cutoff, 0u);
 }
 
+// Lines are read in pieces (64 KiB at a time, the first 4 KiB of a line
+// kept): a delimiter that straddles a read, or that trails more than 4 KiB
+// of white space, still is one; with anything else after the white space it
+// is not.
+TEST(Prescan, LinesCountWhateverTheirLengthAndPlace) {
+  const std::string head = "Content-Type: multipart/mixed; boundary=b\r\n\r\n";
+  for (const std::size_t at : {std::size_t{65536 - 2}, std::size_t{65536 - 1}, std::size_t{65536},
+                               std::size_t{2 * 65536 - 3}}) {
+    std::string msg = head;
+    msg += std::string(at - msg.size() - 2, 'p') + "\r\n";  // a preface line ending just before `at`
+    msg += "--b\r\n\r\nx\r\n--b" + std::string(5000, ' ') + "\r\n\r\ny\r\n--b" + std::string(5000, ' ') +
+           "z\r\nnot a delimiter\r\n--b--\r\n";
+    const Checked got = check(msg);
+    EXPECT_EQ(got.scanned, 3u) << "delimiter at " << at;
+    EXPECT_GE(got.scanned, got.built) << "delimiter at " << at;
+  }
+}
+
 // Random shapes: nested multiparts (some digests, some without boundary,
 // some never closed), message/rfc822 with and without encoding, boundaries
 // from a small pool so that they collide and appear where inactive, stray
