@@ -136,8 +136,9 @@ const Option<std::string> kHtmlScript{
     "looked at as mail readers show them (charset decoded); also such files inside archives and "
     "compressed files (invoice.html in a zip; libclamav backend): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
-    "base64, keeps its other header fields; the rest of the message is unchanged; if that cannot be done "
-    "safely, or the file is inside an archive, the message is rejected with replies.html_script) or reject.",
+    "base64, keeps its other header fields; the rest of the message is unchanged; an attachment holding such "
+    "a file in an archive is removed, a notice in its place; if that cannot be done safely, the message is "
+    "rejected with replies.html_script) or reject.",
     Scope::Global, {"mark", "strip", "reject"}};
 const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail",
                                        "A scan that failed or timed out: tempfail (the failure reply; the sender "
@@ -353,6 +354,15 @@ struct ActiveHtml {
   std::string type;  // the part's media type, kept (an SVG image stays one)
   std::string utf8;  // the part's text, transfer encoding and charset decoded
   bool complete;     // all of it (not cut at kHtmlCheckMax, not past the walk's limits)
+  // An attachment (a zip, a compressed file) holding an HTML file with
+  // active content, which no stripping can reach: replaced by a notice, as
+  // an infected attachment is. Its name, or empty.
+  bool archive = false;
+  std::string filename = {};
+
+  // Active content that cannot be stripped (where is not known).
+  static ActiveHtml unstrippable() { return {{}, {}, {}, false}; }
+  static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename}; }
 };
 
 // html_script_action = strip: each HTML part (but those being replaced by
@@ -363,6 +373,17 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<Part
                      std::vector<mime::Replacement>& repl, std::string* why) {
   for (const auto& h : html) {
     if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
+    if (h.archive) {
+      const std::string file = h.filename.empty() ? "(no name)" : h.filename;
+      mime::Replacement r;
+      r.path = h.path;
+      r.noticeText = "The attachment \"" + file +
+                     "\" held an HTML file with active content (script or plug-ins) and was removed by "
+                     "sekimori-antivirus.\r\n" +
+                     "添付ファイル「" + file + "」にスクリプト等を含む HTML ファイルが含まれていたため、削除しました。\r\n";
+      repl.push_back(std::move(r));
+      continue;
+    }
     if (!h.complete) {
       *why = "an HTML part could not be checked whole (longer than " +
              std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB, or past the MIME walk's limits)";
@@ -905,6 +926,10 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   const bool suspicious = f.whole.status != ScanResult::Status::Clean && f.whole.status != ScanResult::Status::Error;
   const bool wholeClean = f.whole.status == ScanResult::Status::Clean;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
+  // An HTML file with active content inside an archive somewhere in a clean
+  // message, to be stripped: the parts are scanned one by one to find the
+  // attachments that hold it (a second scan, for such messages only).
+  const bool stripArchived = f.whole.activeHtml && cfg.actions.htmlScript == HtmlScriptAction::Strip;
   // Every message is walked for HTML a browser may run (mime::walk reads
   // the structure; only such parts, and those to scan, are decoded): an
   // HTML attachment's name may come RFC 2047- or RFC 2231-encoded, with
@@ -915,7 +940,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = htmlLeaf(p.contentType, p.filename);
-      const bool scan = suspicious || (wholeClean && below(encodedMessages, p.path));
+      const bool scan = suspicious || (wholeClean && (stripArchived || below(encodedMessages, p.path)));
       if (!scan && !html) return true;
       std::string text;
       bool complete = true;
@@ -960,12 +985,23 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     // passed as clean; libclamav's own limits catch the deep and the many).
     // So does an HTML file with active content inside an archive or
     // compressed file (invoice.html in a zip), which the scanner workers
-    // look for. Neither can be stripped: with strip, the message is refused.
-    const bool archivedHtml = f.whole.activeHtml || std::any_of(f.parts.begin(), f.parts.end(),
-                                                                [](const PartFinding& p) { return p.result.activeHtml; });
-    if (walked.depthExceeded || walked.partsExceeded || walked.headersExceeded || archivedHtml) {
+    // look for. Neither can be stripped: with strip, an attachment found to
+    // hold such a file is removed (a notice in its place); anything else
+    // (parts past the walk's limits, such a file found only in the whole
+    // message, a top-level zip) makes the message refused.
+    const bool pastLimits = walked.depthExceeded || walked.partsExceeded || walked.headersExceeded;
+    const bool inParts =
+        std::any_of(f.parts.begin(), f.parts.end(), [](const PartFinding& p) { return p.result.activeHtml; });
+    if (pastLimits || f.whole.activeHtml || inParts) {
       f.htmlScript = true;
-      if (cfg.actions.htmlScript == HtmlScriptAction::Strip) activeHtml.push_back({{}, {}, {}, false});
+      if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
+        if (pastLimits || !inParts) activeHtml.push_back(ActiveHtml::unstrippable());
+        for (const auto& p : f.parts) {
+          if (!p.result.activeHtml) continue;
+          const bool removable = p.attachment && !p.path.empty();
+          activeHtml.push_back(removable ? ActiveHtml::inArchive(p) : ActiveHtml::unstrippable());
+        }
+      }
     }
   }
 

@@ -1004,15 +1004,51 @@ class AntivirusE2E(unittest.TestCase):
                 self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
                 got, _ = self.delivered(msgid)
                 self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
-        # reject refuses it; strip cannot cut it out of the zip: refused too.
+        # reject refuses it. strip cannot cut the script out of the zip: the
+        # zip is removed, a notice in its place, the text parts kept as they
+        # came; a message that is nothing but the zip is refused.
         try:
-            for action in ("reject", "strip"):
-                with self.subTest(action):
-                    self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = %s\n" % action)
-                    self.milter.reload()
-                    r = self.send(with_attachment(zipped("invoice.html", page), "invoice.zip", "application/zip",
-                                                  msgid=self.msgid("html-zip-" + action)))
-                    self.assertRefused(r, "HTML with active content")
+            self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = reject\n")
+            self.milter.reload()
+            r = self.send(with_attachment(zipped("invoice.html", page), "invoice.zip", "application/zip",
+                                          msgid=self.msgid("html-zip-reject")))
+            self.assertRefused(r, "HTML with active content")
+            self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\nhtml_script_action = strip\n")
+            self.milter.reload()
+            data = zipped("invoice.html", page)
+            msgid = self.msgid("html-zip-strip")
+            r = self.send(with_attachment(data, "invoice.zip", "application/zip", msgid=msgid))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            self.assertNotIn(base64.encodebytes(data)[:40], got)
+            self.assertIn(b"charset=ISO-2022-JP\nContent-Transfer-Encoding: 7bit\n\n" +
+                          JA_TEXT.encode("iso-2022-jp").replace(b"\r\n", b"\n") + b"--B1\n", got)
+            self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
+            notice = [p.get_payload(decode=True).decode("utf-8") for p in msg.walk()
+                      if p.get_content_type() == "text/plain" and b"invoice.zip" in (p.get_payload(decode=True) or b"")]
+            self.assertEqual(len(notice), 1, got[-2000:])
+            self.assertIn("active content", notice[0])
+            self.assertIn("スクリプト", notice[0])
+            # Inside an attached message: removed there.
+            msgid = self.msgid("html-zip-strip-rfc822")
+            inner = with_attachment(data, "invoice.zip", "application/zip", msgid=self.msgid("html-zip-inner"))
+            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n--O1\r\nContent-Type: message/rfc822\r\n\r\n" +
+                    inner + b"\r\n--O1--\r\n")
+            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
+                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, _ = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            self.assertNotIn(base64.encodebytes(data)[:40], got)
+            self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
+            self.assertIn(base64.encodebytes('The attachment "invoice.zip" held'.encode())[:40], got)
+            # The zip alone as the message: nothing to remove it from.
+            b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
+            r = self.send(harness.make_message(msgid=self.msgid("html-zip-whole"), body=b64, headers=[
+                "MIME-Version: 1.0", "Content-Type: application/zip; name=\"invoice.zip\"",
+                "Content-Transfer-Encoding: base64", "Content-Disposition: attachment; filename=\"invoice.zip\""]))
+            self.assertRefused(r, "HTML with active content")
         finally:
             self.milter.write_conf(self.conf(port=self.site.port))
             self.milter.reload()
