@@ -7,13 +7,16 @@
 // in the raw bytes, or in any decoded MIME leaf (mime::walk, the reader the
 // milter removes parts with) but those inside an attached message sent
 // base64 or quoted-printable encoded, which libclamav does not decode at
-// the top of a message. The first input byte picks the direction
+// the top of a message. A second marker, found the same way, stands for an
+// archive holding an HTML file with active content (the scanner workers'
+// ScanResult::activeHtml). The first input byte picks the direction
 // (inbound: infected attachments are cut out; outbound: refused), the HTML
 // action (mark or strip) and the body chunk size; the rest is the message.
 // Properties: the milter answers (no fault); when it lets the message
 // through, the message the recipient gets — Postfix's header block, the
 // new body if it replaced it — holds no marker in its bytes or in any
-// decoded leaf, with strip no HTML leaf with active content, and when it
+// decoded leaf, with strip no HTML leaf with active content and no
+// archive marker (else the status names Heuristics.HTML.Script), and when it
 // holds encrypted mail (a part's type, or an OpenPGP message in a part's
 // decoded text) it is marked so.
 #include <unistd.h>
@@ -41,12 +44,13 @@ using antivirus::ScanResult;
 
 // Bytes no UTF-8 file name in a notice can hold, so only a real leftover matches.
 const std::string kMarker = "\xFF" "FUZZ-VIRUS" "\xFF";
+const std::string kHtmlMarker = "\xFE" "FUZZ-HTML-IN-ZIP" "\xFE";
 
-// Whether the marker is in `raw` or in a decoded leaf; with `blind`, not
+// Whether `marker` is in `raw` or in a decoded leaf; with `blind`, not
 // counting leaves inside a message/* part sent encoded (libclamav 1.4
 // decodes none at the top of a message; the stand-in sees none at all).
-bool holdsMarker(std::string_view raw, bool blind = false) {
-  if (raw.find(kMarker) != std::string_view::npos) return true;
+bool holdsMarker(std::string_view raw, const std::string& marker, bool blind = false) {
+  if (raw.find(marker) != std::string_view::npos) return true;
   mime::Spool spool(1 << 20, "/tmp");
   spool.append(raw);
   bool found = false;
@@ -58,7 +62,7 @@ bool holdsMarker(std::string_view raw, bool blind = false) {
         })) {
       return true;
     }
-    found = c != nullptr && fuzz::readAll(*c).find(kMarker) != std::string::npos;
+    found = c != nullptr && fuzz::readAll(*c).find(marker) != std::string::npos;
     return !found;
   });
   return found;
@@ -77,8 +81,9 @@ class MarkerScanner final : public antivirus::Scanner {
     }
     ScanResult r;
     r.versions = "fuzz/1";
-    r.status = holdsMarker(data, true) ? ScanResult::Status::Infected : ScanResult::Status::Clean;
+    r.status = holdsMarker(data, kMarker, true) ? ScanResult::Status::Infected : ScanResult::Status::Clean;
     if (r.status == ScanResult::Status::Infected) r.name = "Fuzz.Marker";
+    r.activeHtml = holdsMarker(data, kHtmlMarker, true);
     return r;
   }
   std::string versions() const override { return "fuzz/1"; }
@@ -181,15 +186,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (change.index == 1 && !change.value.empty()) out.changeFirst(change.name, change.value);
   }
   const std::string delivered = out.headerBlock() + "\r\n" + (mta.bodyReplaced ? mta.body : std::string(input.body));
-  FUZZ_CHECK(!holdsMarker(delivered));
-  if (stripping) FUZZ_CHECK(!hasActiveHtmlLeaf(delivered));
+  std::string status;
+  for (const auto& [name, value] : mta.added) {
+    if (name == "X-Virus-Status") status = value;
+  }
+  FUZZ_CHECK(!holdsMarker(delivered, kMarker));
+  if (stripping) FUZZ_CHECK(!hasActiveHtmlLeaf(delivered) && !holdsMarker(delivered, kHtmlMarker));
+  if (holdsMarker(delivered, kHtmlMarker)) FUZZ_CHECK(status.find("Heuristics.HTML.Script") != std::string::npos);
   // Encrypted mail, wherever the part is, is never "clean": nothing in it
   // was scanned; also when an infected attachment beside it was removed.
   if (hasEncryptedPart(delivered)) {
-    std::string status;
-    for (const auto& [name, value] : mta.added) {
-      if (name == "X-Virus-Status") status = value;
-    }
     FUZZ_CHECK(status.starts_with("unscanned: encrypted") ||
                (status.starts_with("removed: ") && status.find("; unscanned: encrypted") != std::string::npos));
   }
