@@ -399,6 +399,12 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
   writeFile(data_ / "header.ace", std::string("\x2b\x3a\x31\x00\x00\x00\x90**ACE**", 14) + std::string(40, '\x14'));
   // Text that merely starts like a magic number is still text.
   writeFile(data_ / "lzip.txt", "LZIP is a compressor; this line only mentions it.\n");
+  // An ISO 9660 image whose file is compressed with zisofs (Rock Ridge),
+  // which libclamav scans as compressed bytes: clean before.
+  const std::vector<mime::samples::Entry> iso = {{"readme.txt", "hello\n"}, {"eicar.com", paddedEicar()}};
+  writeFile(data_ / "zisofs.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso, "zisofs"));
+  writeFile(data_ / "plain.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso));
+  ASSERT_EQ(readFile(data_ / "zisofs.iso").find("EICAR-STANDARD"), std::string::npos);
   startPool();
 
   expectVerdicts({
@@ -407,6 +413,8 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
       {"arm64.7z", Status::Unscanned, "7-Zip data with an ARM64 filter"},
       {"arm64-in.zip", Status::Unscanned, "7-Zip data with an ARM64 filter"},
       {"header.ace", Status::Unscanned, "ACE archive"},
+      {"zisofs.iso", Status::Unscanned, "zisofs data"},
+      {"plain.iso", Status::Infected, kEicarSig},
       {"listed.zip", Status::Infected, kEicarSig},
       {"clean.zip", Status::Clean, ""},
       {"lzip.txt", Status::Clean, ""},
@@ -494,6 +502,7 @@ TEST_F(ScannerTest, ActiveHtmlInsideArchivesIsReported) {
                    "zip -q nested.zip active.zip && 7z a -bso0 -t7z -m0=BZip2 active.7z invoice.html && "
                    "zstd -q invoice.html -o invoice.html.zst"),
             0);
+  writeFile(data_ / "active.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {{"invoice.html", active}}));
   const auto mail = [&](const std::string& name, const std::string& body) {
     writeFile(data_ / name, "From: a@example.net\r\nTo: b@example.net\r\nSubject: t\r\nMIME-Version: 1.0\r\n" + body);
   };
@@ -513,6 +522,7 @@ TEST_F(ScannerTest, ActiveHtmlInsideArchivesIsReported) {
       {"invoice.txt", false},     {"txt.zip", false},          {"plain.zip", false},
       {"active.zip", true},       {"nested.zip", true},        {"active.7z", true},  // BZip2: unpacked by the worker
       {"invoice.html.zst", true},                                                     // no name: libclamav's type
+      {"active.iso", true},
       {"zip-attached.eml", true},
   };
   for (const auto& [f, expected] : cases) {
