@@ -354,15 +354,16 @@ struct ActiveHtml {
   std::vector<int> path;
   std::string type;  // the part's media type, kept (an SVG image stays one)
   std::string utf8;  // the part's text, transfer encoding and charset decoded
-  bool complete;     // all of it (not cut at kHtmlCheckMax, not past the walk's limits)
+  bool complete;     // all of it (not cut at kHtmlCheckMax)
   // An attachment (a zip, a compressed file) holding an HTML file with
   // active content, which no stripping can reach: replaced by a notice, as
   // an infected attachment is. Its name, or empty.
   bool archive = false;
   std::string filename = {};
+  std::string unstrippable = {};  // not empty: it cannot be stripped, and why
 
-  // Active content that cannot be stripped (where is not known).
-  static ActiveHtml unstrippable() { return {{}, {}, {}, false}; }
+  // Active content that cannot be stripped, for the reason given.
+  static ActiveHtml cannotStrip(std::string why) { return {{}, {}, {}, false, false, {}, std::move(why)}; }
   static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename}; }
 };
 
@@ -385,9 +386,13 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<Part
       repl.push_back(std::move(r));
       continue;
     }
+    if (!h.unstrippable.empty()) {
+      *why = h.unstrippable;
+      return false;
+    }
     if (!h.complete) {
       *why = "an HTML part could not be checked whole (longer than " +
-             std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB, or past the MIME walk's limits)";
+             std::to_string(kHtmlCheckMax / (1024 * 1024)) + " MiB)";
       return false;
     }
     auto stripped = stripActiveHtml(h.utf8);
@@ -996,11 +1001,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     if (pastLimits || f.whole.activeHtml || inParts) {
       f.htmlScript = true;
       if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
-        if (pastLimits || !inParts) activeHtml.push_back(ActiveHtml::unstrippable());
+        if (pastLimits) activeHtml.push_back(ActiveHtml::cannotStrip("parts past the MIME walk's limits"));
+        if (!inParts && f.whole.activeHtml) {
+          activeHtml.push_back(ActiveHtml::cannotStrip("an archive holding active HTML found in no part alone"));
+        }
         for (const auto& p : f.parts) {
           if (!p.result.activeHtml) continue;
           const bool removable = p.attachment && !p.path.empty();
-          activeHtml.push_back(removable ? ActiveHtml::inArchive(p) : ActiveHtml::unstrippable());
+          activeHtml.push_back(removable ? ActiveHtml::inArchive(p)
+                                         : ActiveHtml::cannotStrip("an archive holding active HTML is not an attachment"));
         }
       }
     }

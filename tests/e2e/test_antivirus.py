@@ -1049,6 +1049,8 @@ class AntivirusE2E(unittest.TestCase):
                 "MIME-Version: 1.0", "Content-Type: application/zip; name=\"invoice.zip\"",
                 "Content-Transfer-Encoding: base64", "Content-Disposition: attachment; filename=\"invoice.zip\""]))
             self.assertRefused(r, "HTML with active content")
+            harness.wait_until(lambda: "(an archive holding active HTML is not an attachment); refusing the message"
+                               in self.milter.log(), 5, "the log line that says why")
         finally:
             self.milter.write_conf(self.conf(port=self.site.port))
             self.milter.reload()
