@@ -118,9 +118,9 @@ const Option<std::string> kEncrypted{"actions.encrypted_action", "mark",
 const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
                                      "A container neither libclamav nor the scanner workers can unpack "
                                      "(the workers unpack RAR, Zstandard, LZ4, lzip, .lzma, .Z, and zip and "
-                                     "7-Zip methods libclamav skips, with libarchive, and OpenPGP compressed "
-                                     "data as gpg --sign writes it; left: ACE, ZPAQ, StuffIt, lzop, "
-                                     "zisofs-compressed ISO files, damaged archives) was scanned only as "
+                                     "7-Zip methods libclamav skips, with libarchive, OpenPGP compressed "
+                                     "data as gpg --sign writes it, and zisofs-compressed files of ISO images; "
+                                     "left: ACE, ZPAQ, StuffIt, lzop, damaged archives) was scanned only as "
                                      "opaque bytes, or a zip holds members its "
                                      "central directory does not list (a streaming unzipper extracts them, "
                                      "libclamav 1.4 does not look at them): mark (deliver, X-Virus-Status: "

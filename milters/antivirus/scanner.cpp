@@ -66,6 +66,7 @@
 #include "milters/antivirus/active_html.h"
 #include "milters/antivirus/member_sizes.h"
 #include "milters/antivirus/openpgp.h"
+#include "milters/antivirus/zisofs.h"
 
 namespace sekimori::antivirus {
 
@@ -122,11 +123,16 @@ bool parseStatus(std::string_view w, ScanResult::Status* out) {
 //
 // The worker unpacks such a container itself once libclamav's scan is
 // over (scanUnpacked: libarchive, mime::unpackEntries; a signed OpenPGP
-// file's compressed data, openPgpUnpack) and scans each entry with the same
-// engine, as a file one level below its container, under the same limits
-// (levels, file size, files, scan size, counted over the whole scan). What
-// neither can read (ACE, ZPAQ, StuffIt, lzop, zisofs, a damaged archive, a
-// method libarchive does not know) leaves the scan "unscanned", never "clean".
+// file's compressed data, openPgpUnpack; a zisofs file, zisofsUnpack) and
+// scans each entry with the same engine, as a file one level below its
+// container, under the same limits (levels, file size, files, scan size,
+// counted over the whole scan). What
+// neither can read (ACE, ZPAQ, StuffIt, lzop, a damaged archive, a method
+// libarchive does not know) leaves the scan "unscanned", never "clean".
+
+// A file of an ISO 9660 image compressed with zisofs, which libclamav
+// hands over as stored; the worker inflates it (zisofs.h).
+constexpr const char* kZisofs = "zisofs data";
 
 // The 13-byte header of the legacy .lzma format (xz --format=lzma, 7-Zip,
 // LZMA SDK), which has no magic number: the properties every encoder writes
@@ -161,14 +167,7 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
   if (b.starts_with("7kSt\xA0\x31\x83\xD3")) return "ZPAQ archive";
   if (b.size() >= 14 && b.starts_with("SIT!") && b.substr(10, 4) == "rLau") return "StuffIt archive";
   if (b.starts_with("StuffIt (c)")) return "StuffIt archive";
-  // A file of an ISO 9660 image compressed with zisofs (a Rock Ridge
-  // extension Linux mounts transparently), which libclamav hands over as
-  // it is stored: its header (magic number, size, header size 4 words,
-  // block size 2^15..2^17). EICAR in one came back clean.
-  if (b.size() >= 14 && b.starts_with("\x37\xE4\x53\x96\xC9\xDB\xD6\x07") && b[12] == 4 && b[13] >= 15 &&
-      b[13] <= 17) {
-    return "zisofs data";
-  }
+  if (zisofsHeader(b)) return kZisofs;  // a file of an ISO image, as stored (zisofs.h)
   return nullptr;
 }
 
@@ -722,7 +721,7 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     limits.maxTotal = gLimits.maxScanSize - std::min(budget.bytes, gLimits.maxScanSize);
     limits.maxEntries = gLimits.maxFiles - std::min<std::uint64_t>(budget.files, gLimits.maxFiles);
     const bool openPgp = u.kind == kOpenPgpCompressed || u.kind == kOpenPgpSigned;
-    const auto unpack = openPgp ? openPgpUnpack : mime::unpackEntries;
+    const auto unpack = openPgp ? openPgpUnpack : u.kind == kZisofs ? zisofsUnpack : mime::unpackEntries;
     const mime::UnpackResult got =
         unpack(u.bytes, limits, [&](std::string_view name, std::string_view data) {
           if (data.empty()) return true;

@@ -3,13 +3,16 @@
 // antivirus workers unpack for libclamav), the 7-Zip header probe written here
 // (common/mime/sevenzip.cpp), the antivirus scanner's ZIP/CAB directory
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
-// methods; 7-Zip coders) and its OpenPGP reader (openpgp.cpp, which inflates compressed
-// data and unpacks the literal data inside): attachments are attacker-made bytes. Properties: all return, within the limits they were
-// given (out-of-bounds reads are the sanitizers' to catch).
+// methods; 7-Zip coders), its OpenPGP reader (openpgp.cpp, which inflates
+// compressed data and unpacks the literal data inside) and its zisofs reader
+// (zisofs.cpp): attachments are attacker-made bytes. Properties: all
+// return, within the limits they were given (out-of-bounds reads are the
+// sanitizers' to catch).
 #include "common/mime/archive.h"
 #include "common/mime/sevenzip.h"
 #include "milters/antivirus/member_sizes.h"
 #include "milters/antivirus/openpgp.h"
+#include "milters/antivirus/zisofs.h"
 #include "tests/fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -50,6 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   checkUnpacker(unpackEntries);
   checkUnpacker(sekimori::antivirus::openPgpUnpack);
+  checkUnpacker(sekimori::antivirus::zisofsUnpack);
 
   Spool spool(1 << 20);
   spool.append(bytes);

@@ -348,8 +348,19 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
   ASSERT_EQ(sh(d + "zstd -q -19 longer.txt -o longer.zst"), 0);
   const std::string zst = readFile(data_ / "longer.zst");
   writeFile(data_ / "cut.zst", zst.substr(0, zst.size() - 16));
+  // ISO 9660 images (libclamav reads them) whose files are compressed with
+  // zisofs, which libclamav scans as stored (clean before): EICAR, and a
+  // zip of it, over several blocks. The plain image is libclamav's own.
+  ASSERT_EQ(sh(d + "zip -q -0 zip-of-longer.zip longer.txt"), 0);
+  const std::vector<mime::samples::Entry> iso = {{"readme.txt", text},
+                                                 {"eicar.com", paddedEicar()},
+                                                 {"longer.zip", readFile(data_ / "zip-of-longer.zip")}};
+  writeFile(data_ / "zisofs.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0], iso[1]}, "zisofs"));
+  writeFile(data_ / "zisofs-zip.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0], iso[2]}, "zisofs"));
+  writeFile(data_ / "zisofs-clean.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0]}, "zisofs"));
+  writeFile(data_ / "plain.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso));
   for (const char* name : {"payload.zst", "cut.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip",
-                           "bzip2.7z", "deflate.7z", "payload.txt.lzma", "zst.rar"}) {
+                           "bzip2.7z", "deflate.7z", "payload.txt.lzma", "zst.rar", "zisofs.iso", "zisofs-zip.iso"}) {
     EXPECT_EQ(readFile(data_ / name).find("EICAR-STANDARD"), std::string::npos) << name << ": shows through";
   }
   startPool();
@@ -369,6 +380,10 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
       {"deflate64.zip", Status::Infected, kEicarSig},
       {"lzma2.7z", Status::Infected, kEicarSig},
       {"ppmd.7z", Status::Infected, kEicarSig},
+      {"zisofs.iso", Status::Infected, kEicarSig},
+      {"zisofs-zip.iso", Status::Infected, kEicarSig},
+      {"plain.iso", Status::Infected, kEicarSig},
+      {"zisofs-clean.iso", Status::Clean, ""},
       {"text.lz4", Status::Clean, ""},
       {"lzma-clean.zip", Status::Clean, ""},
       {"clean.rar", Status::Clean, ""},
@@ -399,12 +414,15 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
   writeFile(data_ / "header.ace", std::string("\x2b\x3a\x31\x00\x00\x00\x90**ACE**", 14) + std::string(40, '\x14'));
   // Text that merely starts like a magic number is still text.
   writeFile(data_ / "lzip.txt", "LZIP is a compressor; this line only mentions it.\n");
-  // An ISO 9660 image whose file is compressed with zisofs (Rock Ridge),
-  // which libclamav scans as compressed bytes: clean before.
-  const std::vector<mime::samples::Entry> iso = {{"readme.txt", "hello\n"}, {"eicar.com", paddedEicar()}};
-  writeFile(data_ / "zisofs.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso, "zisofs"));
-  writeFile(data_ / "plain.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso));
-  ASSERT_EQ(readFile(data_ / "zisofs.iso").find("EICAR-STANDARD"), std::string::npos);
+  // A zisofs file whose blocks do not inflate (zisofs.h).
+  std::string zisofs = mime::samples::write(archive_write_set_format_iso9660, {}, {{"eicar.com", paddedEicar()}},
+                                            "zisofs");
+  const std::size_t at = zisofs.find("\x37\xE4\x53\x96\xC9\xDB\xD6\x07");
+  ASSERT_NE(at, std::string::npos);
+  const std::size_t firstBlock = at + (static_cast<unsigned char>(zisofs[at + 16]) |
+                                       static_cast<unsigned char>(zisofs[at + 17]) << 8);
+  zisofs.replace(firstBlock + 2, 16, std::string(16, 'x'));  // after the zlib header
+  writeFile(data_ / "damaged-zisofs.iso", zisofs);
   startPool();
 
   expectVerdicts({
@@ -413,8 +431,7 @@ TEST_F(ScannerTest, ContainersNobodyUnpacksAreUnscannedNotClean) {
       {"arm64.7z", Status::Unscanned, "7-Zip data with an ARM64 filter"},
       {"arm64-in.zip", Status::Unscanned, "7-Zip data with an ARM64 filter"},
       {"header.ace", Status::Unscanned, "ACE archive"},
-      {"zisofs.iso", Status::Unscanned, "zisofs data"},
-      {"plain.iso", Status::Infected, kEicarSig},
+      {"damaged-zisofs.iso", Status::Unscanned, "zisofs data"},
       {"listed.zip", Status::Infected, kEicarSig},
       {"clean.zip", Status::Clean, ""},
       {"lzip.txt", Status::Clean, ""},
