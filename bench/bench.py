@@ -362,8 +362,8 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
-def paired(runs, a, b, size, field, op):
-    """Median over rounds of op(a's value, b's value) within the same round."""
+def per_round(runs, a, b, size, field, op):
+    """op(a's value, b's value) within each round, in round order."""
     vals = []
     for r in sorted({x["round"] for x in runs}):
         va = [x[field] for x in runs if x["variant"] == a and x["size"] == size and x["round"] == r]
@@ -372,7 +372,12 @@ def paired(runs, a, b, size, field, op):
             v = op(va[0], vb[0])
             if v is not None:
                 vals.append(v)
-    return median(vals)
+    return vals
+
+
+def paired(runs, a, b, size, field, op):
+    """Median over rounds of op(a's value, b's value) within the same round."""
+    return median(per_round(runs, a, b, size, field, op))
 
 
 def ratio(x, y):
@@ -445,7 +450,8 @@ def checks(tp, lat, variants, sizes):
             c = {"check": "throughput", "variant": v, "reference": ref, "size": size, "value": None,
                  "target": ">= %.2fx" % target, "min": target, "result": "SKIP"}
             if v in variants and ref in variants:
-                c["value"] = paired(tp, v, ref, size, "msgs_per_s", ratio)
+                c["rounds"] = per_round(tp, v, ref, size, "msgs_per_s", ratio)
+                c["value"] = median(c["rounds"])
                 c["result"] = "PASS" if c["value"] is not None and c["value"] >= target else "FAIL"
             out.append(c)
     for v, peer, target in PEER_TARGETS:
@@ -453,7 +459,8 @@ def checks(tp, lat, variants, sizes):
             c = {"check": "peer", "variant": v, "reference": peer, "size": size, "value": None,
                  "target": ">= %.2fx (expected, issue 4)" % target, "min": target, "result": "SKIP"}
             if v in variants and peer in variants:
-                c["value"] = paired(tp, v, peer, size, "msgs_per_s", ratio)
+                c["rounds"] = per_round(tp, v, peer, size, "msgs_per_s", ratio)
+                c["value"] = median(c["rounds"])
                 c["result"] = "PASS" if c["value"] is not None and c["value"] >= target else "FAIL"
             out.append(c)
     for v in LATENCY_TARGETS:
@@ -465,7 +472,18 @@ def checks(tp, lat, variants, sizes):
                 c["value"] = paired(lat, v, ref, size, "ms_per_msg", lambda a, b: a - b)
                 c["result"] = "PASS" if c["value"] is not None and c["value"] <= 1.0 else "FAIL"
             out.append(c)
+    for c in out:
+        if c["value"] is None:
+            c["result"] = "SKIP"  # not measured (e.g. --latency-messages 0), neither met nor missed
     return out
+
+
+def spread(check):
+    """The per-round ratios behind a median, when there is more than one:
+    how far apart the rounds were tells whether a target is met or within
+    this machine's noise."""
+    rounds = check.get("rounds") or []
+    return " (rounds: %s)" % " ".join("%.2f" % r for r in rounds) if len(rounds) > 1 else ""
 
 
 def size_label(size, zipped=False):
@@ -522,10 +540,10 @@ def print_table(rows, chk, args, memory=None, notes=()):
         size = "%dK" % (c["size"] // 1024) if c["size"] % 1024 == 0 else str(c["size"])
         if c["check"] == "throughput":
             what = "%s %s msgs/s >= %.2fx %s" % (c["variant"], size, c["min"], c["reference"])
-            val = fmt(c["value"], ".2f") + "x"
+            val = fmt(c["value"], ".2f") + "x" + spread(c)
         elif c["check"] == "peer":
             what = "%s %s msgs/s >= %.2fx %s (expected)" % (c["variant"], size, c["min"], c["reference"])
-            val = fmt(c["value"], ".2f") + "x"
+            val = fmt(c["value"], ".2f") + "x" + spread(c)
         else:
             what = "%s %s ms/msg within 1 ms of %s" % (c["variant"], size, c["reference"])
             val = fmt(c["value"], "+.2f") + " ms"
