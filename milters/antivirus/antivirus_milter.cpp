@@ -56,10 +56,12 @@ const Option<std::string> kTempDir{"engine.temp_dir", "",
                                    "Where libclamav writes a scan's temp files (decoded attachments, archive "
                                    "members), created and removed for every scan, each worker in a directory "
                                    "of its own (sekimori-av-scan-PID), removed when the worker ends with "
-                                   "whatever a crashed or killed scan left in it. Empty: $TMPDIR or /tmp. On a "
-                                   "tmpfs (e.g. a directory under /dev/shm) a scan of small mail costs half the "
-                                   "CPU it costs on ext4 (README, Performance); the directory must be writable "
-                                   "by the milter and have room for max_scan_size and 1M more per worker."};
+                                   "whatever a crashed or killed scan left in it. Empty: $TMPDIR if set, else "
+                                   "/dev/shm when it is a tmpfs with room for twice what the workers may write "
+                                   "at once (2 x workers x (max_scan_size + 1M)), else /tmp; the start log line "
+                                   "says which. On a tmpfs a scan of small mail costs half the CPU it costs on "
+                                   "ext4 (README, Performance). A directory set here must be writable by the "
+                                   "milter and have room for max_scan_size and 1M more per worker."};
 const Option<Count> kWorkers{"engine.workers", Count{4},
                              "Scanner processes. Each scans one message at a time; they share the compiled "
                              "engine copy-on-write. A crash or hang in one costs one message (tempfail)."};

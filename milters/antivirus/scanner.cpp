@@ -773,13 +773,25 @@ std::string fieldSafe(std::string_view s) {
   return out;
 }
 
-// The directory temp files go under: [engine] temp_dir, or libclamav's own
-// choice ($TMPDIR or /tmp).
-std::string tempBase(const std::string& configured) {
-  if (!configured.empty()) return configured;
-  const char* env = std::getenv("TMPDIR");
-  return env != nullptr && *env != '\0' ? env : "/tmp";
+}  // namespace
+
+std::string scanTempBase(const ScannerOptions& o, const std::string& shm) {
+  if (!o.engine.tempDir.empty()) return o.engine.tempDir;
+  if (const char* env = std::getenv("TMPDIR"); env != nullptr && *env != '\0') return env;
+  // What all workers may write at once, twice over: a tmpfs is memory, and
+  // others (PostgreSQL, browsers) use /dev/shm too. A container's 64 MiB
+  // /dev/shm never has room.
+  const std::uint64_t perWorker = o.engine.limits.maxScanSize + kCutMargin;
+  const std::uint64_t room = 2 * static_cast<std::uint64_t>(std::max(o.workers, 1)) * perWorker;
+  struct statfs fs {};
+  if (statfs(shm.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC && access(shm.c_str(), W_OK | X_OK) == 0 &&
+      static_cast<std::uint64_t>(fs.f_bavail) * static_cast<std::uint64_t>(fs.f_bsize) >= room) {
+    return shm;
+  }
+  return "/tmp";
 }
+
+namespace {
 
 // Each worker has a temp directory of its own below the base, removed with
 // whatever is in it when the worker ends: a scan killed by the watchdog or
@@ -824,8 +836,7 @@ void sweepWorkerTempDirs(const std::string& base) {
 // Where libclamav writes a scan's temp files, for the start log line:
 // on a disk file system creating and removing them costs more CPU than
 // scanning small mail does (README, Performance), on a tmpfs little.
-std::string tempDirNote(const std::string& configured) {
-  const std::string dir = tempBase(configured);
+std::string tempDirNote(const std::string& dir) {
   struct statfs fs {};
   if (statfs(dir.c_str(), &fs) != 0) return "temp files in " + dir + " (" + std::strerror(errno) + ")";
   return "temp files in " + dir + (fs.f_type == TMPFS_MAGIC ? " (tmpfs)" : " (not a tmpfs, see [engine] temp_dir)");
@@ -1026,7 +1037,7 @@ struct Worker {
 class EngineProcess {
  public:
   EngineProcess(const ScannerOptions& o, int listenFd, int reportFd, pid_t supervisor)
-      : o_(o), tempBase_(tempBase(o.engine.tempDir)), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
+      : o_(o), tempBase_(o.engine.tempDir), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
     const double secs = std::ceil(static_cast<double>(o_.scanTimeout.count()) / 1000.0);
     alarmSeconds_ = static_cast<unsigned>(std::max(1.0, secs));
   }
@@ -1199,7 +1210,7 @@ class EngineProcess {
 class Supervisor {
  public:
   Supervisor(const ScannerOptions& o, int ctlFd, int lifeFd, int listenFd)
-      : o_(o), tempBase_(tempBase(o.engine.tempDir)), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
+      : o_(o), tempBase_(o.engine.tempDir), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
 
   [[noreturn]] void run() {
     signalRead_ = signalPipe({SIGCHLD});
@@ -1549,6 +1560,9 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  // Resolved once, here: the supervisor, every engine process and their
+  // workers use the same directory (as [engine] settings, until restart).
+  impl->options.engine.tempDir = scanTempBase(options);
   if (options.runDir.empty()) {
     char tmpl[] = "/tmp/sekimori-av.XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
@@ -1623,7 +1637,7 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
       (void)!write(life[1], ("E" + why).data(), why.size() + 1);
       _exit(1);
     }
-    Supervisor(options, ctl[0], life[1], listenFd).run();
+    Supervisor(impl->options, ctl[0], life[1], listenFd).run();
   }
   close(ctl[0]);
   close(life[1]);

@@ -68,8 +68,7 @@ constexpr std::uint64_t kLargestScanSize = 2046ULL * 1024 * 1024;
 struct EngineSettings {
   std::string databaseDir = "/var/lib/clamav";
   // Where libclamav writes the temp files of a scan (decoded attachments,
-  // archive members). Empty: libclamav's default ($TMPDIR or /tmp). A tmpfs
-  // saves a disk write per member.
+  // archive members). Empty: chosen by scanTempBase (below).
   std::string tempDir;
   EngineLimits limits;
 };
@@ -114,6 +113,16 @@ struct ScannerOptions {
   // directory under /tmp, removed at stop().
   std::string runDir;
 };
+
+// The directory the workers' temp directories go under (ScannerPool::start
+// resolves it once): engine.tempDir if set, else $TMPDIR if set, else
+// `shm` when it is a tmpfs this process may write with room for twice what
+// all workers may write at once (workers x (max scan size + 1 MiB)), else
+// /tmp. libclamav writes every decoded attachment and archive member of a
+// scan to a file and removes it: on a disk file system creating and
+// removing those files costs more CPU than scanning small mail does
+// (README, Performance); a container's 64 MiB /dev/shm has no such room.
+std::string scanTempBase(const ScannerOptions& o, const std::string& shm = "/dev/shm");
 
 // The bytes of one scan in a memfd (no name, no disk): written, then sealed
 // against writing, shrinking and growing before it is handed to

@@ -1232,7 +1232,13 @@ class AntivirusE2E(unittest.TestCase):
         (line,) = self.milter.log_lines("libclamav engine loaded from")
         self.assertIn(self.db + ": ", line)
         self.assertIn("2 scanner workers", line)
-        tmp = os.environ.get("TMPDIR") or "/tmp"  # no temp_dir in CONF: libclamav's default
+        # No temp_dir in CONF: $TMPDIR, else /dev/shm when it is a tmpfs with
+        # room for twice what the 2 workers may write (2 x (100M + 1M)), else /tmp.
+        tmp = os.environ.get("TMPDIR")
+        if not tmp:
+            shm = os.statvfs("/dev/shm") if os.path.isdir("/dev/shm") else None
+            roomy = shm is not None and shm.f_bavail * shm.f_frsize >= 2 * 2 * (101 << 20)
+            tmp = "/dev/shm" if roomy and fs_type("/dev/shm") == "tmpfs" else "/tmp"
         self.assertIn("temp files in %s (%s" % (tmp, "tmpfs" if fs_type(tmp) == "tmpfs" else "not a tmpfs"), line)
 
     # -- robustness --------------------------------------------------------

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -767,6 +769,47 @@ pid_t deadPid() {
   if (pid == 0) _exit(0);
   waitpid(pid, nullptr, 0);
   return pid;
+}
+
+// Where temp files go when [engine] temp_dir is empty: $TMPDIR, else a
+// tmpfs with room for twice what the workers may write at once, else /tmp.
+TEST(ScanTempBase, TmpfsWithRoomElseTmp) {
+  const char* saved = std::getenv("TMPDIR");
+  const std::string savedValue = saved != nullptr ? saved : "";
+  unsetenv("TMPDIR");
+  struct statfs shm {};
+  ASSERT_EQ(statfs("/dev/shm", &shm), 0) << "no /dev/shm on this machine";
+  ASSERT_EQ(shm.f_type, TMPFS_MAGIC) << "/dev/shm is not a tmpfs here";
+  const std::uint64_t free = static_cast<std::uint64_t>(shm.f_bavail) * shm.f_bsize;
+  ScannerOptions o;
+  o.workers = 2;
+  o.engine.limits.maxScanSize = 1 << 20;  // 2 x 2 x 2 MiB = 8 MiB of room wanted
+  if (free < (1ULL << 30)) GTEST_SKIP() << "less than 1 GiB free in /dev/shm";
+  EXPECT_EQ(scanTempBase(o), "/dev/shm");
+  // Twice every worker's scan size and 1 MiB: 256 MiB more than it has, or
+  // less (others may write to /dev/shm meanwhile).
+  o.engine.limits.maxScanSize = free / 4 - (1 << 20) + (64 << 20);
+  EXPECT_EQ(scanTempBase(o), "/tmp");
+  o.engine.limits.maxScanSize = free / 4 - (1 << 20) - (64 << 20);
+  EXPECT_EQ(scanTempBase(o), "/dev/shm");
+  // Not a tmpfs, or not there.
+  TempDir disk;
+  struct statfs d {};
+  ASSERT_EQ(statfs(disk.path().c_str(), &d), 0);
+  if (d.f_type != TMPFS_MAGIC) {
+    EXPECT_EQ(scanTempBase(o, disk.path()), "/tmp");
+  }
+  EXPECT_EQ(scanTempBase(o, "/nonexistent/shm"), "/tmp");
+  // Said so: $TMPDIR, then temp_dir.
+  setenv("TMPDIR", disk.path().c_str(), 1);
+  EXPECT_EQ(scanTempBase(o), disk.path());
+  o.engine.tempDir = "/var/tmp/sekimori";
+  EXPECT_EQ(scanTempBase(o), "/var/tmp/sekimori");
+  if (saved != nullptr) {
+    setenv("TMPDIR", savedValue.c_str(), 1);
+  } else {
+    unsetenv("TMPDIR");
+  }
 }
 
 TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
