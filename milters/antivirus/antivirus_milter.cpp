@@ -1011,7 +1011,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
           if (!p.result.activeHtml) continue;
           const bool removable = p.attachment && !p.path.empty();
           activeHtml.push_back(removable ? ActiveHtml::inArchive(p)
-                                         : ActiveHtml::cannotStrip("an archive holding active HTML is not an attachment"));
+                                         : ActiveHtml::cannotStrip("an archive holding active HTML is not an "
+                                                                   "attachment"));
         }
       }
     }

@@ -1033,8 +1033,8 @@ class AntivirusE2E(unittest.TestCase):
             # Inside an attached message: removed there.
             msgid = self.msgid("html-zip-strip-rfc822")
             inner = with_attachment(data, "invoice.zip", "application/zip", msgid=self.msgid("html-zip-inner"))
-            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n--O1\r\nContent-Type: message/rfc822\r\n\r\n" +
-                    inner + b"\r\n--O1--\r\n")
+            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
+                    b"--O1\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--O1--\r\n")
             r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
                 "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
             self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])

@@ -5,10 +5,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <linux/magic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -357,10 +357,13 @@ TEST_F(ScannerTest, ContainersTheEngineCannotUnpackAreUnpackedByTheWorker) {
   const std::vector<mime::samples::Entry> iso = {{"readme.txt", text},
                                                  {"eicar.com", paddedEicar()},
                                                  {"longer.zip", readFile(data_ / "zip-of-longer.zip")}};
-  writeFile(data_ / "zisofs.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0], iso[1]}, "zisofs"));
-  writeFile(data_ / "zisofs-zip.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0], iso[2]}, "zisofs"));
-  writeFile(data_ / "zisofs-clean.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {iso[0]}, "zisofs"));
-  writeFile(data_ / "plain.iso", mime::samples::write(archive_write_set_format_iso9660, {}, iso));
+  const auto image = [](const std::vector<mime::samples::Entry>& files, const char* options) {
+    return mime::samples::write(archive_write_set_format_iso9660, {}, files, options);
+  };
+  writeFile(data_ / "zisofs.iso", image({iso[0], iso[1]}, "zisofs"));
+  writeFile(data_ / "zisofs-zip.iso", image({iso[0], iso[2]}, "zisofs"));
+  writeFile(data_ / "zisofs-clean.iso", image({iso[0]}, "zisofs"));
+  writeFile(data_ / "plain.iso", image(iso, nullptr));
   for (const char* name : {"payload.zst", "cut.zst", "zst-in.zip", "zst-in.zip.zst", "lzma.zip", "ppmd.zip",
                            "bzip2.7z", "deflate.7z", "payload.txt.lzma", "zst.rar", "zisofs.iso", "zisofs-zip.iso"}) {
     EXPECT_EQ(readFile(data_ / name).find("EICAR-STANDARD"), std::string::npos) << name << ": shows through";
@@ -521,7 +524,8 @@ TEST_F(ScannerTest, ActiveHtmlInsideArchivesIsReported) {
                    "zip -q nested.zip active.zip && 7z a -bso0 -t7z -m0=BZip2 active.7z invoice.html && "
                    "zstd -q invoice.html -o invoice.html.zst"),
             0);
-  writeFile(data_ / "active.iso", mime::samples::write(archive_write_set_format_iso9660, {}, {{"invoice.html", active}}));
+  writeFile(data_ / "active.iso",
+            mime::samples::write(archive_write_set_format_iso9660, {}, {{"invoice.html", active}}));
   const auto mail = [&](const std::string& name, const std::string& body) {
     writeFile(data_ / name, "From: a@example.net\r\nTo: b@example.net\r\nSubject: t\r\nMIME-Version: 1.0\r\n" + body);
   };
@@ -774,8 +778,18 @@ pid_t deadPid() {
 // Where temp files go when [engine] temp_dir is empty: $TMPDIR, else a
 // tmpfs with room for twice what the workers may write at once, else /tmp.
 TEST(ScanTempBase, TmpfsWithRoomElseTmp) {
-  const char* saved = std::getenv("TMPDIR");
-  const std::string savedValue = saved != nullptr ? saved : "";
+  // $TMPDIR as it was, whatever way the test ends.
+  struct RestoreTmpdir {
+    const char* saved = std::getenv("TMPDIR");
+    std::string value = saved != nullptr ? saved : "";
+    ~RestoreTmpdir() {
+      if (saved != nullptr) {
+        setenv("TMPDIR", value.c_str(), 1);
+      } else {
+        unsetenv("TMPDIR");
+      }
+    }
+  } restore;
   unsetenv("TMPDIR");
   struct statfs shm {};
   ASSERT_EQ(statfs("/dev/shm", &shm), 0) << "no /dev/shm on this machine";
@@ -805,11 +819,6 @@ TEST(ScanTempBase, TmpfsWithRoomElseTmp) {
   EXPECT_EQ(scanTempBase(o), disk.path());
   o.engine.tempDir = "/var/tmp/sekimori";
   EXPECT_EQ(scanTempBase(o), "/var/tmp/sekimori");
-  if (saved != nullptr) {
-    setenv("TMPDIR", savedValue.c_str(), 1);
-  } else {
-    unsetenv("TMPDIR");
-  }
 }
 
 TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
