@@ -697,6 +697,15 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   return verdict(rc, virname, versions);
 }
 
+// The reader of a container of `kind` (a ToUnpack's): our own for OpenPGP
+// and zisofs, libarchive for the rest.
+using Unpacker = mime::UnpackResult (*)(std::string_view, const mime::UnpackLimits&, const mime::EntryHandler&);
+Unpacker unpackerFor(const char* kind) {
+  if (kind == kOpenPgpCompressed || kind == kOpenPgpSigned) return openPgpUnpack;
+  if (kind == kZisofs) return zisofsUnpack;
+  return mime::unpackEntries;
+}
+
 // Unpacks the containers libclamav left unpacked (gScan.toUnpack) and scans
 // every entry with the engine, one level below its container; whatever
 // those scans find joins the verdict `r` (an infection or a failed scan
@@ -720,10 +729,8 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     limits.maxEntrySize = gLimits.maxFileSize;
     limits.maxTotal = gLimits.maxScanSize - std::min(budget.bytes, gLimits.maxScanSize);
     limits.maxEntries = gLimits.maxFiles - std::min<std::uint64_t>(budget.files, gLimits.maxFiles);
-    const bool openPgp = u.kind == kOpenPgpCompressed || u.kind == kOpenPgpSigned;
-    const auto unpack = openPgp ? openPgpUnpack : u.kind == kZisofs ? zisofsUnpack : mime::unpackEntries;
     const mime::UnpackResult got =
-        unpack(u.bytes, limits, [&](std::string_view name, std::string_view data) {
+        unpackerFor(u.kind)(u.bytes, limits, [&](std::string_view name, std::string_view data) {
           if (data.empty()) return true;
           gScan.levelOffset = u.level + 1;
           gScan.entryName = name;
@@ -1037,7 +1044,7 @@ struct Worker {
 class EngineProcess {
  public:
   EngineProcess(const ScannerOptions& o, int listenFd, int reportFd, pid_t supervisor)
-      : o_(o), tempBase_(o.engine.tempDir), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
+      : o_(o), listenFd_(listenFd), reportFd_(reportFd), supervisor_(supervisor) {
     const double secs = std::ceil(static_cast<double>(o_.scanTimeout.count()) / 1000.0);
     alarmSeconds_ = static_cast<unsigned>(std::max(1.0, secs));
   }
@@ -1063,7 +1070,7 @@ class EngineProcess {
       report("E" + errnoText("pipe") + "\n");
       _exit(1);
     }
-    sweepWorkerTempDirs(tempBase_);
+    sweepWorkerTempDirs(o_.engine.tempDir);
     spawnMissing();
     report("R" + engine_.versions + "\t" + std::to_string(engine_.signatures) + "\t" + std::to_string(ms) + "\n");
     close(reportFd_);
@@ -1118,7 +1125,7 @@ class EngineProcess {
         close(signalRead_);
         close(gSignalPipe);
         signal(SIGTERM, SIG_DFL);
-        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_, tempBase_);
+        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_, o_.engine.tempDir);
       }
       sigprocmask(SIG_SETMASK, &old, nullptr);
       workers_[pid] = Worker{Clock::now()};
@@ -1135,7 +1142,7 @@ class EngineProcess {
       const Worker w = it->second;
       workers_.erase(it);
       const std::string who = "scanner worker " + std::to_string(pid);
-      if (const auto left = removeWorkerTempDir(tempBase_, pid); left > 0) {
+      if (const auto left = removeWorkerTempDir(o_.engine.tempDir, pid); left > 0) {
         log::message(log::Level::Notice, who + " left " + std::to_string(left) + " temp file(s); removed");
       }
       if (WIFSIGNALED(st)) {
@@ -1186,7 +1193,6 @@ class EngineProcess {
 #endif
 
   const ScannerOptions o_;
-  const std::string tempBase_;  // the workers' temp directories go below it
   const int listenFd_;
   int reportFd_;
   const pid_t supervisor_;
@@ -1210,7 +1216,7 @@ class EngineProcess {
 class Supervisor {
  public:
   Supervisor(const ScannerOptions& o, int ctlFd, int lifeFd, int listenFd)
-      : o_(o), tempBase_(o.engine.tempDir), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
+      : o_(o), ctlFd_(ctlFd), lifeFd_(lifeFd), listenFd_(listenFd) {}
 
   [[noreturn]] void run() {
     signalRead_ = signalPipe({SIGCHLD});
@@ -1395,7 +1401,7 @@ class Supervisor {
       } else if (retiring_.erase(pid) == 0) {
         // A worker orphaned by its engine process's death (we are their
         // subreaper): its temp directory is left to us.
-        if (const auto left = removeWorkerTempDir(tempBase_, pid); left > 0) {
+        if (const auto left = removeWorkerTempDir(o_.engine.tempDir, pid); left > 0) {
           log::message(log::Level::Notice, "scanner worker " + std::to_string(pid) + " of a dead engine process left " +
                                                std::to_string(left) + " temp file(s); removed");
         }
@@ -1433,7 +1439,6 @@ class Supervisor {
   }
 
   const ScannerOptions o_;
-  const std::string tempBase_;  // where its workers' temp directories are (reap)
   const int ctlFd_;
   const int lifeFd_;
   const int listenFd_;
