@@ -369,6 +369,18 @@ struct ActiveHtml {
   static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename}; }
 };
 
+// An attachment replaced by a text notice that names it and says why, in
+// English and Japanese: "The attachment "a.zip" WHY and was removed ...".
+mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, const std::string& why,
+                                const std::string& whyJa) {
+  const std::string file = filename.empty() ? "(no name)" : filename;
+  mime::Replacement r;
+  r.path = path;
+  r.noticeText = "The attachment \"" + file + "\" " + why + " and was removed by sekimori-antivirus.\r\n" +
+                 "添付ファイル「" + file + "」" + whyJa + "ため、削除しました。\r\n";
+  return r;
+}
+
 // html_script_action = strip: each HTML part (but those being replaced by
 // a notice) rewritten without its active content, in UTF-8 (a charset such
 // as ISO-2022-JP can hold "<" inside its two-byte characters; UTF-8
@@ -378,14 +390,8 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<Part
   for (const auto& h : html) {
     if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
     if (h.archive) {
-      const std::string file = h.filename.empty() ? "(no name)" : h.filename;
-      mime::Replacement r;
-      r.path = h.path;
-      r.noticeText = "The attachment \"" + file +
-                     "\" held an HTML file with active content (script or plug-ins) and was removed by "
-                     "sekimori-antivirus.\r\n" +
-                     "添付ファイル「" + file + "」にスクリプト等を含む HTML ファイルが含まれていたため、削除しました。\r\n";
-      repl.push_back(std::move(r));
+      repl.push_back(removalNotice(h.path, h.filename, "held an HTML file with active content (script or plug-ins)",
+                                   "にスクリプト等を含む HTML ファイルが含まれていた"));
       continue;
     }
     if (!h.unstrippable.empty()) {
@@ -935,8 +941,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   const bool wholeClean = f.whole.status == ScanResult::Status::Clean;
   std::vector<ActiveHtml> activeHtml;  // kept only for html_script_action = strip
   // An HTML file with active content inside an archive somewhere in a clean
-  // message, to be stripped: the parts are scanned one by one to find the
-  // attachments that hold it (a second scan, for such messages only).
+  // message, to be stripped: the attachments are scanned one by one to find
+  // those that hold it (a second scan, for such messages only; found in no
+  // attachment, it cannot be removed and the message is refused).
   const bool stripArchived = f.whole.activeHtml && cfg.actions.htmlScript == HtmlScriptAction::Strip;
   // Every message is walked for HTML a browser may run (mime::walk reads
   // the structure; only such parts, and those to scan, are decoded): an
@@ -948,7 +955,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = htmlLeaf(p.contentType, p.filename);
-      const bool scan = suspicious || (wholeClean && (stripArchived || below(encodedMessages, p.path)));
+      const bool scan =
+          suspicious || (wholeClean && ((stripArchived && p.isAttachment) || below(encodedMessages, p.path)));
       if (!scan && !html) return true;
       std::string text;
       bool complete = true;
@@ -1040,13 +1048,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
-      mime::Replacement r;
-      r.path = p.path;
-      const std::string file = p.filename.empty() ? "(no name)" : p.filename;
-      r.noticeText = "The attachment \"" + file + "\" contained a virus (" + p.result.name +
-                     ") and was removed by sekimori-antivirus.\r\n" + "添付ファイル「" + file + "」からウイルス（" +
-                     p.result.name + "）が検出されたため、削除しました。\r\n";
-      repl.push_back(std::move(r));
+      repl.push_back(removalNotice(p.path, p.filename, "contained a virus (" + p.result.name + ")",
+                                   "からウイルス（" + p.result.name + "）が検出された"));
     }
     std::string why;
     mime::ReplaceResult res;
