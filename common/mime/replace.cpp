@@ -589,9 +589,18 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
   if (!after.append(head) || !after.append(result.body)) return failure("cannot spool the new message");
   const Walked now = walkEntries(after, limits, paths);
   if (!now.result.parsed || limitExceeded(now.result)) return failure("the new message does not parse");
-  if (now.entries.size() != before.entries.size()) return failure("the new message has a different structure");
+  // What walk() reported inside a replaced part (an attached message sent
+  // encoded is a leaf here, walked into there) went with it.
+  std::vector<const PartInfo*> kept;
+  for (const auto& e : before.entries) {
+    const auto inReplaced = [&](const std::vector<int>& r) {
+      return r.size() < e.info.path.size() && std::equal(r.begin(), r.end(), e.info.path.begin());
+    };
+    if (std::none_of(paths.begin(), paths.end(), inReplaced)) kept.push_back(&e.info);
+  }
+  if (now.entries.size() != kept.size()) return failure("the new message has a different structure");
   for (std::size_t i = 0; i < now.entries.size(); ++i) {
-    const PartInfo& was = before.entries[i].info;
+    const PartInfo& was = *kept[i];
     const Entry& is = now.entries[i];
     const auto replaced = std::find(paths.begin(), paths.end(), was.path);
     if (replaced == paths.end()) {

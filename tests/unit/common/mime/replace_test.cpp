@@ -3,6 +3,7 @@
 // walking the result; the refusals.
 #include "common/mime/replace.h"
 
+#include <glib.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -272,6 +273,61 @@ TEST(ReplaceParts, AttachmentInsideAttachedMessage) {
   EXPECT_EQ(seen[5].content, "exe removed");
   EXPECT_NE(r.body.find("Subject: inner\r\nContent-Type: multipart/mixed; boundary=inner\r\n"), std::string::npos);
   EXPECT_TRUE(r.body.ends_with("\r\n--inner--\r\n--outer--\r\n"));
+}
+
+// An attached message sent in base64 cannot be edited inside without
+// re-encoding it, but it is a leaf of the enclosing multipart: it goes
+// whole, with the parts walk() reported inside it.
+TEST(ReplaceParts, EncodedAttachedMessageGoesWhole) {
+  const std::string inner = crlf(
+      "Subject: inner\n"
+      "Content-Type: multipart/mixed; boundary=c\n"
+      "\n"
+      "--c\n"
+      "Content-Type: text/plain\n"
+      "\n"
+      "inner body\n"
+      "--c\n"
+      "Content-Type: application/zip; name=z.zip\n"
+      "\n"
+      "PK\n"
+      "--c--\n");
+  gchar* encoded = g_base64_encode(reinterpret_cast<const guchar*>(inner.data()), inner.size());
+  const std::string b64 = encoded;
+  g_free(encoded);
+  const std::string msg = crlf(
+      "Content-Type: multipart/mixed; boundary=b\n"
+      "\n"
+      "--b\n"
+      "Content-Type: text/plain; charset=ISO-2022-JP\n"
+      "\n" + kJis + "\n"
+      "--b\n"
+      "Content-Type: message/rfc822; name=fwd.eml\n"
+      "Content-Transfer-Encoding: base64\n"
+      "\n" + b64 + "\n"
+      "--b\n"
+      "Content-Type: text/plain; charset=UTF-8\n"
+      "\n" + kUtf8 + "\n"
+      "--b--\n");
+  auto spool = spoolOf(msg);
+  const auto before = walkAll(*spool);
+  ASSERT_EQ(before.size(), 7u);  // the multipart, 3 parts, and 3 entries inside the attached message
+  EXPECT_EQ(before[2].info.path, (std::vector<int>{1}));
+  EXPECT_TRUE(before[2].info.encodedMessage);
+  EXPECT_EQ(pathOf(*spool, "z.zip"), (std::vector<int>{1, 0, 1}));
+
+  const ReplaceResult r = replaceParts(*spool, {{{1}, kNotice, "fwd.eml"}});
+  ASSERT_TRUE(r.ok) << r.error;
+  const auto seen = walkAll(*resultSpool(msg, r));
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[1].content, kJis);
+  EXPECT_EQ(seen[2].info.path, (std::vector<int>{1}));
+  EXPECT_EQ(seen[2].info.filename, "fwd.eml");
+  EXPECT_EQ(seen[2].content, crlf(kNotice));
+  EXPECT_EQ(seen[3].content, kUtf8);
+  EXPECT_EQ(r.body.find(b64.substr(0, 40)), std::string::npos);
+  EXPECT_TRUE(r.body.starts_with("--b\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + kJis + "\r\n--b\r\n"));
+  EXPECT_TRUE(r.body.ends_with("\r\n--b\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n" + kUtf8 + "\r\n--b--\r\n"));
 }
 
 // Handled, not refused: GMime and the scanner agree the part runs to the
