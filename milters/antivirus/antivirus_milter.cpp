@@ -282,10 +282,20 @@ bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
   return ancestor.size() <= path.size() && std::equal(ancestor.begin(), ancestor.end(), path.begin());
 }
 
-// Whether the part at `path` is inside one of the parts at `ancestors`.
-bool below(const std::vector<std::vector<int>>& ancestors, const std::vector<int>& path) {
-  return std::any_of(ancestors.begin(), ancestors.end(),
-                     [&](const std::vector<int>& a) { return a.size() < path.size() && within(a, path); });
+// An attached message sent with a transfer encoding (mime::PartInfo::encodedMessage).
+struct EncodedMessage {
+  std::vector<int> path;
+  std::string filename;
+};
+
+// The outermost of `encoded` that the part at `path` is inside, or nullptr.
+const EncodedMessage* outermostAbove(const std::vector<EncodedMessage>& encoded, const std::vector<int>& path) {
+  const EncodedMessage* found = nullptr;
+  for (const auto& e : encoded) {
+    const bool above = e.path.size() < path.size() && within(e.path, path);
+    if (above && (found == nullptr || e.path.size() < found->path.size())) found = &e;
+  }
+  return found;
 }
 
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
@@ -381,22 +391,24 @@ mime::Replacement removalNotice(const std::vector<int>& path, const std::string&
   return r;
 }
 
-// html_script_action = strip: each HTML part (but those being replaced by
-// a notice) rewritten without its active content, in UTF-8 (a charset such
-// as ISO-2022-JP can hold "<" inside its two-byte characters; UTF-8
-// cannot), added to `repl`. False, with why, when that cannot be done safely.
-bool addStrippedHtml(const std::vector<ActiveHtml>& html, const std::vector<PartFinding>& removed,
-                     std::vector<mime::Replacement>& repl, std::string* why) {
+// html_script_action = strip: each HTML part (but those in a part already
+// in `repl`: being replaced by a notice) rewritten without its active
+// content, in UTF-8 (a charset such as ISO-2022-JP can hold "<" inside its
+// two-byte characters; UTF-8 cannot), added to `repl`. False, with why,
+// when that cannot be done safely.
+bool addStrippedHtml(const std::vector<ActiveHtml>& html, std::vector<mime::Replacement>& repl, std::string* why) {
   for (const auto& h : html) {
-    if (std::any_of(removed.begin(), removed.end(), [&](const PartFinding& p) { return p.path == h.path; })) continue;
+    if (!h.unstrippable.empty()) {
+      *why = h.unstrippable;
+      return false;
+    }
+    if (std::any_of(repl.begin(), repl.end(), [&](const mime::Replacement& r) { return within(r.path, h.path); })) {
+      continue;
+    }
     if (h.archive) {
       repl.push_back(removalNotice(h.path, h.filename, "held an HTML file with active content (script or plug-ins)",
                                    "にスクリプト等を含む HTML ファイルが含まれていた"));
       continue;
-    }
-    if (!h.unstrippable.empty()) {
-      *why = h.unstrippable;
-      return false;
     }
     if (!h.complete) {
       *why = "an HTML part could not be checked whole (longer than " +
@@ -513,7 +525,10 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     default: action = n.language == "ja" ? "メールの受け付けを拒否しました" : "the message was refused"; break;
   }
   std::string files;
-  for (const auto& p : d.remove) files += (files.empty() ? "" : ", ") + (p.filename.empty() ? "(no name)" : p.filename);
+  for (const auto& p : d.remove) {
+    files += (files.empty() ? "" : ", ") + (p.filename.empty() ? "(no name)" : p.filename);
+    if (!p.inside.empty()) files += " (" + p.inside + ")";
+  }
   std::map<std::string, std::string> values = {
       {"virus", d.virus},          {"sender", t.sender.isNull() ? "<>" : t.sender.str()},
       {"subject", subject},        {"queue_id", s.queueId()},
@@ -919,14 +934,14 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // GMime, and the mail programs built on it, show what is inside: the
   // parts below one are scanned one by one too.
   std::vector<std::vector<int>> encryptedParts;
-  std::vector<std::vector<int>> encodedMessages;
+  std::vector<EncodedMessage> encodedMessages;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found() || m.pgpStart.found()) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (encryptedMailType(p.contentType) || (c != nullptr && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);
       }
-      if (p.encodedMessage) encodedMessages.push_back(p.path);
+      if (p.encodedMessage) encodedMessages.push_back({p.path, p.filename});
       return true;
     });
     // Parts past the walk's limits were not looked at: what may be there counts as there.
@@ -955,8 +970,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (c == nullptr) return true;
       const bool html = htmlLeaf(p.contentType, p.filename);
-      const bool scan =
-          suspicious || (wholeClean && ((stripArchived && p.isAttachment) || below(encodedMessages, p.path)));
+      const EncodedMessage* inEncoded = outermostAbove(encodedMessages, p.path);
+      const bool scan = suspicious || (wholeClean && ((stripArchived && p.isAttachment) || inEncoded != nullptr));
       if (!scan && !html) return true;
       std::string text;
       bool complete = true;
@@ -964,10 +979,18 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         PartFinding pf;
         pf.path = p.path;
         pf.filename = p.filename;
-        // Not one to cut out: replacing a part means editing the message
-        // that holds it, and that one came encoded (mime::replaceParts
-        // cannot; the whole message is refused instead).
-        pf.attachment = p.isAttachment && !below(encodedMessages, p.path);
+        pf.attachment = p.isAttachment;
+        // An attachment inside an attached message that came encoded cannot
+        // be cut out alone (mime::replaceParts would have to re-encode the
+        // message holding it): that attached message is removed instead,
+        // whole, as the attachment it is to the reader (unless it is the
+        // whole message, which is then refused).
+        if (inEncoded != nullptr) {
+          pf.attachment = p.isAttachment && !inEncoded->path.empty();
+          pf.inside = p.filename.empty() ? "(no name)" : p.filename;
+          pf.path = inEncoded->path;
+          pf.filename = inEncoded->filename;
+        }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
       } else {
@@ -1048,12 +1071,19 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
-      repl.push_back(removalNotice(p.path, p.filename, "contained a virus (" + p.result.name + ")",
-                                   "からウイルス（" + p.result.name + "）が検出された"));
+      const std::string virus = "a virus (" + p.result.name + ")";
+      const std::string virusJa = "ウイルス（" + p.result.name + "）";
+      if (p.inside.empty()) {
+        repl.push_back(removalNotice(p.path, p.filename, "contained " + virus, "から" + virusJa + "が検出された"));
+      } else {
+        repl.push_back(removalNotice(p.path, p.filename,
+                                     "(an attached message) held \"" + p.inside + "\", in which " + virus + " was found,",
+                                     "（添付されたメール）の中の「" + p.inside + "」から" + virusJa + "が検出された"));
+      }
     }
     std::string why;
     mime::ReplaceResult res;
-    if (d.stripHtml && !addStrippedHtml(activeHtml, d.remove, repl, &why)) {
+    if (d.stripHtml && !addStrippedHtml(activeHtml, repl, &why)) {
       // Not delivered with the active content the admin asked to remove.
       log::message(log::Level::Warning,
                    s.queueId() + ": cannot strip the active HTML (" + why + "); refusing the message instead");

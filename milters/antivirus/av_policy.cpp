@@ -59,7 +59,15 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     if (p.result.status == Status::Error) confined = false;
     if (!isThreat(p.result, a.limitsExceeded)) continue;
     if (!p.attachment || p.path.empty()) confined = false;
-    remove.push_back(p);
+    // Two found in one attached message: it is removed once, for both.
+    const auto same =
+        std::find_if(remove.begin(), remove.end(), [&](const PartFinding& r) { return r.path == p.path; });
+    if (same == remove.end()) {
+      remove.push_back(p);
+      continue;
+    }
+    addName(same->result.name, p.result.name);
+    if (!p.inside.empty()) same->inside += (same->inside.empty() ? "" : ", ") + p.inside;
   }
   if (remove.empty()) confined = false;  // the whole message is infected, no part alone is
   if (!confined) return reject(a.inboundBody);

@@ -60,6 +60,10 @@ struct PartFinding {
   std::string filename;   // UTF-8, may be empty
   bool attachment = false;
   ScanResult result;
+  // Not empty: the part found is inside an attached message that came
+  // encoded, which can only be removed whole; `path` and `filename` are that
+  // message's, this names what was found in it ("eicar.com, b.exe").
+  std::string inside = {};
 };
 
 // What the scans found, as the decision needs it.

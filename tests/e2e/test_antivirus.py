@@ -831,6 +831,50 @@ class AntivirusE2E(unittest.TestCase):
                 got, _ = self.delivered(msgid)
                 self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
 
+    def test_an_infected_message_attached_in_base64_is_removed_whole_inbound(self):
+        # What is inside it cannot be cut out alone (the attached message
+        # would have to be re-encoded): inbound, the attached message goes,
+        # a notice naming it and the file in its place, the rest kept.
+        def b64(data):
+            return base64.encodebytes(data).decode().replace("\n", "\r\n")
+        def attached(inner, name):
+            return ("--M\r\nContent-Type: message/rfc822; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
+                    "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s" % (name, name, b64(inner)))
+        text = "--M\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n転送します\r\n"
+        infected = with_attachment(EICAR, "eicar.com")
+        encrypted = with_attachment(zip_of("notes.txt", b"nothing to see\n", password="secret"), "enc.zip",
+                                    "application/zip")
+        def message(parts, msgid=None, frm="sender@example.org", to="user@example.net"):
+            return harness.make_message(msgid=msgid, frm=frm, to=to, body=(parts + "--M--\r\n").encode(),
+                                        headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"M\""])
+        msgid = self.msgid("fwd")
+        r = self.send(message(text + attached(infected, "fwd.eml"), msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertNotIn(b64(infected)[:60].encode(), got)
+        self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
+        self.assertIn("8bit\n\n転送します\n--M\n".encode(), got)  # the text part byte-identical
+        notice = [p.get_payload(decode=True).decode("utf-8") for p in msg.walk()
+                  if p.get_content_type() == "text/plain" and b"fwd.eml" in (p.get_payload(decode=True) or b"")]
+        self.assertEqual(len(notice), 1, got[-2000:])
+        self.assertIn('"fwd.eml" (an attached message) held "eicar.com", in which a virus (%s.UNOFFICIAL) was found'
+                      % SIGNAME, notice[0])
+        self.assertIn("「eicar.com」からウイルス（%s.UNOFFICIAL）が検出された" % SIGNAME, notice[0])
+        self.wait_warning_to("user@example.net", about="fwd.eml (eicar.com)")
+        # Beside it, an encrypted zip in another attached message stays and is marked.
+        msgid = self.msgid("fwd2")
+        r = self.send(message(text + attached(infected, "fwd.eml") + attached(encrypted, "enc.eml"), msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL; unscanned: encrypted" % SIGNAME)
+        self.assertIn(b64(encrypted)[:60].encode(), got)
+        # Refused: outbound; and the virus in the attached message's own body, not an attachment there.
+        r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),
+                      frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+        r = self.send(message(text + attached(harness.make_message(body=EICAR.decode() + "\r\n"), "fwd.eml")))
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+
     def test_what_cannot_be_scanned_beside_a_removed_virus_is_still_marked(self):
         # Found in review: with EICAR attached beside it, an encrypted zip or
         # a PGP/MIME part was delivered as "removed: ..." with no mark (and

@@ -64,6 +64,29 @@ TEST(AvDecide, InboundInfectedAttachmentIsRemoved) {
   EXPECT_TRUE(d.infected);
 }
 
+// Found in attachments inside an attached message that came encoded: the
+// milter names that message's path for each; it is removed once, for all.
+TEST(AvDecide, TwoFoundInOneAttachedMessageRemoveItOnce) {
+  Findings f;
+  f.whole = result(Status::Clean);
+  PartFinding a = part({1}, true, Status::Infected, "Eicar-Signature", "fwd.eml");
+  a.inside = "eicar.com";
+  PartFinding b = part({1}, true, Status::Infected, "Other-Signature", "fwd.eml");
+  b.inside = "b.exe";
+  f.parts = {a, part({2}, true, Status::Infected, "Eicar-Signature", "c.com"), b};
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  ASSERT_EQ(d.kind, Kind::RemoveParts);
+  ASSERT_EQ(d.remove.size(), 2u);
+  EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
+  EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Other-Signature");
+  EXPECT_EQ(d.remove[0].inside, "eicar.com, b.exe");
+  EXPECT_EQ(d.remove[1].filename, "c.com");
+  EXPECT_EQ(d.status, "removed: Eicar-Signature, Other-Signature");
+  // Inside such a message but not an attachment there (its body text): not removable.
+  f.parts[2].attachment = false;
+  EXPECT_EQ(decide({}, {}, Direction::Inbound, f).kind, Kind::Reject);
+}
+
 TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
   Findings body;
   body.whole = result(Status::Infected, "Eicar-Signature");
