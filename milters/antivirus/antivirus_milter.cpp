@@ -373,21 +373,27 @@ struct ActiveHtml {
   bool archive = false;
   std::string filename = {};
   std::string unstrippable = {};  // not empty: it cannot be stripped, and why
+  std::string inside = {};        // PartFinding::inside (the archive's name, when in an attached message)
 
   // Active content that cannot be stripped, for the reason given.
   static ActiveHtml cannotStrip(std::string why) { return {{}, {}, {}, false, false, {}, std::move(why)}; }
-  static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename}; }
+  static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename, {}, p.inside}; }
 };
 
 // An attachment replaced by a text notice that names it and says why, in
-// English and Japanese: "The attachment "a.zip" WHY and was removed ...".
-mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, const std::string& why,
-                                const std::string& whyJa) {
+// English and Japanese: "The attachment "a.zip" WHY and was removed ...";
+// for an attached message removed for what is inside it (PartFinding::
+// inside), "The attachment "fwd.eml" (an attached message) held "a.zip",
+// which WHY, and was removed ...".
+mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, const std::string& inside,
+                                const std::string& why, const std::string& whyJa) {
   const std::string file = filename.empty() ? "(no name)" : filename;
   mime::Replacement r;
   r.path = path;
-  r.noticeText = "The attachment \"" + file + "\" " + why + " and was removed by sekimori-antivirus.\r\n" +
-                 "添付ファイル「" + file + "」" + whyJa + "ため、削除しました。\r\n";
+  const std::string en = inside.empty() ? why : "(an attached message) held \"" + inside + "\", which " + why + ",";
+  const std::string ja = inside.empty() ? whyJa : "（添付されたメール）の中の「" + inside + "」" + whyJa;
+  r.noticeText = "The attachment \"" + file + "\" " + en + " and was removed by sekimori-antivirus.\r\n" +
+                 "添付ファイル「" + file + "」" + ja + "ため、削除しました。\r\n";
   return r;
 }
 
@@ -406,7 +412,8 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, std::vector<mime::Repl
       continue;
     }
     if (h.archive) {
-      repl.push_back(removalNotice(h.path, h.filename, "held an HTML file with active content (script or plug-ins)",
+      repl.push_back(removalNotice(h.path, h.filename, h.inside,
+                                   "held an HTML file with active content (script or plug-ins)",
                                    "にスクリプト等を含む HTML ファイルが含まれていた"));
       continue;
     }
@@ -1071,15 +1078,8 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
-      const std::string virus = "a virus (" + p.result.name + ")";
-      const std::string virusJa = "ウイルス（" + p.result.name + "）";
-      if (p.inside.empty()) {
-        repl.push_back(removalNotice(p.path, p.filename, "contained " + virus, "から" + virusJa + "が検出された"));
-      } else {
-        repl.push_back(removalNotice(p.path, p.filename,
-                                     "(an attached message) held \"" + p.inside + "\", in which " + virus + " was found,",
-                                     "（添付されたメール）の中の「" + p.inside + "」から" + virusJa + "が検出された"));
-      }
+      repl.push_back(removalNotice(p.path, p.filename, p.inside, "contained a virus (" + p.result.name + ")",
+                                   "からウイルス（" + p.result.name + "）が検出された"));
     }
     std::string why;
     mime::ReplaceResult res;

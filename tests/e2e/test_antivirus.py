@@ -857,7 +857,7 @@ class AntivirusE2E(unittest.TestCase):
         notice = [p.get_payload(decode=True).decode("utf-8") for p in msg.walk()
                   if p.get_content_type() == "text/plain" and b"fwd.eml" in (p.get_payload(decode=True) or b"")]
         self.assertEqual(len(notice), 1, got[-2000:])
-        self.assertIn('"fwd.eml" (an attached message) held "eicar.com", in which a virus (%s.UNOFFICIAL) was found'
+        self.assertIn('"fwd.eml" (an attached message) held "eicar.com", which contained a virus (%s.UNOFFICIAL), and'
                       % SIGNAME, notice[0])
         self.assertIn("「eicar.com」からウイルス（%s.UNOFFICIAL）が検出された" % SIGNAME, notice[0])
         self.wait_warning_to("user@example.net", about="fwd.eml (eicar.com)")
@@ -1087,6 +1087,20 @@ class AntivirusE2E(unittest.TestCase):
             self.assertNotIn(base64.encodebytes(data)[:40], got)
             self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
             self.assertIn(base64.encodebytes('The attachment "invoice.zip" held'.encode())[:40], got)
+            # Inside an attached message sent base64: that message removed, whole.
+            msgid = self.msgid("html-zip-strip-b64")
+            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
+                    b"--O1\r\nContent-Type: message/rfc822; name=fwd.eml\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                    base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--O1--\r\n")
+            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
+                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            self.assertIn(b"\n\nforwarded\n--O1\n", got)
+            self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
+            self.assertIn('The attachment "fwd.eml" (an attached message) held "invoice.zip", which held an HTML file',
+                          msg.get_payload()[1].get_payload(decode=True).decode("utf-8"))
             # The zip alone as the message: nothing to remove it from.
             b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
             r = self.send(harness.make_message(msgid=self.msgid("html-zip-whole"), body=b64, headers=[
