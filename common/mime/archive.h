@@ -41,8 +41,11 @@
 // archive inside a good one is counted as data on top of what it yielded.
 //
 // XXX: LZMA-family streams (xz, lzma, 7-Zip) may declare dictionaries up to
-// 1 GiB (libarchive's limit); pages are touched only as output is written,
-// so a bomb costs up to about maxTotal of memory before it is stopped.
+// 1 GiB (libarchive's limit), a zip member compressed with LZMA up to 4 GiB
+// (no limit: liblzma then asks for 4 GiB of address space, which fails
+// cleanly where overcommit refuses it); pages are touched only as output is
+// written, so a bomb costs up to about maxTotal of memory before it is
+// stopped.
 //
 //   mime::ExpansionLimits limits;               // 100 MiB, 8 levels, 100000 entries
 //   auto r = mime::measureExpansion(content, limits);   // content: message.h
