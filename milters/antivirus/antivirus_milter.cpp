@@ -101,7 +101,8 @@ const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
 const Option<std::string> kInboundAttachment{
     "actions.inbound_infected_attachment", "remove",
     "Inbound mail whose infection is confined to attachments: remove them (a text notice in their place, the "
-    "rest delivered unchanged) or reject.",
+    "rest delivered unchanged; an attachment inside an attached message sent base64 or quoted-printable goes "
+    "with that message) or reject.",
     Scope::Global, {"remove", "reject"}};
 const Option<std::string> kInboundBody{"actions.inbound_infected_body", "reject",
                                        "Inbound mail infected elsewhere (the body, the whole message): reject "
@@ -140,8 +141,9 @@ const Option<std::string> kHtmlScript{
     "compressed files (invoice.html in a zip; libclamav backend): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
     "base64, keeps its other header fields; the rest of the message is unchanged; an attachment holding such "
-    "a file in an archive is removed, a notice in its place; if that cannot be done safely, the message is "
-    "rejected with replies.html_script) or reject.",
+    "a file in an archive, or an attached message sent base64 or quoted-printable holding such a part, is "
+    "removed, a notice in its place; if that cannot be done safely, the message is rejected with "
+    "replies.html_script) or reject.",
     Scope::Global, {"mark", "strip", "reject"}};
 const Option<std::string> kScanFailure{"actions.scan_failure_action", "tempfail",
                                        "A scan that failed or timed out: tempfail (the failure reply; the sender "
@@ -361,25 +363,6 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
   });
 }
 
-// An HTML part with active content, kept for html_script_action = strip.
-struct ActiveHtml {
-  std::vector<int> path;
-  std::string type;  // the part's media type, kept (an SVG image stays one)
-  std::string utf8;  // the part's text, transfer encoding and charset decoded
-  bool complete;     // all of it (not cut at kHtmlCheckMax)
-  // An attachment (a zip, a compressed file) holding an HTML file with
-  // active content, which no stripping can reach: replaced by a notice, as
-  // an infected attachment is. Its name, or empty.
-  bool archive = false;
-  std::string filename = {};
-  std::string unstrippable = {};  // not empty: it cannot be stripped, and why
-  std::string inside = {};        // PartFinding::inside (the archive's name, when in an attached message)
-
-  // Active content that cannot be stripped, for the reason given.
-  static ActiveHtml cannotStrip(std::string why) { return {{}, {}, {}, false, false, {}, std::move(why)}; }
-  static ActiveHtml inArchive(const PartFinding& p) { return {p.path, {}, {}, true, true, p.filename, {}, p.inside}; }
-};
-
 // An attachment replaced by a text notice that names it and says why, in
 // English and Japanese: "The attachment "a.zip" WHY and was removed ...";
 // for an attached message removed for what is inside it (PartFinding::
@@ -397,6 +380,35 @@ mime::Replacement removalNotice(const std::vector<int>& path, const std::string&
   return r;
 }
 
+// An HTML part with active content, kept for html_script_action = strip.
+struct ActiveHtml {
+  std::vector<int> path;
+  std::string type;  // the part's media type, kept (an SVG image stays one)
+  std::string utf8;  // the part's text, transfer encoding and charset decoded
+  bool complete;     // all of it (not cut at kHtmlCheckMax)
+  // Set: what holds the active content, which no stripping can reach, is
+  // replaced by this notice instead, as an infected attachment is.
+  std::optional<mime::Replacement> notice = std::nullopt;
+  std::string unstrippable = {};  // not empty: it cannot be stripped, and why
+
+  // Active content that cannot be stripped, for the reason given.
+  static ActiveHtml cannotStrip(std::string why) { return {{}, {}, {}, false, std::nullopt, std::move(why)}; }
+  // An attachment (a zip, a compressed file) holding an HTML file with active content.
+  static ActiveHtml inArchive(const PartFinding& p) {
+    return {p.path, {}, {}, true,
+            removalNotice(p.path, p.filename, p.inside, "held an HTML file with active content (script or plug-ins)",
+                          "にスクリプト等を含む HTML ファイルが含まれていた")};
+  }
+  // An HTML part inside an attached message that came encoded, which
+  // cannot be rewritten without re-encoding that message.
+  static ActiveHtml inEncodedMessage(const EncodedMessage& e) {
+    return {e.path, {}, {}, true,
+            removalNotice(e.path, e.filename, "", "(an attached message) held HTML with active content (script or "
+                                                  "plug-ins)",
+                          "（添付されたメール）にスクリプト等を含む HTML が含まれていた")};
+  }
+};
+
 // html_script_action = strip: each HTML part (but those in a part already
 // in `repl`: being replaced by a notice) rewritten without its active
 // content, in UTF-8 (a charset such as ISO-2022-JP can hold "<" inside its
@@ -411,10 +423,8 @@ bool addStrippedHtml(const std::vector<ActiveHtml>& html, std::vector<mime::Repl
     if (std::any_of(repl.begin(), repl.end(), [&](const mime::Replacement& r) { return within(r.path, h.path); })) {
       continue;
     }
-    if (h.archive) {
-      repl.push_back(removalNotice(h.path, h.filename, h.inside,
-                                   "held an HTML file with active content (script or plug-ins)",
-                                   "にスクリプト等を含む HTML ファイルが含まれていた"));
+    if (h.notice) {
+      repl.push_back(*h.notice);
       continue;
     }
     if (!h.complete) {
@@ -1019,7 +1029,13 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       if (!whole || hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
         f.htmlScript = true;
         if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
-          activeHtml.push_back({p.path, p.contentType, std::move(utf8), whole});
+          // Inside an attached message that came encoded (not the whole
+          // message): that message is removed instead.
+          if (inEncoded != nullptr && !inEncoded->path.empty()) {
+            activeHtml.push_back(ActiveHtml::inEncodedMessage(*inEncoded));
+          } else {
+            activeHtml.push_back({p.path, p.contentType, std::move(utf8), whole});
+          }
         }
       }
       return true;

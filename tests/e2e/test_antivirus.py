@@ -1101,6 +1101,23 @@ class AntivirusE2E(unittest.TestCase):
             self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
             self.assertIn('The attachment "fwd.eml" (an attached message) held "invoice.zip", which held an HTML file',
                           msg.get_payload()[1].get_payload(decode=True).decode("utf-8"))
+            # HTML with a script in such a message cannot be rewritten without
+            # re-encoding it: that message removed too (refused before).
+            msgid = self.msgid("html-strip-b64")
+            inner = harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=UTF-8"],
+                                         body="<p>ようこそ</p><a href=# onclick=\"steal()\">go</a>\r\n")
+            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
+                    b"--O1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                    base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--O1--\r\n")
+            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
+                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
+            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+            got, msg = self.delivered(msgid)
+            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
+            notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
+            self.assertIn('The attachment "(no name)" (an attached message) held HTML with active content', notice)
+            self.assertIn("（添付されたメール）にスクリプト等を含む HTML が含まれていた", notice)
             # The zip alone as the message: nothing to remove it from.
             b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
             r = self.send(harness.make_message(msgid=self.msgid("html-zip-whole"), body=b64, headers=[
