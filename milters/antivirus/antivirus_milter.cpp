@@ -403,8 +403,8 @@ struct ActiveHtml {
   // cannot be rewritten without re-encoding that message.
   static ActiveHtml inEncodedMessage(const EncodedMessage& e) {
     return {e.path, {}, {}, true,
-            removalNotice(e.path, e.filename, "", "(an attached message) held HTML with active content (script or "
-                                                  "plug-ins)",
+            removalNotice(e.path, e.filename, "",
+                          "(an attached message) held HTML with active content (script or plug-ins)",
                           "（添付されたメール）にスクリプト等を含む HTML が含まれていた")};
   }
 };
