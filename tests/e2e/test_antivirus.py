@@ -1074,46 +1074,37 @@ class AntivirusE2E(unittest.TestCase):
             self.assertEqual(len(notice), 1, got[-2000:])
             self.assertIn("active content", notice[0])
             self.assertIn("スクリプト", notice[0])
+            def forwarded(tag, part):
+                """A text part and `part` (an attached message, its header
+                lines and content) in multipart/mixed: delivered, stripped."""
+                msgid = self.msgid(tag)
+                body = b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n--O1\r\n" + part + b"--O1--\r\n"
+                r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
+                    "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, msg = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+                self.assertIn(b"\n\nforwarded\n--O1\n", got)
+                return got, msg
+            def in_base64(inner, params=b""):
+                return (b"Content-Type: message/rfc822" + params + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                        base64.encodebytes(inner).replace(b"\n", b"\r\n"))
             # Inside an attached message: removed there.
-            msgid = self.msgid("html-zip-strip-rfc822")
             inner = with_attachment(data, "invoice.zip", "application/zip", msgid=self.msgid("html-zip-inner"))
-            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
-                    b"--O1\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--O1--\r\n")
-            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
-                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
-            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-            got, _ = self.delivered(msgid)
-            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            got, _ = forwarded("html-zip-strip-rfc822", b"Content-Type: message/rfc822\r\n\r\n" + inner + b"\r\n")
             self.assertNotIn(base64.encodebytes(data)[:40], got)
             self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
             self.assertIn(base64.encodebytes('The attachment "invoice.zip" held'.encode())[:40], got)
             # Inside an attached message sent base64: that message removed, whole.
-            msgid = self.msgid("html-zip-strip-b64")
-            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
-                    b"--O1\r\nContent-Type: message/rfc822; name=fwd.eml\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
-                    base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--O1--\r\n")
-            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
-                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
-            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-            got, msg = self.delivered(msgid)
-            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
-            self.assertIn(b"\n\nforwarded\n--O1\n", got)
+            _, msg = forwarded("html-zip-strip-b64", in_base64(inner, b"; name=fwd.eml"))
             self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
             self.assertIn('The attachment "fwd.eml" (an attached message) held "invoice.zip", which held an HTML file',
                           msg.get_payload()[1].get_payload(decode=True).decode("utf-8"))
             # HTML with a script in such a message cannot be rewritten without
             # re-encoding it: that message removed too (refused before).
-            msgid = self.msgid("html-strip-b64")
-            inner = harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=UTF-8"],
-                                         body="<p>ようこそ</p><a href=# onclick=\"steal()\">go</a>\r\n")
-            body = (b"--O1\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n"
-                    b"--O1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
-                    base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--O1--\r\n")
-            r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
-                "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"O1\""]))
-            self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-            got, msg = self.delivered(msgid)
-            self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+            _, msg = forwarded("html-strip-b64", in_base64(harness.make_message(
+                headers=["MIME-Version: 1.0", "Content-Type: text/html; charset=UTF-8"],
+                body="<p>ようこそ</p><a href=# onclick=\"steal()\">go</a>\r\n")))
             self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
             notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
             self.assertIn('The attachment "(no name)" (an attached message) held HTML with active content', notice)
