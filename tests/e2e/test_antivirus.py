@@ -837,9 +837,12 @@ class AntivirusE2E(unittest.TestCase):
         # a notice naming it and the file in its place, the rest kept.
         def b64(data):
             return base64.encodebytes(data).decode().replace("\n", "\r\n")
-        def attached(inner, name):
-            return ("--M\r\nContent-Type: message/rfc822; name=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n"
-                    "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s" % (name, name, b64(inner)))
+        def qp(data):
+            return quopri.encodestring(data).replace(b"-", b"=2D").replace(b"\n", b"\r\n").decode()
+        def attached(inner, name, cte="base64"):
+            return ("--M\r\nContent-Type: message/rfc822; name=\"%s\"\r\nContent-Transfer-Encoding: %s\r\n"
+                    "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n%s"
+                    % (name, cte, name, b64(inner) if cte == "base64" else qp(inner)))
         text = "--M\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n転送します\r\n"
         infected = with_attachment(EICAR, "eicar.com")
         encrypted = with_attachment(zip_of("notes.txt", b"nothing to see\n", password="secret"), "enc.zip",
@@ -861,6 +864,13 @@ class AntivirusE2E(unittest.TestCase):
                       % SIGNAME, notice[0])
         self.assertIn("「eicar.com」からウイルス（%s.UNOFFICIAL）が検出された" % SIGNAME, notice[0])
         self.wait_warning_to("user@example.net", about="fwd.eml (eicar.com)")
+        # The same sent quoted-printable.
+        msgid = self.msgid("fwd-qp")
+        r = self.send(message(text + attached(infected, "fwd.eml", "quoted-printable"), msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
+        self.assertNotIn(base64.encodebytes(EICAR)[:40], got)
         # Beside it, an encrypted zip in another attached message stays and is marked.
         msgid = self.msgid("fwd2")
         r = self.send(message(text + attached(infected, "fwd.eml") + attached(encrypted, "enc.eml"), msgid))
