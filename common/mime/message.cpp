@@ -360,6 +360,10 @@ class Walker {
 
 }  // namespace
 
+bool isInside(const std::vector<int>& outer, const std::vector<int>& path) {
+  return outer.size() < path.size() && std::equal(outer.begin(), outer.end(), path.begin());
+}
+
 std::size_t BufferContent::read(std::span<std::byte> buf) {
   const std::size_t n = std::min(buf.size(), bytes_.size());
   std::memcpy(buf.data(), bytes_.data(), n);

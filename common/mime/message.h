@@ -57,6 +57,10 @@ struct PartInfo {
                                  // the body of a message/rfc822 part is its child 0
 };
 
+// Whether the part at `path` is inside (below) the part at `outer`, both
+// PartInfo::path values; no part is inside itself.
+bool isInside(const std::vector<int>& outer, const std::vector<int>& path);
+
 // The decoded content of one leaf part, read in chunks. Valid only during
 // the visitor call that received it.
 class Content {

@@ -593,9 +593,7 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
   // encoded is a leaf here, walked into there) went with it.
   std::vector<const PartInfo*> kept;
   for (const auto& e : before.entries) {
-    const auto inReplaced = [&](const std::vector<int>& r) {
-      return r.size() < e.info.path.size() && std::equal(r.begin(), r.end(), e.info.path.begin());
-    };
+    const auto inReplaced = [&](const std::vector<int>& r) { return isInside(r, e.info.path); };
     if (std::none_of(paths.begin(), paths.end(), inReplaced)) kept.push_back(&e.info);
   }
   if (now.entries.size() != kept.size()) return failure("the new message has a different structure");

@@ -281,7 +281,7 @@ bool encryptedMailType(std::string_view t) {
 
 // Whether the part at `path` is the one at `ancestor` or inside it.
 bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
-  return ancestor.size() <= path.size() && std::equal(ancestor.begin(), ancestor.end(), path.begin());
+  return path == ancestor || mime::isInside(ancestor, path);
 }
 
 // An attached message sent with a transfer encoding (mime::PartInfo::encodedMessage).
@@ -294,8 +294,7 @@ struct EncodedMessage {
 const EncodedMessage* outermostAbove(const std::vector<EncodedMessage>& encoded, const std::vector<int>& path) {
   const EncodedMessage* found = nullptr;
   for (const auto& e : encoded) {
-    const bool above = e.path.size() < path.size() && within(e.path, path);
-    if (above && (found == nullptr || e.path.size() < found->path.size())) found = &e;
+    if (mime::isInside(e.path, path) && (found == nullptr || e.path.size() < found->path.size())) found = &e;
   }
   return found;
 }
@@ -363,6 +362,9 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
   });
 }
 
+// A part's name as notices and warnings show it.
+std::string shownName(const std::string& filename) { return filename.empty() ? "(no name)" : filename; }
+
 // An attachment replaced by a text notice that names it and says why, in
 // English and Japanese: "The attachment "a.zip" WHY and was removed ...";
 // for an attached message removed for what is inside it (PartFinding::
@@ -370,7 +372,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 // which WHY, and was removed ...".
 mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, const std::string& inside,
                                 const std::string& why, const std::string& whyJa) {
-  const std::string file = filename.empty() ? "(no name)" : filename;
+  const std::string file = shownName(filename);
   mime::Replacement r;
   r.path = path;
   const std::string en = inside.empty() ? why : "(an attached message) held \"" + inside + "\", which " + why + ",";
@@ -543,7 +545,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   }
   std::string files;
   for (const auto& p : d.remove) {
-    files += (files.empty() ? "" : ", ") + (p.filename.empty() ? "(no name)" : p.filename);
+    files += (files.empty() ? "" : ", ") + shownName(p.filename);
     if (!p.inside.empty()) files += " (" + p.inside + ")";
   }
   std::map<std::string, std::string> values = {
@@ -1004,7 +1006,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         // whole message, which is then refused).
         if (inEncoded != nullptr) {
           pf.attachment = p.isAttachment && !inEncoded->path.empty();
-          pf.inside = p.filename.empty() ? "(no name)" : p.filename;
+          pf.inside = shownName(p.filename);
           pf.path = inEncoded->path;
           pf.filename = inEncoded->filename;
         }

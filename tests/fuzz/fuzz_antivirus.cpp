@@ -57,9 +57,8 @@ bool holdsMarker(std::string_view raw, const std::string& marker, bool blind = f
   std::vector<std::vector<int>> encoded;
   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
     if (p.encodedMessage) encoded.push_back(p.path);
-    if (blind && std::any_of(encoded.begin(), encoded.end(), [&](const std::vector<int>& e) {
-          return e.size() < p.path.size() && std::equal(e.begin(), e.end(), p.path.begin());
-        })) {
+    if (blind && std::any_of(encoded.begin(), encoded.end(),
+                             [&](const std::vector<int>& e) { return mime::isInside(e, p.path); })) {
       return true;
     }
     found = c != nullptr && fuzz::readAll(*c).find(marker) != std::string::npos;

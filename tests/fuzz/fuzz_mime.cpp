@@ -56,11 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // 1. Every attachment that is a leaf directly inside a multipart, and
   // every attached message sent encoded (what is inside goes with it), cut out.
   std::vector<Replacement> cut;
-  const auto inside = [](const std::vector<int>& outer, const std::vector<int>& path) {
-    return outer.size() < path.size() && std::equal(outer.begin(), outer.end(), path.begin());
-  };
   const auto insideCut = [&](const std::vector<int>& path) {
-    return std::any_of(cut.begin(), cut.end(), [&](const Replacement& c) { return inside(c.path, path); });
+    return std::any_of(cut.begin(), cut.end(), [&](const Replacement& c) { return isInside(c.path, path); });
   };
   // 2. Every HTML leaf, given new content.
   std::vector<Replacement> html;
@@ -91,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Seen now = walkAll(after);
     FUZZ_CHECK(now.result.parsed);
     const auto gone = std::count_if(before.parts.begin(), before.parts.end(), [&](const PartInfo& p) {
-      return std::any_of(repl->begin(), repl->end(), [&](const Replacement& c) { return inside(c.path, p.path); });
+      return std::any_of(repl->begin(), repl->end(), [&](const Replacement& c) { return isInside(c.path, p.path); });
     });
     FUZZ_CHECK(now.parts.size() == before.parts.size() - static_cast<std::size_t>(gone));
     for (const Replacement& c : *repl) {

@@ -665,5 +665,13 @@ TEST(Message, MediaTypeIsReadAsTheWalkReadsIt) {
   }
 }
 
+TEST(Message, IsInsideComparesPaths) {
+  EXPECT_TRUE(isInside({}, {0}));
+  EXPECT_TRUE(isInside({1}, {1, 0, 2}));
+  EXPECT_FALSE(isInside({1}, {1}));  // not inside itself
+  EXPECT_FALSE(isInside({1}, {2, 0}));
+  EXPECT_FALSE(isInside({1, 0}, {1}));
+}
+
 }  // namespace
 }  // namespace sekimori::mime
