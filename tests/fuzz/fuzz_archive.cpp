@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   unpack.maxTotal = 2 << 20;
   unpack.maxEntries = 100;
   // An unpacker (libarchive's formats; the signed files inside an OpenPGP
-  // message) hands over entries within the limits, and counts what it did.
+  // message; a zisofs file) hands over entries within the limits, and
+  // counts what it did.
   const auto checkUnpacker = [&](const auto& unpacker) {
     std::uint64_t handed = 0, handedBytes = 0;
     const UnpackResult u = unpacker(bytes, unpack, [&](std::string_view, std::string_view entry) {
