@@ -214,6 +214,7 @@ struct Located {
   Range range;                     // the bytes to replace
   std::uint64_t contentStart = 0;  // where the part's content starts (after its header block)
   std::string error;               // set when the part cannot be replaced
+  bool message = false;            // an attached message (only a notice can take its place)
 };
 
 // Finds the byte range of the entity at `path` by following GMime's tree
@@ -267,7 +268,7 @@ class Locator {
       if (index < 0 || index >= count) return fail("no such part");
       const Child& child = children.list[static_cast<std::size_t>(index)];
       GMimeObject* next = g_mime_multipart_get_part(mp, index);
-      if (last) return leaf(next, child);
+      if (last) return GMIME_IS_MESSAGE_PART(next) ? attachedMessage(next, child) : leaf(next, child);
       if (GMIME_IS_MULTIPART(next) || GMIME_IS_MESSAGE_PART(next)) {
         const auto content = afterHeaderBlock(spool_, {child.begin, child.end});
         if (!content) return fail("container part without a header block");
@@ -279,13 +280,13 @@ class Locator {
   }
 
  private:
-  static Located fail(std::string why) { return {{}, 0, std::move(why)}; }
+  static Located fail(std::string why) { return {{}, 0, std::move(why), false}; }
 
   // The range of a leaf part, checked against the content offsets GMime
   // recorded while parsing: the content must start inside the range and
   // end where the range does.
   Located leaf(GMimeObject* obj, const Child& child) {
-    if (!GMIME_IS_PART(obj)) return fail("not a leaf part (a multipart or an attached message)");
+    if (!GMIME_IS_PART(obj)) return fail("not a leaf part (a multipart)");
     GMimeDataWrapper* wrapper = g_mime_part_get_content(GMIME_PART(obj));
     GMimeStream* s = wrapper ? g_mime_data_wrapper_get_stream(wrapper) : nullptr;
     if (s == nullptr || s->bound_start < 0 || s->bound_end < 0) return fail("GMime recorded no content offsets");
@@ -296,7 +297,21 @@ class Locator {
                   " disagree with the scanner's part " + std::to_string(child.begin) + ".." +
                   std::to_string(child.end));
     }
-    return {{child.begin, child.end}, start, {}};
+    return {{child.begin, child.end}, start, {}, false};
+  }
+
+  // The range of an attached message (message/rfc822 sent as it is),
+  // which goes whole: its header block, then a message, up to where the
+  // enclosing multipart's scan ends it. A boundary inside it that GMime
+  // and the scanner would read differently (one confusable with the
+  // enclosing boundary) shows as a different part count, checked by the
+  // caller, or in the check after the rewrite.
+  Located attachedMessage(GMimeObject* obj, const Child& child) {
+    GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+    if (inner == nullptr || g_mime_message_get_mime_part(inner) == nullptr) return fail("an empty attached message");
+    const auto content = afterHeaderBlock(spool_, {child.begin, child.end});
+    if (!content) return fail("attached message without a header block");
+    return {{child.begin, child.end}, *content, {}, true};
   }
 
   // Each multipart is scanned once, however many parts are replaced in it.
@@ -543,6 +558,7 @@ ReplaceResult replaceParts(Spool& spool, const std::vector<Replacement>& parts, 
     std::vector<Cut> cuts;
     for (const auto& p : parts) {
       Located l = locator.locate(p.path);
+      if (l.error.empty() && l.message && p.content) l.error = "an attached message can only be replaced by a notice";
       if (!l.error.empty()) {
         std::string where;
         for (const int i : p.path) where += (where.empty() ? "" : ".") + std::to_string(i);

@@ -67,9 +67,10 @@ struct NewContent {
 
 struct Replacement {
   std::vector<int> path;        // PartInfo::path of the part, as walk() reports it; the part
-                                // must be a leaf directly inside a multipart (an attached
-                                // message sent encoded is one: it goes whole, with what walk()
-                                // reported inside it), or {} for the whole message when it is
+                                // must be directly inside a multipart and a leaf, or an attached
+                                // message (message/rfc822, sent as it is or encoded: it goes
+                                // whole, with what walk() reported inside it, and only a notice
+                                // can take its place); or {} for the whole message when it is
                                 // one leaf part and `content` is set
   std::string noticeText;       // UTF-8; line ends become CRLF
   std::string noticeFilename;   // empty: none (walk() then reports the notice as no attachment);

@@ -7,7 +7,7 @@
 // limits here, so the limit paths run too); every leaf's content can be
 // read; when replaceParts() says ok, the new message parses and has the
 // entities of the old one but those inside a removed part (an attached
-// message sent encoded, removed whole), each removed part's place now
+// message, removed whole), each removed part's place now
 // reads as the notice, and each rewritten HTML part decodes to exactly its
 // new content.
 #include <algorithm>
@@ -53,8 +53,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const Seen before = walkAll(spool);
   FUZZ_CHECK(before.parts.size() <= kLimits.maxParts + 1);
 
-  // 1. Every attachment that is a leaf directly inside a multipart, and
-  // every attached message sent encoded (what is inside goes with it), cut out.
+  // 1. Every attachment that is a leaf directly inside a multipart, every
+  // attached message sent encoded, and every other attached message at an
+  // odd place in its multipart (those at even places keep their insides to
+  // be cut), cut out; what is inside one goes with it.
   std::vector<Replacement> cut;
   const auto insideCut = [&](const std::vector<int>& path) {
     return std::any_of(cut.begin(), cut.end(), [&](const Replacement& c) { return isInside(c.path, path); });
@@ -63,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<Replacement> html;
   const NewContent kHtml{"text/html", "UTF-8", "<p>stripped \xE2\x91\xA0</p>\n"};
   for (const PartInfo& p : before.parts) {
-    if ((p.isAttachment || p.encodedMessage) && !p.path.empty() && !insideCut(p.path)) {
+    const bool wholeMessage = p.contentType.starts_with("message/") && !p.path.empty() && p.path.back() % 2 == 1;
+    if ((p.isAttachment || p.encodedMessage || wholeMessage) && !p.path.empty() && !insideCut(p.path)) {
       cut.push_back({p.path, kNotice, "notice.txt"});
     }
     if (p.contentType == "text/html") {

@@ -275,6 +275,89 @@ TEST(ReplaceParts, AttachmentInsideAttachedMessage) {
   EXPECT_TRUE(r.body.ends_with("\r\n--inner--\r\n--outer--\r\n"));
 }
 
+// An attached message sent as it is (not encoded) goes whole too, when it
+// is the one to go: its header block, its headers and all inside it.
+TEST(ReplaceParts, AttachedMessageGoesWhole) {
+  auto spool = spoolOf(kForwarded);
+  ASSERT_EQ(walkAll(*spool).size(), 6u);
+  const ReplaceResult r = replaceParts(*spool, {{{1}, kNotice, "fwd.eml"}});
+  ASSERT_TRUE(r.ok) << r.error;
+  const auto seen = walkAll(*resultSpool(kForwarded, r));
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[1].content, "forwarding");
+  EXPECT_EQ(seen[2].info.path, (std::vector<int>{1}));
+  EXPECT_EQ(seen[2].info.contentType, "text/plain");
+  EXPECT_EQ(seen[2].info.filename, "fwd.eml");
+  EXPECT_EQ(seen[2].content, crlf(kNotice));
+  EXPECT_EQ(r.body.find("inner"), std::string::npos);
+  const std::string body = bodyOf(kForwarded);
+  EXPECT_TRUE(r.body.starts_with(body.substr(0, body.find("--outer\r\nContent-Type: message"))));
+  EXPECT_TRUE(r.body.ends_with("\r\n--outer--\r\n"));
+}
+
+TEST(ReplaceParts, AttachedMessageRefusals) {
+  auto spool = spoolOf(kForwarded);
+  const ReplaceResult r = replaceParts(*spool, {{{1}, "", "", NewContent{"text/html", "UTF-8", "<p>x</p>"}}});
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("only be replaced by a notice"), std::string::npos) << r.error;
+
+  // A boundary inside the attached message that a reader could take for
+  // the enclosing one (with and without its closing line): where the
+  // message ends is unclear, so it is not cut out. A distinct one is.
+  struct Case {
+    std::string outer, inner;
+    bool closed;
+    const char* error;  // nullptr: replaced
+  };
+  const Case cases[] = {
+      {"b", "b--", true, "after the closing delimiter"}, {"b", "b", true, "after the closing delimiter"},
+      {"b--", "b", true, "GMime sees 3 parts"},          {"b--", "b", false, "GMime sees 2 parts"},
+      {"b", "b--", false, "after the closing delimiter"}, {"b", "b", false, "GMime sees 2 parts"},
+      {"b", "c", true, nullptr},                          {"b", "b---", false, nullptr},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.outer + " / " + c.inner);
+    const std::string msg = crlf(
+        "Content-Type: multipart/mixed; boundary=\"" + c.outer + "\"\n"
+        "\n"
+        "--" + c.outer + "\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "text\n"
+        "--" + c.outer + "\n"
+        "Content-Type: message/rfc822\n"
+        "\n"
+        "Subject: inner\n"
+        "Content-Type: multipart/mixed; boundary=\"" + c.inner + "\"\n"
+        "\n"
+        "--" + c.inner + "\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "one\n"
+        "--" + c.inner + "\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "two\n" + (c.closed ? "--" + c.inner + "--\n" : std::string()) +
+        "--" + c.outer + "\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "last\n"
+        "--" + c.outer + "--\n");
+    auto s = spoolOf(msg);
+    const ReplaceResult res = replaceParts(*s, {{{1}, "removed", ""}});
+    if (c.error == nullptr) {
+      ASSERT_TRUE(res.ok) << res.error;
+      const auto seen = walkAll(*resultSpool(msg, res));
+      ASSERT_EQ(seen.size(), 4u);
+      EXPECT_EQ(seen[2].content, "removed");
+      EXPECT_EQ(seen[3].content, "last");
+    } else {
+      EXPECT_FALSE(res.ok);
+      EXPECT_NE(res.error.find(c.error), std::string::npos) << res.error;
+    }
+  }
+}
+
 // An attached message sent in base64 cannot be edited inside without
 // re-encoding it, but it is a leaf of the enclosing multipart: it goes
 // whole, with the parts walk() reported inside it.
@@ -602,7 +685,7 @@ TEST(ReplaceParts, Refusals) {
       {"path not found", kMixed, {{9}}, "no such part"},
       {"path below a leaf", kMixed, {{2, 0}}, "no such part"},
       {"a multipart", kNested, {{1}}, "not a leaf part"},
-      {"an attached message", kForwarded, {{1}}, "not a leaf part"},
+      {"an attached message and a part inside it", kForwarded, {{1}, {1, 0, 1}}, "parts overlap"},
       {"the body of an attached message", kForwarded, {{1, 0}}, "not inside a multipart"},
       {"inside a base64 message/rfc822", encodedMessage, {{0, 0, 0}}, "re-encoding"},
       {"the same part twice", kMixed, {{2}, {2}}, "named twice"},
