@@ -101,8 +101,8 @@ const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
 const Option<std::string> kInboundAttachment{
     "actions.inbound_infected_attachment", "remove",
     "Inbound mail whose infection is confined to attachments: remove them (a text notice in their place, the "
-    "rest delivered unchanged; an attachment inside an attached message sent base64 or quoted-printable goes "
-    "with that message) or reject.",
+    "rest delivered unchanged; an attached message goes whole when what was found cannot go alone: its own "
+    "text, or an attachment inside one sent base64 or quoted-printable) or reject.",
     Scope::Global, {"remove", "reject"}};
 const Option<std::string> kInboundBody{"actions.inbound_infected_body", "reject",
                                        "Inbound mail infected elsewhere (the body, the whole message): reject "
@@ -141,7 +141,8 @@ const Option<std::string> kHtmlScript{
     "compressed files (invoice.html in a zip; libclamav backend): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
     "base64, keeps its other header fields; the rest of the message is unchanged; an attachment holding such "
-    "a file in an archive, or an attached message sent base64 or quoted-printable holding such a part, is "
+    "a file in an archive, or an attached message holding such a part that cannot be rewritten where it is "
+    "(sent base64 or quoted-printable, or the HTML is its whole body), is "
     "removed, a notice in its place; if that cannot be done safely, the message is rejected with "
     "replies.html_script) or reject.",
     Scope::Global, {"mark", "strip", "reject"}};
@@ -284,20 +285,65 @@ bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
   return path == ancestor || mime::isInside(ancestor, path);
 }
 
-// An attached message sent with a transfer encoding (mime::PartInfo::encodedMessage).
-struct EncodedMessage {
+// An attached message: a message/* part, sent as it is or encoded.
+struct AttachedMessage {
   std::vector<int> path;
   std::string filename;
+  bool encoded = false;      // with a transfer encoding (mime::PartInfo::encodedMessage)
+  bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
 
-// The outermost of `encoded` that the part at `path` is inside, or nullptr.
-const EncodedMessage* outermostAbove(const std::vector<EncodedMessage>& encoded, const std::vector<int>& path) {
-  const EncodedMessage* found = nullptr;
-  for (const auto& e : encoded) {
-    if (mime::isInside(e.path, path) && (found == nullptr || e.path.size() < found->path.size())) found = &e;
+// The containers a walk has passed (it visits each before what is inside
+// it), and what can be removed for a part below them. The messages it
+// returns are valid until the next add().
+class Containers {
+ public:
+  // Every entity the walk reports, in its order.
+  void add(const mime::PartInfo& p, bool leaf) {
+    if (leaf) return;
+    if (p.contentType.starts_with("multipart/")) multiparts_.push_back(p.path);
+    if (p.contentType.starts_with("message/")) {
+      messages_.push_back({p.path, p.filename, p.encodedMessage, inMultipart(p.path)});
+    }
   }
-  return found;
-}
+
+  // Whether the part at `path` is directly inside a multipart.
+  bool inMultipart(const std::vector<int>& path) const {
+    if (path.empty()) return false;
+    const std::vector<int> parent(path.begin(), path.end() - 1);
+    return std::find(multiparts_.begin(), multiparts_.end(), parent) != multiparts_.end();
+  }
+
+  // The outermost attached message sent encoded that holds the part at
+  // `path`, or nullptr: nothing inside it can be cut out without
+  // re-encoding it.
+  const AttachedMessage* encodedAbove(const std::vector<int>& path) const {
+    for (const auto& m : messages_) {  // outer ones first
+      if (m.encoded && mime::isInside(m.path, path)) return &m;
+    }
+    return nullptr;
+  }
+
+  // The attached message to remove whole for a part at `path` that cannot
+  // go alone (the text of an attached message, anything inside one sent
+  // encoded): the innermost holding it that is directly inside a
+  // multipart, but none inside one sent encoded. nullptr: none (the
+  // message's own body).
+  const AttachedMessage* holderOf(const std::vector<int>& path) const {
+    const AttachedMessage* encoded = encodedAbove(path);
+    const AttachedMessage* found = nullptr;
+    for (const auto& m : messages_) {
+      if (!mime::isInside(m.path, path)) continue;
+      if (encoded != nullptr && mime::isInside(encoded->path, m.path)) break;
+      if (m.inMultipart) found = &m;
+    }
+    return found;
+  }
+
+ private:
+  std::vector<std::vector<int>> multiparts_;
+  std::vector<AttachedMessage> messages_;
+};
 
 AvMessage& state(milter::Session& s, const config::Snapshot<AvConfig>& current) {
   auto& m = s.message<AvMessage>();
@@ -362,21 +408,22 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
   });
 }
 
-// A part's name as notices and warnings show it.
-std::string shownName(const std::string& filename) { return filename.empty() ? "(no name)" : filename; }
-
 // An attachment replaced by a text notice that names it and says why, in
 // English and Japanese: "The attachment "a.zip" WHY and was removed ...";
-// for an attached message removed for what is inside it (PartFinding::
-// inside), "The attachment "fwd.eml" (an attached message) held "a.zip",
-// which WHY, and was removed ...".
-mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, const std::string& inside,
-                                const std::string& why, const std::string& whyJa) {
+// for an attached message (`message`), "The attachment "fwd.eml" (an
+// attached message) WHY and was removed ...", or, naming what was found
+// inside it (PartFinding::inside), "... (an attached message) held
+// "a.zip", which WHY, and was removed ...".
+mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, bool message,
+                                const std::string& inside, const std::string& why, const std::string& whyJa) {
   const std::string file = shownName(filename);
   mime::Replacement r;
   r.path = path;
-  const std::string en = inside.empty() ? why : "(an attached message) held \"" + inside + "\", which " + why + ",";
-  const std::string ja = inside.empty() ? whyJa : "（添付されたメール）の中の「" + inside + "」" + whyJa;
+  std::string en = why, ja = whyJa;
+  if (message) {
+    en = "(an attached message) " + (inside.empty() ? why : "held \"" + inside + "\", which " + why + ",");
+    ja = "（添付されたメール）" + (inside.empty() ? whyJa : "の中の「" + inside + "」" + whyJa);
+  }
   r.noticeText = "The attachment \"" + file + "\" " + en + " and was removed by sekimori-antivirus.\r\n" +
                  "添付ファイル「" + file + "」" + ja + "ため、削除しました。\r\n";
   return r;
@@ -398,16 +445,17 @@ struct ActiveHtml {
   // An attachment (a zip, a compressed file) holding an HTML file with active content.
   static ActiveHtml inArchive(const PartFinding& p) {
     return {p.path, {}, {}, true,
-            removalNotice(p.path, p.filename, p.inside, "held an HTML file with active content (script or plug-ins)",
+            removalNotice(p.path, p.filename, p.message, p.inside,
+                          "held an HTML file with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML ファイルが含まれていた")};
   }
-  // An HTML part inside an attached message that came encoded, which
-  // cannot be rewritten without re-encoding that message.
-  static ActiveHtml inEncodedMessage(const EncodedMessage& e) {
-    return {e.path, {}, {}, true,
-            removalNotice(e.path, e.filename, "",
-                          "(an attached message) held HTML with active content (script or plug-ins)",
-                          "（添付されたメール）にスクリプト等を含む HTML が含まれていた")};
+  // An HTML part that cannot be rewritten where it is (inside an attached
+  // message sent encoded, or the body of an attached message: its content
+  // fields are the message's), in an attached message that can go whole.
+  static ActiveHtml inAttachedMessage(const AttachedMessage& m) {
+    return {m.path, {}, {}, true,
+            removalNotice(m.path, m.filename, true, "", "held HTML with active content (script or plug-ins)",
+                          "にスクリプト等を含む HTML が含まれていた")};
   }
 };
 
@@ -944,23 +992,13 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // (also base64-encoded as a whole), an attached smime.p7m, .asc (also
   // in base64) or binary .gpg file. Where they are (their paths) matters
   // when infected attachments beside them are cut out: they stay.
-  //
-  // The same walk finds attached messages sent with a transfer encoding
-  // (mime::PartInfo::encodedMessage; a message/* type makes the sniffer
-  // say "maybe encrypted"). libclamav 1.4 does not decode one at the top
-  // of the message (measured: EICAR attached inside a top-level
-  // message/rfc822 in base64 or quoted-printable came back clean), while
-  // GMime, and the mail programs built on it, show what is inside: the
-  // parts below one are scanned one by one too.
   std::vector<std::vector<int>> encryptedParts;
-  std::vector<EncodedMessage> encodedMessages;
   if (m.topEncrypted) encryptedParts.emplace_back();
   if (m.topMaybeEncrypted || m.types.encrypted() || m.pgp.found() || m.pgpStart.found()) {
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
       if (encryptedMailType(p.contentType) || (c != nullptr && holdsPgpMessage(*c))) {
         encryptedParts.push_back(p.path);
       }
-      if (p.encodedMessage) encodedMessages.push_back({p.path, p.filename});
       return true;
     });
     // Parts past the walk's limits were not looked at: what may be there counts as there.
@@ -985,30 +1023,44 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
   // bytes GMime drops, or escaped in a quoted string, which no cheap look
   // at the raw body rules out (0.25 ms for a 100 KB message with a zip
   // attachment; most mail carries an HTML part and was walked before).
+  //
+  // The walk also sees the attached messages (Containers), which go whole
+  // when what was found cannot go alone; and those sent with a transfer
+  // encoding (mime::PartInfo::encodedMessage): libclamav 1.4 does not
+  // decode one at the top of the message (measured: EICAR attached inside
+  // a top-level message/rfc822 in base64 or quoted-printable came back
+  // clean), while GMime, and the mail programs built on it, show what is
+  // inside: the parts below one are scanned one by one too.
   {
+    Containers seen;
     const mime::WalkResult walked = mime::walk(*m.spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+      seen.add(p, c != nullptr);
       if (c == nullptr) return true;
       const bool html = htmlLeaf(p.contentType, p.filename);
-      const EncodedMessage* inEncoded = outermostAbove(encodedMessages, p.path);
+      const AttachedMessage* inEncoded = seen.encodedAbove(p.path);
       const bool scan = suspicious || (wholeClean && ((stripArchived && p.isAttachment) || inEncoded != nullptr));
       if (!scan && !html) return true;
       std::string text;
       bool complete = true;
       if (scan) {
+        // What goes for this part if it is to go: itself (an attachment
+        // directly inside a multipart), else the attached message holding
+        // it, whole (an attachment inside an attached message that came
+        // encoded cannot be cut out alone: mime::replaceParts would have to
+        // re-encode that message; the text of an attached message is not an
+        // attachment of its own), else nothing (the message's own body:
+        // refused).
+        const bool alone = inEncoded == nullptr && p.isAttachment && seen.inMultipart(p.path);
+        const AttachedMessage* holder = alone ? nullptr : seen.holderOf(p.path);
         PartFinding pf;
         pf.path = p.path;
         pf.filename = p.filename;
-        pf.attachment = p.isAttachment;
-        // An attachment inside an attached message that came encoded cannot
-        // be cut out alone (mime::replaceParts would have to re-encode the
-        // message holding it): that attached message is removed instead,
-        // whole, as the attachment it is to the reader (unless it is the
-        // whole message, which is then refused).
-        if (inEncoded != nullptr) {
-          pf.attachment = p.isAttachment && !inEncoded->path.empty();
-          pf.inside = shownName(p.filename);
-          pf.path = inEncoded->path;
-          pf.filename = inEncoded->filename;
+        pf.attachment = alone;
+        if (holder != nullptr) {
+          pf.attachment = pf.message = true;
+          pf.path = holder->path;
+          pf.filename = holder->filename;
+          pf.inside = p.isAttachment ? shownName(p.filename) : p.filename;
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
@@ -1031,12 +1083,16 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       if (!whole || hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
         f.htmlScript = true;
         if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
-          // Inside an attached message that came encoded (not the whole
-          // message): that message is removed instead.
-          if (inEncoded != nullptr && !inEncoded->path.empty()) {
-            activeHtml.push_back(ActiveHtml::inEncodedMessage(*inEncoded));
-          } else {
+          // Rewritten where it is (the whole message, or a part directly
+          // inside a multipart), else the attached message holding it goes.
+          const bool inPlace = inEncoded == nullptr && (p.path.empty() || seen.inMultipart(p.path));
+          const AttachedMessage* holder = inPlace ? nullptr : seen.holderOf(p.path);
+          if (holder != nullptr) {
+            activeHtml.push_back(ActiveHtml::inAttachedMessage(*holder));
+          } else if (inPlace) {
             activeHtml.push_back({p.path, p.contentType, std::move(utf8), whole});
+          } else {
+            activeHtml.push_back(ActiveHtml::cannotStrip("HTML in an attached message that cannot be removed"));
           }
         }
       }
@@ -1096,7 +1152,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
-      repl.push_back(removalNotice(p.path, p.filename, p.inside, "contained a virus (" + p.result.name + ")",
+      repl.push_back(removalNotice(p.path, p.filename, p.message, p.inside, "contained a virus (" + p.result.name + ")",
                                    "からウイルス（" + p.result.name + "）が検出された"));
     }
     std::string why;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/mime/message.h"
 #include "common/util/strings.h"
 
 namespace sekimori::antivirus {
@@ -51,8 +52,9 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
   };
   if (dir != policy::Direction::Inbound) return reject(a.outboundInfected);
 
-  // Inbound: removable only when every finding is an attachment inside a
-  // multipart and no part failed to scan.
+  // Inbound: removable only when every finding is in something that can go
+  // (an attachment, an attached message holding it) and no part failed to
+  // scan.
   bool confined = !f.parts.empty();
   std::vector<PartFinding> remove;
   for (const auto& p : f.parts) {
@@ -69,6 +71,25 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     addName(same->result.name, p.result.name);
     if (!p.inside.empty()) same->inside += (same->inside.empty() ? "" : ", ") + p.inside;
   }
+  // One to go inside another (an attachment of an attached message that
+  // goes whole for its text): the outermost holding it names it.
+  for (const auto& r : remove) {
+    const auto isOuter = [&](const PartFinding& o) { return mime::isInside(o.path, r.path); };
+    auto outer = std::find_if(remove.begin(), remove.end(), isOuter);
+    if (outer == remove.end()) continue;
+    for (auto o = outer; o != remove.end(); ++o) {
+      if (isOuter(*o) && o->path.size() < outer->path.size()) outer = o;
+    }
+    addName(outer->result.name, r.result.name);
+    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(r.filename) +
+                     (r.inside.empty() ? "" : " (" + r.inside + ")");
+  }
+  std::vector<PartFinding> kept;
+  for (const auto& r : remove) {
+    const auto holds = [&](const PartFinding& o) { return mime::isInside(o.path, r.path); };
+    if (std::none_of(remove.begin(), remove.end(), holds)) kept.push_back(r);
+  }
+  remove = std::move(kept);
   if (remove.empty()) confined = false;  // the whole message is infected, no part alone is
   if (!confined) return reject(a.inboundBody);
   if (a.inboundAttachment == AttachmentAction::Reject) return reject(InfectedAction::Reject);

@@ -58,13 +58,19 @@ struct Replies {
 struct PartFinding {
   std::vector<int> path;  // mime::PartInfo::path
   std::string filename;   // UTF-8, may be empty
-  bool attachment = false;
+  bool attachment = false;  // what `path` names can be removed (an attachment or an attached
+                            // message, directly inside a multipart)
   ScanResult result;
-  // Not empty: the part found is inside an attached message that came
-  // encoded, which can only be removed whole; `path` and `filename` are that
-  // message's, this names what was found in it ("eicar.com, b.exe").
+  // Set: what was found cannot be removed alone (the text of an attached
+  // message, anything inside one sent encoded), but the attached message
+  // holding it can, whole; `path` and `filename` are that message's.
+  bool message = false;
+  // What was found in that message, when it has a name ("eicar.com, b.exe").
   std::string inside = {};
 };
+
+// A part's name as notices and warnings show it.
+inline std::string shownName(const std::string& filename) { return filename.empty() ? "(no name)" : filename; }
 
 // What the scans found, as the decision needs it.
 struct Findings {

@@ -831,10 +831,12 @@ class AntivirusE2E(unittest.TestCase):
                 got, _ = self.delivered(msgid)
                 self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
 
-    def test_an_infected_message_attached_in_base64_is_removed_whole_inbound(self):
-        # What is inside it cannot be cut out alone (the attached message
-        # would have to be re-encoded): inbound, the attached message goes,
-        # a notice naming it and the file in its place, the rest kept.
+    def test_an_attached_message_goes_whole_inbound_when_its_infection_cannot_be_cut_out_alone(self):
+        # An attachment inside an attached message sent encoded cannot be cut
+        # out alone (the attached message would have to be re-encoded), nor
+        # can the text of an attached message (sent encoded or not): inbound,
+        # the attached message goes, a notice naming it (and the file) in its
+        # place, the rest kept.
         def b64(data):
             return base64.encodebytes(data).decode().replace("\n", "\r\n")
         def qp(data):
@@ -878,11 +880,54 @@ class AntivirusE2E(unittest.TestCase):
         got, msg = self.delivered(msgid)
         self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL; unscanned: encrypted" % SIGNAME)
         self.assertIn(b64(encrypted)[:60].encode(), got)
-        # Refused: outbound; and the virus in the attached message's own body, not an attachment there.
+        # The virus in the attached message's own text, not an attachment
+        # there (it was refused whole before), sent encoded and sent as it
+        # is; in the second, an infected attachment of its own too, and an
+        # attached message beside it that stays.
+        body_infected = harness.make_message(body=EICAR.decode() + "\r\n", msgid="<inner@example.org>")
+        plain = ("--M\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"fwd.eml\"\r\n"
+                 "\r\n")
+        inner_multi = ("MIME-Version: 1.0\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=\"I\"\r\n\r\n"
+                       "--I\r\nContent-Type: text/plain\r\n\r\n" + EICAR.decode() + "\r\n" +
+                       "--I\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\n"
+                       "Content-Transfer-Encoding: base64\r\n\r\n" + b64(EICAR) + "--I--\r\n")
+        clean_fwd = ("--M\r\nContent-Type: message/rfc822\r\n\r\nSubject: kept\r\nContent-Type: text/plain\r\n\r\n"
+                     "this forwarded message stays\r\n")
+        for label, parts, inside in [
+                ("base64", text + attached(body_infected, "fwd.eml"), None),
+                ("as it is", text + plain + body_infected.decode(), None),
+                ("as it is, with an attachment", text + plain + inner_multi + clean_fwd, "eicar.com")]:
+            with self.subTest(label):
+                msgid = self.msgid("fwd-text")
+                r = self.send(message(parts, msgid))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, msg = self.delivered(msgid)
+                self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
+                self.assertNotIn(EICAR, got)
+                self.assertNotIn(b64(EICAR)[:40].encode(), got)
+                self.assertIn("8bit\n\n転送します\n--M\n".encode(), got)
+                kinds = [p.get_content_type() for p in msg.walk()]
+                notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
+                if inside is None:
+                    self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain"])
+                    self.assertIn('The attachment "fwd.eml" (an attached message) contained a virus (%s.UNOFFICIAL) '
+                                  "and was removed" % SIGNAME, notice)
+                    self.assertIn("添付ファイル「fwd.eml」（添付されたメール）からウイルス", notice)
+                else:
+                    self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain", "message/rfc822",
+                                             "text/plain"])
+                    self.assertIn('"fwd.eml" (an attached message) held "%s", which contained' % inside, notice)
+                    self.assertIn(b"\n\nthis forwarded message stays\n--M--\n", got)
+        # Refused: outbound; and the virus in the text of a message that is
+        # itself an attached message (nothing around it to keep).
         r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),
                       frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
         self.assertRefused(r, "Virus found: " + SIGNAME)
-        r = self.send(message(text + attached(harness.make_message(body=EICAR.decode() + "\r\n"), "fwd.eml")))
+        r = self.send(message(text + plain + body_infected.decode(), frm="alice@example.net", to="bob@remote.example"),
+                      frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertRefused(r, "Virus found: " + SIGNAME)
+        r = self.send(harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: message/rfc822"],
+                                           body=body_infected))
         self.assertRefused(r, "Virus found: " + SIGNAME)
 
     def test_what_cannot_be_scanned_beside_a_removed_virus_is_still_marked(self):
@@ -1119,6 +1164,15 @@ class AntivirusE2E(unittest.TestCase):
             notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
             self.assertIn('The attachment "(no name)" (an attached message) held HTML with active content', notice)
             self.assertIn("（添付されたメール）にスクリプト等を含む HTML が含まれていた", notice)
+            # Nor can HTML that is the whole body of an attached message sent
+            # as it is (its content fields are that message's): removed too
+            # (refused before).
+            _, msg = forwarded("html-strip-rfc822-body", b"Content-Type: message/rfc822; name=fwd.eml\r\n\r\n" +
+                               harness.make_message(headers=["MIME-Version: 1.0", "Content-Type: text/html"],
+                                                    body="<p>hi</p><script>steal()</script>\r\n") + b"\r\n")
+            self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
+            self.assertIn('The attachment "fwd.eml" (an attached message) held HTML with active content',
+                          msg.get_payload()[1].get_payload(decode=True).decode("utf-8"))
             # The zip alone as the message: nothing to remove it from.
             b64 = base64.encodebytes(data).decode().replace("\n", "\r\n")
             r = self.send(harness.make_message(msgid=self.msgid("html-zip-whole"), body=b64, headers=[

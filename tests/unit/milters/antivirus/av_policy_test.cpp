@@ -82,9 +82,35 @@ TEST(AvDecide, TwoFoundInOneAttachedMessageRemoveItOnce) {
   EXPECT_EQ(d.remove[0].inside, "eicar.com, b.exe");
   EXPECT_EQ(d.remove[1].filename, "c.com");
   EXPECT_EQ(d.status, "removed: Eicar-Signature, Other-Signature");
-  // Inside such a message but not an attachment there (its body text): not removable.
+  // Found where nothing can go (the milter found no attached message
+  // holding it either: the text of the message itself): refused.
   f.parts[2].attachment = false;
   EXPECT_EQ(decide({}, {}, Direction::Inbound, f).kind, Kind::Reject);
+}
+
+// An attached message that goes whole for what was found in its text,
+// with an attachment found inside it too (which could go alone) and one
+// inside a message within it: removed once, naming what was inside.
+TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
+  Findings f;
+  f.whole = result(Status::Infected, "Eicar-Signature");
+  PartFinding text = part({1}, true, Status::Infected, "Eicar-Signature", "fwd.eml");
+  text.message = true;
+  PartFinding inner = part({1, 0, 2}, true, Status::Infected, "Inner-Signature", "inner.eml");
+  inner.message = true;
+  inner.inside = "x.exe";
+  f.parts = {part({1, 0, 1}, true, Status::Infected, "Zip-Signature", "a.zip"), text, inner,
+             part({2}, true, Status::Clean, "", "b.pdf"),
+             part({3}, true, Status::Infected, "Eicar-Signature", "c.com")};
+  const auto d = decide({}, {}, Direction::Inbound, f);
+  ASSERT_EQ(d.kind, Kind::RemoveParts);
+  ASSERT_EQ(d.remove.size(), 2u);
+  EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
+  EXPECT_TRUE(d.remove[0].message);
+  EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Zip-Signature, Inner-Signature");
+  EXPECT_EQ(d.remove[0].inside, "a.zip, inner.eml (x.exe)");
+  EXPECT_EQ(d.remove[1].path, (std::vector<int>{3}));
+  EXPECT_EQ(d.status, "removed: Zip-Signature, Eicar-Signature, Inner-Signature");
 }
 
 TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
