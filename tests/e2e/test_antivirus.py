@@ -893,9 +893,13 @@ class AntivirusE2E(unittest.TestCase):
                        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(EICAR) + "--I--\r\n")
         clean_fwd = ("--M\r\nContent-Type: message/rfc822\r\n\r\nSubject: kept\r\nContent-Type: text/plain\r\n\r\n"
                      "this forwarded message stays\r\n")
+        attachment_body = ("MIME-Version: 1.0\r\nSubject: fwd\r\nContent-Type: application/octet-stream\r\n"
+                           "Content-Disposition: attachment; filename=\"eicar.com\"\r\n"
+                           "Content-Transfer-Encoding: base64\r\n\r\n" + b64(EICAR))
         for label, parts, inside in [
                 ("base64", text + attached(body_infected, "fwd.eml"), None),
                 ("as it is", text + plain + body_infected.decode(), None),
+                ("as it is, an attachment as its body", text + plain + attachment_body, "eicar.com"),
                 ("as it is, with an attachment", text + plain + inner_multi + clean_fwd, "eicar.com")]:
             with self.subTest(label):
                 msgid = self.msgid("fwd-text")
@@ -909,15 +913,17 @@ class AntivirusE2E(unittest.TestCase):
                 kinds = [p.get_content_type() for p in msg.walk()]
                 notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
                 if inside is None:
-                    self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain"])
                     self.assertIn('The attachment "fwd.eml" (an attached message) contained a virus (%s.UNOFFICIAL) '
                                   "and was removed" % SIGNAME, notice)
                     self.assertIn("添付ファイル「fwd.eml」（添付されたメール）からウイルス", notice)
                 else:
+                    self.assertIn('"fwd.eml" (an attached message) held "%s", which contained' % inside, notice)
+                if clean_fwd in parts:
                     self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain", "message/rfc822",
                                              "text/plain"])
-                    self.assertIn('"fwd.eml" (an attached message) held "%s", which contained' % inside, notice)
                     self.assertIn(b"\n\nthis forwarded message stays\n--M--\n", got)
+                else:
+                    self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain"])
         # Refused: outbound; and the virus in the text of a message that is
         # itself an attached message (nothing around it to keep).
         r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),
