@@ -7,6 +7,7 @@
 //
 //   outbound (or internal), infected          -> reject 554 5.7.1 Virus found: NAME
 //   inbound, infected attachment(s) only      -> remove them, notice in their place, deliver
+//     (an attached message is one: it goes whole for what cannot go alone, e.g. its text)
 //   inbound, infection elsewhere (body, whole) -> reject (option: discard)
 //   limits exceeded                           -> as infected, "Heuristics.Limits.Exceeded" (option)
 //   encrypted (cannot be scanned)             -> deliver and mark (option: reject)
