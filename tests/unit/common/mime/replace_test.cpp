@@ -295,6 +295,40 @@ TEST(ReplaceParts, AttachedMessageGoesWhole) {
   EXPECT_TRUE(r.body.ends_with("\r\n--outer--\r\n"));
 }
 
+// In a multipart/digest a part without header fields is a message/rfc822
+// (RFC 2046 5.1.5): its empty header block goes with it.
+TEST(ReplaceParts, DigestEntryGoesWhole) {
+  const std::string msg = crlf(
+      "Content-Type: multipart/digest; boundary=d\n"
+      "\n"
+      "--d\n"
+      "\n"
+      "Subject: first\n"
+      "\n"
+      "first entry\n"
+      "--d\n"
+      "\n"
+      "Subject: second\n"
+      "Content-Type: text/plain; charset=ISO-2022-JP\n"
+      "\n" + kJis + "\n"
+      "--d--\n");
+  auto spool = spoolOf(msg);
+  const auto before = walkAll(*spool);
+  ASSERT_EQ(before.size(), 5u);
+  EXPECT_EQ(before[1].info.contentType, "message/rfc822");
+  const ReplaceResult r = replaceParts(*spool, {{{0}, kNotice, ""}});
+  ASSERT_TRUE(r.ok) << r.error;
+  const auto seen = walkAll(*resultSpool(msg, r));
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[1].info.contentType, "text/plain");
+  EXPECT_EQ(seen[1].content, crlf(kNotice));
+  EXPECT_EQ(seen[2].info.contentType, "message/rfc822");
+  EXPECT_EQ(seen[3].content, kJis);
+  EXPECT_EQ(r.body.find("first entry"), std::string::npos);
+  EXPECT_TRUE(r.body.ends_with("--d\r\n\r\nSubject: second\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" +
+                               kJis + "\r\n--d--\r\n"));
+}
+
 TEST(ReplaceParts, AttachedMessageRefusals) {
   auto spool = spoolOf(kForwarded);
   const ReplaceResult r = replaceParts(*spool, {{{1}, "", "", NewContent{"text/html", "UTF-8", "<p>x</p>"}}});
