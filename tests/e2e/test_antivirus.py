@@ -924,6 +924,20 @@ class AntivirusE2E(unittest.TestCase):
                     self.assertIn(b"\n\nthis forwarded message stays\n--M--\n", got)
                 else:
                     self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain"])
+        # A digest (a mailing list's): its entries are attached messages
+        # without header fields of their own; the infected one goes.
+        msgid = self.msgid("digest")
+        r = self.send(harness.make_message(
+            msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: multipart/digest; boundary=\"D\""],
+            body="--D\r\n\r\n" + body_infected.decode() + "--D\r\n\r\nSubject: second\r\n\r\nthe second entry stays\r\n"
+                 "--D--\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
+        self.assertNotIn(EICAR, got)
+        self.assertIn(b"--D\n\nSubject: second\n\nthe second entry stays\n--D--\n", got)
+        self.assertIn('The attachment "(no name)" (an attached message) contained a virus',
+                      msg.get_payload()[0].get_payload(decode=True).decode("utf-8"))
         # Refused: outbound; and the virus in the text of a message that is
         # itself an attached message (nothing around it to keep).
         r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),
