@@ -68,10 +68,10 @@ struct NewContent {
 struct Replacement {
   std::vector<int> path;        // PartInfo::path of the part, as walk() reports it; the part
                                 // must be directly inside a multipart and a leaf, or an attached
-                                // message (message/rfc822, sent as it is or encoded: it goes
-                                // whole, with what walk() reported inside it, and only a notice
-                                // can take its place); or {} for the whole message when it is
-                                // one leaf part and `content` is set
+                                // message (message/rfc822), which goes whole with what walk()
+                                // reported inside it (sent as it is, only a notice can take its
+                                // place; sent encoded, it is a leaf to GMime); or {} for the
+                                // whole message when it is one leaf part and `content` is set
   std::string noticeText;       // UTF-8; line ends become CRLF
   std::string noticeFilename;   // empty: none (walk() then reports the notice as no attachment);
                                 // else sent as filename*=UTF-8''... (RFC 2231)

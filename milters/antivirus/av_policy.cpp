@@ -72,22 +72,24 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     if (!p.inside.empty()) same->inside += (same->inside.empty() ? "" : ", ") + p.inside;
   }
   // One to go inside another (an attachment of an attached message that
-  // goes whole for its text): the outermost holding it names it.
-  for (const auto& r : remove) {
-    const auto isOuter = [&](const PartFinding& o) { return mime::isInside(o.path, r.path); };
-    auto outer = std::find_if(remove.begin(), remove.end(), isOuter);
-    if (outer == remove.end()) continue;
-    for (auto o = outer; o != remove.end(); ++o) {
-      if (isOuter(*o) && o->path.size() < outer->path.size()) outer = o;
+  // goes whole for its text): the outermost holding it names it instead.
+  std::vector<bool> folded(remove.size(), false);
+  for (std::size_t i = 0; i < remove.size(); ++i) {
+    PartFinding* outer = nullptr;
+    for (auto& o : remove) {
+      if (mime::isInside(o.path, remove[i].path) && (outer == nullptr || o.path.size() < outer->path.size())) {
+        outer = &o;
+      }
     }
-    addName(outer->result.name, r.result.name);
-    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(r.filename) +
-                     (r.inside.empty() ? "" : " (" + r.inside + ")");
+    if (outer == nullptr) continue;
+    folded[i] = true;
+    addName(outer->result.name, remove[i].result.name);
+    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(remove[i].filename) +
+                     (remove[i].inside.empty() ? "" : " (" + remove[i].inside + ")");
   }
   std::vector<PartFinding> kept;
-  for (const auto& r : remove) {
-    const auto holds = [&](const PartFinding& o) { return mime::isInside(o.path, r.path); };
-    if (std::none_of(remove.begin(), remove.end(), holds)) kept.push_back(r);
+  for (std::size_t i = 0; i < remove.size(); ++i) {
+    if (!folded[i]) kept.push_back(std::move(remove[i]));
   }
   remove = std::move(kept);
   if (remove.empty()) confined = false;  // the whole message is infected, no part alone is
