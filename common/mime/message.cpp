@@ -241,8 +241,9 @@ class Walker {
       return true;
     }
     if (GMIME_IS_MESSAGE_PART(obj)) {
-      if (!call(info, nullptr)) return false;
       GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+      info.subject = subjectOf(inner);
+      if (!call(info, nullptr)) return false;
       if (inner == nullptr) return true;
       Frame f;
       f.only = g_mime_message_get_mime_part(inner);
@@ -256,8 +257,19 @@ class Walker {
     if (isEncodedMessage(obj, info.contentType)) {
       info.isAttachment = false;  // a container like any message/rfc822
       info.encodedMessage = true;
+      // Decoded and parsed before the visitor sees the part, which is then
+      // described as any message/rfc822 part is (its Subject).
+      std::unique_ptr<Parsed> inner = parseEncodedMessage(GMIME_PART(obj), depth, spool);
+      if (inner) info.subject = subjectOf(inner->message.get());
       if (!call(info, nullptr)) return false;
-      enterEncodedMessage(GMIME_PART(obj), depth, spool);
+      if (!inner) return true;
+      Frame f;
+      f.only = g_mime_message_get_mime_part(inner->message.get());
+      f.count = 1;
+      f.depth = depth;
+      f.spool = inner->spool.get();
+      f.parsed = std::move(inner);
+      push(std::move(f));
       return true;
     }
 
@@ -270,13 +282,13 @@ class Walker {
     return call(info, &content);
   }
 
-  // Decodes the part into a spool of its own (same memory limit and
-  // directory as the message's) and pushes the message in it as the part's
-  // one child.
-  void enterEncodedMessage(GMimePart* part, int depth, const Spool& parent) {
+  // The part decoded into a spool of its own (same memory limit and
+  // directory as the message's) and the message in it parsed, or null (too
+  // deep, or no message in it: the result says so).
+  std::unique_ptr<Parsed> parseEncodedMessage(GMimePart* part, int depth, const Spool& parent) {
     if (depth + 1 > limits_.maxDepth) {
       result_.depthExceeded = true;
-      return;
+      return nullptr;
     }
     auto inner = std::make_unique<Spool>(parent.memoryLimit(), parent.tmpDir());
     if (GMimeStream* s = decodingStream(part)) {
@@ -286,20 +298,19 @@ class Walker {
         if (!inner->append(std::span<const std::byte>(buf).first(n))) {
           result_.error = std::string("cannot spool an encoded message/rfc822: ") + std::strerror(errno);
           result_.malformed = true;
-          return;
+          return nullptr;
         }
       }
     }
     const Spool& innerRef = *inner;
-    std::unique_ptr<Parsed> p = parse(innerRef, std::move(inner), depth + 1);
-    if (!p) return;
-    Frame f;
-    f.only = g_mime_message_get_mime_part(p->message.get());
-    f.count = 1;
-    f.depth = depth;
-    f.spool = &innerRef;
-    f.parsed = std::move(p);
-    push(std::move(f));
+    return parse(innerRef, std::move(inner), depth + 1);
+  }
+
+  // A message's Subject as UTF-8 (text.h, not GMime's decoding), or "".
+  static std::string subjectOf(GMimeMessage* message) {
+    if (message == nullptr) return "";
+    const char* raw = rawHeader(GMIME_OBJECT(message), "Subject");
+    return raw ? std::string(util::trim(decodeHeader(raw))) : "";
   }
 
   static void onHeader(GMimeParser*, const char*, const char*, gint64, gpointer data) {

@@ -53,6 +53,8 @@ struct PartInfo {
   bool isAttachment = false;     // disposition attachment or a filename, and not a container
   bool encodedMessage = false;   // a message/* part sent with a transfer encoding (base64...),
                                  // against RFC 2046; walked as decoded, its message as child 0
+  std::string subject;           // a message/rfc822 part's (encoded too): the Subject of the
+                                 // message it holds, UTF-8 (decodeHeader); empty for others
   std::vector<int> path;         // child indexes from the root ({} for the root, {1, 0}...);
                                  // the body of a message/rfc822 part is its child 0
 };

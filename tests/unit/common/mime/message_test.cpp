@@ -155,6 +155,7 @@ TEST(Message, WalksEveryEntityDepthFirstWithDecodedContent) {
       EXPECT_EQ(seen[i].info.isAttachment, want[i].attachment);
       EXPECT_EQ(seen[i].hasContent, want[i].content);
       EXPECT_FALSE(seen[i].info.encodedMessage);  // message/rfc822 as RFC 2046 wants it
+      EXPECT_EQ(seen[i].info.subject, i == 5 ? "inner" : "");  // the attached message's, no other
     }
     EXPECT_EQ(seen[2].info.charset, "iso-2022-jp");
     EXPECT_EQ(seen[2].info.transferEncoding, "7bit");
@@ -238,6 +239,7 @@ TEST(Message, EncodedMessageRfc822IsWalkedInto) {
     EXPECT_FALSE(seen[1].hasContent);
     EXPECT_FALSE(seen[1].info.isAttachment);
     for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].info.encodedMessage, i == 1) << i;
+    EXPECT_EQ(seen[1].info.subject, "inner");  // read from the decoded message before it is visited
     EXPECT_EQ(seen[2].info.contentType, "multipart/mixed");
     EXPECT_EQ(seen[2].info.path, (std::vector<int>{0, 0}));
     EXPECT_EQ(seen[3].info.filename, "evil.zip");
@@ -253,9 +255,35 @@ TEST(Message, EncodedMessageRfc822IsWalkedInto) {
   ASSERT_EQ(seen.size(), 4u);
   EXPECT_TRUE(seen[0].info.encodedMessage);
   EXPECT_EQ(seen[0].info.path, std::vector<int>{});
+  EXPECT_EQ(seen[0].info.subject, "inner");  // the attached message's, not the mail's ("fwd")
   EXPECT_EQ(seen[2].info.filename, "evil.zip");
   EXPECT_EQ(seen[2].info.path, (std::vector<int>{0, 0}));
   EXPECT_FALSE(seen[2].info.encodedMessage);
+}
+
+// What a notice can call an attached message that has no filename (a
+// forward from mutt, a digest entry): its Subject, decoded as any header.
+TEST(Message, AttachedMessageSubjects) {
+  const std::string msg = crlf(
+      "Subject: outer\nContent-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Type: message/rfc822\n\n"
+      "Subject: =?ISO-2022-JP?B?GyRCMnE1RBsoQg==?=\n =?UTF-8?B?44Gu5qGI5YaF?=\n\nbody\n"
+      "--b\nContent-Type: message/rfc822\n\nFrom: a@example.jp\n\nno subject\n"
+      "--b\nContent-Type: multipart/digest; boundary=d\n\n"
+      "--d\n\nSubject: Re: =?Shift_JIS?B?jKmQz4+R?=\n\nentry\n--d--\n"
+      "--b--\n");
+  auto spool = spoolOf(msg);
+  WalkResult r;
+  const auto seen = walkAll(*spool, &r);
+  EXPECT_FALSE(r.malformed);
+  ASSERT_EQ(seen.size(), 8u);
+  EXPECT_EQ(seen[1].info.contentType, "message/rfc822");
+  EXPECT_EQ(seen[1].info.subject, "会議の案内");  // folded, two encoded words in two charsets
+  EXPECT_EQ(seen[3].info.contentType, "message/rfc822");
+  EXPECT_EQ(seen[3].info.subject, "");
+  EXPECT_EQ(seen[6].info.contentType, "message/rfc822");  // a digest entry, by default
+  EXPECT_EQ(seen[6].info.subject, "Re: 見積書");
+  for (const std::size_t i : {0, 2, 4, 5, 7}) EXPECT_EQ(seen[i].info.subject, "") << i;
 }
 
 TEST(Message, SinglePartAttachmentAtTheTop) {
