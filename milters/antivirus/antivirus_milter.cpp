@@ -289,6 +289,7 @@ bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
 struct AttachedMessage {
   std::vector<int> path;
   std::string filename;
+  std::string subject;       // as a notice shows it: one line, capped
   bool encoded = false;      // with a transfer encoding (mime::PartInfo::encodedMessage)
   bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
@@ -303,8 +304,19 @@ class Containers {
     if (leaf) return;
     if (p.contentType.starts_with("multipart/")) multiparts_.push_back(p.path);
     if (p.contentType.starts_with("message/")) {
-      messages_.push_back({p.path, p.filename, p.encodedMessage, inMultipart(p.path)});
+      messages_.push_back({p.path, p.filename, shownSubject(p.subject), p.encodedMessage, inMultipart(p.path)});
     }
+  }
+
+  // A Subject as a notice or a warning may quote it: the sender's text, so
+  // kept to one line (controls written as \xNN) and to kSubjectMax bytes.
+  static std::string shownSubject(std::string_view subject) {
+    constexpr std::size_t kSubjectMax = 200;
+    std::string s = util::escapeControls(subject);
+    if (s.size() <= kSubjectMax) return s;
+    std::size_t cut = kSubjectMax;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    return s.substr(0, cut) + "...";
   }
 
   // Whether the part at `path` is directly inside a multipart.
@@ -410,22 +422,40 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 
 // An attachment replaced by a text notice that names it and says why, in
 // English and Japanese: "The attachment "a.zip" WHY and was removed ...";
-// for an attached message (`message`), "The attachment "fwd.eml" (an
-// attached message) WHY and was removed ...", or, naming what was found
-// inside it (PartFinding::inside), "... (an attached message) held
-// "a.zip", which WHY, and was removed ...".
-mime::Replacement removalNotice(const std::vector<int>& path, const std::string& filename, bool message,
-                                const std::string& inside, const std::string& why, const std::string& whyJa) {
-  const std::string file = shownName(filename);
-  mime::Replacement r;
-  r.path = path;
-  std::string en = why, ja = whyJa;
-  if (message) {
-    en = "(an attached message) " + (inside.empty() ? why : "held \"" + inside + "\", which " + why + ",");
-    ja = "（添付されたメール）" + (inside.empty() ? whyJa : "の中の「" + inside + "」" + whyJa);
+// for an attached message (PartFinding::message), "The attachment
+// "fwd.eml" (an attached message) WHY and was removed ...", or, without a
+// filename, "The attached message with the subject "Re: 会議" WHY ...";
+// naming what was found inside it (PartFinding::inside), "... held
+// "a.zip", which WHY, and was removed ...", or when its text had some of
+// it too, "... WHY in its text and in "a.zip" and was removed ...".
+mime::Replacement removalNotice(const PartFinding& p, const std::string& why, const std::string& whyJa) {
+  const std::string file = shownName(p.filename);
+  std::string en = "The attachment \"" + file + "\" ", ja = "添付ファイル「" + file + "」";
+  if (p.message) {
+    if (p.filename.empty() && !p.subject.empty()) {
+      en = "The attached message with the subject \"" + p.subject + "\" ";
+      ja = "件名「" + p.subject + "」の添付されたメール";
+    } else {
+      en += "(an attached message) ";
+      ja += "（添付されたメール）";
+    }
+    if (!p.inside.empty() && !p.text) {
+      en += "held \"" + p.inside + "\", which " + why + ",";
+      ja += "の中の「" + p.inside + "」" + whyJa;
+    } else if (!p.inside.empty()) {
+      en += why + " in its text and in \"" + p.inside + "\"";
+      ja += "の本文と「" + p.inside + "」" + whyJa;
+    } else {
+      en += why;
+      ja += whyJa;
+    }
+  } else {
+    en += why;
+    ja += whyJa;
   }
-  r.noticeText = "The attachment \"" + file + "\" " + en + " and was removed by sekimori-antivirus.\r\n" +
-                 "添付ファイル「" + file + "」" + ja + "ため、削除しました。\r\n";
+  mime::Replacement r;
+  r.path = p.path;
+  r.noticeText = en + " and was removed by sekimori-antivirus.\r\n" + ja + "ため、削除しました。\r\n";
   return r;
 }
 
@@ -445,7 +475,7 @@ struct ActiveHtml {
   // An attachment (a zip, a compressed file) holding an HTML file with active content.
   static ActiveHtml inArchive(const PartFinding& p) {
     return {p.path, {}, {}, true,
-            removalNotice(p.path, p.filename, p.message, p.inside,
+            removalNotice(p,
                           "held an HTML file with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML ファイルが含まれていた")};
   }
@@ -453,8 +483,13 @@ struct ActiveHtml {
   // message sent encoded, or the body of an attached message: its content
   // fields are the message's), in an attached message that can go whole.
   static ActiveHtml inAttachedMessage(const AttachedMessage& m) {
+    PartFinding removed;
+    removed.path = m.path;
+    removed.filename = m.filename;
+    removed.subject = m.subject;
+    removed.attachment = removed.message = true;
     return {m.path, {}, {}, true,
-            removalNotice(m.path, m.filename, true, "", "held HTML with active content (script or plug-ins)",
+            removalNotice(removed, "held HTML with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML が含まれていた")};
   }
 };
@@ -593,7 +628,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   }
   std::string files;
   for (const auto& p : d.remove) {
-    files += (files.empty() ? "" : ", ") + shownName(p.filename);
+    files += (files.empty() ? "" : ", ") + shownName(p);
     if (!p.inside.empty()) files += " (" + p.inside + ")";
   }
   std::map<std::string, std::string> values = {
@@ -1060,7 +1095,9 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
           pf.attachment = pf.message = true;
           pf.path = holder->path;
           pf.filename = holder->filename;
-          pf.inside = p.isAttachment ? shownName(p.filename) : p.filename;
+          pf.subject = holder->subject;
+          pf.inside = p.isAttachment ? shownName(p.filename) : "";
+          pf.text = !p.isAttachment;
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
@@ -1152,7 +1189,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     const bool removing = d.kind == Decision::Kind::RemoveParts;
     std::vector<mime::Replacement> repl;
     for (const auto& p : d.remove) {
-      repl.push_back(removalNotice(p.path, p.filename, p.message, p.inside, "contained a virus (" + p.result.name + ")",
+      repl.push_back(removalNotice(p, "contained a virus (" + p.result.name + ")",
                                    "からウイルス（" + p.result.name + "）が検出された"));
     }
     std::string why;

@@ -70,6 +70,7 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     }
     addName(same->result.name, p.result.name);
     if (!p.inside.empty()) same->inside += (same->inside.empty() ? "" : ", ") + p.inside;
+    same->text = same->text || p.text;
   }
   // One to go inside another (an attachment of an attached message that
   // goes whole for its text): the outermost holding it names it instead.
@@ -84,7 +85,7 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     if (outer == nullptr) continue;
     folded[i] = true;
     addName(outer->result.name, remove[i].result.name);
-    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(remove[i].filename) +
+    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(remove[i]) +
                      (remove[i].inside.empty() ? "" : " (" + remove[i].inside + ")");
   }
   std::vector<PartFinding> kept;

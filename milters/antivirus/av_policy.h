@@ -68,10 +68,18 @@ struct PartFinding {
   bool message = false;
   // What was found in that message, when it has a name ("eicar.com, b.exe").
   std::string inside = {};
+  bool text = false;       // and found in its text (parts without a name)
+  std::string subject = {};  // its Subject, as a notice may show it (one line, capped)
 };
 
 // A part's name as notices and warnings show it.
 inline std::string shownName(const std::string& filename) { return filename.empty() ? "(no name)" : filename; }
+// What is removed, as lists show it: its name; an attached message without
+// one, by its Subject.
+inline std::string shownName(const PartFinding& p) {
+  if (p.message && p.filename.empty() && !p.subject.empty()) return "(no name, subject \"" + p.subject + "\")";
+  return shownName(p.filename);
+}
 
 // What the scans found, as the decision needs it.
 struct Findings {

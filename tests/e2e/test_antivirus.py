@@ -916,8 +916,12 @@ class AntivirusE2E(unittest.TestCase):
                     self.assertIn('The attachment "fwd.eml" (an attached message) contained a virus (%s.UNOFFICIAL) '
                                   "and was removed" % SIGNAME, notice)
                     self.assertIn("添付ファイル「fwd.eml」（添付されたメール）からウイルス", notice)
-                else:
+                elif label.endswith("its body"):
                     self.assertIn('"fwd.eml" (an attached message) held "%s", which contained' % inside, notice)
+                else:  # its text and its attachment
+                    self.assertIn('"fwd.eml" (an attached message) contained a virus (%s.UNOFFICIAL) in its text and '
+                                  'in "%s" and was removed' % (SIGNAME, inside), notice)
+                    self.assertIn("（添付されたメール）の本文と「%s」からウイルス" % inside, notice)
                 if clean_fwd in parts:
                     self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain", "message/rfc822",
                                              "text/plain"])
@@ -925,19 +929,35 @@ class AntivirusE2E(unittest.TestCase):
                 else:
                     self.assertEqual(kinds, ["multipart/mixed", "text/plain", "text/plain"])
         # A digest (a mailing list's): its entries are attached messages
-        # without header fields of their own; the infected one goes.
-        msgid = self.msgid("digest")
-        r = self.send(harness.make_message(
-            msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: multipart/digest; boundary=\"D\""],
-            body="--D\r\n\r\n" + body_infected.decode() + "--D\r\n\r\nSubject: second\r\n\r\nthe second entry stays\r\n"
-                 "--D--\r\n"))
-        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
-        got, msg = self.delivered(msgid)
-        self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
-        self.assertNotIn(EICAR, got)
-        self.assertIn(b"--D\n\nSubject: second\n\nthe second entry stays\n--D--\n", got)
-        self.assertIn('The attachment "(no name)" (an attached message) contained a virus',
-                      msg.get_payload()[0].get_payload(decode=True).decode("utf-8"))
+        # without header fields of their own, so without a filename; the
+        # infected one goes, named by its Subject (ISO-2022-JP, "会議"), or
+        # "(no name)" when it has none.
+        for subject, shown, shown_ja in [("=?ISO-2022-JP?B?GyRCMnE1RBsoQg==?=",
+                                          'The attached message with the subject "会議"',
+                                          "件名「会議」の添付されたメールからウイルス"),
+                                         (None, 'The attachment "(no name)" (an attached message)',
+                                          "添付ファイル「(no name)」（添付されたメール）からウイルス"),
+                                         # A sender's line breaks kept out of the notice; 200 bytes at most.
+                                         ("=?UTF-8?B?%s?=" % base64.b64encode(("a\r\nb" + "会" * 100).encode()).decode(),
+                                          'The attached message with the subject "a\\x0d\\x0ab%s..."' % ("会" * 63),
+                                          "件名「a\\x0d\\x0ab%s...」の添付されたメール" % ("会" * 63))]:
+            with self.subTest("digest", subject=subject):
+                entry = (harness.make_message(body=EICAR.decode() + "\r\n", subject=subject) if subject else
+                         b"From: <a@example.org>\r\n\r\n" + EICAR + b"\r\n")
+                msgid = self.msgid("digest")
+                r = self.send(harness.make_message(
+                    msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: multipart/digest; boundary=\"D\""],
+                    body="--D\r\n\r\n" + entry.decode() +
+                         "--D\r\n\r\nSubject: second\r\n\r\nthe second entry stays\r\n--D--\r\n"))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, msg = self.delivered(msgid)
+                self.assertEqual(msg["X-Virus-Status"], "removed: %s.UNOFFICIAL" % SIGNAME)
+                self.assertNotIn(EICAR, got)
+                self.assertIn(b"--D\n\nSubject: second\n\nthe second entry stays\n--D--\n", got)
+                notice = msg.get_payload()[0].get_payload(decode=True).decode("utf-8")
+                self.assertIn(shown + " contained a virus (%s.UNOFFICIAL) and was removed" % SIGNAME, notice)
+                self.assertIn(shown_ja, notice)
+        self.wait_warning_to("user@example.net", about='(no name, subject "会議")')
         # Refused: outbound; and the virus in the text of a message that is
         # itself an attached message (nothing around it to keep).
         r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),
@@ -1182,8 +1202,9 @@ class AntivirusE2E(unittest.TestCase):
                 body="<p>ようこそ</p><a href=# onclick=\"steal()\">go</a>\r\n")))
             self.assertEqual([p.get_content_type() for p in msg.walk()], ["multipart/mixed", "text/plain", "text/plain"])
             notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
-            self.assertIn('The attachment "(no name)" (an attached message) held HTML with active content', notice)
-            self.assertIn("（添付されたメール）にスクリプト等を含む HTML が含まれていた", notice)
+            # (No filename: named by its Subject, read from the decoded message.)
+            self.assertIn('The attached message with the subject "test" held HTML with active content', notice)
+            self.assertIn("件名「test」の添付されたメールにスクリプト等を含む HTML が含まれていた", notice)
             # Nor can HTML that is the whole body of an attached message sent
             # as it is (its content fields are that message's): removed too
             # (refused before).

@@ -80,8 +80,18 @@ TEST(AvDecide, TwoFoundInOneAttachedMessageRemoveItOnce) {
   EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
   EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Other-Signature");
   EXPECT_EQ(d.remove[0].inside, "eicar.com, b.exe");
+  EXPECT_FALSE(d.remove[0].text);
   EXPECT_EQ(d.remove[1].filename, "c.com");
   EXPECT_EQ(d.status, "removed: Eicar-Signature, Other-Signature");
+  // One of them in its text instead: the removal says so, beside the name.
+  f.parts[2].inside = "";
+  f.parts[2].text = true;
+  const auto mixed = decide({}, {}, Direction::Inbound, f);
+  ASSERT_EQ(mixed.kind, Kind::RemoveParts);
+  EXPECT_EQ(mixed.remove[0].inside, "eicar.com");
+  EXPECT_TRUE(mixed.remove[0].text);
+  f.parts[2].inside = "b.exe";
+  f.parts[2].text = false;
   // Found where nothing can go (the milter found no attached message
   // holding it either: the text of the message itself): refused.
   f.parts[2].attachment = false;
@@ -95,10 +105,11 @@ TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
   Findings f;
   f.whole = result(Status::Infected, "Eicar-Signature");
   PartFinding text = part({1}, true, Status::Infected, "Eicar-Signature", "fwd.eml");
-  text.message = true;
-  PartFinding inner = part({1, 0, 2}, true, Status::Infected, "Inner-Signature", "inner.eml");
+  text.message = text.text = true;
+  PartFinding inner = part({1, 0, 2}, true, Status::Infected, "Inner-Signature");
   inner.message = true;
   inner.inside = "x.exe";
+  inner.subject = "Re: 見積書";  // no filename: named by its Subject
   f.parts = {part({1, 0, 1}, true, Status::Infected, "Zip-Signature", "a.zip"), text, inner,
              part({2}, true, Status::Clean, "", "b.pdf"),
              part({3}, true, Status::Infected, "Eicar-Signature", "c.com")};
@@ -108,7 +119,8 @@ TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
   EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
   EXPECT_TRUE(d.remove[0].message);
   EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Zip-Signature, Inner-Signature");
-  EXPECT_EQ(d.remove[0].inside, "a.zip, inner.eml (x.exe)");
+  EXPECT_EQ(d.remove[0].inside, "a.zip, (no name, subject \"Re: 見積書\") (x.exe)");
+  EXPECT_TRUE(d.remove[0].text);
   EXPECT_EQ(d.remove[1].path, (std::vector<int>{3}));
   EXPECT_EQ(d.status, "removed: Zip-Signature, Eicar-Signature, Inner-Signature");
 }
