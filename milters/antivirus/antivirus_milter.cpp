@@ -475,8 +475,7 @@ struct ActiveHtml {
   // An attachment (a zip, a compressed file) holding an HTML file with active content.
   static ActiveHtml inArchive(const PartFinding& p) {
     return {p.path, {}, {}, true,
-            removalNotice(p,
-                          "held an HTML file with active content (script or plug-ins)",
+            removalNotice(p, "held an HTML file with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML ファイルが含まれていた")};
   }
   // An HTML part that cannot be rewritten where it is (inside an attached

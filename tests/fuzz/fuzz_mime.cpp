@@ -5,11 +5,11 @@
 // come from the SMTP client as they are.
 // Properties: walk() and replaceParts() always return (bounded by small
 // limits here, so the limit paths run too); every leaf's content can be
-// read; when replaceParts() says ok, the new message parses and has the
-// entities of the old one but those inside a removed part (an attached
-// message, removed whole), each removed part's place now
-// reads as the notice, and each rewritten HTML part decodes to exactly its
-// new content.
+// read; only attached messages have a Subject, in valid UTF-8; when
+// replaceParts() says ok, the new message parses and has the entities of
+// the old one but those inside a removed part (an attached message,
+// removed whole), each removed part's place now reads as the notice, and
+// each rewritten HTML part decodes to exactly its new content.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -17,6 +17,7 @@
 #include "common/mime/message.h"
 #include "common/mime/replace.h"
 #include "common/mime/spool.h"
+#include "common/util/strings.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/milter_input.h"
 
@@ -52,6 +53,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   spool.append(input.spool());
   const Seen before = walkAll(spool);
   FUZZ_CHECK(before.parts.size() <= kLimits.maxParts + 1);
+  // A Subject only on an attached message, always valid UTF-8 (what notices quote).
+  for (const PartInfo& p : before.parts) {
+    FUZZ_CHECK(p.subject.empty() || p.contentType.starts_with("message/"));
+    FUZZ_CHECK(sekimori::util::isValidUtf8(p.subject));
+  }
 
   // 1. Every attachment that is a leaf directly inside a multipart, every
   // attached message sent encoded, and every other attached message at an
