@@ -429,7 +429,7 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 // "a.zip", which WHY, and was removed ...", or when its text had some of
 // it too, "... WHY in its text and in "a.zip" and was removed ...".
 mime::Replacement removalNotice(const PartFinding& p, const std::string& why, const std::string& whyJa) {
-  const std::string file = shownName(p.filename);
+  const std::string file = shownName(p.filename, p.type);
   std::string en = "The attachment \"" + file + "\" ", ja = "添付ファイル「" + file + "」";
   if (p.message) {
     if (p.filename.empty() && !p.subject.empty()) {
@@ -1089,14 +1089,16 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         PartFinding pf;
         pf.path = p.path;
         pf.filename = p.filename;
+        pf.type = util::sanitize(p.contentType, 100);
         pf.attachment = alone;
         if (holder != nullptr) {
           pf.attachment = pf.message = true;
           pf.path = holder->path;
           pf.filename = holder->filename;
           pf.subject = holder->subject;
-          pf.inside = p.isAttachment ? shownName(p.filename) : "";
+          pf.inside = p.isAttachment ? shownName(p.filename, pf.type) : "";
           pf.text = !p.isAttachment;
+          pf.type = "";  // the holder's: an attached message, as the notice says
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));

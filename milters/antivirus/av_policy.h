@@ -70,15 +70,20 @@ struct PartFinding {
   std::string inside = {};
   bool text = false;       // and found in its text (parts without a name)
   std::string subject = {};  // its Subject, as a notice may show it (one line, capped)
+  std::string type = {};     // the part's media type (log-safe), shown when it has no name
 };
 
-// A part's name as notices and warnings show it.
-inline std::string shownName(const std::string& filename) { return filename.empty() ? "(no name)" : filename; }
-// What is removed, as lists show it: its name; an attached message without
-// one, by its Subject.
+// A part's name as notices and warnings show it; without one, its media
+// type when known ("(no name, application/zip)").
+inline std::string shownName(const std::string& filename, const std::string& type) {
+  if (!filename.empty()) return filename;
+  return type.empty() ? "(no name)" : "(no name, " + type + ")";
+}
+// What is removed, as notices and lists show it: its name; an attached
+// message without one, by its Subject.
 inline std::string shownName(const PartFinding& p) {
   if (p.message && p.filename.empty() && !p.subject.empty()) return "(no name, subject \"" + p.subject + "\")";
-  return shownName(p.filename);
+  return shownName(p.filename, p.type);
 }
 
 // What the scans found, as the decision needs it.

@@ -687,6 +687,22 @@ class AntivirusE2E(unittest.TestCase):
             original = f.read()
         self.assertIn(base64.encodebytes(EICAR)[:40], original)  # the original, infected part included
         self.assertIn(msgid.encode(), original)
+        # An attachment without a name is named by its media type.
+        msgid = self.msgid("remove-nameless")
+        r = self.send(harness.make_message(
+            msgid=msgid, headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"N\""],
+            body="--N\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--N\r\n"
+                 "Content-Type: application/x-msdownload\r\nContent-Disposition: attachment\r\n"
+                 "Content-Transfer-Encoding: base64\r\n\r\n" +
+                 base64.encodebytes(EICAR).decode().replace("\n", "\r\n") + "--N--\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertNotIn(base64.encodebytes(EICAR)[:40], got)
+        notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
+        self.assertIn('The attachment "(no name, application/x-msdownload)" contained a virus (%s.UNOFFICIAL)'
+                      % SIGNAME, notice)
+        self.assertIn("添付ファイル「(no name, application/x-msdownload)」からウイルス", notice)
+        self.wait_warning_to("user@example.net", about="(no name, application/x-msdownload)")
 
     def test_inbound_infected_body_is_rejected(self):
         r = self.send(harness.make_message(body=EICAR.decode() + "\r\n"))

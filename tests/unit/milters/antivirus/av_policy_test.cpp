@@ -125,6 +125,23 @@ TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
   EXPECT_EQ(d.status, "removed: Zip-Signature, Eicar-Signature, Inner-Signature");
 }
 
+// What notices and warnings call what is removed.
+TEST(AvDecide, ShownNames) {
+  PartFinding p = part({1}, true, Status::Infected, "Eicar-Signature", "a.zip");
+  p.type = "application/zip";
+  EXPECT_EQ(shownName(p), "a.zip");
+  p.filename = "";
+  EXPECT_EQ(shownName(p), "(no name, application/zip)");
+  p.type = "";
+  EXPECT_EQ(shownName(p), "(no name)");
+  p.subject = "Re: 会議";  // only an attached message is named by its Subject
+  EXPECT_EQ(shownName(p), "(no name)");
+  p.message = true;
+  EXPECT_EQ(shownName(p), "(no name, subject \"Re: 会議\")");
+  p.filename = "fwd.eml";
+  EXPECT_EQ(shownName(p), "fwd.eml");
+}
+
 TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
   Findings body;
   body.whole = result(Status::Infected, "Eicar-Signature");
