@@ -68,8 +68,8 @@ struct PartFinding {
   bool message = false;
   // What was found in that message, when it has a name ("eicar.com, b.exe").
   std::string inside = {};
-  bool text = false;       // and found in its text (parts without a name)
-  std::string subject = {};  // its Subject, as a notice may show it (one line, capped)
+  bool text = false;         // some of it was found in that message's text (a part without a name)
+  std::string subject = {};  // that message's Subject, as a notice may show it (one line, capped)
   std::string type = {};     // the part's media type (log-safe), shown when it has no name
 };
 
