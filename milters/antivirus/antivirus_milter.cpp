@@ -289,7 +289,7 @@ bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
 struct AttachedMessage {
   std::vector<int> path;
   std::string filename;
-  std::string subject;       // as a notice shows it: one line, capped
+  std::string subject;       // as a notice shows it (util::sanitizeText)
   bool encoded = false;      // with a transfer encoding (mime::PartInfo::encodedMessage)
   bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
@@ -304,19 +304,11 @@ class Containers {
     if (leaf) return;
     if (p.contentType.starts_with("multipart/")) multiparts_.push_back(p.path);
     if (p.contentType.starts_with("message/")) {
-      messages_.push_back({p.path, p.filename, shownSubject(p.subject), p.encodedMessage, inMultipart(p.path)});
+      // The Subject is the sender's text: kept to one readable line of
+      // 200 bytes before a notice or a warning quotes it.
+      messages_.push_back(
+          {p.path, p.filename, util::sanitizeText(p.subject, 200), p.encodedMessage, inMultipart(p.path)});
     }
-  }
-
-  // A Subject as a notice or a warning may quote it: the sender's text, so
-  // kept to one line (controls written as \xNN) and to kSubjectMax bytes.
-  static std::string shownSubject(std::string_view subject) {
-    constexpr std::size_t kSubjectMax = 200;
-    std::string s = util::escapeControls(subject);
-    if (s.size() <= kSubjectMax) return s;
-    std::size_t cut = kSubjectMax;
-    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
-    return s.substr(0, cut) + "...";
   }
 
   // Whether the part at `path` is directly inside a multipart.
@@ -429,29 +421,25 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 // "a.zip", which WHY, and was removed ...", or when its text had some of
 // it too, "... WHY in its text and in "a.zip" and was removed ...".
 mime::Replacement removalNotice(const PartFinding& p, const std::string& why, const std::string& whyJa) {
-  const std::string file = shownName(p.filename, p.type);
-  std::string en = "The attachment \"" + file + "\" ", ja = "添付ファイル「" + file + "」";
-  if (p.message) {
-    if (p.filename.empty() && !p.subject.empty()) {
-      en = "The attached message with the subject \"" + p.subject + "\" ";
-      ja = "件名「" + p.subject + "」の添付されたメール";
-    } else {
-      en += "(an attached message) ";
-      ja += "（添付されたメール）";
-    }
-    if (!p.inside.empty() && !p.text) {
-      en += "held \"" + p.inside + "\", which " + why + ",";
-      ja += "の中の「" + p.inside + "」" + whyJa;
-    } else if (!p.inside.empty()) {
-      en += why + " in its text and in \"" + p.inside + "\"";
-      ja += "の本文と「" + p.inside + "」" + whyJa;
-    } else {
-      en += why;
-      ja += whyJa;
-    }
+  std::string en, ja;
+  if (p.message && p.filename.empty() && !p.subject.empty()) {
+    en = "The attached message with the subject \"" + p.subject + "\" ";
+    ja = "件名「" + p.subject + "」の添付されたメール";
   } else {
+    const std::string file = shownName(p.filename, p.type);
+    en = "The attachment \"" + file + "\" " + (p.message ? "(an attached message) " : "");
+    ja = "添付ファイル「" + file + "」" + (p.message ? "（添付されたメール）" : "");
+  }
+  // Only an attached message holds what was found inside it.
+  if (p.inside.empty()) {
     en += why;
     ja += whyJa;
+  } else if (!p.text) {
+    en += "held \"" + p.inside + "\", which " + why + ",";
+    ja += "の中の「" + p.inside + "」" + whyJa;
+  } else {
+    en += why + " in its text and in \"" + p.inside + "\"";
+    ja += "の本文と「" + p.inside + "」" + whyJa;
   }
   mime::Replacement r;
   r.path = p.path;
@@ -1086,19 +1074,20 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         // refused).
         const bool alone = inEncoded == nullptr && p.isAttachment && seen.inMultipart(p.path);
         const AttachedMessage* holder = alone ? nullptr : seen.holderOf(p.path);
+        const std::string type = util::sanitize(p.contentType, 100);
         PartFinding pf;
         pf.path = p.path;
         pf.filename = p.filename;
-        pf.type = util::sanitize(p.contentType, 100);
+        pf.type = type;
         pf.attachment = alone;
         if (holder != nullptr) {
           pf.attachment = pf.message = true;
           pf.path = holder->path;
           pf.filename = holder->filename;
           pf.subject = holder->subject;
-          pf.inside = p.isAttachment ? shownName(p.filename, pf.type) : "";
+          pf.type = "";  // an attached message, as the notice says
+          pf.inside = p.isAttachment ? shownName(p.filename, type) : "";
           pf.text = !p.isAttachment;
-          pf.type = "";  // the holder's: an attached message, as the notice says
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));

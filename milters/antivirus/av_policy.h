@@ -69,7 +69,7 @@ struct PartFinding {
   // What was found in that message, when it has a name ("eicar.com, b.exe").
   std::string inside = {};
   bool text = false;         // some of it was found in that message's text (a part without a name)
-  std::string subject = {};  // that message's Subject, as a notice may show it (one line, capped)
+  std::string subject = {};  // that message's Subject, as a notice may show it (util::sanitizeText)
   std::string type = {};     // the part's media type (log-safe), shown when it has no name
 };
 
