@@ -159,9 +159,9 @@ bool readableCharacter(std::string_view ch) {
   if (ch.size() == 3 && b(0) == 0xEF && b(1) == 0xBB && b(2) == 0xBF) return false;             // U+FEFF
   return true;
 }
-}  // namespace
 
-std::string sanitizeText(std::string_view s, std::size_t max) {
+// sanitizeText() and displayText(): the same, but for '"' and '\\'.
+std::string readableText(std::string_view s, std::size_t max, bool escapeQuotes) {
   std::string out;
   out.reserve(s.size() < max ? s.size() : max);
   for (std::size_t i = 0; i < s.size();) {
@@ -169,7 +169,7 @@ std::string sanitizeText(std::string_view s, std::size_t max) {
     const std::size_t valid = c >= 0x80 ? utf8Length(s, i) : 1;  // 0: an invalid byte
     const std::size_t n = valid == 0 ? 1 : valid;                 // bytes taken together
     const bool keep = c >= 0x80 ? valid > 0 && readableCharacter(s.substr(i, n))
-                                : c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+                                : c >= 0x20 && c < 0x7f && !(escapeQuotes && (c == '"' || c == '\\'));
     if (out.size() + (keep ? n : 4 * n) > max) {
       out += "...";
       break;
@@ -183,6 +183,11 @@ std::string sanitizeText(std::string_view s, std::size_t max) {
   }
   return out;
 }
+}  // namespace
+
+std::string sanitizeText(std::string_view s, std::size_t max) { return readableText(s, max, true); }
+
+std::string displayText(std::string_view s, std::size_t max) { return readableText(s, max, false); }
 
 std::string escapeControls(std::string_view s) {
   std::string out;

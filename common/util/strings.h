@@ -49,6 +49,12 @@ std::string sanitize(std::string_view s, std::size_t max = 256);
 // controls (U+200E/F, U+202A-E, U+2066-9), U+2028/9 and U+FEFF — which are
 // written as \xNN like invalid bytes. Never cuts a character in two.
 std::string sanitizeText(std::string_view s, std::size_t max = 256);
+// sanitizeText() for the sender's text shown to people in a mail we write
+// (a notice in place of an attachment, a warning): '"' and '\\' kept as they
+// are, since no parser reads it; line breaks and what could disguise it
+// (bidirectional controls) still written as \xNN.
+//   util::displayText("a.exe\r\nscanned: clean")  // one line: a.exe\x0d\x0ascanned: clean
+std::string displayText(std::string_view s, std::size_t max = 256);
 // Only control characters written as \xNN, everything else (UTF-8 too) kept:
 // text that stays one line, for messages meant to be read as written.
 std::string escapeControls(std::string_view s);

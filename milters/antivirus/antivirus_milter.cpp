@@ -289,7 +289,7 @@ bool within(const std::vector<int>& ancestor, const std::vector<int>& path) {
 struct AttachedMessage {
   std::vector<int> path;
   std::string filename;
-  std::string subject;       // as a notice shows it (util::sanitizeText)
+  std::string subject;       // as a notice shows it (util::displayText)
   bool encoded = false;      // with a transfer encoding (mime::PartInfo::encodedMessage)
   bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
@@ -305,9 +305,9 @@ class Containers {
     if (p.contentType.starts_with("multipart/")) multiparts_.push_back(p.path);
     if (p.contentType.starts_with("message/")) {
       // The Subject is the sender's text: kept to one readable line of
-      // 200 bytes before a notice or a warning quotes it.
+      // 200 bytes before a notice or a warning shows it.
       messages_.push_back(
-          {p.path, p.filename, util::sanitizeText(p.subject, 200), p.encodedMessage, inMultipart(p.path)});
+          {p.path, p.filename, util::displayText(p.subject, 200), p.encodedMessage, inMultipart(p.path)});
     }
   }
 
@@ -418,8 +418,8 @@ ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlO
 // "fwd.eml" (an attached message) WHY and was removed ...", or, without a
 // filename, "The attached message with the subject "Re: 会議" WHY ...";
 // naming what was found inside it (PartFinding::inside), "... held
-// "a.zip", which WHY, and was removed ...", or when its text had some of
-// it too, "... WHY in its text and in "a.zip" and was removed ...".
+// "a.zip", "b.exe", which WHY, and was removed ...", or when its text had
+// some of it too, "... WHY in its text and in "a.zip" and was removed ...".
 mime::Replacement removalNotice(const PartFinding& p, const std::string& why, const std::string& whyJa) {
   std::string en, ja;
   if (p.message && p.filename.empty() && !p.subject.empty()) {
@@ -435,11 +435,11 @@ mime::Replacement removalNotice(const PartFinding& p, const std::string& why, co
     en += why;
     ja += whyJa;
   } else if (!p.text) {
-    en += "held \"" + p.inside + "\", which " + why + ",";
-    ja += "の中の「" + p.inside + "」" + whyJa;
+    en += "held " + quoted(p.inside, "\"", "\"", ", ") + ", which " + why + ",";
+    ja += "の中の" + quoted(p.inside, "「", "」", "") + whyJa;
   } else {
-    en += why + " in its text and in \"" + p.inside + "\"";
-    ja += "の本文と「" + p.inside + "」" + whyJa;
+    en += why + " in its text and in " + quoted(p.inside, "\"", "\"", ", ");
+    ja += "の本文と" + quoted(p.inside, "「", "」", "") + whyJa;
   }
   mime::Replacement r;
   r.path = p.path;
@@ -572,8 +572,11 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
                   const std::string& subject, notify::Outbox& outbox, notify::IssuedIds& issued) {
   const NotifyConfig& n = cfg.notify;
   auto& t = s.txn();
+  // What the mail shows of the sender's text (addresses, Subject, file
+  // names) is on one line each and without bidirectional tricks.
+  const auto shown = [](const std::string& text) { return util::displayText(text, 1000); };
   std::string everyone;
-  for (const auto& r : t.recipients) everyone += (everyone.empty() ? "" : ", ") + r.str();
+  for (const auto& r : t.recipients) everyone += (everyone.empty() ? "" : ", ") + shown(r.str());
   struct Notice {
     std::string to;          // one address
     std::string recipients;  // ${recipients} in this one's mail
@@ -592,7 +595,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   };
   if (dir == Direction::Inbound) {
     for (const auto& r : t.recipients) {
-      if (wanted(r, r.domain)) add(r.str(), r.str());
+      if (wanted(r, r.domain)) add(r.str(), shown(r.str()));
     }
   } else if (wanted(t.sender, t.sender.domain)) {
     add(t.sender.str(), everyone);
@@ -616,13 +619,16 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
   std::string files;
   for (const auto& p : d.remove) {
     files += (files.empty() ? "" : ", ") + shownName(p);
-    if (!p.inside.empty()) files += " (" + p.inside + ")";
+    if (!p.inside.empty()) files += " (" + quoted(p.inside, "", "", ", ") + ")";
   }
   std::map<std::string, std::string> values = {
-      {"virus", d.virus},          {"sender", t.sender.isNull() ? "<>" : t.sender.str()},
-      {"subject", subject},        {"queue_id", s.queueId()},
+      {"virus", d.virus},
+      {"sender", t.sender.isNull() ? "<>" : shown(t.sender.str())},
+      {"subject", util::displayText(subject, 200)},  // as an attached message's (Containers)
+      {"queue_id", s.queueId()},
       {"direction", std::string(policy::toString(dir))},
-      {"action", action},          {"files", files.empty() ? "-" : files},
+      {"action", action},
+      {"files", files.empty() ? "-" : files},
   };
   const std::string domain = n.from.find('@') != std::string::npos ? n.from.substr(n.from.find('@') + 1) : "localhost";
   using Outbox = notify::Outbox;
@@ -1086,7 +1092,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
           pf.filename = holder->filename;
           pf.subject = holder->subject;
           pf.type = "";  // an attached message, as the notice says
-          pf.inside = p.isAttachment ? shownName(p.filename, type) : "";
+          if (p.isAttachment) pf.inside = {shownName(p.filename, type)};
           pf.text = !p.isAttachment;
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);

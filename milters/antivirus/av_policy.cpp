@@ -69,7 +69,7 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
       continue;
     }
     addName(same->result.name, p.result.name);
-    if (!p.inside.empty()) same->inside += (same->inside.empty() ? "" : ", ") + p.inside;
+    same->inside.insert(same->inside.end(), p.inside.begin(), p.inside.end());
     same->text = same->text || p.text;
   }
   // One to go inside another (an attachment of an attached message that
@@ -85,8 +85,8 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     if (outer == nullptr) continue;
     folded[i] = true;
     addName(outer->result.name, remove[i].result.name);
-    outer->inside += (outer->inside.empty() ? "" : ", ") + shownName(remove[i]) +
-                     (remove[i].inside.empty() ? "" : " (" + remove[i].inside + ")");
+    outer->inside.push_back(shownName(remove[i]) +
+                            (remove[i].inside.empty() ? "" : " (" + quoted(remove[i].inside, "", "", ", ") + ")"));
   }
   std::vector<PartFinding> kept;
   for (std::size_t i = 0; i < remove.size(); ++i) {
@@ -144,6 +144,26 @@ std::optional<Unscannable> unscannable(const ActionConfig& a, const Replies& rep
 }
 
 }  // namespace
+
+std::string shownName(const std::string& filename, const std::string& type) {
+  if (!filename.empty()) return util::displayText(filename, 200);
+  return type.empty() ? "(no name)" : "(no name, " + type + ")";
+}
+
+std::string shownName(const PartFinding& p) {
+  if (p.message && p.filename.empty() && !p.subject.empty()) return "(no name, subject: " + p.subject + ")";
+  return shownName(p.filename, p.type);
+}
+
+std::string quoted(const std::vector<std::string>& names, std::string_view open, std::string_view close,
+                   std::string_view separator) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += separator;
+    out.append(open).append(n).append(close);
+  }
+  return out;
+}
 
 void refuseUnstrippable(Decision& d, const Replies& replies) {
   d.kind = Decision::Kind::Reject;

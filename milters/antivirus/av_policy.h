@@ -66,25 +66,26 @@ struct PartFinding {
   // message, anything inside one sent encoded), but the attached message
   // holding it can, whole; `path` and `filename` are that message's.
   bool message = false;
-  // What was found in that message, when it has a name ("eicar.com, b.exe").
-  std::string inside = {};
+  // The attachments in that message it was found in, each as shownName()
+  // gives it, with what was in it when it is an attached message too
+  // ({"eicar.com", "fwd2.eml (x.exe)"}).
+  std::vector<std::string> inside = {};
   bool text = false;         // some of it was found in that message's text (a part without a name)
-  std::string subject = {};  // that message's Subject, as a notice may show it (util::sanitizeText)
+  std::string subject = {};  // that message's Subject, as a notice may show it (util::displayText)
   std::string type = {};     // the part's media type (log-safe), shown when it has no name
 };
 
-// A part's name as notices and warnings show it; without one, its media
-// type when known ("(no name, application/zip)").
-inline std::string shownName(const std::string& filename, const std::string& type) {
-  if (!filename.empty()) return filename;
-  return type.empty() ? "(no name)" : "(no name, " + type + ")";
-}
+// A part's name as notices and warnings show it: the sender's text, so on
+// one line, without bidirectional tricks, at most 200 bytes
+// (util::displayText); without one, its media type when known
+// ("(no name, application/zip)").
+std::string shownName(const std::string& filename, const std::string& type);
 // What is removed, as notices and lists show it: its name; an attached
-// message without one, by its Subject.
-inline std::string shownName(const PartFinding& p) {
-  if (p.message && p.filename.empty() && !p.subject.empty()) return "(no name, subject \"" + p.subject + "\")";
-  return shownName(p.filename, p.type);
-}
+// message without one, by its Subject ("(no name, subject: Re: 会議)").
+std::string shownName(const PartFinding& p);
+// Names joined, each between `open` and `close`: quoted(names, "\"", "\"", ", ").
+std::string quoted(const std::vector<std::string>& names, std::string_view open, std::string_view close,
+                   std::string_view separator);
 
 // What the scans found, as the decision needs it.
 struct Findings {

@@ -703,6 +703,30 @@ class AntivirusE2E(unittest.TestCase):
                       % SIGNAME, notice)
         self.assertIn("添付ファイル「(no name, application/x-msdownload)」からウイルス", notice)
         self.wait_warning_to("user@example.net", about="(no name, application/x-msdownload)")
+        # The sender's file name and Subject are shown on one line each,
+        # without bidirectional controls: no line of theirs in our notice
+        # or warning ("scanned: clean", "Virus: none").
+        msgid = self.msgid("remove-lines")
+        crlf_subject = "=?UTF-8?B?%s?=" % base64.b64encode("Hello \"you\"\r\nVirus: none".encode()).decode()
+        r = self.send(harness.make_message(
+            msgid=msgid, subject=crlf_subject,
+            headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"N\""],
+            body="--N\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--N\r\n"
+                 "Content-Type: application/octet-stream\r\n"
+                 "Content-Disposition: attachment; filename*=UTF-8''a.exe%0D%0Ascanned%3A%20clean%E2%80%AE\r\n"
+                 "Content-Transfer-Encoding: base64\r\n\r\n" +
+                 base64.encodebytes(EICAR).decode().replace("\n", "\r\n") + "--N--\r\n"))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
+        shown = "a.exe\\x0d\\x0ascanned: clean\\xe2\\x80\\xae"
+        self.assertIn('The attachment "%s" contained a virus' % shown, notice)
+        self.assertIn("添付ファイル「%s」からウイルス" % shown, notice)
+        self.assertNotIn("\u202e", notice)
+        warning = warning_text(self.wait_warning_to("user@example.net", about=shown))
+        self.assertIn('Hello "you"\\x0d\\x0aVirus: none', warning)
+        self.assertFalse([l for l in warning.splitlines() if l.startswith(("Virus: none", "scanned: clean"))],
+                         warning)
 
     def test_inbound_infected_body_is_rejected(self):
         r = self.send(harness.make_message(body=EICAR.decode() + "\r\n"))
@@ -882,6 +906,20 @@ class AntivirusE2E(unittest.TestCase):
                       % SIGNAME, notice[0])
         self.assertIn("「eicar.com」からウイルス（%s.UNOFFICIAL）が検出された" % SIGNAME, notice[0])
         self.wait_warning_to("user@example.net", about="fwd.eml (eicar.com)")
+        # Two infected attachments in it: each named in its own quotes.
+        two = harness.make_message(
+            headers=["MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"T\""],
+            body="".join("--T\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+                         "filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n%s" % (name, b64(EICAR))
+                         for name in ("eicar.com", "b.com")) + "--T--\r\n")
+        msgid = self.msgid("fwd-two")
+        r = self.send(message(text + attached(two, "fwd.eml"), msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        notice = msg.get_payload()[1].get_payload(decode=True).decode("utf-8")
+        self.assertIn('"fwd.eml" (an attached message) held "eicar.com", "b.com", which contained a virus', notice)
+        self.assertIn("（添付されたメール）の中の「eicar.com」「b.com」からウイルス", notice)
+        self.wait_warning_to("user@example.net", about="fwd.eml (eicar.com, b.com)")
         # The same sent quoted-printable.
         msgid = self.msgid("fwd-qp")
         r = self.send(message(text + attached(infected, "fwd.eml", "quoted-printable"), msgid))
@@ -973,7 +1011,7 @@ class AntivirusE2E(unittest.TestCase):
                 notice = msg.get_payload()[0].get_payload(decode=True).decode("utf-8")
                 self.assertIn(shown + " contained a virus (%s.UNOFFICIAL) and was removed" % SIGNAME, notice)
                 self.assertIn(shown_ja, notice)
-        self.wait_warning_to("user@example.net", about='(no name, subject "会議")')
+        self.wait_warning_to("user@example.net", about="(no name, subject: 会議)")
         # Refused: outbound; and the virus in the text of a message that is
         # itself an attached message (nothing around it to keep).
         r = self.send(message(text + attached(infected, "fwd.eml"), frm="alice@example.net", to="bob@remote.example"),

@@ -65,6 +65,14 @@ TEST(Strings, SanitizeTextKeepsReadableUtf8Only) {
   EXPECT_EQ(sanitizeText("ab\x01", 5), "ab...");
 }
 
+TEST(Strings, DisplayTextKeepsQuotesNotLineBreaks) {
+  EXPECT_EQ(displayText("Re: \"見積書\" C:\\tmp"), "Re: \"見積書\" C:\\tmp");
+  EXPECT_EQ(displayText("a.exe\r\nscanned: clean"), "a.exe\\x0d\\x0ascanned: clean");
+  EXPECT_EQ(displayText("evil\xE2\x80\xAEgpj.exe"), "evil\\xe2\\x80\\xaegpj.exe");
+  EXPECT_EQ(displayText("x\xC2\x85y\xFF"), "x\\xc2\\x85y\\xff");
+  EXPECT_EQ(displayText("山田太郎", 7), "山田...");
+}
+
 TEST(Strings, EscapeControlsKeepsEverythingElse) {
   EXPECT_EQ(escapeControls(std::string_view("a\r\n\x7f\0\"\xE4\xBE\x8B", 9)), "a\\x0d\\x0a\\x7f\\x00\"\xE4\xBE\x8B");
   EXPECT_TRUE(isAscii("Example.JP"));

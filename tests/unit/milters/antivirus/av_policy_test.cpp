@@ -70,27 +70,27 @@ TEST(AvDecide, TwoFoundInOneAttachedMessageRemoveItOnce) {
   Findings f;
   f.whole = result(Status::Clean);
   PartFinding a = part({1}, true, Status::Infected, "Eicar-Signature", "fwd.eml");
-  a.inside = "eicar.com";
+  a.inside = {"eicar.com"};
   PartFinding b = part({1}, true, Status::Infected, "Other-Signature", "fwd.eml");
-  b.inside = "b.exe";
+  b.inside = {"b.exe"};
   f.parts = {a, part({2}, true, Status::Infected, "Eicar-Signature", "c.com"), b};
   const auto d = decide({}, {}, Direction::Inbound, f);
   ASSERT_EQ(d.kind, Kind::RemoveParts);
   ASSERT_EQ(d.remove.size(), 2u);
   EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
   EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Other-Signature");
-  EXPECT_EQ(d.remove[0].inside, "eicar.com, b.exe");
+  EXPECT_EQ(d.remove[0].inside, (std::vector<std::string>{"eicar.com", "b.exe"}));
   EXPECT_FALSE(d.remove[0].text);
   EXPECT_EQ(d.remove[1].filename, "c.com");
   EXPECT_EQ(d.status, "removed: Eicar-Signature, Other-Signature");
   // One of them in its text instead: the removal says so, beside the name.
-  f.parts[2].inside = "";
+  f.parts[2].inside = {};
   f.parts[2].text = true;
   const auto mixed = decide({}, {}, Direction::Inbound, f);
   ASSERT_EQ(mixed.kind, Kind::RemoveParts);
-  EXPECT_EQ(mixed.remove[0].inside, "eicar.com");
+  EXPECT_EQ(mixed.remove[0].inside, (std::vector<std::string>{"eicar.com"}));
   EXPECT_TRUE(mixed.remove[0].text);
-  f.parts[2].inside = "b.exe";
+  f.parts[2].inside = {"b.exe"};
   f.parts[2].text = false;
   // Found where nothing can go (the milter found no attached message
   // holding it either: the text of the message itself): refused.
@@ -108,7 +108,7 @@ TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
   text.message = text.text = true;
   PartFinding inner = part({1, 0, 2}, true, Status::Infected, "Inner-Signature");
   inner.message = true;
-  inner.inside = "x.exe";
+  inner.inside = {"x.exe", "y.exe"};
   inner.subject = "Re: 見積書";  // no filename: named by its Subject
   f.parts = {part({1, 0, 1}, true, Status::Infected, "Zip-Signature", "a.zip"), text, inner,
              part({2}, true, Status::Clean, "", "b.pdf"),
@@ -119,7 +119,7 @@ TEST(AvDecide, FoundInsideAnAttachedMessageThatGoesGoesWithIt) {
   EXPECT_EQ(d.remove[0].path, (std::vector<int>{1}));
   EXPECT_TRUE(d.remove[0].message);
   EXPECT_EQ(d.remove[0].result.name, "Eicar-Signature, Zip-Signature, Inner-Signature");
-  EXPECT_EQ(d.remove[0].inside, "a.zip, (no name, subject \"Re: 見積書\") (x.exe)");
+  EXPECT_EQ(d.remove[0].inside, (std::vector<std::string>{"a.zip", "(no name, subject: Re: 見積書) (x.exe, y.exe)"}));
   EXPECT_TRUE(d.remove[0].text);
   EXPECT_EQ(d.remove[1].path, (std::vector<int>{3}));
   EXPECT_EQ(d.status, "removed: Zip-Signature, Eicar-Signature, Inner-Signature");
@@ -137,9 +137,18 @@ TEST(AvDecide, ShownNames) {
   p.subject = "Re: 会議";  // only an attached message is named by its Subject
   EXPECT_EQ(shownName(p), "(no name)");
   p.message = true;
-  EXPECT_EQ(shownName(p), "(no name, subject \"Re: 会議\")");
+  EXPECT_EQ(shownName(p), "(no name, subject: Re: 会議)");
   p.filename = "fwd.eml";
   EXPECT_EQ(shownName(p), "fwd.eml");
+  // The sender's name for it, on one line, without bidirectional tricks.
+  p.filename = "a.exe\r\nscanned: clean";
+  EXPECT_EQ(shownName(p), "a.exe\\x0d\\x0ascanned: clean");
+  p.filename = "invoice\xE2\x80\xAE" "fdp.exe";
+  EXPECT_EQ(shownName(p), "invoice\\xe2\\x80\\xaefdp.exe");
+  EXPECT_EQ(shownName(std::string(300, 'a'), ""), std::string(200, 'a') + "...");
+  EXPECT_EQ(quoted({"a.zip", "b \"c\".exe"}, "「", "」", ""), "「a.zip」「b \"c\".exe」");
+  EXPECT_EQ(quoted({"a.zip", "b.exe"}, "\"", "\"", ", "), "\"a.zip\", \"b.exe\"");
+  EXPECT_EQ(quoted({}, "\"", "\"", ", "), "");
 }
 
 TEST(AvDecide, InboundInfectionOutsideAttachmentsIsRejected) {
