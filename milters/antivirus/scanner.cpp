@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -250,8 +251,17 @@ struct ScanState {
   UnpackedBudget budget;
   std::string entryName;     // the name of the entry scanUnpacked scans, for its HTML check
   bool activeHtml = false;   // an HTML file inside an archive holds active content
+  // Set by the worker while a scan is under way (libclamav also logs while
+  // an engine loads, outside any scan).
+  bool inScan = false;
+  std::size_t clamavLines = 0;  // libclamav messages logged in this scan
+  std::size_t clamavMuted = 0;  // and not logged, past kClamavLinesPerScan
+  bool tempChecked = false;     // tempFull looked at, once, at its first error
+  std::string tempFull;         // not empty: the temp directory had no room, and how little
 };
 ScanState gScan;
+// The worker's temp directory (workerTempDir), for the look at its room.
+std::string gWorkerTempDir;
 
 void noteUnscanned(const char* what) {
   std::string& u = gScan.unscanned;
@@ -304,10 +314,44 @@ void closeLayersFrom(std::uint32_t level) {
   }
 }
 
+// How many of libclamav's messages one scan may log. It logs one for many
+// a failed write: a 2 MB attachment decoded into a full temp directory
+// made 485 lines of "fileblobAddData: Can't write 57 bytes to temporary
+// file" for one message (measured), more for a larger one, again at every
+// retry of the sending MTA.
+constexpr std::size_t kClamavLinesPerScan = 10;
+
+// When the file system of the temp directory `dir` has (next to) no room
+// left, in blocks or in inodes: what to tell the admin; else "".
+std::string noRoomIn(const std::string& dir) {
+  struct statvfs fs {};
+  if (dir.empty() || statvfs(dir.c_str(), &fs) != 0) return "";
+  const std::uint64_t free = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free < 64 * 1024) {
+    return "the temp directory " + dir + " is on a full file system (" + std::to_string(free) +
+           " bytes free; see [engine] temp_dir)";
+  }
+  if (fs.f_files > 0 && fs.f_favail == 0) {
+    return "the temp directory " + dir + " is on a file system without free inodes (see [engine] temp_dir)";
+  }
+  return "";
+}
+
 // libclamav's own warnings and errors go to our log instead of its stderr.
 void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
-  if (severity >= CL_MSG_ERROR) gScan.hadError = true;
+  if (severity >= CL_MSG_ERROR) {
+    gScan.hadError = true;
+    // Most of its errors in a scan are a temp file it could not write.
+    if (gScan.inScan && !gScan.tempChecked) {
+      gScan.tempChecked = true;
+      gScan.tempFull = noRoomIn(gWorkerTempDir);
+    }
+  }
   if (severity < CL_MSG_WARN || msg == nullptr) return;
+  if (gScan.inScan && ++gScan.clamavLines > kClamavLinesPerScan) {
+    ++gScan.clamavMuted;
+    return;
+  }
   std::string_view text(msg);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
@@ -861,6 +905,7 @@ constexpr int kExitForFreshCache = 3;
   // Its own temp directory (see workerTempDir), set in this process's copy
   // of the engine only; the engine process removes it when we are gone.
   const std::string temp = workerTempDir(tempBaseDir, getpid());
+  gWorkerTempDir = temp;
   removeWorkerTempDir(tempBaseDir, getpid());  // a pid used before
   if (mkdir(temp.c_str(), 0700) != 0) {
     log::message(log::Level::Error, errnoText("scanner worker cannot create its temp directory " + temp));
@@ -940,14 +985,21 @@ constexpr int kExitForFreshCache = 3;
       r = ScanResult::failure("scanner worker received no file descriptor");
     } else {
       gScan = {};
+      gScan.inScan = true;
       alarm(alarmSeconds);
       r = scanOne(fd, engine, versions);
       closeLayersFrom(0);
       scanUnpacked(engine, versions, r);
       alarm(0);
+      gScan.inScan = false;
+      if (gScan.clamavMuted > 0) {
+        log::message(log::Level::Warning, "libclamav: " + std::to_string(gScan.clamavMuted) +
+                                              " more message(s) in the same scan not logged");
+      }
       if (gScan.hadError && r.status == ScanResult::Status::Clean) {
         r = ScanResult::failure("libclamav reported an error during the scan (see the log); not trusted as clean");
       }
+      if (r.status == ScanResult::Status::Error && !gScan.tempFull.empty()) r.error += ": " + gScan.tempFull;
       if (r.status == ScanResult::Status::Clean && !gScan.encryptedName.empty()) {
         r.status = ScanResult::Status::Encrypted;
         r.name = gScan.encryptedName;

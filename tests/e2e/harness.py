@@ -136,9 +136,10 @@ class Milter:
     """One sekimori milter process: `conf` is the conf file text (its
     [milter] socket is set by the Site)."""
 
-    def __init__(self, name, conf="", transport="unix", binary=None, extra_args=(), env=None):
+    def __init__(self, name, conf="", transport="unix", binary=None, extra_args=(), env=None, wrapper=()):
         self.name = name
         self.env = env  # extra environment variables for the process
+        self.wrapper = list(wrapper)  # a command that execs the rest of its arguments (unshare ...)
         self.conf = conf
         self.transport = transport
         self.binary = binary or milter_binary(name)
@@ -175,7 +176,7 @@ class Milter:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "-f", "-c", self.conf_path, "-p", self.socket_spec] + self.extra_args,
+            self.wrapper + [self.binary, "-f", "-c", self.conf_path, "-p", self.socket_spec] + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=dict(os.environ, **self.env) if self.env else None)
         log.close()

@@ -1666,10 +1666,49 @@ class PlainSiteTest(unittest.TestCase):
         self.scantmp = os.path.join(self.tmp, "scantmp")
         os.makedirs(self.scantmp)
         conf = conf.replace("[engine]\n", "[engine]\ntemp_dir = %s\n" % self.scantmp)
-        self.milter = harness.Milter("antivirus", conf)
+        self.milter = harness.Milter("antivirus", conf, wrapper=self.wrapper())
         self.site = harness.Site([self.milter], name="antivirus-plain")
         self.site.start()
         self.addCleanup(self.site.stop)
+
+    def wrapper(self):
+        """What the daemon is started under (harness.Milter's wrapper)."""
+        return ()
+
+
+class AntivirusTempFullE2E(PlainSiteTest):
+    """The scanner's temp directory on a full file system (a 256 KiB tmpfs,
+    mounted in a mount namespace of the daemon's own, so it is gone with
+    the daemon whatever happens): the message is tempfailed (nothing lost),
+    the reply's log line says why, and libclamav's messages about each
+    write it could not make are not logged by the hundred."""
+
+    def wrapper(self):
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            raise unittest.SkipTest("needs root and unshare (util-linux) to mount a tmpfs of its own")
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs -o size=256k,mode=0700 sekimori-test "$0" && exec "$@"', self.scantmp]
+
+    def test_a_full_temp_directory_tempfails_and_says_so_once(self):
+        big = os.urandom(2000000)
+        r = self.site.swaks(data=with_attachment(big, "big.bin"))
+        self.assertEqual(r.final, ("451", "4.3.0"), r.transcript[-1500:])
+        harness.wait_until(lambda: self.milter.log_lines(r"action=tempfail"), 10, "the tempfail log line")
+        line = self.milter.log_lines(r"action=tempfail")[0]
+        self.assertRegex(line, r"error=\".*the temp directory %s/sekimori-av-scan-\d+ is on a full file system "
+                               r"\(\d+ bytes free; see \[engine\] temp_dir\)\"" % re.escape(self.scantmp))
+        said = self.milter.log_lines(r"libclamav: ")
+        muted = [l for l in said if "more message(s) in the same scan not logged" in l]
+        self.assertEqual(len(muted), 1, said[-20:])
+        self.assertLessEqual(len(said), 11, said[-20:])
+        self.assertGreater(int(re.search(r"libclamav: (\d+) more", muted[0]).group(1)), 100)
+        # The tmpfs was the daemon's alone: here the directory is as it was, empty.
+        self.assertEqual(os.listdir(self.scantmp), [])
+        # Room again (the worker that failed took its files with it): scanned.
+        r = self.site.swaks(data=with_attachment(EICAR, "eicar.com", frm="alice@example.net",
+                                                 to="bob@remote.example"),
+                            frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
 
 
 class AntivirusPoolDeathE2E(PlainSiteTest):
