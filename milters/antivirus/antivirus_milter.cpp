@@ -198,7 +198,10 @@ const Option<std::string> kNotifySpool{"notify.spool_dir", "/var/lib/sekimori/ou
 
 const Option<std::string> kQuarantineDir{"quarantine.dir", "/var/lib/sekimori/quarantine",
                                          "Every infected original is kept here (mode 0600 files, index.tsv), for "
-                                         "administrators only. Empty: keep nothing. R-AV-7."};
+                                         "administrators only. Empty: keep nothing. R-AV-7. When an original cannot "
+                                         "be stored (a full disk, the directory gone), one whose attachments were to "
+                                         "be removed is a fault ([milter] on_error, tempfail by default) and one to "
+                                         "be discarded is rejected instead: nothing is lost for want of its copy."};
 const Option<Duration> kQuarantineKeep{"quarantine.keep", Duration{std::chrono::hours(30 * 24)},
                                        "Entries older than this are removed, their files and index lines "
                                        "(checked at start, on reload and every hour). 0: kept for ever."};
@@ -1249,7 +1252,18 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
     for (const auto& r : t.recipients) e.recipients.push_back(r.str());
     std::string why;
     held = store::Quarantine(cfg.quarantine.dir).store(*m.spool, e, &why);
-    if (!held) log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
+    if (!held) {
+      log::message(log::Level::Error, s.queueId() + ": quarantine failed: " + why);
+      // Nothing of the original may be lost for want of its copy (R-AV-7):
+      // the infected attachments cut out of it are a fault (on_error:
+      // tempfail by default, and the sender's MTA tries again); one to be
+      // discarded is refused instead, as reject would (the sender keeps it).
+      if (d.kind == Decision::Kind::RemoveParts) {
+        return Verdict::fault("quarantine failed (" + why + "), the infected original (" + d.virus +
+                              ") would be lost with the parts removed");
+      }
+      if (d.kind == Decision::Kind::Discard) refuseInfected(d, cfg.replies, InfectedAction::Reject);
+    }
     // Past the cap: the housekeeping thread trims at once, not within the hour.
     if (held && cfg.quarantine.maxSize > 0 && (quarantineBytes_ += m.spool->size()) > cfg.quarantine.maxSize) {
       housekeeping_.kick();

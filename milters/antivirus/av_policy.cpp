@@ -31,15 +31,6 @@ policy::Reply withName(policy::Reply r, const std::string& name) {
   return r;
 }
 
-// `d` made a refusal (or a discard) of the whole message for what it names.
-void refuseInfected(Decision& d, const Replies& replies, InfectedAction act) {
-  d.infected = true;
-  d.remove.clear();
-  d.stripHtml = false;
-  d.kind = act == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
-  d.reply = withName(replies.virus, d.virus);
-  d.status = "infected: " + d.virus;
-}
 
 Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f,
                 std::string names) {
@@ -144,6 +135,15 @@ std::optional<Unscannable> unscannable(const ActionConfig& a, const Replies& rep
 }
 
 }  // namespace
+
+void refuseInfected(Decision& d, const Replies& replies, InfectedAction act) {
+  d.infected = true;
+  d.remove.clear();
+  d.stripHtml = false;
+  d.kind = act == InfectedAction::Discard ? Decision::Kind::Discard : Decision::Kind::Reject;
+  d.reply = withName(replies.virus, d.virus);
+  d.status = "infected: " + d.virus;
+}
 
 std::string shownName(const std::string& filename, const std::string& type) {
   if (!filename.empty()) return util::displayText(filename, 200);

@@ -117,6 +117,10 @@ bool isThreat(const ScanResult& r, LimitsAction limits);
 
 Decision decide(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f);
 
+// `d` made a refusal (InfectedAction::Discard: a discard) of the whole
+// message for what it names (Decision::virus), with replies.virus.
+void refuseInfected(Decision& d, const Replies& replies, InfectedAction act);
+
 // A RemoveParts decision that cannot be carried out: the parts cannot be
 // cut out safely, or what is left of the message still scans as a threat
 // (named `leftover`, added to the names). The whole message is then

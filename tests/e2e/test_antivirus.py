@@ -1522,6 +1522,38 @@ class AntivirusE2E(unittest.TestCase):
         with open(os.path.join(self.quarantine, "index.tsv")) as f:
             self.assertNotIn(qids[0], f.read())
 
+    def test_an_original_the_quarantine_cannot_keep_is_not_lost(self):
+        # The quarantine directory gone (a disk that failed, an admin's
+        # mistake): an infected attachment is not cut out of a message whose
+        # original cannot be kept (451, on_error = tempfail: the sender's MTA
+        # tries again); a message to be discarded is refused instead; one to
+        # be refused is refused as ever.
+        away = self.quarantine + ".away"
+        os.rename(self.quarantine, away)
+        def back():
+            if os.path.exists(away):
+                os.rename(away, self.quarantine)
+        self.addCleanup(back)
+        r = self.send(with_attachment(EICAR, "eicar.com"))
+        self.assertEqual(r.final, ("451", "4.3.0"), r.transcript[-1500:])
+        harness.wait_until(lambda: self.milter.log_lines(r"reason=fault detail=\"quarantine failed \(cannot create "),
+                           10, "the fault's log line")
+        self.assertRegex(self.milter.log_lines(r"reason=fault detail=\"quarantine failed")[-1],
+                         r"action=tempfail stage=eom .*would be lost with the parts removed")
+        body = harness.make_message(body=EICAR.decode() + "\r\n")
+        self.assertRefused(self.send(body), "Virus found: " + SIGNAME)
+        self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\ninbound_infected_body = discard\n")
+        self.milter.reload()
+        def restore():
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+        self.addCleanup(restore)
+        self.assertRefused(self.send(body), "Virus found: " + SIGNAME)
+        # With its quarantine back, discard is discard again.
+        back()
+        r = self.send(body)
+        self.assertEqual(r.final[0], "250", r.transcript[-1500:])
+
     def test_admin_command_lists_shows_and_removes_a_quarantined_message(self):
         msgid = self.msgid("admin")
         r = self.send(with_attachment(EICAR, "eicar.com", msgid=msgid))
