@@ -325,6 +325,16 @@ class AntivirusE2E(unittest.TestCase):
     def send(self, data, **kw):
         return self.site.swaks(data=data, **kw)
 
+    def reconfigure(self, extra):
+        """The conf file with `extra` appended, reloaded; the test's
+        cleanup puts the class's own back."""
+        self.milter.write_conf(self.conf(port=self.site.port) + extra)
+        self.milter.reload()
+        def restore():
+            self.milter.write_conf(self.conf(port=self.site.port))
+            self.milter.reload()
+        self.addCleanup(restore)
+
     def assertRefused(self, r, text=None):
         self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
         if text:
@@ -1502,12 +1512,7 @@ class AntivirusE2E(unittest.TestCase):
                            "the expiry to be logged")
 
     def test_quarantine_max_size_removes_the_oldest_as_soon_as_it_is_passed(self):
-        self.milter.write_conf(self.conf(port=self.site.port) + "[quarantine]\nmax_size = 4k\n")
-        self.milter.reload()
-        def restore():
-            self.milter.write_conf(self.conf(port=self.site.port))
-            self.milter.reload()
-        self.addCleanup(restore)
+        self.reconfigure("[quarantine]\nmax_size = 4k\n")
         held = lambda: [os.path.join(self.quarantine, n) for n in os.listdir(self.quarantine) if n.endswith(".eml")]
         qids = []
         for i in range(8):  # about 720 bytes each: 5.6k in all
@@ -1542,12 +1547,7 @@ class AntivirusE2E(unittest.TestCase):
                          r"action=tempfail stage=eom .*would be lost with the parts removed")
         body = harness.make_message(body=EICAR.decode() + "\r\n")
         self.assertRefused(self.send(body), "Virus found: " + SIGNAME)
-        self.milter.write_conf(self.conf(port=self.site.port) + "[actions]\ninbound_infected_body = discard\n")
-        self.milter.reload()
-        def restore():
-            self.milter.write_conf(self.conf(port=self.site.port))
-            self.milter.reload()
-        self.addCleanup(restore)
+        self.reconfigure("[actions]\ninbound_infected_body = discard\n")
         self.assertRefused(self.send(body), "Virus found: " + SIGNAME)
         # With its quarantine back, discard is discard again.
         back()
