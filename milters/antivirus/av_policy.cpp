@@ -31,7 +31,6 @@ policy::Reply withName(policy::Reply r, const std::string& name) {
   return r;
 }
 
-
 Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction dir, const Findings& f,
                 std::string names) {
   Decision d;

@@ -314,11 +314,11 @@ void closeLayersFrom(std::uint32_t level) {
   }
 }
 
-// How many of libclamav's messages one scan may log. It logs one for many
-// a failed write: a 2 MB attachment decoded into a full temp directory
-// made 485 lines of "fileblobAddData: Can't write 57 bytes to temporary
-// file" for one message (measured), more for a larger one, again at every
-// retry of the sending MTA.
+// How many of libclamav's messages one scan may log. It logs a line for
+// many a write it could not make: a 2 MB attachment decoded into a full
+// temp directory made 485 lines of "fileblobAddData: Can't write 57 bytes
+// to temporary file" for one message (measured), more for a larger one,
+// and again at every retry of the sending MTA.
 constexpr std::size_t kClamavLinesPerScan = 10;
 
 // When the file system of the temp directory `dir` has (next to) no room
@@ -341,7 +341,8 @@ std::string noRoomIn(const std::string& dir) {
 void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
   if (severity >= CL_MSG_ERROR) {
     gScan.hadError = true;
-    // Most of its errors in a scan are a temp file it could not write.
+    // Looked at while it happens (the scan's temp files are gone after):
+    // was it a temp file it had no room to write?
     if (gScan.inScan && !gScan.tempChecked) {
       gScan.tempChecked = true;
       gScan.tempFull = noRoomIn(gWorkerTempDir);
