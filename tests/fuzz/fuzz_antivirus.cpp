@@ -18,7 +18,8 @@
 // decoded leaf, with strip no HTML leaf with active content and no
 // archive marker (else the status names Heuristics.HTML.Script), and when it
 // holds encrypted mail (a part's type, or an OpenPGP message in a part's
-// decoded text) it is marked so.
+// decoded text) it is marked so; and each notice put in a removed part's
+// place is two lines (English, Japanese) whatever the sender named it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -146,6 +147,37 @@ bool hasActiveHtmlLeaf(std::string_view raw) {
   return found;
 }
 
+// The decoded content of every leaf of `raw`, with whether it is text/plain.
+std::vector<std::pair<std::string, bool>> leaves(std::string_view raw) {
+  mime::Spool spool(1 << 20, "/tmp");
+  spool.append(raw);
+  std::vector<std::pair<std::string, bool>> out;
+  mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
+    if (c != nullptr) out.emplace_back(fuzz::readAll(*c), p.contentType == "text/plain");
+    return true;
+  });
+  return out;
+}
+
+// Each notice the milter put in a removed part's place (a text/plain leaf
+// that was not in the message and says it was removed by us) is two lines,
+// English and Japanese: no line break and no bidirectional override of the
+// sender's (a file name, a Subject) gets into it.
+void checkNotices(std::string_view input, std::string_view delivered) {
+  std::vector<std::string> before;
+  for (auto& [text, plain] : leaves(input)) before.push_back(std::move(text));
+  for (const auto& [text, plain] : leaves(delivered)) {
+    if (!plain || text.find("by sekimori-antivirus.") == std::string::npos ||
+        std::find(before.begin(), before.end(), text) != before.end()) {
+      continue;
+    }
+    FUZZ_CHECK(std::count(text.begin(), text.end(), '\n') == 2 && std::count(text.begin(), text.end(), '\r') == 2);
+    FUZZ_CHECK(text.ends_with("\r\n") &&
+               std::string_view(text).substr(0, text.find("\r\n")).ends_with("removed by sekimori-antivirus."));
+    FUZZ_CHECK(text.find("\xE2\x80\xAE") == std::string::npos);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -190,6 +222,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (name == "X-Virus-Status") status = value;
   }
   FUZZ_CHECK(!holdsMarker(delivered, kMarker));
+  if (mta.bodyReplaced) checkNotices(input.spool(), delivered);
   if (stripping) FUZZ_CHECK(!hasActiveHtmlLeaf(delivered) && !holdsMarker(delivered, kHtmlMarker));
   if (holdsMarker(delivered, kHtmlMarker)) FUZZ_CHECK(status.find("Heuristics.HTML.Script") != std::string::npos);
   // Encrypted mail, wherever the part is, is never "clean": nothing in it
