@@ -297,6 +297,18 @@ struct AttachedMessage {
   bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
 
+// What is removed when an attached message goes whole: it, named by its
+// filename or Subject (PartFinding::message); what was found in it is the
+// caller's to add.
+PartFinding removedWhole(const AttachedMessage& m) {
+  PartFinding p;
+  p.path = m.path;
+  p.filename = m.filename;
+  p.subject = m.subject;
+  p.attachment = p.message = true;
+  return p;
+}
+
 // The containers a walk has passed (it visits each before what is inside
 // it), and what can be removed for a part below them. The messages it
 // returns are valid until the next add().
@@ -473,13 +485,8 @@ struct ActiveHtml {
   // message sent encoded, or the body of an attached message: its content
   // fields are the message's), in an attached message that can go whole.
   static ActiveHtml inAttachedMessage(const AttachedMessage& m) {
-    PartFinding removed;
-    removed.path = m.path;
-    removed.filename = m.filename;
-    removed.subject = m.subject;
-    removed.attachment = removed.message = true;
     return {m.path, {}, {}, true,
-            removalNotice(removed, "held HTML with active content (script or plug-ins)",
+            removalNotice(removedWhole(m), "held HTML with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML が含まれていた")};
   }
 };
@@ -1085,18 +1092,15 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         const AttachedMessage* holder = alone ? nullptr : seen.holderOf(p.path);
         const std::string type = util::sanitize(p.contentType, 100);
         PartFinding pf;
-        pf.path = p.path;
-        pf.filename = p.filename;
-        pf.type = type;
-        pf.attachment = alone;
         if (holder != nullptr) {
-          pf.attachment = pf.message = true;
-          pf.path = holder->path;
-          pf.filename = holder->filename;
-          pf.subject = holder->subject;
-          pf.type = "";  // an attached message, as the notice says
+          pf = removedWhole(*holder);
           if (p.isAttachment) pf.inside = {shownName(p.filename, type)};
           pf.text = !p.isAttachment;
+        } else {
+          pf.path = p.path;
+          pf.filename = p.filename;
+          pf.type = type;
+          pf.attachment = alone;
         }
         pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
