@@ -627,10 +627,7 @@ void sendWarnings(milter::Session& s, const AvConfig& cfg, Direction dir, const 
     default: action = n.language == "ja" ? "メールの受け付けを拒否しました" : "the message was refused"; break;
   }
   std::string files;
-  for (const auto& p : d.remove) {
-    files += (files.empty() ? "" : ", ") + shownName(p);
-    if (!p.inside.empty()) files += " (" + quoted(p.inside, "", "", ", ") + ")";
-  }
+  for (const auto& p : d.remove) files += (files.empty() ? "" : ", ") + listedName(p);
   std::map<std::string, std::string> values = {
       {"virus", d.virus},
       {"sender", t.sender.isNull() ? "<>" : shown(t.sender.str())},

@@ -75,8 +75,7 @@ Decision threat(const ActionConfig& a, const Replies& replies, policy::Direction
     if (outer == nullptr) continue;
     folded[i] = true;
     addName(outer->result.name, remove[i].result.name);
-    outer->inside.push_back(shownName(remove[i]) +
-                            (remove[i].inside.empty() ? "" : " (" + quoted(remove[i].inside, "", "", ", ") + ")"));
+    outer->inside.push_back(listedName(remove[i]));
   }
   std::vector<PartFinding> kept;
   for (std::size_t i = 0; i < remove.size(); ++i) {
@@ -152,6 +151,10 @@ std::string shownName(const std::string& filename, const std::string& type) {
 std::string shownName(const PartFinding& p) {
   if (p.message && p.filename.empty() && !p.subject.empty()) return "(no name, subject: " + p.subject + ")";
   return shownName(p.filename, p.type);
+}
+
+std::string listedName(const PartFinding& p) {
+  return shownName(p) + (p.inside.empty() ? "" : " (" + quoted(p.inside, "", "", ", ") + ")");
 }
 
 std::string quoted(const std::vector<std::string>& names, std::string_view open, std::string_view close,

@@ -83,6 +83,9 @@ std::string shownName(const std::string& filename, const std::string& type);
 // What is removed, as notices and lists show it: its name; an attached
 // message without one, by its Subject ("(no name, subject: Re: 会議)").
 std::string shownName(const PartFinding& p);
+// shownName() and what was found inside it, as a list shows it:
+// "fwd.eml (eicar.com, b.exe)".
+std::string listedName(const PartFinding& p);
 // Names joined, each between `open` and `close`: quoted(names, "\"", "\"", ", ").
 std::string quoted(const std::vector<std::string>& names, std::string_view open, std::string_view close,
                    std::string_view separator);
