@@ -202,7 +202,7 @@ class Scanner {
       const auto boundary = headerParameter(contentType_, "boundary");
       const bool plainBoundary = boundary && !boundary->empty() && !isLwsp(boundary->front()) &&
                                  !isLwsp(boundary->back()) && contentTypes_ == 1 && !contentTypeCut_ &&
-                                 ct.find("boundary") == ct.rfind("boundary") &&
+                                 oneBoundaryParameter(ct, *boundary) &&
                                  ct.find("boundary*") == std::string::npos && ct.find("=?") == std::string::npos &&
                                  boundary->find_first_not_of(
                                      " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
@@ -229,6 +229,26 @@ class Scanner {
     }
     defaultMessage_ = false;
     resetFields();
+  }
+
+  // Whether `ct` (a Content-Type value, lowercased) names the boundary
+  // parameter once and nowhere else: "boundary" appears in it once, or
+  // also inside the boundary itself when that is one plain word (.NET
+  // writes boundary="--boundary_0_GUID", a browser's saved page
+  // "----MultipartBoundary--ID----": read as ambiguous before, such a
+  // message was parsed only up to its first MiB of body).
+  static bool oneBoundaryParameter(std::string_view ct, std::string_view boundary) {
+    const auto count = [](std::string_view s) {
+      std::size_t n = 0;
+      for (std::size_t at = s.find("boundary"); at != std::string_view::npos; at = s.find("boundary", at + 1)) ++n;
+      return n;
+    };
+    const std::size_t inValue = count(util::toLowerAscii(boundary));
+    const bool word = std::all_of(boundary.begin(), boundary.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("_.=+-").find(c) != std::string_view::npos;
+    });
+    return count(ct) == 1 + inValue && (inValue == 0 || word);
   }
 
   // "type/subtype" as GMime reads it: comments and white space allowed

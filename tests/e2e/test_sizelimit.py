@@ -266,6 +266,29 @@ class SizeLimitE2E(unittest.TestCase):
         r = self.send_raw(mime_with_attachment(nest(9)))
         self.assertReply(r, "552", "5.3.4")
 
+    def test_a_boundary_with_the_word_boundary_hides_nothing(self):
+        # .NET's System.Net.Mail writes boundary="--boundary_0_GUID". Such a
+        # boundary was taken for a second boundary parameter (ambiguous), so
+        # the MIME walk read only the first MiB of the body: a zip bomb
+        # after 1.5 MB of photos was delivered.
+        import base64
+        self.configure(conf(size="10M"))
+        boundary = "--boundary_0_%s" % os.urandom(8).hex()
+        photo = base64.encodebytes(os.urandom(1536 * 1024)).decode().replace("\n", "\r\n")
+        bomb = base64.encodebytes(zip_bytes([("zeros.bin", b"\0" * (120 << 20))])).decode().replace("\n", "\r\n")
+        def message(*attachments):
+            body = "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee attachments\r\n" % boundary
+            for name, b64 in attachments:
+                body += ("--%s\r\nContent-Type: application/octet-stream; name=\"%s\"\r\n"
+                         "Content-Transfer-Encoding: base64\r\n\r\n%s" % (boundary, name, b64))
+            return harness.make_message(subject="photos", body=body + "--%s--\r\n" % boundary,
+                                        headers=["MIME-Version: 1.0",
+                                                 "Content-Type: multipart/mixed; boundary=\"%s\"" % boundary])
+        r = self.send_raw(message(("photo.jpg", photo), ("photos.zip", bomb)))
+        self.assertReply(r, "552", "5.3.4", "Attachment expands")
+        r = self.send_raw(message(("photo.jpg", photo), ("photo2.jpg", photo)))
+        self.assertReply(r, "250", "2.0.0")
+
     # -- R-SIZE-6: recipients and attachments -----------------------------
     def test_recipient_limit_refuses_only_the_excess(self):
         self.configure(conf(limits="max_recipients = 3"))
