@@ -69,6 +69,7 @@ struct Decision {
   Reason reason = Reason::None;
   std::uint64_t value = 0;  // what was measured
   std::uint64_t limit = 0;  // what it was measured against
+  std::string_view what = {};  // what value and limit count, when the reason does not say
   bool refused() const { return reason != Reason::None; }
   const policy::Reply& reply(const Replies& r) const;
 };

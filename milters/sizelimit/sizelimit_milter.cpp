@@ -73,7 +73,9 @@ const Option<Reply> kReplyRecipients{"replies.recipients", kDefaultReplies.recip
 const Option<Reply> kReplyAttachments{"replies.attachments", kDefaultReplies.attachments,
                                       "More than max_attachments."};
 const Option<Reply> kReplyStructure{"replies.structure", kDefaultReplies.structure,
-                                    "MIME nesting or part count over the limits."};
+                                    "MIME nesting or part count over the limits, or MIME that cannot be read "
+                                    "whole (over 1 MiB of part headers, prefaces and epilogues, as a multipart "
+                                    "whose boundary never comes is)."};
 
 constexpr const char* kFooter =
     "# Overrides. Keys marked \"Overridable\" may be set again per direction in\n"
@@ -121,6 +123,7 @@ void logDecision(milter::Session& s, const SizeMessage& m, std::string_view stag
       .kv("stage", stage);
   if (d.refused()) {
     line.kv("reason", toString(d.reason)).kv("value", d.value).kv("limit", d.limit);
+    if (!d.what.empty()) line.kv("of", d.what);
   } else {
     line.kv("size", t.messageBytes()).kv("limit", m.sizeLimit);
   }
@@ -185,6 +188,14 @@ Decision inspectMime(const SizeConfig& cfg, mime::Spool& spool, std::uint64_t ma
   if (found.refused()) return found;
   if (result.depthExceeded) return {Reason::Structure, static_cast<std::uint64_t>(cfg.maxMimeDepth) + 1, static_cast<std::uint64_t>(cfg.maxMimeDepth)};
   if (result.partsExceeded) return {Reason::Structure, result.parts, cfg.maxMimeParts};
+  // The walk stopped at its bound on header fields and bytes (a part's
+  // header block, prefaces and epilogues over 1 MiB, also a multipart whose
+  // boundary is ambiguous or never comes, counted as all preface): the
+  // attachments after that point were neither counted nor measured, and
+  // an archive there could be a bomb.
+  if (result.headersExceeded) {
+    return {Reason::Structure, limits.maxHeaderBytes + 1, limits.maxHeaderBytes, "MIME header bytes or fields"};
+  }
   return {};
 }
 

@@ -276,18 +276,24 @@ class SizeLimitE2E(unittest.TestCase):
         boundary = "--boundary_0_%s" % os.urandom(8).hex()
         photo = base64.encodebytes(os.urandom(1536 * 1024)).decode().replace("\n", "\r\n")
         bomb = base64.encodebytes(zip_bytes([("zeros.bin", b"\0" * (120 << 20))])).decode().replace("\n", "\r\n")
-        def message(*attachments):
+        def message(*attachments, params=""):
             body = "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nsee attachments\r\n" % boundary
             for name, b64 in attachments:
                 body += ("--%s\r\nContent-Type: application/octet-stream; name=\"%s\"\r\n"
                          "Content-Transfer-Encoding: base64\r\n\r\n%s" % (boundary, name, b64))
             return harness.make_message(subject="photos", body=body + "--%s--\r\n" % boundary,
                                         headers=["MIME-Version: 1.0",
-                                                 "Content-Type: multipart/mixed; boundary=\"%s\"" % boundary])
+                                                 "Content-Type: multipart/mixed; boundary=\"%s\"%s" % (boundary, params)])
         r = self.send_raw(message(("photo.jpg", photo), ("photos.zip", bomb)))
         self.assertReply(r, "552", "5.3.4", "Attachment expands")
         r = self.send_raw(message(("photo.jpg", photo), ("photo2.jpg", photo)))
         self.assertReply(r, "250", "2.0.0")
+        # A second boundary parameter is ambiguous (which one a mail program
+        # takes is a guess): the walk cannot read past its first MiB, and
+        # what it cannot read is refused (it was delivered), bomb or not.
+        r = self.send_raw(message(("photo.jpg", photo), ("photos.zip", bomb), params="; boundary=other"))
+        self.assertReply(r, "554", "5.6.0", "structure")
+        self.assertTrue(self.milter.log_lines(r"reason=structure .*of=\"MIME header bytes or fields\""))
 
     # -- R-SIZE-6: recipients and attachments -----------------------------
     def test_recipient_limit_refuses_only_the_excess(self):

@@ -112,6 +112,35 @@ TEST(SizeLimitMilter, StructureLimitsGiveADeterministicVerdict) {
   }
 }
 
+// MIME the walk cannot read whole (over 1 MiB of part headers, prefaces
+// and epilogues) hides the attachments after that point: they were neither
+// counted nor measured, and the message was delivered.
+TEST(SizeLimitMilter, MimeThatCannotBeReadWholeIsRefused) {
+  Harness h("[limits]\nmax_attachments = 2\n");
+  const std::string big(1100 * 1024, 'x');
+  std::string attachments;
+  for (int i = 0; i < 3; ++i) {
+    attachments += "--b\r\nContent-Type: application/octet-stream; name=a" + std::to_string(i) + ".bin\r\n\r\nx\r\n";
+  }
+  // Two boundary parameters: which one counts is a guess.
+  EXPECT_EQ(code(h.message({{"MIME-Version", "1.0"}, {"Content-Type", "multipart/mixed; boundary=b; boundary=c"}},
+                           "--b\r\nContent-Type: text/plain\r\n\r\n" + big + "\r\n" + attachments + "--b--\r\n")),
+            "554 5.6.0");
+  // 1.1 MB of preface before the first boundary.
+  EXPECT_EQ(code(h.message({{"MIME-Version", "1.0"}, {"Content-Type", "multipart/mixed; boundary=b"}},
+                           big + "\r\n" + attachments + "--b--\r\n")),
+            "554 5.6.0");
+  // The same attachments after a long text part: read, and over max_attachments.
+  EXPECT_EQ(code(h.message({{"MIME-Version", "1.0"}, {"Content-Type", "multipart/mixed; boundary=b"}},
+                           "--b\r\nContent-Type: text/plain\r\n\r\n" + big + "\r\n" + attachments + "--b--\r\n")),
+            "552 5.3.4");
+  // Two of them: delivered.
+  EXPECT_EQ(code(h.message({{"MIME-Version", "1.0"}, {"Content-Type", "multipart/mixed; boundary=b"}},
+                           "--b\r\nContent-Type: text/plain\r\n\r\n" + big + "\r\n" +
+                               attachments.substr(0, attachments.rfind("--b\r\n")) + "--b--\r\n")),
+            "continue");
+}
+
 TEST(SizeLimitMilter, PlainTextIsNeverBuffered) {
   Harness h("");
   h.mail({"<s@example.org>"});
