@@ -2,11 +2,14 @@
 #include "milters/antivirus/active_html.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "common/mime/message.h"
+#include "common/mime/spool.h"
 #include "common/util/strings.h"
 
 namespace sekimori::antivirus {
@@ -417,19 +420,64 @@ bool hasActiveHtml(std::string_view html) {
   return !activeSpans(head, true, 0).empty();
 }
 
-bool htmlLeaf(std::string_view contentType, std::string_view filename) {
-  if (contentType == "text/html" || contentType == "application/xhtml+xml" || contentType == "image/svg+xml") {
-    return true;
-  }
-  // Windows drops trailing dots and spaces from a name it opens.
+namespace {
+
+// Whether `filename` ends in one of `extensions` (after a dot, any case),
+// as Windows opens it: trailing dots and spaces dropped.
+bool hasExtension(std::string_view filename, std::initializer_list<std::string_view> extensions) {
   while (!filename.empty() && (filename.back() == '.' || filename.back() == ' ')) filename.remove_suffix(1);
   const std::size_t dot = filename.rfind('.');
   if (dot == std::string_view::npos) return false;
   const std::string_view ext = filename.substr(dot + 1);
-  for (const std::string_view e : {"htm", "html", "shtml", "xht", "xhtml", "svg", "hta"}) {
-    if (util::iequals(ext, e)) return true;
+  return std::any_of(extensions.begin(), extensions.end(), [&](std::string_view e) { return util::iequals(ext, e); });
+}
+
+}  // namespace
+
+bool htmlLeaf(std::string_view contentType, std::string_view filename) {
+  if (contentType == "text/html" || contentType == "application/xhtml+xml" || contentType == "image/svg+xml") {
+    return true;
   }
-  return false;
+  return hasExtension(filename, {"htm", "html", "shtml", "xht", "xhtml", "svg", "hta"});
+}
+
+HtmlCheck checkHtmlText(const std::string& text, std::string_view charset, bool complete) {
+  HtmlCheck c;
+  c.utf8 = mime::toUtf8(text, charset);
+  c.whole = complete && c.utf8.size() <= kHtmlCheckMax;
+  c.active = !c.whole || hasActiveHtml(c.utf8) || (c.utf8 != text && hasActiveHtml(text));
+  return c;
+}
+
+bool webArchiveLeaf(std::string_view contentType, std::string_view filename) {
+  return contentType == "application/x-mimearchive" || hasExtension(filename, {"mht", "mhtml"});
+}
+
+bool webArchiveHasActiveHtml(mime::Spool& archive) {
+  if (archive.failed() || archive.truncated()) return true;
+  bool sawHtml = false;
+  bool active = false;
+  const mime::WalkResult walked = mime::walk(archive, {},
+                                             [&](const mime::PartInfo& p, mime::Content* c) {
+    if (c == nullptr || !htmlLeaf(p.contentType, p.filename)) return true;
+    sawHtml = true;
+    std::string text;
+    std::array<std::byte, 64 * 1024> buf{};
+    bool complete = true;
+    for (std::size_t n; complete && (n = c->read(buf)) > 0;) {
+      const std::size_t keep = std::min(n, kHtmlCheckMax - text.size());
+      text.append(reinterpret_cast<const char*>(buf.data()), keep);
+      complete = keep == n;
+    }
+    active = checkHtmlText(text, p.charset, complete).active;
+    return !active;
+  });
+  if (active || walked.depthExceeded || walked.partsExceeded || walked.headersExceeded) return true;
+  if (sawHtml) return false;
+  if (archive.size() > kHtmlCheckMax) return true;
+  std::string head(std::min<std::uint64_t>(archive.size(), kHtmlCheckMax), '\0');
+  head.resize(archive.read(0, std::as_writable_bytes(std::span<char>(head))));
+  return hasActiveHtml(head);
 }
 
 std::optional<std::string> stripActiveHtml(std::string_view html) {

@@ -133,7 +133,8 @@ const Option<std::string> kUnscanned{"actions.unscanned_action", "mark",
 const Option<std::string> kHtmlScript{
     "actions.html_script_action", "mark",
     "HTML parts (text/html, XHTML and SVG parts, and attachments named .htm, .html, .shtml, .xht, "
-    ".xhtml, .svg or .hta whatever their type) with script or plug-ins (<script, <object classid, <embed, "
+    ".xhtml, .svg or .hta whatever their type, and those inside a web archive: an attachment named .mht or "
+    ".mhtml, or sent as application/x-mimearchive) with script or plug-ins (<script, <object classid, <embed, "
     "<applet, on*= handlers, "
     "javascript:/vbscript: links, sources and refreshes, <iframe srcdoc> documents and data: URL documents "
     "(HTML, SVG, XML; not images) holding any of these), "
@@ -141,7 +142,8 @@ const Option<std::string> kHtmlScript{
     "compressed files (invoice.html in a zip; libclamav backend): mark "
     "(header and log), strip (those elements and attributes are cut out; the part, converted to UTF-8 and "
     "base64, keeps its other header fields; the rest of the message is unchanged; an attachment holding such "
-    "a file in an archive, or an attached message holding such a part that cannot be rewritten where it is "
+    "a file in an archive, a web archive holding such a page, or an attached message holding such a part "
+    "that cannot be rewritten where it is "
     "(sent base64 or quoted-printable, or the HTML is its whole body), is "
     "removed, a notice in its place; if that cannot be done safely, the message is rejected with "
     "replies.html_script) or reject.",
@@ -413,6 +415,27 @@ bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_
   return true;
 }
 
+// A part's content, read through to a copy (when set) as it is read:
+// drain() reads what the reader left.
+class CopiedContent final : public mime::Content {
+ public:
+  CopiedContent(mime::Content& in, mime::Spool* copy) : in_(in), copy_(copy) {}
+  std::size_t read(std::span<std::byte> buf) override {
+    const std::size_t n = in_.read(buf);
+    if (copy_ != nullptr && n > 0) copy_->append(buf.first(n));
+    return n;
+  }
+  void drain() {
+    std::array<std::byte, 64 * 1024> buf{};
+    while (read(buf) > 0) {
+    }
+  }
+
+ private:
+  mime::Content& in_;
+  mime::Spool* copy_;
+};
+
 // Scans one part's content; its first `htmlMax` bytes also go to htmlOut
 // (when set), *complete saying whether that was all of it.
 ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
@@ -480,6 +503,17 @@ struct ActiveHtml {
     return {p.path, {}, {}, true,
             removalNotice(p, "held an HTML file with active content (script or plug-ins)",
                           "にスクリプト等を含む HTML ファイルが含まれていた")};
+  }
+  // A web archive (an .mht attachment) holding a page with active content.
+  static ActiveHtml inWebArchive(const mime::PartInfo& p) {
+    PartFinding pf;
+    pf.path = p.path;
+    pf.filename = p.filename;
+    pf.type = util::sanitize(p.contentType, 100);
+    pf.attachment = true;
+    return {p.path, {}, {}, true,
+            removalNotice(pf, "was a web archive (MHTML) holding a page with active content (script or plug-ins)",
+                          "はスクリプト等を含むページを保存したウェブアーカイブ（MHTML）だった")};
   }
   // An HTML part that cannot be rewritten where it is (inside an attached
   // message sent encoded, or the body of an attached message: its content
@@ -1072,11 +1106,17 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
       seen.add(p, c != nullptr);
       if (c == nullptr) return true;
       const bool html = htmlLeaf(p.contentType, p.filename);
+      const bool webArchive = !html && webArchiveLeaf(p.contentType, p.filename);
       const AttachedMessage* inEncoded = seen.encodedAbove(p.path);
       const bool scan = suspicious || (wholeClean && ((stripArchived && p.isAttachment) || inEncoded != nullptr));
-      if (!scan && !html) return true;
+      if (!scan && !html && !webArchive) return true;
       std::string text;
       bool complete = true;
+      // A web archive is kept whole (spooled as the message is) to be walked
+      // for its pages once read.
+      std::optional<mime::Spool> archive;
+      if (webArchive) archive.emplace(cfg.spoolMemory, cfg.spoolDir);
+      CopiedContent content(*c, archive ? &*archive : nullptr);
       if (scan) {
         // What goes for this part if it is to go: itself (an attachment
         // directly inside a multipart), else the attached message holding
@@ -1099,35 +1139,41 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
           pf.type = type;
           pf.attachment = alone;
         }
-        pf.result = scanContent(*pool_, *c, html ? &text : nullptr, kHtmlCheckMax, &complete);
+        pf.result = scanContent(*pool_, content, html ? &text : nullptr, kHtmlCheckMax, &complete);
         f.parts.push_back(std::move(pf));
-      } else {
+      } else if (html) {
         std::array<std::byte, 64 * 1024> buf{};
-        for (std::size_t n; complete && (n = c->read(buf)) > 0;) {
+        for (std::size_t n; complete && (n = content.read(buf)) > 0;) {
           complete = keepCapped(text, buf.data(), n, kHtmlCheckMax);
         }
       }
-      if (!html) return true;
-      // Looked at as the reader's mail program will show it: in a charset
-      // such as ISO-2022-JP an escape sequence can sit inside "onclick" or
-      // "<script" and vanish in decoding. And as the bytes came, for a
-      // reader that takes them as ASCII. A part too long to be checked
-      // whole (past kHtmlCheckMax, as it came or in UTF-8) counts as one
-      // with active content: script after 8 MiB of padding is no way past
-      // html_script_action (strip cannot rewrite it: the message is refused).
-      std::string utf8 = mime::toUtf8(text, p.charset);
-      const bool whole = complete && utf8.size() <= kHtmlCheckMax;
-      if (!whole || hasActiveHtml(utf8) || (utf8 != text && hasActiveHtml(text))) {
+      if (!html && !webArchive) return true;
+      // A part too long to be checked whole counts as one with active
+      // content (strip cannot rewrite it: the message is refused).
+      HtmlCheck check{};
+      if (html) {
+        check = checkHtmlText(text, p.charset, complete);
+      } else {
+        content.drain();
+        check.active = webArchiveHasActiveHtml(*archive);
+      }
+      if (check.active) {
         f.htmlScript = true;
         if (cfg.actions.htmlScript == HtmlScriptAction::Strip) {
           // Rewritten where it is (the whole message, or a part directly
-          // inside a multipart), else the attached message holding it goes.
+          // inside a multipart; a web archive cannot be: it is removed, a
+          // notice in its place, as an archive holding such a page is),
+          // else the attached message holding it goes.
           const bool inPlace = inEncoded == nullptr && (p.path.empty() || seen.inMultipart(p.path));
           const AttachedMessage* holder = inPlace ? nullptr : seen.holderOf(p.path);
           if (holder != nullptr) {
             activeHtml.push_back(ActiveHtml::inAttachedMessage(*holder));
+          } else if (inPlace && html) {
+            activeHtml.push_back({p.path, p.contentType, std::move(check.utf8), check.whole});
+          } else if (inPlace && !p.path.empty()) {
+            activeHtml.push_back(ActiveHtml::inWebArchive(p));
           } else if (inPlace) {
-            activeHtml.push_back({p.path, p.contentType, std::move(utf8), whole});
+            activeHtml.push_back(ActiveHtml::cannotStrip("a web archive with active content is the whole message"));
           } else {
             activeHtml.push_back(ActiveHtml::cannotStrip("HTML in an attached message that cannot be removed"));
           }

@@ -61,6 +61,7 @@
 
 #include "common/log/log.h"
 #include "common/mime/archive.h"
+#include "common/mime/spool.h"
 #include "common/util/bytes.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
@@ -393,6 +394,10 @@ bool zipFamily(const char* type) {
 
 bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || size > gLimits.maxScanSize; }
 
+// A web archive found in an archive is walked from a copy: in memory up to
+// this, then in the worker's temp directory.
+constexpr std::uint64_t kWebArchiveMemory = 1 << 20;
+
 cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
                         const char* name, size_t size, const char* buf, uint32_t fileLevel, uint32_t attributes,
                         void* /*context*/) {
@@ -458,6 +463,13 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
     const bool html = !fileName.empty() ? htmlLeaf("", fileName)
                                         : type != nullptr && std::string_view(type).starts_with("CL_TYPE_HTML");
     if (html && hasActiveHtml(std::string_view(buf, size))) gScan.activeHtml = true;
+    // A web archive (page.mht), walked for its pages; the layers libclamav
+    // derives from it (its MIME parts) are a mail's, not looked at again.
+    if (!html && webArchiveLeaf("", fileName)) {
+      mime::Spool archive(kWebArchiveMemory, gWorkerTempDir);
+      archive.append(std::string_view(buf, size));
+      if (webArchiveHasActiveHtml(archive)) gScan.activeHtml = true;
+    }
   }
   Layer layer{level, kind, {}};
   layer.holdsFiles = type != nullptr && std::strcmp(type, "CL_TYPE_MAIL") != 0 &&

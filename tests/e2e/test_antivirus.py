@@ -1290,6 +1290,74 @@ class AntivirusE2E(unittest.TestCase):
             self.milter.write_conf(self.conf(port=self.site.port))
             self.milter.reload()
 
+    def test_a_saved_web_page_is_checked_as_the_browser_opens_it(self):
+        # A web archive (page.mht: a page saved with its images as one MIME
+        # message) opens in the browser by its name, whatever type it came
+        # as; sent as application/octet-stream it was delivered as clean,
+        # script and all (the walk did not look inside; libclamav's own HTML
+        # heuristics do not flag script).
+        def mht(page):
+            qp = quopri.encodestring(page.encode()).replace(b"\n", b"\r\n")
+            return (b"From: <Saved by Blink>\r\nSnapshot-Content-Location: https://example.jp/\r\n"
+                    b"Subject: =?utf-8?Q?=E8=AB=8B=E6=B1=82?=\r\nMIME-Version: 1.0\r\n"
+                    b"Content-Type: multipart/related; type=\"text/html\"; boundary=\"----MultipartBoundary--Wz9----\"\r\n"
+                    b"\r\n------MultipartBoundary--Wz9----\r\nContent-Type: text/html\r\n"
+                    b"Content-Transfer-Encoding: quoted-printable\r\nContent-Location: https://example.jp/\r\n\r\n" +
+                    qp + b"\r\n------MultipartBoundary--Wz9------\r\n")
+        bad = mht('<html><body><p class="x">請求書</p><script>location="https://evil.example/"</script></body></html>')
+        good = mht('<html><body><p class="x">請求書</p></body></html>')
+        def zipped(name, data):
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr(name, data)
+            return buf.getvalue()
+        for label, data, name, ctype, status in [
+                ("page.mht", bad, "page.mht", "application/octet-stream", b"clean; suspicious: Heuristics.HTML.Script"),
+                ("as x-mimearchive", bad, "page", "application/x-mimearchive",
+                 b"clean; suspicious: Heuristics.HTML.Script"),
+                ("in a zip", zipped("page.mhtml", bad), "page.zip", "application/zip",
+                 b"clean; suspicious: Heuristics.HTML.Script"),
+                ("a page without script", good, "page.mht", "application/octet-stream", b"clean"),
+                ("the same in a zip", zipped("page.mhtml", good), "page.zip", "application/zip", b"clean")]:
+            with self.subTest(label):
+                msgid = self.msgid("mht")
+                r = self.send(with_attachment(data, name, ctype, msgid=msgid))
+                self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+                got, _ = self.delivered(msgid)
+                self.assertIn(b"X-Virus-Status: " + status + b"\n", got)
+        # strip cannot rewrite the page inside: the archive is removed, a
+        # notice in its place, the text parts kept as they came.
+        self.reconfigure("[actions]\nhtml_script_action = strip\n")
+        msgid = self.msgid("mht-strip")
+        r = self.send(with_attachment(bad, "page.mht", msgid=msgid))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, msg = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean; stripped: Heuristics.HTML.Script\n", got)
+        self.assertNotIn(base64.encodebytes(bad)[:40], got)
+        self.assertIn("8bit\n\n添付をご確認ください\n--B1\n".encode(), got)
+        notice = [p.get_payload(decode=True).decode("utf-8") for p in msg.walk()
+                  if p.get_content_type() == "text/plain" and b"page.mht" in (p.get_payload(decode=True) or b"")]
+        self.assertEqual(len(notice), 1, got[-2000:])
+        self.assertIn('The attachment "page.mht" was a web archive (MHTML) holding a page with active content', notice[0])
+        self.assertIn("添付ファイル「page.mht」はスクリプト等を含むページを保存したウェブアーカイブ（MHTML）だった", notice[0])
+
+    def test_a_boundary_with_the_word_boundary_hides_no_html(self):
+        # .NET writes boundary="--boundary_0_GUID"; taken for a second
+        # boundary parameter, the MIME walk read only the first MiB of such
+        # a message, and an HTML part after it counted as unchecked: a
+        # harmless newsletter with a 1.5 MB photo was marked suspicious.
+        boundary = "--boundary_0_%s" % os.urandom(8).hex()
+        photo = base64.encodebytes(os.urandom(1536 * 1024)).decode().replace("\n", "\r\n")
+        body = ("--%s\r\nContent-Type: image/jpeg; name=\"photo.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n%s"
+                "--%s\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>お知らせ</p>\r\n--%s--\r\n"
+                % (boundary, photo, boundary, boundary))
+        msgid = self.msgid("dotnet")
+        r = self.send(harness.make_message(msgid=msgid, body=body, headers=[
+            "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"%s\"" % boundary]))
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        got, _ = self.delivered(msgid)
+        self.assertIn(b"X-Virus-Status: clean\n", got)
+
     def test_html_too_long_to_check_whole_is_marked(self):
         # Found in review: the HTML check reads the first 8 MiB of a part;
         # a script after 8 MiB of padding was delivered as clean.

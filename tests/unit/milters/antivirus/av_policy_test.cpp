@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mime/spool.h"
 #include "common/util/strings.h"
 
 namespace sekimori::antivirus {
@@ -711,6 +712,74 @@ TEST(AvHtmlLeaf, TypesAndNamesABrowserRunsAsHtml) {
   }
   EXPECT_FALSE(htmlLeaf("text/plain", "readme.txt"));
   EXPECT_FALSE(htmlLeaf("text/xml", ""));
+}
+
+TEST(AvWebArchive, NamesAndTypeABrowserOpensAsAPage) {
+  for (const char* name : {"page.mht", "PAGE.MHTML", "請求書.mht", "page.mht. ", "a.b.Mht"}) {
+    EXPECT_TRUE(webArchiveLeaf("application/octet-stream", name)) << name;
+  }
+  EXPECT_TRUE(webArchiveLeaf("application/x-mimearchive", ""));
+  for (const char* name : {"", "mht", "page.mht.pdf", "page.mhtx", "page.html", "page.eml"}) {
+    EXPECT_FALSE(webArchiveLeaf("application/octet-stream", name)) << name;
+  }
+}
+
+// A web archive as a browser saves one: a page and an image, the page
+// quoted-printable ("=3D", soft line breaks), as `page` says.
+std::string webArchive(const std::string& pageHeaders, const std::string& page) {
+  return "From: <Saved by Blink>\r\nSnapshot-Content-Location: https://example.jp/\r\n"
+         "Subject: =?utf-8?Q?=E8=AB=8B=E6=B1=82?=\r\nMIME-Version: 1.0\r\n"
+         "Content-Type: multipart/related; type=\"text/html\"; boundary=\"----MultipartBoundary--x\"\r\n\r\n"
+         "------MultipartBoundary--x\r\n" + pageHeaders + "Content-Location: https://example.jp/\r\n\r\n" + page +
+         "\r\n------MultipartBoundary--x\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+         "Content-Location: https://example.jp/a.png\r\n\r\niVBORw0KGgo=\r\n------MultipartBoundary--x--\r\n";
+}
+
+bool archiveActive(const std::string& bytes, std::uint64_t memory = 1 << 20) {
+  mime::Spool spool(memory);
+  spool.append(bytes);
+  return webArchiveHasActiveHtml(spool);
+}
+
+TEST(AvWebArchive, ItsPagesAreCheckedAsTheBrowserShowsThem) {
+  const std::string qp = "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+  EXPECT_FALSE(archiveActive(webArchive(qp, "<html><body><p class=3D\"x\">=E8=AB=8B=E6=B1=82</p></body></html>")));
+  // "<scr=\r\nipt>" is "<script>" once quoted-printable is undone.
+  EXPECT_TRUE(archiveActive(webArchive(qp, "<html><body><scr=\r\nipt>go()</script></body></html>")));
+  EXPECT_TRUE(archiveActive(webArchive(qp, "<img src=3Dx onerror=3D\"go()\">")));
+  const std::string b64 = "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n";
+  EXPECT_TRUE(archiveActive(webArchive(b64, "PGJvZHkgb25sb2FkPWdvKCk+")));  // <body onload=go()>
+  // In ISO-2022-JP an escape sequence inside "onclick" vanishes in decoding.
+  const std::string jis = "Content-Type: text/html; charset=iso-2022-jp\r\n";
+  EXPECT_TRUE(archiveActive(webArchive(jis, "<a href=# on\x1b(Bclick=\"go()\">x</a>")));
+  // An SVG image saved with the page can hold script too; a PNG is not read.
+  const std::string svg = webArchive(qp, "<p>hi</p>") ;
+  EXPECT_FALSE(archiveActive(svg));
+  std::string withSvg = svg;
+  withSvg.insert(withSvg.rfind("------MultipartBoundary--x--"),
+                 "------MultipartBoundary--x\r\nContent-Type: image/svg+xml\r\n\r\n<svg onload=\"go()\"/>\r\n");
+  EXPECT_TRUE(archiveActive(withSvg));
+  // Held in memory or spilled to a file, the same.
+  EXPECT_TRUE(archiveActive(webArchive(qp, "<script>go()</script>"), 64));
+  EXPECT_FALSE(archiveActive(webArchive(qp, "<p>hi</p>"), 64));
+}
+
+TEST(AvWebArchive, WhatCannotBeCheckedWholeCountsAsActive) {
+  // Plain HTML named .mht (no MIME header block): read as HTML.
+  EXPECT_TRUE(archiveActive("<html><body><script>go()</script></body></html>\r\n"));
+  EXPECT_FALSE(archiveActive("<html><body><p>hi</p></body></html>\r\n"));
+  // A page longer than the check reads: script after the padding.
+  std::string padding;
+  while (padding.size() <= kHtmlCheckMax) padding += "<p>" + std::string(1000, 'x') + "</p>\r\n";
+  EXPECT_TRUE(archiveActive(webArchive("Content-Type: text/html\r\n", padding + "<script>go()</script>")));
+  // MIME nested past the walk's limits: what is past them is not seen.
+  std::string deep = "MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b0\r\n\r\n";
+  for (int i = 1; i <= 80; ++i) {
+    deep += "--b" + std::to_string(i - 1) + "\r\nContent-Type: multipart/related; boundary=b" + std::to_string(i) +
+            "\r\n\r\n";
+  }
+  deep += "--b80\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b80--\r\n";
+  EXPECT_TRUE(archiveActive(deep));
 }
 
 }  // namespace
