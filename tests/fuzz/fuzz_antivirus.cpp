@@ -15,11 +15,12 @@
 // Properties: the milter answers (no fault); when it lets the message
 // through, the message the recipient gets — Postfix's header block, the
 // new body if it replaced it — holds no marker in its bytes or in any
-// decoded leaf, with strip no HTML leaf with active content and no
-// archive marker (else the status names Heuristics.HTML.Script), and when it
-// holds encrypted mail (a part's type, or an OpenPGP message in a part's
-// decoded text) it is marked so; and each notice put in a removed part's
-// place is two lines (English, Japanese) whatever the sender named it.
+// decoded leaf, with strip no HTML leaf (nor web archive, .mht) with
+// active content and no archive marker (else the status names
+// Heuristics.HTML.Script), and when it holds encrypted mail (a part's
+// type, or an OpenPGP message in a part's decoded text) it is marked so;
+// and each notice put in a removed part's place is two lines (English,
+// Japanese) whatever the sender named it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -138,10 +139,16 @@ bool hasActiveHtmlLeaf(std::string_view raw) {
   spool.append(raw);
   bool found = false;
   mime::walk(spool, {}, [&](const mime::PartInfo& p, mime::Content* c) {
-    if (c == nullptr || !antivirus::htmlLeaf(p.contentType, p.filename)) return true;
-    // As the reader's program shows it and as the bytes came (the milter looks at both).
-    const std::string text = fuzz::readAll(*c);
-    found = antivirus::hasActiveHtml(mime::toUtf8(text, p.charset)) || antivirus::hasActiveHtml(text);
+    if (c == nullptr) return true;
+    if (antivirus::htmlLeaf(p.contentType, p.filename)) {
+      // As the reader's program shows it and as the bytes came (the milter looks at both).
+      const std::string text = fuzz::readAll(*c);
+      found = antivirus::hasActiveHtml(mime::toUtf8(text, p.charset)) || antivirus::hasActiveHtml(text);
+    } else if (antivirus::webArchiveLeaf(p.contentType, p.filename)) {
+      mime::Spool archive(1 << 20, "/tmp");
+      archive.append(fuzz::readAll(*c));
+      found = antivirus::webArchiveHasActiveHtml(archive);
+    }
     return !found;
   });
   return found;
