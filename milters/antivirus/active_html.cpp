@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "common/mime/message.h"
@@ -457,8 +458,7 @@ bool webArchiveHasActiveHtml(mime::Spool& archive) {
   if (archive.failed() || archive.truncated()) return true;
   bool sawHtml = false;
   bool active = false;
-  const mime::WalkResult walked = mime::walk(archive, {},
-                                             [&](const mime::PartInfo& p, mime::Content* c) {
+  const mime::WalkResult walked = mime::walk(archive, {}, [&](const mime::PartInfo& p, mime::Content* c) {
     if (c == nullptr || !htmlLeaf(p.contentType, p.filename)) return true;
     sawHtml = true;
     std::string text;

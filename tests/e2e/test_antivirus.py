@@ -1300,11 +1300,13 @@ class AntivirusE2E(unittest.TestCase):
             qp = quopri.encodestring(page.encode()).replace(b"\n", b"\r\n")
             return (b"From: <Saved by Blink>\r\nSnapshot-Content-Location: https://example.jp/\r\n"
                     b"Subject: =?utf-8?Q?=E8=AB=8B=E6=B1=82?=\r\nMIME-Version: 1.0\r\n"
-                    b"Content-Type: multipart/related; type=\"text/html\"; boundary=\"----MultipartBoundary--Wz9----\"\r\n"
+                    b"Content-Type: multipart/related; type=\"text/html\";\r\n"
+                    b" boundary=\"----MultipartBoundary--Wz9----\"\r\n"
                     b"\r\n------MultipartBoundary--Wz9----\r\nContent-Type: text/html\r\n"
                     b"Content-Transfer-Encoding: quoted-printable\r\nContent-Location: https://example.jp/\r\n\r\n" +
                     qp + b"\r\n------MultipartBoundary--Wz9------\r\n")
-        bad = mht('<html><body><p class="x">請求書</p><script>location="https://evil.example/"</script></body></html>')
+        bad = mht('<html><body><p class="x">請求書</p>'
+                  '<script>location="https://evil.example/"</script></body></html>')
         good = mht('<html><body><p class="x">請求書</p></body></html>')
         def zipped(name, data):
             buf = io.BytesIO()
@@ -1338,7 +1340,8 @@ class AntivirusE2E(unittest.TestCase):
         notice = [p.get_payload(decode=True).decode("utf-8") for p in msg.walk()
                   if p.get_content_type() == "text/plain" and b"page.mht" in (p.get_payload(decode=True) or b"")]
         self.assertEqual(len(notice), 1, got[-2000:])
-        self.assertIn('The attachment "page.mht" was a web archive (MHTML) holding a page with active content', notice[0])
+        self.assertIn('The attachment "page.mht" was a web archive (MHTML) holding a page with active content',
+                      notice[0])
         self.assertIn("添付ファイル「page.mht」はスクリプト等を含むページを保存したウェブアーカイブ（MHTML）だった", notice[0])
 
     def test_a_boundary_with_the_word_boundary_hides_no_html(self):

@@ -281,9 +281,9 @@ class SizeLimitE2E(unittest.TestCase):
             for name, b64 in attachments:
                 body += ("--%s\r\nContent-Type: application/octet-stream; name=\"%s\"\r\n"
                          "Content-Transfer-Encoding: base64\r\n\r\n%s" % (boundary, name, b64))
+            ctype = "Content-Type: multipart/mixed; boundary=\"%s\"%s" % (boundary, params)
             return harness.make_message(subject="photos", body=body + "--%s--\r\n" % boundary,
-                                        headers=["MIME-Version: 1.0",
-                                                 "Content-Type: multipart/mixed; boundary=\"%s\"%s" % (boundary, params)])
+                                        headers=["MIME-Version: 1.0", ctype])
         r = self.send_raw(message(("photo.jpg", photo), ("photos.zip", bomb)))
         self.assertReply(r, "552", "5.3.4", "Attachment expands")
         r = self.send_raw(message(("photo.jpg", photo), ("photo2.jpg", photo)))

@@ -116,8 +116,9 @@ TEST(Prescan, TheWordBoundaryInsideABoundaryIsNoSecondParameter) {
     EXPECT_EQ(p.parts, 3u);
     EXPECT_EQ(gmimeParts(spool), 3u);
   }
-  for (const std::string ct : {"multipart/mixed; boundary=b; boundary=c", "multipart/mixed; x=\"boundary=c\"; boundary=b",
-                               "multipart/mixed; boundary=\"b;boundary=c\"", "multipart/mixed; boundary=b boundary"}) {
+  for (const std::string ct :
+       {"multipart/mixed; boundary=b; boundary=c", "multipart/mixed; x=\"boundary=c\"; boundary=b",
+        "multipart/mixed; boundary=\"b;boundary=c\"", "multipart/mixed; boundary=b boundary"}) {
     SCOPED_TRACE(ct);
     const std::string msg = "Content-Type: " + ct + "\r\n\r\n--b\r\n\r\n" + big + "\r\n--c\r\n\r\ny\r\n--b--\r\n";
     Spool spool(1 << 20);

@@ -753,7 +753,7 @@ TEST(AvWebArchive, ItsPagesAreCheckedAsTheBrowserShowsThem) {
   const std::string jis = "Content-Type: text/html; charset=iso-2022-jp\r\n";
   EXPECT_TRUE(archiveActive(webArchive(jis, "<a href=# on\x1b(Bclick=\"go()\">x</a>")));
   // An SVG image saved with the page can hold script too; a PNG is not read.
-  const std::string svg = webArchive(qp, "<p>hi</p>") ;
+  const std::string svg = webArchive(qp, "<p>hi</p>");
   EXPECT_FALSE(archiveActive(svg));
   std::string withSvg = svg;
   withSvg.insert(withSvg.rfind("------MultipartBoundary--x--"),
