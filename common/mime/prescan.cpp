@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mime/message.h"  // mediaType
 #include "common/mime/text.h"
 #include "common/util/strings.h"
 
@@ -195,10 +196,10 @@ class Scanner {
   void endOfHeaders() {
     const std::string ct = util::toLowerAscii(contentType_);
     const bool declared = contentTypes_ > 0;
-    // "multipart" anywhere: GMime may see a multipart where a strict reading
-    // would not, and a multipart missed here would be counted as a leaf.
-    if (declared && (ct.find("multipart") != std::string::npos ||
-                     util::toLowerAscii(laterContentTypes_).find("multipart") != std::string::npos)) {
+    // A multipart missed here would be counted as a leaf: any of the
+    // Content-Types GMime may go by that may read as one counts.
+    const auto multipart = [this](std::string_view v) { return mayBeMultipart(v); };
+    if (declared && (multipart(contentType_) || anyLine(laterContentTypes_, multipart))) {
       const auto boundary = headerParameter(contentType_, "boundary");
       const bool plainBoundary = boundary && !boundary->empty() && !isLwsp(boundary->front()) &&
                                  !isLwsp(boundary->back()) && contentTypes_ == 1 && !contentTypeCut_ &&
@@ -229,6 +230,30 @@ class Scanner {
     }
     defaultMessage_ = false;
     resetFields();
+  }
+
+  // Whether GMime may read a multipart in a Content-Type value: "multipart"
+  // before its first ';', or after it where GMime's own parser says so
+  // (a comment can hold a ';'), or anywhere in a value too long to be kept
+  // whole. Not for "multipart" only in a parameter: an attachment named
+  // "multipart_guide.pdf" was read as a multipart without a boundary, its
+  // content counted as preface, and a walk past 1 MiB of it stopped there.
+  bool mayBeMultipart(std::string_view value) const {
+    const std::string v = util::toLowerAscii(value);
+    const std::size_t at = v.find("multipart");
+    if (at == std::string::npos) return false;
+    return contentTypeCut_ || at < v.find(';') || mediaType(value).starts_with("multipart/");
+  }
+
+  // Whether `test` holds for one of the values in `lines` (one a line).
+  template <class Test>
+  static bool anyLine(std::string_view lines, Test test) {
+    while (!lines.empty()) {
+      const std::size_t nl = lines.find('\n');
+      if (test(lines.substr(0, nl))) return true;
+      lines.remove_prefix(nl == std::string_view::npos ? lines.size() : nl + 1);
+    }
+    return false;
   }
 
   // Whether `ct` (a Content-Type value, lowercased) names the boundary
@@ -289,14 +314,7 @@ class Scanner {
 
   bool anyMessage(bool declared) const {
     if (!declared) return defaultMessage_;
-    if (isMessageType(contentType_)) return true;
-    std::string_view later = laterContentTypes_;
-    while (!later.empty()) {
-      const std::size_t nl = later.find('\n');
-      if (isMessageType(later.substr(0, nl))) return true;
-      later.remove_prefix(nl == std::string_view::npos ? later.size() : nl + 1);
-    }
-    return false;
+    return isMessageType(contentType_) || anyLine(laterContentTypes_, isMessageType);
   }
 
   // GMime reads the first word of Content-Transfer-Encoding.

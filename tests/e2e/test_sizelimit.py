@@ -288,6 +288,11 @@ class SizeLimitE2E(unittest.TestCase):
         self.assertReply(r, "552", "5.3.4", "Attachment expands")
         r = self.send_raw(message(("photo.jpg", photo), ("photo2.jpg", photo)))
         self.assertReply(r, "250", "2.0.0")
+        # "multipart" in an attachment's name made that attachment a
+        # multipart without a boundary (all preface): the walk stopped after
+        # its first MiB, and the bomb after it went unmeasured.
+        r = self.send_raw(message(("multipart_guide.pdf", photo), ("photos.zip", bomb)))
+        self.assertReply(r, "552", "5.3.4", "Attachment expands")
         # A second boundary parameter is ambiguous (which one a mail program
         # takes is a guess): the walk cannot read past its first MiB, and
         # what it cannot read is refused (it was delivered), bomb or not.

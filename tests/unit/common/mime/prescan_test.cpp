@@ -129,6 +129,30 @@ TEST(Prescan, TheWordBoundaryInsideABoundaryIsNoSecondParameter) {
   }
 }
 
+// "multipart" only in a parameter (an attachment named
+// "multipart_guide.pdf") made a leaf a multipart without a boundary: its
+// content counted as preface, and a walk stopped after its first MiB. Where
+// GMime reads a multipart (a comment holding ';' before the type) it still
+// is one.
+TEST(Prescan, MultipartInAParameterIsNoMultipart) {
+  const std::string big(2 << 20, 'x');
+  const std::string msg = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                          "Content-Type: application/pdf; name=\"multipart_guide.pdf\"\r\n\r\n" + big +
+                          "\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n";
+  Spool spool(1 << 20);
+  spool.append(msg);
+  const Prescan p = prescan(spool, {100, 100, 1 << 20});
+  EXPECT_FALSE(p.headersExceeded);
+  EXPECT_EQ(p.parts, 3u);
+  EXPECT_EQ(gmimeParts(spool), 3u);
+  for (const std::string ct : {"(a;b) multipart/mixed; boundary=c", "(x; y) Multipart (z) / mixed; boundary=c"}) {
+    SCOPED_TRACE(ct);
+    const Checked got = check("Content-Type: " + ct + "\r\n\r\n--c\r\n\r\nx\r\n--c\r\n\r\ny\r\n--c--\r\n");
+    EXPECT_EQ(got.built, 3u);
+    EXPECT_GE(got.scanned, got.built);
+  }
+}
+
 TEST(Prescan, CutsAtTheFirstExcess) {
   std::string msg = "Content-Type: multipart/mixed; boundary=b\r\n\r\n";
   std::vector<std::size_t> starts;
@@ -201,7 +225,7 @@ class Shaper {
 
   std::string entity(int depth, bool digestChild) {
     std::string head;
-    const int kind = depth > 5 ? 6 : pick(11);  // 6, 9, 10: a leaf
+    const int kind = depth > 5 ? 6 : pick(12);  // 6, 9, 11: a leaf
     const std::string b = boundary();
     bool multipart = false, message = false, digest = false;
     switch (kind) {
@@ -213,6 +237,8 @@ class Shaper {
       case 5: head += "Content-Type: MULTIPART/Mixed; Boundary=" + b + nl(); multipart = true; break;
       case 7: head += "Content-Type: message (c)/ rfc822" + nl(); message = true; break;
       case 8: head += "Content-type :multipart/mixed;boundary=" + b + nl(); multipart = true; break;
+      case 9: head += "Content-Type: application/pdf; name=\"multipart.pdf\"" + nl(); break;
+      case 10: head += "Content-Type: (a;b) multipart/mixed; boundary=" + b + nl(); multipart = true; break;
       default: if (pick(2)) head += "Content-Type: text/plain" + nl(); break;
     }
     if (kind == 6 && digestChild && pick(2)) message = true;  // digest default
