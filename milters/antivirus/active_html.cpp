@@ -442,6 +442,12 @@ bool htmlLeaf(std::string_view contentType, std::string_view filename) {
   return hasExtension(filename, {"htm", "html", "shtml", "xht", "xhtml", "svg", "hta"});
 }
 
+bool keepHtmlText(std::string& text, std::span<const std::byte> chunk) {
+  const std::size_t room = kHtmlCheckMax - std::min(kHtmlCheckMax, text.size());
+  text.append(reinterpret_cast<const char*>(chunk.data()), std::min(room, chunk.size()));
+  return chunk.size() <= room;
+}
+
 HtmlCheck checkHtmlText(const std::string& text, std::string_view charset, bool complete) {
   HtmlCheck c;
   c.utf8 = mime::toUtf8(text, charset);
@@ -464,11 +470,7 @@ bool webArchiveHasActiveHtml(mime::Spool& archive) {
     std::string text;
     std::array<std::byte, 64 * 1024> buf{};
     bool complete = true;
-    for (std::size_t n; complete && (n = c->read(buf)) > 0;) {
-      const std::size_t keep = std::min(n, kHtmlCheckMax - text.size());
-      text.append(reinterpret_cast<const char*>(buf.data()), keep);
-      complete = keep == n;
-    }
+    for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepHtmlText(text, std::span(buf).first(n));
     active = checkHtmlText(text, p.charset, complete).active;
     return !active;
   });

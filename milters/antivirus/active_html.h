@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -38,6 +39,11 @@ bool hasActiveHtml(std::string_view html);
 // attachment opened from a mail program goes by its name ("HTML
 // smuggling": invoice.html sent as application/octet-stream).
 bool htmlLeaf(std::string_view contentType, std::string_view filename);
+
+// Appends a chunk of an HTML part's content to `text`, up to
+// kHtmlCheckMax bytes in all; false (and nothing more kept) once the
+// content is longer.
+bool keepHtmlText(std::string& text, std::span<const std::byte> chunk);
 
 // An HTML part's text (its first kHtmlCheckMax bytes, transfer encoding
 // undone; `complete`: all of it) checked as the reader's program shows it:

@@ -299,6 +299,17 @@ struct AttachedMessage {
   bool inMultipart = false;  // directly inside a multipart: mime::replaceParts can remove it
 };
 
+// What is removed when a part goes alone: it, by the name and the media
+// type (log-safe) the sender gave it.
+PartFinding removedAlone(const mime::PartInfo& p, bool attachment) {
+  PartFinding pf;
+  pf.path = p.path;
+  pf.filename = p.filename;
+  pf.type = util::sanitize(p.contentType, 100);
+  pf.attachment = attachment;
+  return pf;
+}
+
 // What is removed when an attached message goes whole: it, named by its
 // filename or Subject (PartFinding::message); what was found in it is the
 // caller's to add.
@@ -404,17 +415,6 @@ ScanResult scanSpool(Scanner& pool, const mime::Spool& spool, std::optional<std:
   });
 }
 
-// Keeps at most `max` bytes of a part's content in `text`; false (and
-// nothing more kept) once the content is longer.
-bool keepCapped(std::string& text, const std::byte* p, std::size_t n, std::size_t max) {
-  if (text.size() + n > max) {
-    text.append(reinterpret_cast<const char*>(p), max - std::min(max, text.size()));
-    return false;
-  }
-  text.append(reinterpret_cast<const char*>(p), n);
-  return true;
-}
-
 // A part's content, read through to a copy (when set) as it is read:
 // drain() reads what the reader left.
 class CopiedContent final : public mime::Content {
@@ -436,14 +436,13 @@ class CopiedContent final : public mime::Content {
   mime::Spool* copy_;
 };
 
-// Scans one part's content; its first `htmlMax` bytes also go to htmlOut
-// (when set), *complete saying whether that was all of it.
-ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, std::size_t htmlMax,
-                       bool* complete) {
+// Scans one part's content; what keepHtmlText() keeps of it also goes to
+// htmlOut (when set), *complete saying whether that was all of it.
+ScanResult scanContent(Scanner& pool, mime::Content& content, std::string* htmlOut, bool* complete) {
   return scanWritten(pool, [&](ScanFile& f) {
     std::array<std::byte, 64 * 1024> buf{};
     for (std::size_t n; (n = content.read(buf)) > 0;) {
-      if (htmlOut && !keepCapped(*htmlOut, buf.data(), n, htmlMax)) *complete = false;
+      if (htmlOut && !keepHtmlText(*htmlOut, std::span(buf).first(n))) *complete = false;
       if (!f.write(buf.data(), n)) return false;
     }
     return true;
@@ -506,13 +505,9 @@ struct ActiveHtml {
   }
   // A web archive (an .mht attachment) holding a page with active content.
   static ActiveHtml inWebArchive(const mime::PartInfo& p) {
-    PartFinding pf;
-    pf.path = p.path;
-    pf.filename = p.filename;
-    pf.type = util::sanitize(p.contentType, 100);
-    pf.attachment = true;
     return {p.path, {}, {}, true,
-            removalNotice(pf, "was a web archive (MHTML) holding a page with active content (script or plug-ins)",
+            removalNotice(removedAlone(p, true),
+                          "was a web archive (MHTML) holding a page with active content (script or plug-ins)",
                           "はスクリプト等を含むページを保存したウェブアーカイブ（MHTML）だった")};
   }
   // An HTML part that cannot be rewritten where it is (inside an attached
@@ -1127,24 +1122,20 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         // refused).
         const bool alone = inEncoded == nullptr && p.isAttachment && seen.inMultipart(p.path);
         const AttachedMessage* holder = alone ? nullptr : seen.holderOf(p.path);
-        const std::string type = util::sanitize(p.contentType, 100);
         PartFinding pf;
         if (holder != nullptr) {
           pf = removedWhole(*holder);
-          if (p.isAttachment) pf.inside = {shownName(p.filename, type)};
+          if (p.isAttachment) pf.inside = {shownName(removedAlone(p, true))};
           pf.text = !p.isAttachment;
         } else {
-          pf.path = p.path;
-          pf.filename = p.filename;
-          pf.type = type;
-          pf.attachment = alone;
+          pf = removedAlone(p, alone);
         }
-        pf.result = scanContent(*pool_, content, html ? &text : nullptr, kHtmlCheckMax, &complete);
+        pf.result = scanContent(*pool_, content, html ? &text : nullptr, &complete);
         f.parts.push_back(std::move(pf));
       } else if (html) {
         std::array<std::byte, 64 * 1024> buf{};
         for (std::size_t n; complete && (n = content.read(buf)) > 0;) {
-          complete = keepCapped(text, buf.data(), n, kHtmlCheckMax);
+          complete = keepHtmlText(text, std::span(buf).first(n));
         }
       }
       if (!html && !webArchive) return true;
