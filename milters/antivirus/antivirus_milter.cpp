@@ -93,6 +93,15 @@ const Option<Duration> kMaxScanTime{"engine.max_scan_time", Duration{std::chrono
                                     "libclamav's own time limit per scan (limits_exceeded_action when hit). "
                                     "At least 1s and shorter than scan_timeout, whose watchdog would "
                                     "otherwise end the scan first (a tempfail at every retry)."};
+const Option<Bytes> kMaxScanMemory{"engine.max_scan_memory", Bytes{1024 * 1024 * 1024},
+                                   "Most memory one scan may take in its scanner worker, on top of what the "
+                                   "worker holds already (the shared engine). libclamav's memory grows with "
+                                   "what it parses: its mail parser takes about 30 times the size of a message "
+                                   "of empty lines, 5 times that of ordinary text. Past it the message is "
+                                   "limits_exceeded_action (Heuristics.Limits.Exceeded.MaxScanMemory) and the "
+                                   "worker is replaced; the other scans go on. At least 64M (0 is not \"no "
+                                   "limit\": without one the kernel's OOM killer picks its own victim, the "
+                                   "milter or Postfix). libclamav backend only."};
 
 const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
                                     "Outbound or internal mail with a virus: reject (the virus reply) or "
@@ -712,6 +721,7 @@ void AntivirusMilter::declareOptions(config::Schema& schema) const {
   schema.add(kMaxFiles);
   schema.add(kMaxRecursion);
   schema.add(kMaxScanTime);
+  schema.add(kMaxScanMemory);
   schema.section("actions", "What is done with a finding, by direction (R-DIR-1).");
   for (const auto* o : {&kOutbound, &kInboundAttachment, &kInboundBody, &kLimits, &kEncrypted, &kUnscanned,
                         &kHtmlScript, &kScanFailure}) {
@@ -850,6 +860,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
   // level more than a message; either way a deeper nest is a verdict.
   so.engine.limits.maxRecursion = static_cast<std::uint32_t>(v.get(kMaxRecursion).value) + 1;
   so.engine.limits.maxScanTime = v.get(kMaxScanTime).value;
+  so.engine.limits.maxScanMemory = v.get(kMaxScanMemory).value;
   if (v.get(kMaxRecursion).value < 1 || v.get(kMaxRecursion).value > 64) {
     error(kMaxRecursion.key, "must be between 1 and 64");
   }
@@ -864,6 +875,7 @@ bool AntivirusMilter::configure(const config::Values& v, config::Errors& errors,
     error(kMaxFileSize.key, "must be between 1K and max_scan_size (" + config::formatBytes(Bytes{l.maxScanSize}) + ")");
   }
   if (l.maxFiles < 1) error(kMaxFiles.key, "must be at least 1");
+  if (l.maxScanMemory < (64ULL << 20)) error(kMaxScanMemory.key, "must be at least 64M");
   if (so.scanTimeout < std::chrono::seconds(1)) error(kScanTimeout.key, "must be at least 1s");
   // Past scan_timeout the watchdog kills the scan first: scan_failure_action
   // (a tempfail, again at every retry) instead of limits_exceeded_action.

@@ -35,6 +35,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -45,6 +46,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -54,6 +56,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <new>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -182,6 +185,7 @@ constexpr const char* kOverFileSize = "Heuristics.Limits.Exceeded.MaxFileSize";
 constexpr const char* kOverScanSize = "Heuristics.Limits.Exceeded.MaxScanSize";
 constexpr const char* kOverFiles = "Heuristics.Limits.Exceeded.MaxFiles";
 constexpr const char* kOverRecursion = "Heuristics.Limits.Exceeded.MaxRecursion";
+constexpr const char* kOverScanMemory = "Heuristics.Limits.Exceeded.MaxScanMemory";
 
 // Signed OpenPGP files, which openPgpUnpack reads (not libarchive):
 // compressed (unscanned if it cannot), or not (scanned as raw bytes
@@ -259,6 +263,9 @@ struct ScanState {
   std::size_t clamavMuted = 0;  // and not logged, past kClamavLinesPerScan
   bool tempChecked = false;     // tempFull looked at, once, at its first error
   std::string tempFull;         // not empty: the temp directory had no room, and how little
+  // An allocation failed (ScanMemoryLimit): libclamav said so, or our code
+  // met std::bad_alloc. What the scan did not reach is unknown.
+  bool outOfMemory = false;
 };
 ScanState gScan;
 // The worker's temp directory (workerTempDir), for the look at its room.
@@ -339,7 +346,7 @@ std::string noRoomIn(const std::string& dir) {
 }
 
 // libclamav's own warnings and errors go to our log instead of its stderr.
-void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
+void logClamavMessage(enum cl_msg severity, const char* msg) {
   if (severity >= CL_MSG_ERROR) {
     gScan.hadError = true;
     // Looked at while it happens (the scan's temp files are gone after):
@@ -358,6 +365,38 @@ void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* ms
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   log::message(severity >= CL_MSG_ERROR ? log::Level::Error : log::Level::Warning,
                "libclamav: " + util::sanitize(text, 512));
+}
+
+// Whether an error libclamav reports is an allocation that failed. Its
+// parsers word it each their own way ("cli_malloc(): Can't allocate memory
+// (N bytes).", "malloc_problem: Cannot allocate memory", "Out of memory
+// allocating ...", "json: no memory for ...", "cli_scanxz: nomemory for
+// decompress buffer.", "Insufficient memory available!", "we may be low on
+// memory"); not "Can't map file into memory" or "unpack memory address out
+// of bounds". Read without allocating: memory may be short.
+bool saysOutOfMemory(const char* msg) {
+  if (msg == nullptr) return false;
+  char lower[256] = {};
+  for (std::size_t i = 0; i + 1 < sizeof lower && msg[i] != '\0'; ++i) {
+    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[i])));
+  }
+  for (const char* words : {"alloc", "no memory", "nomemory", "out of memory", "out-of-memory", "insufficient memory",
+                            "low on memory"}) {
+    if (std::strstr(lower, words) != nullptr) return true;
+  }
+  return false;
+}
+
+// libclamav's messages, called from inside libclamav (C): nothing may be
+// thrown through it. Out of memory, logging one fails too.
+void clamavMessage(enum cl_msg severity, const char* /*fullmsg*/, const char* msg, void* /*context*/) {
+  if (gScan.inScan && severity >= CL_MSG_ERROR && saysOutOfMemory(msg)) gScan.outOfMemory = true;
+  try {
+    logClamavMessage(severity, msg);
+  } catch (const std::bad_alloc&) {
+    gScan.hadError = true;
+    if (gScan.inScan) gScan.outOfMemory = true;
+  }
 }
 
 // --- files longer than max_file_size ---------------------------------------
@@ -398,9 +437,8 @@ bool overFileSize(std::uint64_t size) { return size > gLimits.maxFileSize || siz
 // this, then in the worker's temp directory.
 constexpr std::uint64_t kWebArchiveMemory = 1 << 20;
 
-cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
-                        const char* name, size_t size, const char* buf, uint32_t fileLevel, uint32_t attributes,
-                        void* /*context*/) {
+cl_error_t inspectOneLayer(const char* type, const char* name, size_t size, const char* buf, uint32_t fileLevel,
+                           uint32_t attributes) {
   const std::uint32_t level = gScan.levelOffset + fileLevel;
   if (gScan.levelOffset > 0) {
     UnpackedBudget& b = gScan.budget;
@@ -480,6 +518,21 @@ cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/
   }
   gScan.layers.push_back(std::move(layer));
   return CL_SUCCESS;
+}
+
+// libclamav's file inspection callback, called from inside libclamav (C):
+// nothing may be thrown through it. Out of memory the layer is left to
+// libclamav (CL_BREAK: not looked at further) and the scan is no longer
+// trusted (outOfMemory).
+cl_error_t inspectLayer(int /*fd*/, const char* type, const char** /*ancestors*/, size_t /*parentSize*/,
+                        const char* name, size_t size, const char* buf, uint32_t fileLevel, uint32_t attributes,
+                        void* /*context*/) {
+  try {
+    return inspectOneLayer(type, name, size, buf, fileLevel, attributes);
+  } catch (const std::bad_alloc&) {
+    gScan.outOfMemory = true;
+    return CL_BREAK;
+  }
 }
 
 void freeEngine(cl_engine* e) {
@@ -694,6 +747,7 @@ cl_scan_options scanOptions() {
 }
 
 ScanResult verdict(cl_error_t rc, const char* virname, const std::string& versions) {
+  if (rc == CL_EMEM) gScan.outOfMemory = true;
   ScanResult r;
   r.versions = versions;
   if (rc == CL_VIRUS) {
@@ -712,6 +766,15 @@ ScanResult verdict(cl_error_t rc, const char* virname, const std::string& versio
     r.error = std::string("libclamav: ") + cl_strerror(rc);
     r.versions.clear();
   }
+  return r;
+}
+
+// A limit the worker applies itself (kOver...), as the verdict of a scan.
+ScanResult limitsExceeded(const char* name, const std::string& versions) {
+  ScanResult r;
+  r.versions = versions;
+  r.status = ScanResult::Status::LimitsExceeded;
+  r.name = name;
   return r;
 }
 
@@ -735,13 +798,7 @@ ScanResult scanOne(int fd, const cl_engine* engine, const std::string& versions)
   const auto size = static_cast<std::uint64_t>(st.st_size);
   // The scanned file itself longer than the scan size: libclamav would not
   // scan it and answer a detection without a name.
-  if (size > gLimits.maxScanSize) {
-    ScanResult r;
-    r.versions = versions;
-    r.status = ScanResult::Status::LimitsExceeded;
-    r.name = kOverScanSize;
-    return r;
-  }
+  if (size > gLimits.maxScanSize) return limitsExceeded(kOverScanSize, versions);
   if (const MappedScanFile mem(fd, size); mem.data() != nullptr) {
     return scanMemory(mem.data(), mem.size(), engine, versions);
   }
@@ -910,6 +967,81 @@ std::string tempDirNote(const std::string& dir) {
 // clean-file cache (workerMain): not a death, replaced at once.
 constexpr int kExitForFreshCache = 3;
 
+// --- memory per scan ---------------------------------------------------------
+//
+// What libclamav allocates grows with what it parses, not only with the
+// bytes: its mail parser keeps each line of a message in a structure of its
+// own, 30 times the size of a message of empty lines (measured with 1.4.6:
+// 10 MB of them, 316 MiB; text of 40-character lines, 5 times; base64, 2.5
+// times). Four workers on four such messages could take the machine's
+// memory, and the kernel's OOM killer picks its own victim: the milter,
+// Postfix. So each scan gets max_scan_memory: RLIMIT_DATA (private writable
+// memory: heap and anonymous mappings; not the mapped message, not temp
+// files) is set to what the worker holds as the scan starts plus that, and
+// put back after it. An allocation past it fails: libclamav reports it and
+// gives up, our code meets std::bad_alloc; the scan is then
+// kOverScanMemory (what it did not reach is unknown), and the worker is
+// replaced. Where GLib allocates (GMime, a web archive in an archive), a
+// failure aborts the worker: a scan failure, as for any crash.
+class ScanMemoryLimit {
+ public:
+  explicit ScanMemoryLimit(std::uint64_t allowance) : allowance_(allowance) {
+    if (allowance_ == 0) return;
+    if (getrlimit(RLIMIT_DATA, &saved_) != 0) {
+      log::message(log::Level::Warning, errnoText("scanner worker cannot read its memory limit; scans unbounded"));
+      allowance_ = 0;
+      return;
+    }
+    statm_ = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (statm_ < 0) {
+      log::message(log::Level::Warning, errnoText("scanner worker cannot open /proc/self/statm; scans unbounded"));
+      allowance_ = 0;
+    }
+  }
+  ~ScanMemoryLimit() {
+    if (statm_ >= 0) close(statm_);
+  }
+  ScanMemoryLimit(const ScanMemoryLimit&) = delete;
+  ScanMemoryLimit& operator=(const ScanMemoryLimit&) = delete;
+
+  // Before a scan: whether the limit is set (false with none configured,
+  // or when what the worker holds cannot be read).
+  bool arm() {
+    armed_ = false;
+    if (allowance_ == 0) return false;
+    // "size resident shared text lib data dt", in pages; data counts the
+    // private writable mappings (and the stack), as RLIMIT_DATA does.
+    char buf[128];
+    const ssize_t n = pread(statm_, buf, sizeof buf - 1, 0);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    unsigned long long fields[6] = {};
+    if (std::sscanf(buf, "%llu %llu %llu %llu %llu %llu", &fields[0], &fields[1], &fields[2], &fields[3], &fields[4],
+                    &fields[5]) != 6) {
+      return false;
+    }
+    const std::uint64_t held = fields[5] * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    rlimit lim = saved_;
+    const std::uint64_t want = held + allowance_;
+    if (saved_.rlim_cur != RLIM_INFINITY && saved_.rlim_cur < want) return false;  // set tighter outside: kept
+    lim.rlim_cur = static_cast<rlim_t>(want);
+    armed_ = setrlimit(RLIMIT_DATA, &lim) == 0;
+    return armed_;
+  }
+  // After it: the limit the worker started with.
+  void disarm() {
+    if (armed_) setrlimit(RLIMIT_DATA, &saved_);
+    armed_ = false;
+  }
+  bool armed() const { return armed_; }
+
+ private:
+  std::uint64_t allowance_;
+  rlimit saved_{};
+  int statm_ = -1;
+  bool armed_ = false;
+};
+
 [[noreturn]] void workerMain(int listenFd, pid_t supervisor, cl_engine* engine, const std::string& versions,
                              unsigned alarmSeconds, const std::string& tempBaseDir) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -953,6 +1085,7 @@ constexpr int kExitForFreshCache = 3;
   // Every worker waits on the same listening socket; EPOLLEXCLUSIVE wakes
   // one of them per connection instead of all (each woken worker costs a
   // context switch and a failed accept).
+  ScanMemoryLimit memoryLimit(gLimits.maxScanMemory);
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLEXCLUSIVE;
@@ -1000,9 +1133,16 @@ constexpr int kExitForFreshCache = 3;
       gScan = {};
       gScan.inScan = true;
       alarm(alarmSeconds);
-      r = scanOne(fd, engine, versions);
-      closeLayersFrom(0);
-      scanUnpacked(engine, versions, r);
+      memoryLimit.arm();
+      try {
+        r = scanOne(fd, engine, versions);
+        closeLayersFrom(0);
+        scanUnpacked(engine, versions, r);
+      } catch (const std::bad_alloc&) {
+        gScan.outOfMemory = true;
+      }
+      const bool memoryLimited = memoryLimit.armed();
+      memoryLimit.disarm();
       alarm(0);
       gScan.inScan = false;
       if (gScan.clamavMuted > 0) {
@@ -1026,6 +1166,14 @@ constexpr int kExitForFreshCache = 3;
         r.status = ScanResult::Status::LimitsExceeded;
         r.name = gScan.limitName;
       }
+      // Out of memory, nothing is known of what the scan did not reach: only
+      // a virus found before stands. Past max_scan_memory that is a limit
+      // of the scan (the message needs more); with none set (or one that could
+      // not be set), the machine's memory ran out: a failure, tried again later.
+      if (gScan.outOfMemory && r.status != ScanResult::Status::Infected) {
+        r = memoryLimited ? limitsExceeded(kOverScanMemory, versions)
+                          : ScanResult::failure("scanner worker out of memory");
+      }
       // libclamav keeps the hash of every file (and archive member) it found
       // clean, and skips such a file the next time. What only we noticed or
       // did (a container it could not unpack, which we may have unpacked, a
@@ -1035,7 +1183,7 @@ constexpr int kExitForFreshCache = 3;
       // worker ends after answering, whatever the verdict, and its
       // replacement starts with an empty cache.
       freshCache = !gScan.unscanned.empty() || gScan.hadError || !gScan.limitName.empty() ||
-                   !gScan.encryptedName.empty() || gScan.unpacked || gScan.activeHtml;
+                   !gScan.encryptedName.empty() || gScan.unpacked || gScan.activeHtml || gScan.outOfMemory;
       r.activeHtml = gScan.activeHtml;
       close(fd);
     }

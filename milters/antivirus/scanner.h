@@ -62,6 +62,10 @@ struct EngineLimits {
   std::uint32_t maxFiles = 10000;                    // CL_ENGINE_MAX_FILES
   std::uint32_t maxRecursion = 8;                    // CL_ENGINE_MAX_RECURSION (R-AV-2: archives 8 deep)
   std::chrono::milliseconds maxScanTime{120000};     // CL_ENGINE_MAX_SCANTIME
+  // Memory one scan may take in its worker on top of what the worker holds
+  // when the scan starts (RLIMIT_DATA, set for the scan): past it the scan
+  // is "Heuristics.Limits.Exceeded.MaxScanMemory". 0: none.
+  std::uint64_t maxScanMemory = 1ULL << 30;
 };
 constexpr std::uint64_t kLargestScanSize = 2046ULL * 1024 * 1024;
 

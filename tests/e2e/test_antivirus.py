@@ -1768,11 +1768,13 @@ class PlainSiteTest(unittest.TestCase):
         # The scanner workers' temp directories in the test's own directory.
         self.scantmp = os.path.join(self.tmp, "scantmp")
         os.makedirs(self.scantmp)
-        conf = conf.replace("[engine]\n", "[engine]\ntemp_dir = %s\n" % self.scantmp)
+        conf = conf.replace("[engine]\n", "[engine]\ntemp_dir = %s\n%s" % (self.scantmp, self.engine_conf))
         self.milter = harness.Milter("antivirus", conf, wrapper=self.wrapper())
         self.site = harness.Site([self.milter], name="antivirus-plain")
         self.site.start()
         self.addCleanup(self.site.stop)
+
+    engine_conf = ""  # more [engine] settings, which take effect at start only
 
     def wrapper(self):
         """What the daemon is started under (harness.Milter's wrapper)."""
@@ -1812,6 +1814,29 @@ class AntivirusTempFullE2E(PlainSiteTest):
                                                  to="bob@remote.example"),
                             frm="alice@example.net", to="bob@remote.example", xclient="ADDR=10.1.2.3")
         self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
+
+
+class AntivirusScanMemoryE2E(PlainSiteTest):
+    """[engine] max_scan_memory. libclamav's mail parser keeps each line of
+    a message apart: 6 MB of empty lines take it about 190 MiB. Past the
+    limit the message gets limits_exceeded_action (the default: as a virus,
+    here inbound in the body: 554), not a tempfail at every retry and not
+    the machine's memory; the worker is replaced and mail flows on."""
+
+    engine_conf = "max_scan_memory = 64M\n"
+
+    def test_a_message_needing_more_memory_than_max_scan_memory_is_a_limit(self):
+        mime = ["MIME-Version: 1.0", "Content-Type: text/plain; charset=us-ascii"]  # (only MIME is parsed so)
+        r = self.site.swaks(data=harness.make_message(body="\r\n" * 3000000, headers=mime))
+        self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
+        self.assertIn("Virus found: Heuristics.Limits.Exceeded.MaxScanMemory", r.final_text)
+        harness.wait_until(lambda: self.milter.log_lines(r"MaxScanMemory"), 10, "the log line")
+        r = self.site.swaks(data=harness.make_message())
+        self.assertEqual(r.final, ("250", "2.0.0"), r.transcript[-1500:])
+        r = self.site.swaks(data=harness.make_message(body=EICAR.decode() + "\r\n"))
+        self.assertEqual(r.final, ("554", "5.7.1"), r.transcript[-1500:])
+        self.assertIn("Virus found: " + SIGNAME, r.final_text)
+        self.assertIsNone(self.milter.proc.poll(), "the daemon keeps running")
 
 
 class AntivirusPoolDeathE2E(PlainSiteTest):

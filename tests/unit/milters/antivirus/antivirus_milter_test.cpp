@@ -48,14 +48,18 @@ TEST(AntivirusConf, LimitsHaveNoZeroAndStayInsideEachOther) {
     m.configure(values, errors, false);
     return errors.str();
   };
-  EXPECT_EQ(check("max_scan_size = 100M\nmax_file_size = 100M\nmax_files = 1\nmax_scan_time = 1s\n"), "");
-  std::string text = check("max_scan_size = 0\nmax_file_size = 0\nmax_files = 0\nmax_scan_time = 0s\n");
+  EXPECT_EQ(check("max_scan_size = 100M\nmax_file_size = 100M\nmax_files = 1\nmax_scan_time = 1s\n"
+                  "max_scan_memory = 64M\n"),
+            "");
+  std::string text =
+      check("max_scan_size = 0\nmax_file_size = 0\nmax_files = 0\nmax_scan_time = 0s\nmax_scan_memory = 0\n");
   EXPECT_NE(text.find("av.conf:2: max_scan_size: must be between 1M and 2046M"), std::string::npos) << text;
   EXPECT_NE(text.find("av.conf:3: max_file_size: must be between 1K and max_scan_size (0)"), std::string::npos) << text;
   EXPECT_NE(text.find("av.conf:4: max_files: must be at least 1"), std::string::npos) << text;
   EXPECT_NE(text.find("av.conf:5: max_scan_time: must be at least 1s and shorter than scan_timeout (2m)"),
             std::string::npos)
       << text;
+  EXPECT_NE(text.find("av.conf:6: max_scan_memory: must be at least 64M"), std::string::npos) << text;
   text = check("max_scan_size = 2047M\nmax_file_size = 20M\nscan_timeout = 30s\nmax_scan_time = 30s\n");
   EXPECT_NE(text.find("av.conf:2: max_scan_size: must be between 1M and 2046M"), std::string::npos) << text;
   EXPECT_NE(text.find("av.conf:5: max_scan_time: must be at least 1s and shorter than scan_timeout (30s)"),

@@ -676,6 +676,40 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
   }
 }
 
+// max_scan_memory: libclamav's memory grows with what it parses, and its
+// mail parser keeps every line apart (6 MB of empty lines take it about
+// 190 MiB). Within the limit such a mail is clean; past it the scan is a
+// limit of its own, never clean and never a crashed worker, and the
+// worker's replacement scans on. Both pools are one worker, so the scans
+// after the first meet the replacement.
+TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
+  std::string mail =
+      "From: a@example.com\r\nTo: b@example.net\r\nSubject: empty lines\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: text/plain\r\n\r\n";
+  for (int i = 0; i < 3'000'000; ++i) mail += "\r\n";
+  writeFile(data_ / "empty-lines.eml", mail);
+  options_.workers = 1;
+  int n = 0;
+  for (const std::uint64_t limit : {std::uint64_t{64} << 20, std::uint64_t{4} << 30}) {
+    ScannerOptions o = options_;
+    o.engine.limits.maxScanMemory = limit;
+    o.runDir = (tmp_.path() / ("run-memory" + std::to_string(++n))).string();
+    ScannerPool pool;
+    std::string why;
+    ASSERT_TRUE(pool.start(o, &why)) << why;
+    const bool tight = limit < (256u << 20);
+    for (int i = 0; i < 2; ++i) {
+      const ScanResult r = scanBothWays(pool, file("empty-lines.eml"));
+      EXPECT_EQ(r.status, tight ? Status::LimitsExceeded : Status::Clean)
+          << limit << " bytes, scan " << i + 1 << ": " << toString(r.status) << " " << r.name << " " << r.error;
+      EXPECT_EQ(r.name, tight ? "Heuristics.Limits.Exceeded.MaxScanMemory" : "") << limit << " bytes";
+      EXPECT_EQ(scanPath(pool, file("eicar.com")).status, Status::Infected) << limit << " bytes, scan " << i + 1;
+      EXPECT_EQ(scanPath(pool, file("clean.txt")).status, Status::Clean) << limit << " bytes, scan " << i + 1;
+    }
+    pool.stop();
+  }
+}
+
 // libclamav keeps the hashes of files it found clean and skips them the
 // next time. A zip holding Zstandard data is "clean" to libclamav (it
 // scanned the bytes it could not unpack): scanned again by the same worker
