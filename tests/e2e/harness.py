@@ -49,6 +49,13 @@ def milter_binary(name):
     raise RuntimeError("sekimori-%s not found below %s" % (name, base))
 
 
+def sanitized(binary):
+    """Whether `binary` was built with AddressSanitizer (SEKIMORI_SANITIZE),
+    whose allocator aborts where malloc would fail."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def sekimori_cli(*args, text=True):
     """Runs the admin command (bindir()/cli/sekimori) with ARGS; the
     CompletedProcess, output captured (bytes when text=False)."""
