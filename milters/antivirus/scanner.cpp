@@ -58,6 +58,7 @@
 #include <map>
 #include <new>
 #include <set>
+#include <stdexcept>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -702,6 +703,7 @@ void faultInjection(int fd) {
     if (data.size() > (16u << 20)) break;
   }
   if (data.find("SEKIMORI-TEST-CRASH") != std::string::npos) crashNow();
+  if (data.find("SEKIMORI-TEST-THROW") != std::string::npos) throw std::runtime_error("SEKIMORI-TEST-THROW");
   if (data.find("SEKIMORI-TEST-HANG") != std::string::npos) {
     for (;;) pause();
   }
@@ -966,6 +968,28 @@ std::string tempDirNote(const std::string& dir) {
 // A worker's exit status when it ends to be replaced by one with an empty
 // clean-file cache (workerMain): not a death, replaced at once.
 constexpr int kExitForFreshCache = 3;
+
+// The whole life of a forked process of the pool (supervisor, engine
+// process, worker). No exception may unwind out of it: the child would run
+// on in the code of the process it was forked from, as a second copy of it
+// (under a test runner, or a caller that catches, that copy goes on to
+// stop the pool and remove its directory). Logged; the child exits, which
+// costs a worker's scan as a crash does.
+template <typename Life>
+[[noreturn]] void childLife(const char* who, Life&& life) {
+  std::string why = "an unknown exception";
+  try {
+    life();
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+  }
+  try {
+    log::message(log::Level::Error, std::string(who) + " ended by an exception: " + why);
+  } catch (...) {
+  }
+  _exit(70);  // EX_SOFTWARE
+}
 
 // --- memory per scan ---------------------------------------------------------
 //
@@ -1338,7 +1362,9 @@ class EngineProcess {
         close(signalRead_);
         close(gSignalPipe);
         signal(SIGTERM, SIG_DFL);
-        workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_, o_.engine.tempDir);
+        childLife("scanner worker", [&] {
+          workerMain(listenFd_, self_, engine_.engine.get(), engine_.versions, alarmSeconds_, o_.engine.tempDir);
+        });
       }
       sigprocmask(SIG_SETMASK, &old, nullptr);
       workers_[pid] = Worker{Clock::now()};
@@ -1504,7 +1530,7 @@ class Supervisor {
       // control pipe, nor another generation's report pipe.
       closeInheritedFds({listenFd_, lifeFd_, rp[1]});
       signal(SIGCHLD, SIG_DFL);
-      EngineProcess(o_, listenFd_, rp[1], supervisor_).run();
+      childLife("scanner engine process", [&] { EngineProcess(o_, listenFd_, rp[1], supervisor_).run(); });
     }
     close(rp[1]);
     reportRead_ = rp[0];
@@ -1855,7 +1881,7 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
       (void)!write(life[1], ("E" + why).data(), why.size() + 1);
       _exit(1);
     }
-    Supervisor(impl->options, ctl[0], life[1], listenFd).run();
+    childLife("scanner supervisor", [&] { Supervisor(impl->options, ctl[0], life[1], listenFd).run(); });
   }
   close(ctl[0]);
   close(life[1]);

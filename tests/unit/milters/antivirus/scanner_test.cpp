@@ -678,10 +678,11 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
 
 // max_scan_memory: libclamav's memory grows with what it parses, and its
 // mail parser keeps every line apart (6 MB of empty lines take it about
-// 190 MiB). Within the limit such a mail is clean; past it the scan is a
-// limit of its own, never clean and never a crashed worker, and the
-// worker's replacement scans on. Both pools are one worker, so the scans
-// after the first meet the replacement.
+// 190 MiB); the worker itself unpacks a Zstandard file (which libclamav
+// does not) into memory, 100 MB of zeros from 5 KB. Within the limit both
+// are clean; past it the scan is a limit of its own, never clean and never
+// a crashed worker, and the worker's replacement scans on. Both pools are
+// one worker, so the scans after the first meet the replacement.
 #if defined(__SANITIZE_ADDRESS__)
 // ASan's allocator aborts the process where malloc would fail: the worker
 // dies, a scan failure (never clean either).
@@ -695,7 +696,10 @@ TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
       "Content-Type: text/plain\r\n\r\n";
   for (int i = 0; i < 3'000'000; ++i) mail += "\r\n";
   writeFile(data_ / "empty-lines.eml", mail);
+  writeFile(data_ / "zeros.bin", std::string(100'000'000, '\0'));
+  ASSERT_EQ(sh("cd " + data_.string() + " && zstd -q -19 --rm zeros.bin -o zeros.zst"), 0) << "zstd missing?";
   options_.workers = 1;
+  options_.engine.limits.maxScanSize = options_.engine.limits.maxFileSize = 128u << 20;
   int n = 0;
   for (const std::uint64_t limit : {std::uint64_t{64} << 20, std::uint64_t{4} << 30}) {
     ScannerOptions o = options_;
@@ -705,15 +709,15 @@ TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
     std::string why;
     ASSERT_TRUE(pool.start(o, &why)) << why;
     const bool tight = limit < (256u << 20);
-    for (int i = 0; i < 2; ++i) {
-      const ScanResult r = scanBothWays(pool, file("empty-lines.eml"));
+    for (const char* f : {"empty-lines.eml", "zeros.zst"}) {
+      const ScanResult r = scanBothWays(pool, file(f));
       EXPECT_EQ(r.status, tight ? kPastTheMemoryLimit : Status::Clean)
-          << limit << " bytes, scan " << i + 1 << ": " << toString(r.status) << " " << r.name << " " << r.error;
+          << f << ", " << limit << " bytes: " << toString(r.status) << " " << r.name << " " << r.error;
       if (r.status != Status::Error) {
-        EXPECT_EQ(r.name, tight ? "Heuristics.Limits.Exceeded.MaxScanMemory" : "") << limit << " bytes";
+        EXPECT_EQ(r.name, tight ? "Heuristics.Limits.Exceeded.MaxScanMemory" : "") << f << ", " << limit << " bytes";
       }
-      EXPECT_EQ(scanPath(pool, file("eicar.com")).status, Status::Infected) << limit << " bytes, scan " << i + 1;
-      EXPECT_EQ(scanPath(pool, file("clean.txt")).status, Status::Clean) << limit << " bytes, scan " << i + 1;
+      EXPECT_EQ(scanPath(pool, file("eicar.com")).status, Status::Infected) << f << ", " << limit << " bytes";
+      EXPECT_EQ(scanPath(pool, file("clean.txt")).status, Status::Clean) << f << ", " << limit << " bytes";
     }
     pool.stop();
   }
@@ -905,6 +909,27 @@ TEST_F(ScannerTest, CrashedWorkerCostsOneScanAndIsReplaced) {
     const ScanResult next = scanPath(pool_, file("eicar.com"));
     EXPECT_EQ(next.status, Status::Infected) << next.error;
   }
+}
+
+// An exception out of a worker's scan (what the worker catches is
+// std::bad_alloc, max_scan_memory's) ends that worker like a crash. It
+// must not unwind out of the forked worker into the code it was forked
+// from: here that is this test, whose copy would run on, stop the pool
+// and remove its directory under the real one.
+TEST_F(ScannerTest, AnExceptionInAWorkerCostsOneScanAndGoesNoFurther) {
+  FaultInjection fi;
+  options_.workers = 1;
+  writeFile(file("throw.txt"), "a message with SEKIMORI-TEST-THROW inside\n");
+  startPool();
+  const ScanResult r = scanPath(pool_, file("throw.txt"));
+  EXPECT_EQ(r.status, Status::Error);
+  EXPECT_EQ(r.error, "scanner worker died during the scan");
+  std::this_thread::sleep_for(milliseconds(500));  // time for a runaway copy to do its harm
+  for (int i = 0; i < 3; ++i) {
+    const ScanResult next = scanPath(pool_, file("eicar.com"));
+    EXPECT_EQ(next.status, Status::Infected) << next.error;
+  }
+  EXPECT_TRUE(fs::exists(fs::path(options_.runDir) / "scan.sock"));
 }
 
 TEST_F(ScannerTest, WhatACrashedScanLeavesInItsTempDirectoryIsRemoved) {
