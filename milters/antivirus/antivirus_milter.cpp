@@ -97,11 +97,11 @@ const Option<Bytes> kMaxScanMemory{"engine.max_scan_memory", Bytes{1024 * 1024 *
                                    "Most memory one scan may take in its scanner worker, on top of what the "
                                    "worker holds already (the shared engine). libclamav's memory grows with "
                                    "what it parses: its mail parser takes about 30 times the size of a message "
-                                   "of empty lines, 5 times that of ordinary text, 2.5 times that of base64 "
-                                   "attachments (keep it at 3 x max_scan_size or more). Past it the message is "
-                                   "limits_exceeded_action (Heuristics.Limits.Exceeded.MaxScanMemory) and the "
-                                   "worker is replaced; the other scans go on. At least 64M (0 is not \"no "
-                                   "limit\": without one the kernel's OOM killer picks its own victim, the "
+                                   "of empty lines, 4 times that of text in 40-character lines, 3 times that of "
+                                   "a base64 attachment (keep it at 4 x max_scan_size or more). Past it the "
+                                   "message is limits_exceeded_action (Heuristics.Limits.Exceeded.MaxScanMemory) "
+                                   "and the worker is replaced; the other scans go on. At least 64M (0 is not "
+                                   "\"no limit\": without one the kernel's OOM killer picks its own victim, the "
                                    "milter or Postfix). libclamav backend only."};
 
 const Option<std::string> kOutbound{"actions.outbound_infected", "reject",

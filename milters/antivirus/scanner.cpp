@@ -996,8 +996,8 @@ template <typename Life>
 // What libclamav allocates grows with what it parses, not only with the
 // bytes: its mail parser keeps each line of a message in a structure of its
 // own, 30 times the size of a message of empty lines (measured with 1.4.6:
-// 10 MB of them, 316 MiB; text of 40-character lines, 5 times; base64, 2.5
-// times). Four workers on four such messages could take the machine's
+// 10 MB of them, 310 MiB more; text in 42-byte lines, 4 times; a base64
+// attachment, 3 times). Four workers on four such messages could take the machine's
 // memory, and the kernel's OOM killer picks its own victim: the milter,
 // Postfix. So each scan gets max_scan_memory: RLIMIT_DATA (private writable
 // memory: heap and anonymous mappings; not the mapped message, not temp
