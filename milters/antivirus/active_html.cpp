@@ -448,6 +448,14 @@ bool keepHtmlText(std::string& text, std::span<const std::byte> chunk) {
   return chunk.size() <= room;
 }
 
+bool readHtmlText(mime::Content& content, std::string& text) {
+  std::array<std::byte, 64 * 1024> buf{};
+  for (std::size_t n; (n = content.read(buf)) > 0;) {
+    if (!keepHtmlText(text, std::span(buf).first(n))) return false;
+  }
+  return true;
+}
+
 HtmlCheck checkHtmlText(const std::string& text, std::string_view charset, bool complete) {
   HtmlCheck c;
   c.utf8 = mime::toUtf8(text, charset);
@@ -468,9 +476,7 @@ bool webArchiveHasActiveHtml(mime::Spool& archive) {
     if (c == nullptr || !htmlLeaf(p.contentType, p.filename)) return true;
     sawHtml = true;
     std::string text;
-    std::array<std::byte, 64 * 1024> buf{};
-    bool complete = true;
-    for (std::size_t n; complete && (n = c->read(buf)) > 0;) complete = keepHtmlText(text, std::span(buf).first(n));
+    const bool complete = readHtmlText(*c, text);
     active = checkHtmlText(text, p.charset, complete).active;
     return !active;
   });

@@ -12,6 +12,7 @@
 #include <string_view>
 
 namespace sekimori::mime {
+class Content;
 class Spool;
 }
 
@@ -44,6 +45,9 @@ bool htmlLeaf(std::string_view contentType, std::string_view filename);
 // kHtmlCheckMax bytes in all; false (and nothing more kept) once the
 // content is longer.
 bool keepHtmlText(std::string& text, std::span<const std::byte> chunk);
+// Reads `content` into `text` as keepHtmlText() keeps it, up to the first
+// byte past kHtmlCheckMax: whether that was all of it.
+bool readHtmlText(mime::Content& content, std::string& text);
 
 // An HTML part's text (its first kHtmlCheckMax bytes, transfer encoding
 // undone; `complete`: all of it) checked as the reader's program shows it:

@@ -1146,10 +1146,7 @@ Verdict AntivirusMilter::onEom(milter::Session& s, milter::MtaActions& mta) {
         pf.result = scanContent(*pool_, content, html ? &text : nullptr, &complete);
         f.parts.push_back(std::move(pf));
       } else if (html) {
-        std::array<std::byte, 64 * 1024> buf{};
-        for (std::size_t n; complete && (n = content.read(buf)) > 0;) {
-          complete = keepHtmlText(text, std::span(buf).first(n));
-        }
+        complete = readHtmlText(content, text);
       }
       if (!html && !webArchive) return true;
       // A part too long to be checked whole counts as one with active

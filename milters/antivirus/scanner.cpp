@@ -1028,29 +1028,28 @@ class ScanMemoryLimit {
   ScanMemoryLimit(const ScanMemoryLimit&) = delete;
   ScanMemoryLimit& operator=(const ScanMemoryLimit&) = delete;
 
-  // Before a scan: whether the limit is set (false with none configured,
-  // or when what the worker holds cannot be read).
-  bool arm() {
+  // Before a scan: sets the limit (armed() says whether it could: not with
+  // none configured, nor when what the worker holds cannot be read).
+  void arm() {
     armed_ = false;
-    if (allowance_ == 0) return false;
+    if (allowance_ == 0) return;
     // "size resident shared text lib data dt", in pages; data counts the
     // private writable mappings (and the stack), as RLIMIT_DATA does.
     char buf[128];
     const ssize_t n = pread(statm_, buf, sizeof buf - 1, 0);
-    if (n <= 0) return false;
+    if (n <= 0) return;
     buf[n] = '\0';
     unsigned long long fields[6] = {};
     if (std::sscanf(buf, "%llu %llu %llu %llu %llu %llu", &fields[0], &fields[1], &fields[2], &fields[3], &fields[4],
                     &fields[5]) != 6) {
-      return false;
+      return;
     }
     const std::uint64_t held = fields[5] * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
     rlimit lim = saved_;
     const std::uint64_t want = held + allowance_;
-    if (saved_.rlim_cur != RLIM_INFINITY && saved_.rlim_cur < want) return false;  // set tighter outside: kept
+    if (saved_.rlim_cur != RLIM_INFINITY && saved_.rlim_cur < want) return;  // set tighter outside: kept
     lim.rlim_cur = static_cast<rlim_t>(want);
     armed_ = setrlimit(RLIMIT_DATA, &lim) == 0;
-    return armed_;
   }
   // After it: the limit the worker started with.
   void disarm() {
