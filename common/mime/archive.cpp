@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mime/lzma.h"
 #include "common/mime/sevenzip.h"
 #include "common/mime/spool.h"
 #include "common/util/bytes.h"
@@ -624,7 +625,9 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
         return result;
     }
   }
-  // Compressed: one entry, the decompressed bytes.
+  // Compressed: one entry, the decompressed bytes. A .lzma file by us,
+  // whatever dictionary it declares (lzma.h).
+  if (lzmaAloneHeader(bytes)) return unpackLzmaAlone(bytes, limits, onEntry);
   {
     MemorySource src(bytes);
     ArchivePtr raw = openDecompressor(src);

@@ -5,17 +5,15 @@
 // kHeader).
 #include "common/mime/sevenzip.h"
 
-#include <lzma.h>
-
 #include <algorithm>
 #include <array>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "common/mime/lzma.h"
 #include "common/util/bytes.h"
 
 namespace sekimori::mime {
@@ -225,38 +223,6 @@ bool readAt(const Source& s, std::uint64_t offset, std::vector<unsigned char>& o
   return true;
 }
 
-// Raw LZMA (7-Zip's coder 03 01 01, 5 property bytes) or LZMA2 (coder 21,
-// 1 property byte; libarchive's 7-Zip writer packs headers with it) into
-// exactly `size` bytes. The dictionary is capped at the output size: a
-// header that declares a 4 GiB dictionary gets no more than it can use.
-std::optional<std::vector<unsigned char>> unlzma(const std::vector<unsigned char>& packed, bool lzma2,
-                                                 const std::vector<unsigned char>& props, std::uint64_t size) {
-  if (props.size() != (lzma2 ? 1u : 5u)) return std::nullopt;
-  lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
-  if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return std::nullopt;
-  auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
-  opt->dict_size = static_cast<std::uint32_t>(
-      std::clamp<std::uint64_t>(size, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
-  lzma_stream strm = LZMA_STREAM_INIT;
-  const lzma_ret init = lzma_raw_decoder(&strm, filters);
-  std::free(filters[0].options);
-  if (init != LZMA_OK) return std::nullopt;
-  std::vector<unsigned char> out(static_cast<std::size_t>(size));
-  strm.next_in = packed.data();
-  strm.avail_in = packed.size();
-  strm.next_out = out.data();
-  strm.avail_out = out.size();
-  while (strm.avail_out > 0) {
-    const std::uint64_t before = strm.total_in + strm.total_out;
-    if (lzma_code(&strm, LZMA_RUN) != LZMA_OK) break;  // LZMA_STREAM_END or an error
-    if (strm.total_in + strm.total_out == before) break;  // input exhausted
-  }
-  const bool full = strm.avail_out == 0;
-  lzma_end(&strm);
-  if (!full) return std::nullopt;
-  return out;
-}
-
 bool isAes(const Coder& c) {
   static constexpr std::array<unsigned char, 4> kAes = {0x06, 0xF1, 0x07, 0x01};
   return c.id.size() == kAes.size() && std::equal(c.id.begin(), c.id.end(), kAes.begin());
@@ -300,9 +266,12 @@ SevenZipProbe probe(const Source& archive, std::uint64_t maxHeaderBytes) {
       }
       std::vector<unsigned char> packed(static_cast<std::size_t>(packSize));
       if (!readAt(archive, 32 + si.packPos, packed)) return probe;
-      auto decoded = unlzma(packed, isLzma2(coders[0]), coders[0].props, unpackSize);
-      if (!decoded) return probe;
-      header = std::move(*decoded);
+      // LZMA (7-Zip's coder 03 01 01) or LZMA2 (coder 21; libarchive's
+      // 7-Zip writer packs headers with it), into exactly unpackSize bytes.
+      std::string decoded;
+      decodeLzma(packed, isLzma2(coders[0]), coders[0].props, unpackSize, decoded);
+      if (decoded.size() != unpackSize) return probe;
+      header.assign(decoded.begin(), decoded.end());
     }
 
     Reader r(header);

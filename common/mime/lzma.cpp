@@ -1,0 +1,122 @@
+// common/mime/lzma.cpp — see lzma.h.
+#include "common/mime/lzma.h"
+
+#include <lzma.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "common/util/bytes.h"
+
+namespace sekimori::mime {
+namespace {
+
+constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kAloneHeader = 13;  // properties (5), uncompressed size (8)
+constexpr std::uint64_t kUnknownSize = ~std::uint64_t{0};
+
+// lzma_end whatever leaves decodeLzma (std::bad_alloc included).
+struct Stream {
+  lzma_stream s = LZMA_STREAM_INIT;
+  Stream() = default;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream() { lzma_end(&s); }
+};
+
+}  // namespace
+
+LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::span<const unsigned char> props,
+                       std::uint64_t maxOut, std::string& out) {
+  LzmaDecoded r;
+  if (props.size() != (lzma2 ? 1u : 5u)) return r;
+  lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
+  if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return r;
+  auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
+  opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
+      maxOut, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
+  Stream strm;
+  const lzma_ret init = lzma_raw_decoder(&strm.s, filters);
+  std::free(filters[0].options);
+  if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
+  if (init != LZMA_OK) return r;
+  strm.s.next_in = packed.data();
+  strm.s.avail_in = packed.size();
+  for (std::uint64_t written = 0;;) {
+    if (written >= maxOut) {
+      r.status = LzmaDecoded::Status::Full;
+      break;
+    }
+    const std::size_t room = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, maxOut - written));
+    const std::size_t at = out.size();
+    out.resize(at + room);
+    strm.s.next_out = reinterpret_cast<std::uint8_t*>(out.data() + at);
+    strm.s.avail_out = room;
+    const lzma_ret ret = lzma_code(&strm.s, LZMA_RUN);
+    const std::size_t got = room - strm.s.avail_out;
+    out.resize(at + got);
+    written += got;
+    if (ret == LZMA_STREAM_END) {
+      r.status = LzmaDecoded::Status::End;
+      break;
+    }
+    if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
+    if (ret != LZMA_OK) break;  // Damaged
+    // Room left over with no input left: everything there was is out.
+    if (strm.s.avail_out > 0 && strm.s.avail_in == 0) {
+      r.status = LzmaDecoded::Status::Truncated;
+      break;
+    }
+  }
+  r.consumed = strm.s.total_in;
+  return r;
+}
+
+bool lzmaAloneHeader(std::string_view bytes) {
+  if (bytes.size() < kAloneHeader || static_cast<unsigned char>(bytes[0]) != 0x5D) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::uint32_t dict = util::le32(p + 1);
+  const std::uint64_t size = util::le64(p + 5);
+  // xz's rule: 2^n or 2^n + 2^(n-1), or UINT32_MAX. Below 4 KiB no encoder
+  // writes one (and there the pattern matches too many small numbers).
+  bool dictOk = dict == ~std::uint32_t{0};
+  for (int n = 12; n <= 31 && !dictOk; ++n) {
+    dictOk = dict == (std::uint32_t{1} << n) || dict == (std::uint32_t{1} << n) + (std::uint32_t{1} << (n - 1));
+  }
+  return dictOk && (size == kUnknownSize || size < (std::uint64_t{1} << 38));
+}
+
+UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry) {
+  using Status = UnpackResult::Status;
+  UnpackResult result;
+  if (!lzmaAloneHeader(bytes)) return result;  // NotArchive
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::uint64_t declared = util::le64(p + 5);
+  // One byte past the limits, to tell "too large" from "just fits".
+  const std::uint64_t cap = std::min(limits.maxEntrySize, limits.maxTotal) + 1;
+  std::string data;
+  const LzmaDecoded d = decodeLzma(std::span(p + kAloneHeader, bytes.size() - kAloneHeader), false,
+                                   std::span(p, 5), std::min(declared, cap), data);
+  if (data.size() > limits.maxEntrySize) {
+    result.status = Status::EntryTooLarge;
+    return result;
+  }
+  if (data.size() > limits.maxTotal) {
+    result.status = Status::TooLarge;
+    return result;
+  }
+  // Whole: up to the end marker, or exactly the declared size (which an
+  // encoder may write without an end marker).
+  const bool whole = declared == kUnknownSize ? d.status == LzmaDecoded::Status::End : data.size() == declared;
+  if (!whole && data.empty()) {
+    result.status = Status::Unreadable;
+    return result;
+  }
+  result.entries = 1;
+  result.totalSize = data.size();
+  result.status = !onEntry("", data) ? Status::Stopped : whole ? Status::Ok : Status::Unreadable;
+  return result;
+}
+
+}  // namespace sekimori::mime

@@ -1,0 +1,61 @@
+// common/mime/lzma.h — LZMA data decoded with a dictionary no larger than
+// the output can use, and the legacy .lzma format (xz --format=lzma,
+// 7-Zip, the LZMA SDK) unpacked with it.
+//
+// Why: an LZMA stream declares its dictionary size, up to 4 GiB, and
+// liblzma (as libarchive and libclamav call it) allocates what is declared
+// before it writes a byte. A few kilobytes of input that declare 3 GiB then
+// cost 3 GiB of address space, or fail where memory is limited (a scanner
+// worker under max_scan_memory), whatever they hold. A match never reaches
+// further back than the bytes already written, so a dictionary as large as
+// the output we accept decodes exactly what the declared one would.
+//
+// libarchive also reads .lzma files only with the dictionary sizes its
+// writers use (4 KiB to 128 MiB), while xz and 7-Zip decode every size: a
+// file made with `xz --format=lzma --lzma1=dict=256MiB` is not an archive
+// to libarchive. lzmaAloneHeader takes what xz itself takes.
+//
+//   if (mime::lzmaAloneHeader(bytes)) r = mime::unpackLzmaAlone(bytes, limits, onEntry);
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/mime/archive.h"
+
+namespace sekimori::mime {
+
+// Raw LZMA (`props`: 5 bytes, lc/lp/pb and the dictionary size) or LZMA2
+// (1 byte) decoded from `packed` and appended to `out`, up to `maxOut`
+// bytes. The dictionary is the declared one or `maxOut`, whichever is
+// smaller (at least 4 KiB).
+struct LzmaDecoded {
+  enum class Status {
+    End,        // the stream's end marker (LZMA2: its end)
+    Full,       // maxOut bytes written; there may be more
+    Truncated,  // the input ended first (LZMA without an end marker ends so)
+    Damaged,    // properties not understood, or data no encoder writes
+    NoMemory,   // liblzma could not allocate even the capped dictionary
+  };
+  Status status = Status::Damaged;
+  std::uint64_t consumed = 0;  // bytes of `packed` read
+};
+LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::span<const unsigned char> props,
+                       std::uint64_t maxOut, std::string& out);
+
+// Whether `bytes` start with a .lzma header as xz recognises one (the
+// format has no magic number): the properties every encoder writes by
+// default (lc=3, lp=0, pb=2), a dictionary size of 2^n or 2^n + 2^(n-1)
+// (or 2^32 - 1), and an uncompressed size that is "unknown" or under
+// 256 GiB.
+bool lzmaAloneHeader(std::string_view bytes);
+
+// A .lzma file as one entry, its decompressed bytes (unpackEntries' rules:
+// an entry longer than maxEntrySize or maxTotal is not handed over; data
+// that is damaged or cut short is Unreadable, and what was decoded before
+// the damage is still handed over). NotArchive unless lzmaAloneHeader.
+UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry);
+
+}  // namespace sekimori::mime

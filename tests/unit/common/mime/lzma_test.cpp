@@ -1,0 +1,185 @@
+// tests/unit/common/mime/lzma_test.cpp — common/mime/lzma.cpp: .lzma files
+// with every dictionary size xz decodes, decoded with no more dictionary
+// than their output needs; cut, damaged and oversized ones.
+#include "common/mime/lzma.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "tests/unit/common/mime/archive_samples.h"
+
+namespace sekimori::mime {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+std::string text(std::size_t n) {
+  std::string s;
+  for (std::size_t i = 0; s.size() < n; ++i) s += "line " + std::to_string(i % 977) + " of some text\n";
+  s.resize(n);
+  return s;
+}
+
+// libarchive's .lzma writer: xz's encoder, dictionary 8 MiB, size unknown,
+// an end marker.
+std::string lzmaFile(const std::string& body) {
+  return samples::write(archive_write_set_format_raw, {archive_write_add_filter_lzma}, {{"data", body}});
+}
+
+void putLe(std::string& s, std::size_t at, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) s[at + i] = static_cast<char>(v >> (8 * i));
+}
+
+std::string withDictionary(std::string f, std::uint32_t dict) {
+  putLe(f, 1, dict, 4);
+  return f;
+}
+
+struct Unpacked {
+  UnpackResult result;
+  std::vector<std::string> entries;
+};
+
+Unpacked unpack(std::string_view bytes, const UnpackLimits& limits = {}) {
+  Unpacked u;
+  u.result = unpackEntries(bytes, limits, [&](std::string_view name, std::string_view data) {
+    EXPECT_EQ(name, "");
+    u.entries.emplace_back(data);
+    return true;
+  });
+  return u;
+}
+
+using UStatus = UnpackResult::Status;
+
+// Dictionary sizes xz and 7-Zip decode but libarchive's .lzma reader does
+// not take (only 4 KiB to 128 MiB): before, such a file was no archive to
+// unpackEntries (and those of 2 GiB and more were not even taken for
+// .lzma by the scanner). Each decodes to the same bytes.
+TEST(Lzma, EveryDictionarySizeXzTakesIsDecoded) {
+  const std::string body = text(300000);
+  const std::string f = lzmaFile(body);
+  ASSERT_FALSE(f.empty());
+  // From the encoder's own 8 MiB up (a smaller one would not reach back
+  // as far as the encoder did: damaged data, to xz too).
+  for (const std::uint32_t dict : {8u << 20, 12u << 20, 96u << 20, 1u << 28, 3u << 29, 1u << 31, 3u << 30, ~0u}) {
+    SCOPED_TRACE(dict);
+    const std::string g = withDictionary(f, dict);
+    EXPECT_TRUE(lzmaAloneHeader(g));
+    const Unpacked u = unpack(g);
+    EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
+    ASSERT_EQ(u.entries.size(), 1u);
+    EXPECT_TRUE(u.entries[0] == body);
+  }
+}
+
+// A file declaring 4 GiB of dictionary is decoded in a process allowed
+// 64 MiB more than it holds: the dictionary is the output's size, not the
+// declared one (liblzma's own .lzma decoder asks for 4 GiB, and fails).
+TEST(Lzma, TheDictionaryIsNoLargerThanTheOutput) {
+  if (kSanitized) GTEST_SKIP() << "ASan's shadow memory does not live under RLIMIT_DATA";
+  const std::string body = text(2 << 20);
+  const std::string g = withDictionary(lzmaFile(body), ~std::uint32_t{0});
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rlimit lim{};
+    // statm: size resident shared text lib data (pages).
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    unsigned long long v[6] = {};
+    const int got = f != nullptr ? std::fscanf(f, "%llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                                               &v[5])
+                                 : 0;
+    if (f != nullptr) std::fclose(f);
+    if (got != 6) _exit(3);
+    lim.rlim_cur = lim.rlim_max = v[5] * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) + (64 << 20);
+    if (setrlimit(RLIMIT_DATA, &lim) != 0) _exit(4);
+    try {
+      UnpackLimits limits;
+      limits.maxEntrySize = limits.maxTotal = 25 << 20;  // the scanner's default max_file_size
+      std::string out;
+      const UnpackResult r = unpackLzmaAlone(g, limits, [&](std::string_view, std::string_view d) {
+        out = d;
+        return true;
+      });
+      _exit(r.status == UStatus::Ok && out == body ? 0 : 1);
+    } catch (const std::bad_alloc&) {
+      _exit(2);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: wrong result, 2: out of memory, 3-4: test setup";
+}
+
+TEST(Lzma, TheHeaderIsTakenAsXzTakesIt) {
+  const std::string f = lzmaFile(text(1000));
+  EXPECT_TRUE(lzmaAloneHeader(f));
+  EXPECT_FALSE(lzmaAloneHeader(f.substr(0, 12)));
+  EXPECT_FALSE(lzmaAloneHeader(withDictionary(f, 5000)));     // neither 2^n nor 2^n + 2^(n-1)
+  EXPECT_FALSE(lzmaAloneHeader(withDictionary(f, 1 << 11)));  // under 4 KiB
+  std::string g = f;
+  g[0] = 0x5E;  // lc=4: no encoder's default
+  EXPECT_FALSE(lzmaAloneHeader(g));
+  g = f;
+  putLe(g, 5, std::uint64_t{1} << 40, 8);  // a declared size of 1 TiB
+  EXPECT_FALSE(lzmaAloneHeader(g));
+  EXPECT_FALSE(lzmaAloneHeader("]" + text(100)));
+  EXPECT_EQ(unpackLzmaAlone(text(100), {}, [](std::string_view, std::string_view) { return true; }).status,
+            UStatus::NotArchive);
+}
+
+TEST(Lzma, CutDamagedAndOversizedData) {
+  const std::string body = text(300000);
+  const std::string f = lzmaFile(body);
+  // Cut: what was decoded before the cut is handed over, Unreadable.
+  const Unpacked cut = unpack(f.substr(0, f.size() / 2));
+  EXPECT_EQ(cut.result.status, UStatus::Unreadable) << toString(cut.result.status);
+  ASSERT_EQ(cut.entries.size(), 1u);
+  EXPECT_GT(cut.entries[0].size(), 1000u);
+  EXPECT_EQ(body.compare(0, cut.entries[0].size(), cut.entries[0]), 0);
+  // Garbage after the header: nothing decodes.
+  const Unpacked junk = unpack(f.substr(0, 13) + std::string(200, '\xFF'));
+  EXPECT_EQ(junk.result.status, UStatus::Unreadable) << toString(junk.result.status);
+  EXPECT_TRUE(junk.entries.empty());
+  // A declared size: exactly it is whole; more than the stream holds is
+  // damage after the bytes that came.
+  std::string sized = f;
+  putLe(sized, 5, body.size(), 8);
+  const Unpacked exact = unpack(sized);
+  EXPECT_EQ(exact.result.status, UStatus::Ok) << toString(exact.result.status);
+  ASSERT_EQ(exact.entries.size(), 1u);
+  EXPECT_TRUE(exact.entries[0] == body);
+  putLe(sized, 5, body.size() + 10, 8);
+  const Unpacked longer = unpack(sized);
+  EXPECT_EQ(longer.result.status, UStatus::Unreadable) << toString(longer.result.status);
+  ASSERT_EQ(longer.entries.size(), 1u);
+  EXPECT_TRUE(longer.entries[0] == body);
+  // Limits: never handed over past them.
+  UnpackLimits limits;
+  limits.maxEntrySize = body.size() - 1;
+  const Unpacked big = unpack(f, limits);
+  EXPECT_EQ(big.result.status, UStatus::EntryTooLarge) << toString(big.result.status);
+  EXPECT_TRUE(big.entries.empty());
+  limits = {};
+  limits.maxTotal = 1000;
+  EXPECT_EQ(unpack(f, limits).result.status, UStatus::TooLarge);
+  limits.maxTotal = body.size();
+  EXPECT_EQ(unpack(f, limits).result.status, UStatus::Ok);
+}
+
+}  // namespace
+}  // namespace sekimori::mime
