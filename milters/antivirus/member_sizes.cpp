@@ -26,6 +26,10 @@ class Bytes {
     if (off > b_.size() || n > b_.size() - off) return nullptr;
     return reinterpret_cast<const unsigned char*>(b_.data()) + off;
   }
+  // Where a pointer at() returned points.
+  std::uint64_t offsetOf(const unsigned char* p) const {
+    return static_cast<std::uint64_t>(p - reinterpret_cast<const unsigned char*>(b_.data()));
+  }
   static constexpr std::uint64_t npos = std::string_view::npos;
   std::uint64_t find(char c, std::uint64_t from) const { return from > b_.size() ? npos : b_.find(c, from); }
   // `s` starting in [from, to), or npos.
@@ -263,6 +267,32 @@ const char* notUnpackedInZip(const Bytes& b) {
   return found;
 }
 
+// The dictionary size an LZMA member (method 14) whose local header is at
+// `local` declares in front of its data (APPNOTE 5.8.8: version (2), size
+// of the properties (2), the properties: lc/lp/pb (1), dictionary size
+// (4)); 0 for another member or none there.
+std::uint64_t lzmaDictionaryAt(const Bytes& b, std::uint64_t local) {
+  const unsigned char* h = b.at(local, 30);
+  if (h == nullptr || std::memcmp(h, "PK\x03\x04", 4) != 0 || le16(h + 8) != 14) return 0;
+  const unsigned char* p = b.at(local + 30 + le16(h + 26) + le16(h + 28), 9);
+  return p != nullptr && le16(p + 2) == 5 ? le32(p + 5) : 0;
+}
+
+std::uint64_t largestLzmaDictionary(const Bytes& b) {
+  std::uint64_t largest = 0;
+  if (const CentralDirectory cd = findCentralDirectory(b); cd.found) {
+    const std::uint64_t shift = cd.start > cd.stated ? cd.start - cd.stated : 0;
+    forEachDirectoryEntry(b, cd, [&](const unsigned char*, const ZipSizes& z) {
+      if (z.offset <= b.size()) largest = std::max(largest, lzmaDictionaryAt(b, z.offset + shift));
+    });
+    return largest;
+  }
+  forEachLocalHeader(b, [&](const unsigned char* r, const ZipSizes&) {
+    largest = std::max(largest, lzmaDictionaryAt(b, b.offsetOf(r)));
+  });
+  return largest;
+}
+
 // A 7-Zip coder libclamav 1.4.6 cannot decode, as "7-Zip data compressed
 // with NAME"; nullptr for one it does.
 const char* coderNotDecoded(const std::vector<unsigned char>& id) {
@@ -324,6 +354,8 @@ std::uint64_t largestDeclaredMember(ArchiveKind kind, std::string_view bytes) {
 std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hiddenInZip(Bytes(bytes)); }
 
 const char* zipMethodNotUnpacked(std::string_view bytes) { return notUnpackedInZip(Bytes(bytes)); }
+
+std::uint64_t zipLargestLzmaDictionary(std::string_view bytes) { return largestLzmaDictionary(Bytes(bytes)); }
 
 const char* sevenZipMethodNotUnpacked(std::string_view bytes) {
   for (const auto& id : mime::probeSevenZip(bytes, kSevenZipHeaderMax).coders) {

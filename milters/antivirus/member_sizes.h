@@ -1,8 +1,9 @@
 // milters/antivirus/member_sizes.h — what a ZIP, CAB or 7-Zip archive's
 // directory records say that libclamav 1.4.6 does not act on, read without
 // unpacking anything: the largest size declared for a member, (ZIP)
-// members the central directory does not list, and (ZIP, 7-Zip) members
-// compressed in a way it does not unpack.
+// members the central directory does not list, (ZIP, 7-Zip) members
+// compressed in a way it does not unpack, and (ZIP) what its LZMA members
+// would have a decoder allocate.
 //
 // Why (scanner.cpp): libclamav 1.4.6 scans a zip member longer than its
 // file size limit cut short (empty under 8 KiB), and a longer cab member
@@ -49,6 +50,14 @@ std::uint64_t zipMembersOutsideDirectory(std::string_view bytes);
 // lists, else the local headers front to back; an encrypted one is left
 // to libclamav (it reports those), an empty one holds nothing.
 const char* zipMethodNotUnpacked(std::string_view bytes);
+
+// ZIP: the largest dictionary size its LZMA members declare (0: none).
+// libarchive, which unpacks them (scanner.cpp), has liblzma allocate the
+// whole dictionary before it writes a byte, up to 4 GiB for a member of a
+// few bytes; 7-Zip writes 64 KiB to 64 MiB. The members the central
+// directory lists (each read at its local header, where the properties
+// are), else the local headers front to back.
+std::uint64_t zipLargestLzmaDictionary(std::string_view bytes);
 
 // 7-Zip: the first coder of the archive's folders libclamav 1.4.6 cannot
 // decode ("7-Zip data compressed with BZip2"), or nullptr. It decodes Copy,

@@ -55,6 +55,7 @@
 #include <ctime>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <new>
 #include <set>
@@ -65,8 +66,8 @@
 
 #include "common/log/log.h"
 #include "common/mime/archive.h"
+#include "common/mime/lzma.h"
 #include "common/mime/spool.h"
-#include "common/util/bytes.h"
 #include "common/util/files.h"
 #include "common/util/strings.h"
 #include "milters/antivirus/active_html.h"
@@ -140,22 +141,6 @@ bool parseStatus(std::string_view w, ScanResult::Status* out) {
 // hands over as stored; the worker inflates it (zisofs.h).
 constexpr const char* kZisofs = "zisofs data";
 
-// The 13-byte header of the legacy .lzma format (xz --format=lzma, 7-Zip,
-// LZMA SDK), which has no magic number: the properties every encoder writes
-// by default (lc=3, lp=0, pb=2), a dictionary size of 2^n or 2^n + 2^(n-1)
-// from 4 KiB to 1.5 GiB, and a size that is "unknown" or under 256 GiB.
-bool lzmaAlone(std::string_view b) {
-  if (b.size() < 13 || static_cast<unsigned char>(b[0]) != 0x5D) return false;
-  const auto* p = reinterpret_cast<const unsigned char*>(b.data());
-  const std::uint32_t dict = util::le32(p + 1);
-  const std::uint64_t size = util::le64(p + 5);
-  bool dictOk = false;
-  for (int n = 12; n <= 30 && !dictOk; ++n) {
-    dictOk = dict == (1u << n) || dict == (1u << n) + (1u << (n - 1));
-  }
-  return dictOk && (size == ~std::uint64_t{0} || size < (std::uint64_t{1} << 38));
-}
-
 // The kind of container at the start of a layer, or nullptr.
 const char* containerKind(const char* type, const char* buf, std::size_t size) {
   if (type != nullptr && std::strcmp(type, "CL_TYPE_RAR") == 0) return "RAR archive";
@@ -168,7 +153,7 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
   if (b.size() >= 3 && b.starts_with("\x1F\x9D") && (b[2] & 0x1F) >= 9 && (b[2] & 0x1F) <= 16) {
     return "compress (.Z) data";  // the third byte: block mode and 9..16 code bits
   }
-  if (lzmaAlone(b)) return "LZMA data";
+  if (mime::lzmaAloneHeader(b)) return "LZMA data";  // .lzma: no magic number
   if (b.size() >= 14 && b.substr(7, 7) == "**ACE**") return "ACE archive";
   if (b.starts_with("7kSt\xA0\x31\x83\xD3")) return "ZPAQ archive";
   if (b.size() >= 14 && b.starts_with("SIT!") && b.substr(10, 4) == "rLau") return "StuffIt archive";
@@ -822,6 +807,17 @@ Unpacker unpackerFor(const char* kind) {
   return mime::unpackEntries;
 }
 
+// Whether `n` bytes of memory can be had now, within the scan's memory
+// limit (max_scan_memory) and the system's: mapped as malloc would map
+// them, nothing touched, and given back.
+bool canReserve(std::uint64_t n) {
+  if (n > std::numeric_limits<std::size_t>::max() / 2) return false;
+  void* p = mmap(nullptr, static_cast<std::size_t>(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  munmap(p, static_cast<std::size_t>(n));
+  return true;
+}
+
 // Unpacks the containers libclamav left unpacked (gScan.toUnpack) and scans
 // every entry with the engine, one level below its container; whatever
 // those scans find joins the verdict `r` (an infection or a failed scan
@@ -838,6 +834,17 @@ void scanUnpacked(const cl_engine* engine, const std::string& versions, ScanResu
     gScan.unpacked = true;
     if (u.level + 1 > gLimits.maxRecursion) {
       noteLimit(kOverRecursion);
+      releaseCopy(&u.bytes);
+      continue;
+    }
+    // A zip's LZMA members declare a dictionary, which libarchive has
+    // liblzma allocate whole: one the scan cannot have is past
+    // max_scan_memory, as libclamav's own allocations are (and not a
+    // member that merely cannot be read). 1 MiB for the decoder's state.
+    const bool zip = std::string_view(u.kind).starts_with("ZIP");
+    const std::uint64_t dictionary = zip ? zipLargestLzmaDictionary(u.bytes) : 0;
+    if (dictionary > 0 && !canReserve(dictionary + (1 << 20))) {
+      gScan.outOfMemory = true;
       releaseCopy(&u.bytes);
       continue;
     }

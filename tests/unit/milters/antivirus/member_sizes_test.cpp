@@ -195,6 +195,31 @@ TEST_F(MemberSizes, ZipMethodsLibclamavDoesNotUnpackAreNamed) {
   for (std::size_t n = 0; n <= lzma.size(); ++n) zipMethodNotUnpacked(std::string_view(lzma).substr(0, n));
 }
 
+TEST_F(MemberSizes, ZipLzmaMembersDeclareTheirDictionary) {
+  // 7-Zip writes the dictionary asked for, or the file's size when smaller.
+  ASSERT_EQ(sh("7z a -tzip -mm=LZMA -md=64k lzma.zip small.txt large.txt && seq 1 300000 > r.txt && "
+               "7z a -tzip -mm=LZMA -md=1m one.zip r.txt && zip -q a.zip small.txt && "
+               "7z a -tzip -mm=PPMd ppmd.zip small.txt"),
+            0)
+      << "p7zip-full missing? (scripts/install-deps)";
+  const std::string lzma = read("lzma.zip");
+  EXPECT_EQ(zipLargestLzmaDictionary(lzma), 64u << 10);
+  EXPECT_EQ(zipLargestLzmaDictionary(read("one.zip")), 1u << 20);
+  for (const char* z : {"a.zip", "ppmd.zip"}) EXPECT_EQ(zipLargestLzmaDictionary(read(z)), 0u) << z;
+  // The largest of the members, the first changed to 4 GiB - 1.
+  const std::string huge = testing::setFirstLzmaDictionary(lzma, ~0u);
+  ASSERT_FALSE(huge.empty());
+  EXPECT_EQ(zipLargestLzmaDictionary(huge), 0xFFFFFFFFu);
+  // Without a central directory: the local headers.
+  EXPECT_EQ(zipLargestLzmaDictionary(huge.substr(0, huge.find("PK\x01\x02"))), 0xFFFFFFFFu);
+  // Data prepended (a self-extractor): the directory's offsets still found.
+  EXPECT_EQ(zipLargestLzmaDictionary("MZ" + std::string(5000, '\x90') + huge), 0xFFFFFFFFu);
+  EXPECT_EQ(zipLargestLzmaDictionary(""), 0u);
+  EXPECT_EQ(zipLargestLzmaDictionary("not an archive at all"), 0u);
+  // Every cut: no read outside the bytes.
+  for (std::size_t n = 0; n <= huge.size(); ++n) zipLargestLzmaDictionary(std::string_view(huge).substr(0, n));
+}
+
 TEST_F(MemberSizes, SevenZipCodersLibclamavDoesNotDecodeAreNamed) {
   const std::vector<std::pair<std::string, const char*>> archives = {
       // What libclamav decodes: the default (LZMA2), LZMA, PPMd, Copy,

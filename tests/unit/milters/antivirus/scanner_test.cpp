@@ -723,6 +723,81 @@ TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
   }
 }
 
+// LZMA data declares its dictionary size, up to 4 GiB, and a decoder
+// allocates it before it writes a byte. xz and 7-Zip decode every size, so
+// such a file reaches the recipient whole. Before: a .lzma declaring 2 GiB
+// or more was not taken for .lzma at all (scanned as opaque bytes: clean
+// with EICAR inside), one libarchive does not read (over 128 MiB) was
+// unscanned, and a zip whose LZMA member declares more than the scan may
+// have was unscanned (libarchive's allocation failed). Now a .lzma is
+// decoded with no more dictionary than its output needs, whatever it
+// declares, and a zip member's dictionary past max_scan_memory is that
+// limit, as libclamav's own allocations are.
+TEST_F(ScannerTest, DeclaredLzmaDictionariesAreDecodedOrALimit) {
+  writeFile(data_ / "payload.txt", paddedEicar());
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "an ordinary line of text, repeated so that it compresses\n";
+  writeFile(data_ / "text.txt", text);
+  const std::string d = "cd " + data_.string() + " && ";
+  ASSERT_EQ(sh(d + "xz --format=lzma -k payload.txt text.txt"), 0);
+  ASSERT_EQ(sh(d + "7z a -bso0 -tzip -mm=LZMA -md=64k eicar-lzma.zip payload.txt && "
+                   "7z a -bso0 -tzip -mm=LZMA -md=64k clean-lzma.zip text.txt"),
+            0)
+      << "7z missing?";
+  const auto withDictionary = [](std::string f, std::uint32_t dict) {
+    testing::putLe(f, 1, dict, 4);
+    return f;
+  };
+  constexpr std::uint32_t k256M = 256u << 20, k3G = 3u << 30, k4G = ~0u;
+  for (const auto& [name, dict] : {std::pair{"256m", k256M}, {"3g", k3G}, {"4g", k4G}}) {
+    writeFile(data_ / ("payload-" + std::string(name) + ".lzma"),
+              withDictionary(readFile(data_ / "payload.txt.lzma"), dict));
+  }
+  writeFile(data_ / "text-3g.lzma", withDictionary(readFile(data_ / "text.txt.lzma"), k3G));
+  for (const auto& [name, dict] : {std::pair{"256m", k256M}, {"3g", k3G}}) {
+    for (const char* kind : {"eicar", "clean"}) {
+      const std::string z = testing::setFirstLzmaDictionary(readFile(data_ / (std::string(kind) + "-lzma.zip")), dict);
+      ASSERT_FALSE(z.empty()) << kind;
+      writeFile(data_ / (std::string(kind) + "-" + name + ".zip"), z);
+    }
+  }
+  constexpr const char* kMemory = "Heuristics.Limits.Exceeded.MaxScanMemory";
+  options_.workers = 1;
+  int n = 0;
+  for (const std::uint64_t limit : {std::uint64_t{64} << 20, std::uint64_t{1} << 30}) {
+    SCOPED_TRACE("max_scan_memory " + std::to_string(limit >> 20) + "M");
+    ScannerOptions o = options_;
+    o.engine.limits.maxScanMemory = limit;
+    o.runDir = (tmp_.path() / ("run-dictionary" + std::to_string(++n))).string();
+    ScannerPool pool;
+    std::string why;
+    ASSERT_TRUE(pool.start(o, &why)) << why;
+    const bool tight = limit < k256M;
+    const struct {
+      const char* file;
+      Status status;
+      const char* name;
+    } cases[] = {
+        {"payload-256m.lzma", Status::Infected, kEicarSig},
+        {"payload-3g.lzma", Status::Infected, kEicarSig},
+        {"payload-4g.lzma", Status::Infected, kEicarSig},
+        {"text-3g.lzma", Status::Clean, ""},
+        {"eicar-256m.zip", tight ? Status::LimitsExceeded : Status::Infected, tight ? kMemory : kEicarSig},
+        {"clean-256m.zip", tight ? Status::LimitsExceeded : Status::Clean, tight ? kMemory : ""},
+        {"eicar-3g.zip", Status::LimitsExceeded, kMemory},
+        {"clean-3g.zip", Status::LimitsExceeded, kMemory},
+    };
+    for (const auto& c : cases) {
+      const ScanResult r = scanBothWays(pool, file(c.file));
+      EXPECT_EQ(r.status, c.status) << c.file << ": " << toString(r.status) << " " << r.name << " " << r.error;
+      EXPECT_TRUE(r.name.starts_with(c.name) && (*c.name != '\0' || r.name.empty())) << c.file << ": " << r.name;
+    }
+    EXPECT_EQ(scanPath(pool, file("eicar.com")).status, Status::Infected);
+    EXPECT_EQ(scanPath(pool, file("clean.txt")).status, Status::Clean);
+    pool.stop();
+  }
+}
+
 // libclamav keeps the hashes of files it found clean and skips them the
 // next time. A zip holding Zstandard data is "clean" to libclamav (it
 // scanned the bytes it could not unpack): scanned again by the same worker
@@ -1300,3 +1375,4 @@ TEST(ScannerVersion, IsAtLeastOneFour) {
 
 }  // namespace
 }  // namespace sekimori::antivirus
+

@@ -1,7 +1,7 @@
 // tests/unit/milters/antivirus/zip_edit.h — crafted zips for the tests, made
 // from archives the real zip tool wrote: a member that understates its
 // size, a member its central directory no longer lists, a member's method
-// changed. Bytes in, bytes out; an archive that is not as expected comes
+// or its LZMA dictionary changed. Bytes in, bytes out; an archive that is not as expected comes
 // back empty.
 #pragma once
 
@@ -59,6 +59,17 @@ inline std::string setFirstMethod(std::string z, std::uint16_t central, std::uin
   if (z.compare(0, 4, "PK\x03\x04") != 0 || entry == std::string::npos || entry + 46 > z.size()) return {};
   putLe(z, 8, local, 2);
   putLe(z, entry + 10, central, 2);
+  return z;
+}
+
+// The first member, compressed with LZMA, declares a dictionary of `dict`
+// bytes (in the properties in front of its data; 7-Zip and unzippers
+// decode it with any dictionary at least as large as the encoder's).
+inline std::string setFirstLzmaDictionary(std::string z, std::uint32_t dict) {
+  if (z.size() < 30 || z.compare(0, 4, "PK\x03\x04") != 0 || util::le16(bytesAt(z, 8)) != 14) return {};
+  const std::size_t props = 30 + util::le16(bytesAt(z, 26)) + util::le16(bytesAt(z, 28)) + 4;
+  if (props + 5 > z.size() || util::le16(bytesAt(z, props - 2)) != 5) return {};
+  putLe(z, props + 1, dict, 4);
   return z;
 }
 
