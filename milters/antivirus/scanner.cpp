@@ -921,6 +921,16 @@ std::string scanTempBase(const ScannerOptions& o, const std::string& shm) {
   return "/tmp";
 }
 
+std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory) {
+  const std::uint64_t all = static_cast<std::uint64_t>(std::max(o.workers, 1)) * o.engine.limits.maxScanMemory;
+  if (o.engine.limits.maxScanMemory == 0 || machineMemory == 0 || all <= machineMemory) return {};
+  const auto mib = [](std::uint64_t b) { return std::to_string(b >> 20) + " MiB"; };
+  return "[engine] max_scan_memory (" + mib(o.engine.limits.maxScanMemory) + ") x " + std::to_string(o.workers) +
+         " scanner workers = " + mib(all) + ", more than this machine's " + mib(machineMemory) +
+         " of memory: scans taking it at once could still bring the kernel's OOM killer; lower max_scan_memory "
+         "or [engine] workers";
+}
+
 namespace {
 
 // Each worker has a temp directory of its own below the base, removed with
@@ -1802,6 +1812,12 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
   if (options.workers < 1) {
     *error = "scanner workers must be at least 1";
     return false;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && pageSize > 0) {
+    const std::string warning =
+        scanMemoryWarning(options, static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(pageSize));
+    if (!warning.empty()) log::message(log::Level::Warning, warning);
   }
   cl_set_clcb_msg(clamavMessage);
   if (const cl_error_t rc = cl_init(CL_INIT_DEFAULT); rc != CL_SUCCESS) {

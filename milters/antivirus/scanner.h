@@ -128,6 +128,13 @@ struct ScannerOptions {
 // (README, Performance); a container's 64 MiB /dev/shm has no such room.
 std::string scanTempBase(const ScannerOptions& o, const std::string& shm = "/dev/shm");
 
+// What ScannerPool::start warns of when every worker taking its
+// max_scan_memory at once would need more than `machineMemory` (bytes of
+// RAM): the limit then no longer keeps the kernel's OOM killer from
+// picking its own victim (the milter, Postfix). Empty when it fits, or
+// with no limit.
+std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory);
+
 // The bytes of one scan in a memfd (no name, no disk): written, then sealed
 // against writing, shrinking and growing before it is handed to
 // Scanner::scan(). A worker maps a sealed file instead of reading it a page

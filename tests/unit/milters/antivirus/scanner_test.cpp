@@ -943,6 +943,26 @@ TEST(ScanTempBase, TmpfsWithRoomElseTmp) {
   EXPECT_EQ(scanTempBase(o), "/var/tmp/sekimori");
 }
 
+// max_scan_memory bounds one scan; all workers at their bound at once must
+// fit in the machine, or the OOM killer may still choose (said at start).
+TEST(ScanMemoryWarning, SaidWhenAllWorkersAtTheLimitWouldNotFit) {
+  ScannerOptions o;
+  o.workers = 4;
+  o.engine.limits.maxScanMemory = 1ULL << 30;
+  EXPECT_EQ(scanMemoryWarning(o, 24ULL << 30), "");
+  EXPECT_EQ(scanMemoryWarning(o, 4ULL << 30), "");  // exactly fits
+  EXPECT_EQ(scanMemoryWarning(o, 2ULL << 30),
+            "[engine] max_scan_memory (1024 MiB) x 4 scanner workers = 4096 MiB, more than this machine's 2048 MiB "
+            "of memory: scans taking it at once could still bring the kernel's OOM killer; lower max_scan_memory or "
+            "[engine] workers");
+  o.workers = 1;
+  EXPECT_EQ(scanMemoryWarning(o, 2ULL << 30), "");
+  o.engine.limits.maxScanMemory = 0;  // none set (tests only: the conf refuses 0)
+  EXPECT_EQ(scanMemoryWarning(o, 2ULL << 30), "");
+  o.engine.limits.maxScanMemory = 1ULL << 30;
+  EXPECT_EQ(scanMemoryWarning(o, 0), "");  // unknown
+}
+
 TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
   const fs::path base = options_.engine.tempDir;  // the fixture's
   // Left by workers of a daemon that was killed: removed at start. One of a
