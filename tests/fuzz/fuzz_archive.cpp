@@ -5,7 +5,8 @@
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
 // methods; 7-Zip coders), its OpenPGP reader (openpgp.cpp, which inflates
 // compressed data and unpacks the literal data inside) and its zisofs reader
-// (zisofs.cpp): attachments are attacker-made bytes. Properties: all
+// (zisofs.cpp), and the .lzma decoder (common/mime/lzma.cpp, which
+// unpackEntries calls): attachments are attacker-made bytes. Properties: all
 // return, within the limits they were given (out-of-bounds reads are the
 // sanitizers' to catch).
 #include "common/mime/archive.h"
@@ -63,6 +64,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Zip, bytes);
   (void)sekimori::antivirus::largestDeclaredMember(sekimori::antivirus::ArchiveKind::Cab, bytes);
+  // A dictionary size is 4 bytes of a member's LZMA properties.
+  FUZZ_CHECK(sekimori::antivirus::zipLargestLzmaDictionary(bytes) <= 0xFFFFFFFFu);
   // Each hidden member is a local header of 30 bytes at least.
   FUZZ_CHECK(sekimori::antivirus::zipMembersOutsideDirectory(bytes) <= bytes.size() / 30);
   // A method is read from a header of 30 bytes at least (7-Zip: 32).
