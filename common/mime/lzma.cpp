@@ -69,7 +69,6 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
       break;
     }
   }
-  r.consumed = strm.s.total_in;
   return r;
 }
 

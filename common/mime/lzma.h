@@ -30,17 +30,15 @@ namespace sekimori::mime {
 // Raw LZMA (`props`: 5 bytes, lc/lp/pb and the dictionary size) or LZMA2
 // (1 byte) decoded from `packed` and appended to `out`, up to `maxOut`
 // bytes. The dictionary is the declared one or `maxOut`, whichever is
-// smaller (at least 4 KiB).
+// smaller (at least 4 KiB). std::bad_alloc when even that cannot be had.
 struct LzmaDecoded {
   enum class Status {
     End,        // the stream's end marker (LZMA2: its end)
     Full,       // maxOut bytes written; there may be more
     Truncated,  // the input ended first (LZMA without an end marker ends so)
     Damaged,    // properties not understood, or data no encoder writes
-    NoMemory,   // liblzma could not allocate even the capped dictionary
   };
   Status status = Status::Damaged;
-  std::uint64_t consumed = 0;  // bytes of `packed` read
 };
 LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::span<const unsigned char> props,
                        std::uint64_t maxOut, std::string& out);
