@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/mime/sevenzip.h"
+#include "tests/support/sanitized.h"
 #include "tests/unit/common/mime/archive_samples.h"
 
 namespace sekimori::mime {
@@ -19,11 +20,7 @@ namespace {
 
 using Status = ExpansionResult::Status;
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+using support::kSanitized;
 
 // Content that hands out at most `chunk` bytes per read, to prove nothing
 // depends on how the decoded attachment arrives.

@@ -14,16 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/sanitized.h"
 #include "tests/unit/common/mime/archive_samples.h"
 
 namespace sekimori::mime {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+using support::kSanitized;
 
 std::string text(std::size_t n) {
   std::string s;

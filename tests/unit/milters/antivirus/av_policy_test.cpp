@@ -8,6 +8,7 @@
 
 #include "common/mime/spool.h"
 #include "common/util/strings.h"
+#include "tests/support/sanitized.h"
 
 namespace sekimori::antivirus {
 namespace {
@@ -490,11 +491,8 @@ TEST(AvHtml, StripRemovesWhatIsFoundAndKeepsTheRest) {
   }
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr long kLinearMs = 20000;  // ASan and UBSan slow this code 20-30 times
-#else
-constexpr long kLinearMs = 2000;  // quadratic work would take minutes
-#endif
+// Quadratic work would take minutes; ASan and UBSan slow this code 20-30 times.
+constexpr long kLinearMs = support::kSanitized ? 20000 : 2000;
 
 TEST(AvHtml, StripStaysLinearOnHostileInput) {
   std::string many;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/util/strings.h"
+#include "tests/support/sanitized.h"
 #include "tests/unit/common/mime/archive_samples.h"
 #include "tests/unit/milters/antivirus/zip_edit.h"
 
@@ -683,13 +684,9 @@ TEST_F(ScannerTest, EachLimitReachedIsLimitsExceededNeverClean) {
 // are clean; past it the scan is a limit of its own, never clean and never
 // a crashed worker, and the worker's replacement scans on. Both pools are
 // one worker, so the scans after the first meet the replacement.
-#if defined(__SANITIZE_ADDRESS__)
 // ASan's allocator aborts the process where malloc would fail: the worker
 // dies, a scan failure (never clean either).
-constexpr Status kPastTheMemoryLimit = Status::Error;
-#else
-constexpr Status kPastTheMemoryLimit = Status::LimitsExceeded;
-#endif
+constexpr Status kPastTheMemoryLimit = support::kSanitized ? Status::Error : Status::LimitsExceeded;
 TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
   std::string mail =
       "From: a@example.com\r\nTo: b@example.net\r\nSubject: empty lines\r\nMIME-Version: 1.0\r\n"
