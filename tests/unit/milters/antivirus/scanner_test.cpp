@@ -191,6 +191,16 @@ class ScannerTest : public ::testing::Test {
     startMs_ = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
   }
 
+  // Starts `pool` with the fixture's options but a max_scan_memory of
+  // `limit`, in a run directory of its own (a test may start several).
+  void startPoolWithScanMemory(ScannerPool& pool, std::uint64_t limit) {
+    ScannerOptions o = options_;
+    o.engine.limits.maxScanMemory = limit;
+    o.runDir = (tmp_.path() / ("run-memory-" + std::to_string(limit))).string();
+    std::string why;
+    ASSERT_TRUE(pool.start(o, &why)) << why;
+  }
+
   fs::path file(const std::string& name) const { return data_ / name; }
 
   // Each file scanned mapped and read: its status, and a name starting
@@ -697,14 +707,9 @@ TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
   ASSERT_EQ(sh("cd " + data_.string() + " && zstd -q -19 --rm zeros.bin -o zeros.zst"), 0) << "zstd missing?";
   options_.workers = 1;
   options_.engine.limits.maxScanSize = options_.engine.limits.maxFileSize = 128u << 20;
-  int n = 0;
   for (const std::uint64_t limit : {std::uint64_t{64} << 20, std::uint64_t{4} << 30}) {
-    ScannerOptions o = options_;
-    o.engine.limits.maxScanMemory = limit;
-    o.runDir = (tmp_.path() / ("run-memory" + std::to_string(++n))).string();
     ScannerPool pool;
-    std::string why;
-    ASSERT_TRUE(pool.start(o, &why)) << why;
+    ASSERT_NO_FATAL_FAILURE(startPoolWithScanMemory(pool, limit));
     const bool tight = limit < (256u << 20);
     for (const char* f : {"empty-lines.eml", "zeros.zst"}) {
       const ScanResult r = scanBothWays(pool, file(f));
@@ -760,15 +765,10 @@ TEST_F(ScannerTest, DeclaredLzmaDictionariesAreDecodedOrALimit) {
   }
   constexpr const char* kMemory = "Heuristics.Limits.Exceeded.MaxScanMemory";
   options_.workers = 1;
-  int n = 0;
   for (const std::uint64_t limit : {std::uint64_t{64} << 20, std::uint64_t{1} << 30}) {
     SCOPED_TRACE("max_scan_memory " + std::to_string(limit >> 20) + "M");
-    ScannerOptions o = options_;
-    o.engine.limits.maxScanMemory = limit;
-    o.runDir = (tmp_.path() / ("run-dictionary" + std::to_string(++n))).string();
     ScannerPool pool;
-    std::string why;
-    ASSERT_TRUE(pool.start(o, &why)) << why;
+    ASSERT_NO_FATAL_FAILURE(startPoolWithScanMemory(pool, limit));
     const bool tight = limit < k256M;
     const struct {
       const char* file;
