@@ -39,10 +39,24 @@ class Source {
   virtual la_int64_t seek(la_int64_t, int) { return ARCHIVE_FATAL; }
 };
 
-// The attachment streamed: the bytes already read to sniff it, then the rest.
+// The attachment streamed.
 class ContentSource final : public Source {
  public:
-  ContentSource(Content& c, std::vector<std::byte> prefix) : content_(c), prefix_(std::move(prefix)), buf_(kChunk) {}
+  explicit ContentSource(Content& c) : content_(c), buf_(kChunk) {}
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    return static_cast<la_ssize_t>(content_.read(buf_));
+  }
+
+ private:
+  Content& content_;
+  std::vector<std::byte> buf_;
+};
+
+// Bytes already read from `rest` to sniff it, then the rest of it.
+class PrefixedSource final : public Source {
+ public:
+  PrefixedSource(Source& rest, std::vector<std::byte> prefix) : rest_(rest), prefix_(std::move(prefix)) {}
   la_ssize_t read(const void** out) override {
     if (!prefixDone_) {
       prefixDone_ = true;
@@ -51,16 +65,27 @@ class ContentSource final : public Source {
         return static_cast<la_ssize_t>(prefix_.size());
       }
     }
-    *out = buf_.data();
-    return static_cast<la_ssize_t>(content_.read(buf_));
+    return rest_.read(out);
   }
 
  private:
-  Content& content_;
+  Source& rest_;
   std::vector<std::byte> prefix_;
   bool prefixDone_ = false;
-  std::vector<std::byte> buf_;
 };
+
+// At least the first `n` bytes of `src` (fewer only where it ends or fails).
+std::vector<std::byte> readAtLeast(Source& src, std::size_t n) {
+  std::vector<std::byte> head;
+  while (head.size() < n) {
+    const void* buf = nullptr;
+    const la_ssize_t got = src.read(&buf);
+    if (got <= 0) break;
+    const auto* p = static_cast<const std::byte*>(buf);
+    head.insert(head.end(), p, p + got);
+  }
+  return head;
+}
 
 // Bytes of a known size read with seeks: the formats that seek.
 class SeekableSource : public Source {
@@ -115,8 +140,20 @@ class MemorySource final : public SeekableSource {
   std::string_view bytes_;
 };
 
+// A stream decoded from another: how much of it was read, and whether
+// the decoding failed.
+class DecodedSource : public Source {
+ public:
+  std::uint64_t consumed() const { return consumed_; }
+  bool failed() const { return failed_; }
+
+ protected:
+  std::uint64_t consumed_ = 0;
+  bool failed_ = false;
+};
+
 // The current entry of the parent archive, as a stream of its own.
-class EntrySource final : public Source {
+class EntrySource final : public DecodedSource {
  public:
   explicit EntrySource(archive* parent) : parent_(parent), buf_(kChunk) {}
   la_ssize_t read(const void** out) override {
@@ -129,14 +166,67 @@ class EntrySource final : public Source {
     consumed_ += static_cast<std::uint64_t>(n);
     return n;
   }
-  std::uint64_t consumed() const { return consumed_; }
-  bool failed() const { return failed_; }
 
  private:
   archive* parent_;
   std::vector<std::byte> buf_;
-  std::uint64_t consumed_ = 0;
-  bool failed_ = false;
+};
+
+// A .lzma file's decompressed bytes, by our decoder (lzma.h): every
+// dictionary size xz takes, where libarchive's reader takes 4 KiB to
+// 128 MiB only, and no larger a dictionary than `dictionaryCap`. Cut short
+// or damaged data fails the stream after what was decoded.
+class LzmaAloneSource final : public DecodedSource {
+ public:
+  // `header`: the kLzmaAloneHeaderSize bytes `packed` started with.
+  LzmaAloneSource(std::span<const std::byte> header, Source& packed, std::uint64_t dictionaryCap)
+      : packed_(packed),
+        left_(le64(reinterpret_cast<const unsigned char*>(header.data()) + 5)),
+        decoder_(false, std::span(reinterpret_cast<const unsigned char*>(header.data()), 5),
+                 std::min(left_, dictionaryCap)),
+        buf_(kChunk) {}
+
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    if (done_) return failed_ ? -1 : 0;
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), left_));
+    std::span<unsigned char> free(buf_.data(), want);
+    while (!free.empty() && !done_) {
+      if (in_.empty()) {
+        const void* p = nullptr;
+        const la_ssize_t n = packed_.read(&p);
+        if (n <= 0) {  // cut short (or the data below failed)
+          done_ = failed_ = true;
+          break;
+        }
+        in_ = std::span(static_cast<const unsigned char*>(p), static_cast<std::size_t>(n));
+      }
+      switch (decoder_.decode(in_, free)) {
+        case LzmaDecoder::Step::More:
+          break;
+        case LzmaDecoder::Step::End:  // before the declared size: damaged
+          done_ = true;
+          failed_ = left_ != kLzmaAloneSizeUnknown && want - free.size() < left_;
+          break;
+        case LzmaDecoder::Step::Damaged:
+          done_ = failed_ = true;
+          break;
+      }
+    }
+    const std::size_t n = want - free.size();
+    if (left_ != kLzmaAloneSizeUnknown && (left_ -= n) == 0) done_ = true;
+    consumed_ += n;
+    if (n == 0) return failed_ ? -1 : 0;
+    return static_cast<la_ssize_t>(n);  // a failure is said by the next call
+  }
+
+ private:
+  Source& packed_;
+  std::uint64_t left_;  // bytes the header declares still to come, or kLzmaAloneSizeUnknown
+  LzmaDecoder decoder_;
+  std::vector<unsigned char> buf_;
+  std::span<const unsigned char> in_;
+  bool done_ = false;
 };
 
 la_ssize_t readCallback(archive*, void* data, const void** buf) { return static_cast<Source*>(data)->read(buf); }
@@ -221,7 +311,6 @@ struct State {
   ExpansionResult& result;
   bool encrypted = false;
   bool unreadable = false;
-  std::vector<std::byte> scratch = std::vector<std::byte>(kChunk);
 
   // False once the total is over the limit.
   bool add(std::uint64_t n) {
@@ -232,10 +321,11 @@ struct State {
 
 bool terminal(Status s) { return s == Status::TooLarge || s == Status::TooDeep || s == Status::TooManyEntries; }
 
-// Reads the rest of the current entry of `a`, counting it as leaf bytes.
-Status drainCounting(archive* a, State& st) {
+// Reads the rest of `src`, counting it as leaf bytes.
+Status drainCounting(Source& src, State& st) {
   while (true) {
-    const la_ssize_t n = archive_read_data(a, st.scratch.data(), st.scratch.size());
+    const void* buf = nullptr;
+    const la_ssize_t n = src.read(&buf);
     if (n == 0) return Status::Ok;
     if (n < 0) {
       st.unreadable = true;
@@ -297,7 +387,7 @@ Status measureFormat(Source& src, int level, const char* filter, bool iso9660, S
       continue;
     }
     if (ns == Status::NotArchive) {
-      if (const Status ds = drainCounting(a.get(), st); terminal(ds)) return ds;
+      if (const Status ds = drainCounting(nested, st); terminal(ds)) return ds;
     }
     // Otherwise measureLevel has read the entry to its end.
   }
@@ -312,21 +402,10 @@ Status measureFormat(Source& src, int level, const char* filter, bool iso9660, S
   return Status::Ok;
 }
 
-// Measures what `src` holds at `level` (1 = the attachment): compressed
-// or not, an archive or not. NotArchive when it is neither compressed nor
-// an archive: the caller counts those bytes as data. Otherwise every byte
-// of `src` has been read and counted.
-Status measureLevel(Source& src, int level, State& st) {
-  ArchivePtr raw = openDecompressor(src);
-  if (!raw) return Status::NotArchive;
-  archive_entry* entry = nullptr;
-  if (const int rc = archive_read_next_header(raw.get(), &entry); rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-    return Status::NotArchive;  // nothing at all
-  }
-  const char* filter =
-      archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE ? archive_filter_name(raw.get(), 0) : nullptr;
-
-  EntrySource data(raw.get());
+// Measures the decompressed stream `data` of a level: an archive format
+// in it, or its bytes as leaves (`filter`: its compression, or null when
+// it is not compressed).
+Status measureDecompressed(DecodedSource& data, const char* filter, int level, State& st) {
   Status s = measureFormat(data, level, filter, false, st);
   if (terminal(s)) return s;
   if (s == Status::NotArchive) {
@@ -351,8 +430,36 @@ Status measureLevel(Source& src, int level, State& st) {
   // What follows the archive's end in the decompressed stream: padding, a
   // central directory, or gigabytes of appended zeros. gunzip would write
   // them; they are counted, and never decompressed for free.
-  if (const Status ds = drainCounting(raw.get(), st); terminal(ds)) return ds;
+  if (const Status ds = drainCounting(data, st); terminal(ds)) return ds;
   return s;
+}
+
+// Measures what `src` holds at `level` (1 = the attachment): compressed
+// or not, an archive or not. NotArchive when it is neither compressed nor
+// an archive: the caller counts those bytes as data. Otherwise every byte
+// of `src` has been read and counted.
+Status measureLevel(Source& src, int level, State& st) {
+  std::vector<std::byte> head = readAtLeast(src, kLzmaAloneHeaderSize);
+  if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()))) {
+    // Its dictionary: no larger than twice what may be counted (a match
+    // past it would be Damaged; the output is stopped near maxTotal).
+    const std::vector<std::byte> header(head.begin(), head.begin() + kLzmaAloneHeaderSize);
+    head.erase(head.begin(), head.begin() + kLzmaAloneHeaderSize);
+    PrefixedSource packed(src, std::move(head));
+    LzmaAloneSource data(header, packed, std::min<std::uint64_t>(st.limits.maxTotal, 1ULL << 32) * 2 + kChunk);
+    return measureDecompressed(data, "lzma", level, st);
+  }
+  PrefixedSource whole(src, std::move(head));
+  ArchivePtr raw = openDecompressor(whole);
+  if (!raw) return Status::NotArchive;
+  archive_entry* entry = nullptr;
+  if (const int rc = archive_read_next_header(raw.get(), &entry); rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+    return Status::NotArchive;  // nothing at all
+  }
+  const char* filter =
+      archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE ? archive_filter_name(raw.get(), 0) : nullptr;
+  EntrySource data(raw.get());
+  return measureDecompressed(data, filter, level, st);
 }
 
 // The number of entries a ZIP's end-of-central-directory record declares
@@ -573,7 +680,8 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
     SpoolSource src(copy);
     s = measureFormat(src, 1, nullptr, isIso9660(prefix), st);
   } else {
-    ContentSource src(content, std::move(prefix));
+    ContentSource rest(content);
+    PrefixedSource src(rest, std::move(prefix));
     s = measureLevel(src, 1, st);
   }
 

@@ -32,7 +32,11 @@
 //
 // Formats: zip, tar, cpio, 7z, rar, rar5, lha/lzh, cab, ar, iso9660 (see
 // above), each optionally under gzip, bzip2, xz, lzma, lzip, zstd, lz4 or
-// compress; a bare compressed file of plain data is one level.
+// compress; a bare compressed file of plain data is one level. A .lzma
+// stream is decoded by our own decoder (lzma.h), whatever dictionary size
+// it declares (libarchive's reader takes 4 KiB to 128 MiB only; the rest
+// would be plain data here, its expansion uncounted), with a dictionary of
+// at most twice maxTotal.
 //
 // Encrypted entries: their data cannot be read, so the size the archive
 // declares for them (when it declares one) is counted instead, and the
@@ -40,7 +44,7 @@
 // a limit was hit (TooLarge, TooDeep, TooManyEntries win). A damaged
 // archive inside a good one is counted as data on top of what it yielded.
 //
-// XXX: LZMA-family streams (xz, lzma, 7-Zip) may declare dictionaries up to
+// XXX: LZMA-family streams (xz, 7-Zip) may declare dictionaries up to
 // 1 GiB (libarchive's limit), a zip member compressed with LZMA up to 4 GiB
 // (no limit: liblzma then asks for 4 GiB of address space, which fails
 // cleanly where overcommit refuses it); pages are touched only as output is

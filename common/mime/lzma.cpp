@@ -13,36 +13,51 @@ namespace sekimori::mime {
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
-constexpr std::size_t kAloneHeader = 13;  // properties (5), uncompressed size (8)
-constexpr std::uint64_t kUnknownSize = ~std::uint64_t{0};
 
-// lzma_end whatever leaves decodeLzma (std::bad_alloc included).
-struct Stream {
+}  // namespace
+
+// lzma_end whatever leaves the decoder (std::bad_alloc included).
+struct LzmaDecoder::Stream {
   lzma_stream s = LZMA_STREAM_INIT;
-  Stream() = default;
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
   ~Stream() { lzma_end(&s); }
 };
 
-}  // namespace
+LzmaDecoder::LzmaDecoder(bool lzma2, std::span<const unsigned char> props, std::uint64_t dictionaryCap) {
+  if (props.size() != (lzma2 ? 1u : 5u)) return;
+  lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
+  if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return;
+  auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
+  opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
+      dictionaryCap, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
+  auto stream = std::make_unique<Stream>();
+  const lzma_ret init = lzma_raw_decoder(&stream->s, filters);
+  std::free(filters[0].options);
+  if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
+  if (init == LZMA_OK) stream_ = std::move(stream);
+}
+
+LzmaDecoder::~LzmaDecoder() = default;
+
+LzmaDecoder::Step LzmaDecoder::decode(std::span<const unsigned char>& in, std::span<unsigned char>& out) {
+  if (!stream_) return Step::Damaged;
+  lzma_stream& s = stream_->s;
+  s.next_in = in.data();
+  s.avail_in = in.size();
+  s.next_out = out.data();
+  s.avail_out = out.size();
+  const lzma_ret ret = lzma_code(&s, LZMA_RUN);
+  in = in.last(s.avail_in);
+  out = out.last(s.avail_out);
+  if (ret == LZMA_STREAM_END) return Step::End;
+  if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
+  return ret == LZMA_OK ? Step::More : Step::Damaged;
+}
 
 LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::span<const unsigned char> props,
                        std::uint64_t maxOut, std::string& out) {
   LzmaDecoded r;
-  if (props.size() != (lzma2 ? 1u : 5u)) return r;
-  lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
-  if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return r;
-  auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
-  opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
-      maxOut, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
-  Stream strm;
-  const lzma_ret init = lzma_raw_decoder(&strm.s, filters);
-  std::free(filters[0].options);
-  if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
-  if (init != LZMA_OK) return r;
-  strm.s.next_in = packed.data();
-  strm.s.avail_in = packed.size();
+  LzmaDecoder decoder(lzma2, props, maxOut);
+  if (!decoder.ok()) return r;
   for (std::uint64_t written = 0;;) {
     if (written >= maxOut) {
       r.status = LzmaDecoded::Status::Full;
@@ -51,20 +66,18 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
     const std::size_t room = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, maxOut - written));
     const std::size_t at = out.size();
     out.resize(at + room);
-    strm.s.next_out = reinterpret_cast<std::uint8_t*>(out.data() + at);
-    strm.s.avail_out = room;
-    const lzma_ret ret = lzma_code(&strm.s, LZMA_RUN);
-    const std::size_t got = room - strm.s.avail_out;
+    std::span<unsigned char> free(reinterpret_cast<unsigned char*>(out.data() + at), room);
+    const LzmaDecoder::Step step = decoder.decode(packed, free);
+    const std::size_t got = room - free.size();
     out.resize(at + got);
     written += got;
-    if (ret == LZMA_STREAM_END) {
+    if (step == LzmaDecoder::Step::End) {
       r.status = LzmaDecoded::Status::End;
       break;
     }
-    if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
-    if (ret != LZMA_OK) break;  // Damaged
+    if (step == LzmaDecoder::Step::Damaged) break;
     // Room left over with no input left: everything there was is out.
-    if (strm.s.avail_out > 0 && strm.s.avail_in == 0) {
+    if (!free.empty() && packed.empty()) {
       r.status = LzmaDecoded::Status::Truncated;
       break;
     }
@@ -73,7 +86,7 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
 }
 
 bool lzmaAloneHeader(std::string_view bytes) {
-  if (bytes.size() < kAloneHeader || static_cast<unsigned char>(bytes[0]) != 0x5D) return false;
+  if (bytes.size() < kLzmaAloneHeaderSize || static_cast<unsigned char>(bytes[0]) != 0x5D) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::uint32_t dict = util::le32(p + 1);
   const std::uint64_t size = util::le64(p + 5);
@@ -83,7 +96,7 @@ bool lzmaAloneHeader(std::string_view bytes) {
   for (int n = 12; n <= 31 && !dictOk; ++n) {
     dictOk = dict == (std::uint32_t{1} << n) || dict == (std::uint32_t{1} << n) + (std::uint32_t{1} << (n - 1));
   }
-  return dictOk && (size == kUnknownSize || size < (std::uint64_t{1} << 38));
+  return dictOk && (size == kLzmaAloneSizeUnknown || size < (std::uint64_t{1} << 38));
 }
 
 UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry) {
@@ -95,7 +108,7 @@ UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits,
   // One byte past the limits, to tell "too large" from "just fits".
   const std::uint64_t cap = std::min(limits.maxEntrySize, limits.maxTotal) + 1;
   std::string data;
-  const LzmaDecoded d = decodeLzma(std::span(p + kAloneHeader, bytes.size() - kAloneHeader), false,
+  const LzmaDecoded d = decodeLzma(std::span(p + kLzmaAloneHeaderSize, bytes.size() - kLzmaAloneHeaderSize), false,
                                    std::span(p, 5), std::min(declared, cap), data);
   if (data.size() > limits.maxEntrySize) {
     result.status = Status::EntryTooLarge;
@@ -107,7 +120,7 @@ UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits,
   }
   // Whole: up to the end marker, or exactly the declared size (which an
   // encoder may write without an end marker).
-  const bool whole = declared == kUnknownSize ? d.status == LzmaDecoded::Status::End : data.size() == declared;
+  const bool whole = declared == kLzmaAloneSizeUnknown ? d.status == LzmaDecoded::Status::End : data.size() == declared;
   if (!whole && data.empty()) {
     result.status = Status::Unreadable;
     return result;

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,6 +43,45 @@ struct LzmaDecoded {
 };
 LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::span<const unsigned char> props,
                        std::uint64_t maxOut, std::string& out);
+
+// The same decoder fed piece by piece, for data that arrives in pieces
+// (measureExpansion streams a .lzma file through it). The dictionary is
+// the declared one or `dictionaryCap`, whichever is smaller (at least
+// 4 KiB): output past `dictionaryCap` bytes may come back Damaged where a
+// match reaches further back. The constructor throws std::bad_alloc when
+// the dictionary cannot be had.
+//
+//   LzmaDecoder d(false, props, 64 << 20);
+//   while (d.ok() && d.decode(in, out) == LzmaDecoder::Step::More) { ... }
+class LzmaDecoder {
+ public:
+  LzmaDecoder(bool lzma2, std::span<const unsigned char> props, std::uint64_t dictionaryCap);
+  ~LzmaDecoder();
+  LzmaDecoder(const LzmaDecoder&) = delete;
+  LzmaDecoder& operator=(const LzmaDecoder&) = delete;
+
+  // False when the properties are not understood (decode then says Damaged).
+  bool ok() const { return stream_ != nullptr; }
+
+  enum class Step {
+    More,     // `in` used up or `out` filled: call again with more of either
+    End,      // the stream's end marker (LZMA2: its end)
+    Damaged,  // data no encoder writes
+  };
+  // Decodes from the front of `in` into the front of `out`, and drops from
+  // both what was read and written.
+  Step decode(std::span<const unsigned char>& in, std::span<unsigned char>& out);
+
+ private:
+  struct Stream;
+  std::unique_ptr<Stream> stream_;
+};
+
+// A .lzma file starts with a header: the LZMA properties (5 bytes), then
+// the uncompressed size (8 bytes, little-endian; all ones: not given, the
+// data ends with an end marker).
+inline constexpr std::size_t kLzmaAloneHeaderSize = 13;
+inline constexpr std::uint64_t kLzmaAloneSizeUnknown = ~std::uint64_t{0};
 
 // Whether `bytes` start with a .lzma header as xz recognises one (the
 // format has no magic number): the properties every encoder writes by

@@ -7,6 +7,7 @@ reply and, for accepted mail, what reached the sink.
 """
 
 import io
+import lzma
 import os
 import re
 import signal
@@ -265,6 +266,20 @@ class SizeLimitE2E(unittest.TestCase):
         self.assertReply(r, "250", "2.0.0")
         r = self.send_raw(mime_with_attachment(nest(9)))
         self.assertReply(r, "552", "5.3.4")
+
+    def test_lzma_files_count_whatever_dictionary_they_declare(self):
+        # A .lzma file may declare any dictionary up to 4 GiB, and xz and
+        # 7-Zip unpack it; libarchive's reader takes 4 KiB-128 MiB only, and
+        # to it the others were plain data, their expansion not counted.
+        self.configure(conf(size="10M", limits="max_archive_expansion = 1M"))
+        for dictionary in (8 << 20, 256 << 20, 3 << 30):
+            for zeros, verdict in (((2 << 20), ("552", "5.3.4")), ((512 << 10), ("250", "2.0.0"))):
+                packed = bytearray(lzma.compress(b"\0" * zeros, format=lzma.FORMAT_ALONE))
+                packed[1:5] = dictionary.to_bytes(4, "little")
+                with self.subTest(dictionary=dictionary, zeros=zeros):
+                    r = self.send_raw(mime_with_attachment(bytes(packed), filename="zeros.lzma",
+                                                           ctype="application/x-lzma"))
+                    self.assertReply(r, *verdict)
 
     def test_a_boundary_with_the_word_boundary_hides_nothing(self):
         # .NET's System.Net.Mail writes boundary="--boundary_0_GUID". Such a

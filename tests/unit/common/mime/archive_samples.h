@@ -1,6 +1,7 @@
 // tests/unit/common/mime/archive_samples.h — archives made in the test
 // itself with libarchive's writer (no binary fixtures), plus hand-built LHA,
-// CAB and RAR files, formats libarchive only reads.
+// CAB and RAR files, formats libarchive only reads; and a Content read a
+// few bytes at a time.
 //
 //   std::string zip = samples::write(archive_write_set_format_zip, {},
 //                                    {{"a.txt", "hello"}, {"big", "", 200 << 20}});
@@ -10,14 +11,36 @@
 #include <archive_entry.h>
 #include <lzma.h>
 
+#include <algorithm>
 #include <array>
-
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/mime/message.h"
+
 namespace sekimori::mime::samples {
+
+// Content that hands out at most `chunk` bytes per read, to prove nothing
+// depends on how the decoded attachment arrives.
+class ChunkedContent final : public Content {
+ public:
+  ChunkedContent(std::string_view bytes, std::size_t chunk) : bytes_(bytes), chunk_(chunk) {}
+  std::size_t read(std::span<std::byte> buf) override {
+    const std::size_t n = std::min({buf.size(), bytes_.size(), chunk_});
+    std::memcpy(buf.data(), bytes_.data(), n);
+    bytes_.remove_prefix(n);
+    return n;
+  }
+
+ private:
+  std::string_view bytes_;
+  std::size_t chunk_;
+};
 
 struct Entry {
   std::string name;

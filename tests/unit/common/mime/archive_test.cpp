@@ -22,22 +22,7 @@ using Status = ExpansionResult::Status;
 
 using support::kSanitized;
 
-// Content that hands out at most `chunk` bytes per read, to prove nothing
-// depends on how the decoded attachment arrives.
-class ChunkedContent final : public Content {
- public:
-  ChunkedContent(std::string_view bytes, std::size_t chunk) : bytes_(bytes), chunk_(chunk) {}
-  std::size_t read(std::span<std::byte> buf) override {
-    const std::size_t n = std::min({buf.size(), bytes_.size(), chunk_});
-    std::memcpy(buf.data(), bytes_.data(), n);
-    bytes_.remove_prefix(n);
-    return n;
-  }
-
- private:
-  std::string_view bytes_;
-  std::size_t chunk_;
-};
+using samples::ChunkedContent;
 
 ExpansionResult measure(std::string_view bytes, const ExpansionLimits& limits = {}) {
   BufferContent c(bytes);

@@ -178,5 +178,98 @@ TEST(Lzma, CutDamagedAndOversizedData) {
   EXPECT_EQ(unpack(f, limits).result.status, UStatus::Ok);
 }
 
+// --- measureExpansion (sekimori-sizelimit's archive guard, R-SIZE-5) -------
+
+ExpansionResult measure(std::string_view bytes, const ExpansionLimits& limits = {}) {
+  BufferContent c(bytes);
+  return measureExpansion(c, limits);
+}
+
+using EStatus = ExpansionResult::Status;
+
+// The archive guard reads .lzma files by the same rule as unpackEntries:
+// before, one declaring a dictionary libarchive does not take was plain
+// data to it, and its expansion was not counted. Bare, holding a tar, and
+// inside a zip; and inside a tar read a few bytes at a time, so that the
+// header comes in pieces.
+TEST(Lzma, EveryDictionarySizeXzTakesIsMeasured) {
+  const std::string body = text(300000);
+  const std::string tar =
+      samples::write(archive_write_set_format_pax_restricted, {}, {{"a.txt", body}, {"b.txt", body}});
+  for (const std::uint32_t dict : {8u << 20, 96u << 20, 1u << 28, 3u << 30, ~0u}) {
+    SCOPED_TRACE(dict);
+    const std::string bare = withDictionary(lzmaFile(body), dict);
+    ExpansionResult r = measure(bare);
+    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+    EXPECT_EQ(r.totalUncompressed, body.size());
+    EXPECT_EQ(r.deepestLevel, 1);
+    EXPECT_EQ(r.format, "lzma");
+
+    r = measure(withDictionary(lzmaFile(tar), dict));
+    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+    EXPECT_GE(r.totalUncompressed, 2 * body.size());
+    EXPECT_LE(r.totalUncompressed, tar.size());  // the tar's end blocks and padding are counted
+    EXPECT_EQ(r.entries, 2u);
+    EXPECT_NE(r.format.find("tar"), std::string::npos) << r.format;
+    EXPECT_NE(r.format.find("(lzma)"), std::string::npos) << r.format;
+
+    r = measure(samples::zip({{"x.lzma", bare}}));
+    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+    EXPECT_EQ(r.totalUncompressed, body.size());
+    EXPECT_EQ(r.deepestLevel, 2);
+
+    const std::string outer =
+        samples::write(archive_write_set_format_pax_restricted, {}, {{"pad", text(40000)}, {"x.lzma", bare}});
+    samples::ChunkedContent trickle(outer, 7);
+    r = measureExpansion(trickle, {});
+    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+    EXPECT_EQ(r.totalUncompressed, 40000 + body.size());
+  }
+}
+
+// A .lzma bomb is stopped at the limit, whatever dictionary it declares,
+// bare or in a zip; cut, it is still counted as far as it decodes.
+TEST(Lzma, BombsAreStoppedWhateverTheDictionary) {
+  ExpansionLimits limits;
+  limits.maxTotal = 10 << 20;
+  const std::string bomb =
+      samples::write(archive_write_set_format_raw, {archive_write_add_filter_lzma}, {{"z", "", 12 << 20}});
+  ASSERT_LT(bomb.size(), 64u << 10);
+  for (const std::uint32_t dict : {8u << 20, 1u << 28, 3u << 30}) {
+    SCOPED_TRACE(dict);
+    const std::string g = withDictionary(bomb, dict);
+    ExpansionResult r = measure(g, limits);
+    EXPECT_EQ(r.status, EStatus::TooLarge) << toString(r.status);
+    EXPECT_EQ(r.format, "lzma");
+    r = measure(samples::zip({{"z.lzma", g}}), limits);
+    EXPECT_EQ(r.status, EStatus::TooLarge) << toString(r.status);
+    r = measure(g.substr(0, g.size() / 2), limits);
+    EXPECT_EQ(r.status, EStatus::Unreadable) << toString(r.status);
+    EXPECT_GT(r.totalUncompressed, 1u << 20);
+  }
+}
+
+TEST(Lzma, CutDamagedAndDeclaredSizesAreMeasured) {
+  const std::string body = text(300000);
+  const std::string f = lzmaFile(body);
+  // Cut: counted up to the cut, and Unreadable.
+  ExpansionResult r = measure(f.substr(0, f.size() / 2));
+  EXPECT_EQ(r.status, EStatus::Unreadable) << toString(r.status);
+  EXPECT_GT(r.totalUncompressed, 1000u);
+  EXPECT_LT(r.totalUncompressed, body.size());
+  // Garbage after the header.
+  EXPECT_EQ(measure(f.substr(0, 13) + std::string(200, '\xFF')).status, EStatus::Unreadable);
+  // A declared size: exactly it is whole; more than the stream holds is
+  // damage after the bytes that came; less ends there.
+  std::string sized = f;
+  for (const std::uint64_t declared : {body.size(), body.size() + 10, body.size() - 10, std::size_t{0}}) {
+    SCOPED_TRACE(declared);
+    putLe(sized, 5, declared, 8);
+    r = measure(sized);
+    EXPECT_EQ(r.status, declared > body.size() ? EStatus::Unreadable : EStatus::Ok) << toString(r.status);
+    EXPECT_EQ(r.totalUncompressed, std::min<std::uint64_t>(declared, body.size()));
+  }
+}
+
 }  // namespace
 }  // namespace sekimori::mime
