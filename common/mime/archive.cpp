@@ -29,6 +29,8 @@ using Status = ExpansionResult::Status;
 
 constexpr std::size_t kChunk = 64 * 1024;
 
+constexpr std::string_view kZipLocalHeader("PK\x03\x04", 4);
+
 // Where one level's bytes come from: the attachment (streamed, or copied
 // for seeking) or the current entry of the level above.
 class Source {
@@ -87,10 +89,12 @@ std::vector<std::byte> readAtLeast(Source& src, std::size_t n) {
   return head;
 }
 
-// Bytes of a known size read with seeks: the formats that seek.
+// Bytes of a known size read with seeks (the formats that seek), or front
+// to back where `seeks` is false.
 class SeekableSource : public Source {
  public:
-  bool seekable() const override { return true; }
+  explicit SeekableSource(bool seeks) : seeks_(seeks) {}
+  bool seekable() const override { return seeks_; }
   la_int64_t seek(la_int64_t offset, int whence) override {
     const auto size = static_cast<la_int64_t>(this->size());
     la_int64_t base = 0;
@@ -105,12 +109,15 @@ class SeekableSource : public Source {
  protected:
   virtual std::uint64_t size() const = 0;
   std::uint64_t pos_ = 0;
+
+ private:
+  bool seeks_;
 };
 
 // The attachment copied into a spool.
 class SpoolSource final : public SeekableSource {
  public:
-  explicit SpoolSource(const Spool& s) : spool_(s), buf_(kChunk) {}
+  explicit SpoolSource(const Spool& s, bool seeks = true) : SeekableSource(seeks), spool_(s), buf_(kChunk) {}
   la_ssize_t read(const void** out) override {
     *out = buf_.data();
     const std::size_t n = spool_.read(pos_, buf_);
@@ -127,7 +134,7 @@ class SpoolSource final : public SeekableSource {
 // Bytes in memory, handed to libarchive where they are.
 class MemorySource final : public SeekableSource {
  public:
-  explicit MemorySource(std::string_view bytes) : bytes_(bytes) {}
+  explicit MemorySource(std::string_view bytes, bool seeks = true) : SeekableSource(seeks), bytes_(bytes) {}
   la_ssize_t read(const void** out) override {
     *out = bytes_.data() + pos_;
     const std::uint64_t n = bytes_.size() - pos_;
@@ -229,6 +236,113 @@ class LzmaAloneSource final : public DecodedSource {
   bool done_ = false;
 };
 
+// The bytes of a stream, with the dictionary size of each ZIP member
+// compressed with LZMA (method 14) lowered to `cap` where it declares
+// more. libarchive reads a member's method and the start of its data from
+// the local header, and has liblzma allocate the dictionary the data's
+// properties declare, up to 4 GiB for a member of a few bytes (libarchive
+// 3.6; later versions refuse more than 576 MiB, and then the member is
+// not measured). A match never reaches back further than the bytes
+// already written, and no more than `cap` bytes are counted, so the
+// measured size is the same.
+//
+// Every local header signature in the stream is taken for one, wherever
+// it lies: that is where a reader by local headers (a streamed nested
+// ZIP) or by the central directory (the attachment) may go. Where the
+// signature lies inside another member's data, lowering four bytes there
+// changes no size (stored) or makes that data damaged (Unreadable), which
+// the sender could have done anyway. Bytes are held back from a signature
+// until its header, name, extra field and the LZMA properties have come:
+// at most 30 + 2 x 65535 + 9 bytes.
+class ZipLzmaDictionaryCap {
+ public:
+  explicit ZipLzmaDictionaryCap(std::uint32_t cap) : cap_(cap) {}
+
+  void push(std::span<const std::byte> in) { buf_.insert(buf_.end(), in.begin(), in.end()); }
+
+  // The bytes that are final (patched where needed), until take(): all of
+  // them once `ended`.
+  std::span<const std::byte> ready(bool ended) {
+    for (;;) {
+      const std::size_t hit = find(scanned_);
+      if (hit == kNone) {
+        // A signature may begin in the last three bytes.
+        scanned_ = ended ? buf_.size() : std::max(scanned_, buf_.size() - std::min<std::size_t>(buf_.size(), 3));
+        break;
+      }
+      scanned_ = hit;
+      if (!patch(hit) && !ended) break;  // its header or properties are still to come
+      scanned_ = hit + 4;
+    }
+    return std::span<const std::byte>(buf_).first(ended ? buf_.size() : scanned_);
+  }
+
+  // Drops the first `n` ready bytes.
+  void take(std::size_t n) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
+    scanned_ -= n;
+  }
+
+ private:
+  static constexpr std::size_t kNone = ~std::size_t{0};
+
+  std::size_t find(std::size_t from) const {
+    const std::string_view v(reinterpret_cast<const char*>(buf_.data()), buf_.size());
+    const std::size_t hit = v.find(kZipLocalHeader, from);
+    return hit == std::string_view::npos ? kNone : hit;
+  }
+
+  // Lowers the dictionary of the member whose local header is at `h`, if
+  // it is an LZMA member declaring more than the cap. False when the bytes
+  // needed have not all come.
+  bool patch(std::size_t h) {
+    auto* p = reinterpret_cast<unsigned char*>(buf_.data());
+    const std::size_t field = zipLzmaDictionaryField(std::span(p + h, buf_.size() - h));
+    if (field == kZipLzmaNeedsMore) return false;
+    if (field != kNoZipLzma && le32(p + h + field) > cap_) {
+      for (int i = 0; i < 4; ++i) p[h + field + i] = static_cast<unsigned char>(cap_ >> (8 * i));
+    }
+    return true;
+  }
+
+  std::uint32_t cap_;
+  std::vector<std::byte> buf_;
+  std::size_t scanned_ = 0;  // signatures before this are dealt with
+};
+
+// `src` through a ZipLzmaDictionaryCap.
+class ZipLzmaCappedSource final : public DecodedSource {
+ public:
+  ZipLzmaCappedSource(DecodedSource& src, std::uint32_t cap) : src_(src), cap_(cap) {}
+  la_ssize_t read(const void** out) override {
+    cap_.take(given_);
+    given_ = 0;
+    std::span<const std::byte> ready = cap_.ready(ended_);
+    while (ready.empty() && !ended_) {
+      const void* p = nullptr;
+      const la_ssize_t n = src_.read(&p);
+      ended_ = n <= 0;
+      if (n < 0) {
+        failed_ = true;  // after the bytes held back
+      } else {
+        cap_.push(std::span(static_cast<const std::byte*>(p), static_cast<std::size_t>(n)));
+      }
+      ready = cap_.ready(ended_);
+    }
+    if (ready.empty() && failed_) return -1;
+    *out = ready.data();
+    given_ = ready.size();
+    consumed_ += given_;
+    return static_cast<la_ssize_t>(given_);
+  }
+
+ private:
+  DecodedSource& src_;
+  ZipLzmaDictionaryCap cap_;
+  std::size_t given_ = 0;
+  bool ended_ = false;
+};
+
 la_ssize_t readCallback(archive*, void* data, const void** buf) { return static_cast<Source*>(data)->read(buf); }
 
 la_int64_t seekCallback(archive*, void* data, la_int64_t offset, int whence) {
@@ -318,6 +432,14 @@ struct State {
     return result.totalUncompressed <= limits.maxTotal;
   }
 };
+
+// The largest LZMA dictionary a level is decoded with: twice what may be
+// counted (a match reaching past it would make the data Damaged, and the
+// output is stopped just past maxTotal).
+std::uint32_t dictionaryCap(const ExpansionLimits& limits) {
+  return static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::min<std::uint64_t>(limits.maxTotal, 1ULL << 40) * 2 + kChunk, 0xFFFFFFFFu));
+}
 
 bool terminal(Status s) { return s == Status::TooLarge || s == Status::TooDeep || s == Status::TooManyEntries; }
 
@@ -441,12 +563,11 @@ Status measureDecompressed(DecodedSource& data, const char* filter, int level, S
 Status measureLevel(Source& src, int level, State& st) {
   std::vector<std::byte> head = readAtLeast(src, kLzmaAloneHeaderSize);
   if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()))) {
-    // Its dictionary: no larger than twice what may be counted (a match
-    // past it would be Damaged; the output is stopped near maxTotal).
     const std::vector<std::byte> header(head.begin(), head.begin() + kLzmaAloneHeaderSize);
     head.erase(head.begin(), head.begin() + kLzmaAloneHeaderSize);
     PrefixedSource packed(src, std::move(head));
-    LzmaAloneSource data(header, packed, std::min<std::uint64_t>(st.limits.maxTotal, 1ULL << 32) * 2 + kChunk);
+    LzmaAloneSource decoded(header, packed, dictionaryCap(st.limits));
+    ZipLzmaCappedSource data(decoded, dictionaryCap(st.limits));
     return measureDecompressed(data, "lzma", level, st);
   }
   PrefixedSource whole(src, std::move(head));
@@ -458,7 +579,8 @@ Status measureLevel(Source& src, int level, State& st) {
   }
   const char* filter =
       archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE ? archive_filter_name(raw.get(), 0) : nullptr;
-  EntrySource data(raw.get());
+  EntrySource decompressed(raw.get());
+  ZipLzmaCappedSource data(decompressed, dictionaryCap(st.limits));
   return measureDecompressed(data, filter, level, st);
 }
 
@@ -644,10 +766,20 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
 
   Status s;
   if (needsSeeking(prefix)) {
+    // The copy with ZIP LZMA dictionaries no larger than a nested level's.
     Spool copy(limits.copyMemoryLimit, limits.tmpDir);
-    bool ok = copy.append(prefix);
+    ZipLzmaDictionaryCap capped(dictionaryCap(limits));
+    capped.push(prefix);
     std::vector<std::byte> buf(kChunk);
-    for (std::size_t n; ok && (n = content.read(buf)) > 0;) ok = copy.append(std::span<const std::byte>(buf).first(n));
+    bool ok = true;
+    for (bool ended = false; ok && !ended;) {
+      const std::size_t n = content.read(buf);
+      ended = n == 0;
+      capped.push(std::span<const std::byte>(buf).first(n));
+      const std::span<const std::byte> ready = capped.ready(ended);
+      ok = ready.empty() || copy.append(ready);
+      capped.take(ready.size());
+    }
     if (!ok) {
       result.status = Status::Unreadable;
       return result;
@@ -679,6 +811,16 @@ ExpansionResult measureExpansion(Content& content, const ExpansionLimits& limits
     }
     SpoolSource src(copy);
     s = measureFormat(src, 1, nullptr, isIso9660(prefix), st);
+    if (result.entries == 0 && (s == Status::Unreadable || s == Status::NotArchive) &&
+        startsWith(prefix, kZipLocalHeader)) {
+      // A ZIP whose central directory libarchive cannot read (damaged, or
+      // misplaced by its end record): its members by their local headers,
+      // front to back, as 7-Zip then extracts them.
+      result = ExpansionResult{};
+      st.encrypted = st.unreadable = false;
+      SpoolSource streamed(copy, false);
+      s = measureFormat(streamed, 1, nullptr, false, st);
+    }
   } else {
     ContentSource rest(content);
     PrefixedSource src(rest, std::move(prefix));
@@ -759,6 +901,15 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
   ArchivePtr a = openFormats(src, false);
   if (!a) return result;  // NotArchive
   unpackFormat(a.get(), limits, onEntry, result);
+  if (result.entries == 0 && !result.encrypted &&
+      (result.status == UStatus::Unreadable || result.status == UStatus::NotArchive) &&
+      bytes.starts_with(kZipLocalHeader)) {
+    // As measureExpansion: a ZIP by its local headers when its central
+    // directory cannot be read.
+    result = UnpackResult{};
+    MemorySource streamed(bytes, false);
+    if (ArchivePtr z = openFormats(streamed, false)) unpackFormat(z.get(), limits, onEntry, result);
+  }
   return result;
 }
 

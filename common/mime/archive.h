@@ -44,12 +44,20 @@
 // a limit was hit (TooLarge, TooDeep, TooManyEntries win). A damaged
 // archive inside a good one is counted as data on top of what it yielded.
 //
-// XXX: LZMA-family streams (xz, 7-Zip) may declare dictionaries up to
-// 1 GiB (libarchive's limit), a zip member compressed with LZMA up to 4 GiB
-// (no limit: liblzma then asks for 4 GiB of address space, which fails
-// cleanly where overcommit refuses it); pages are touched only as output is
-// written, so a bomb costs up to about maxTotal of memory before it is
-// stopped.
+// LZMA dictionaries: an LZMA stream declares its dictionary size, up to
+// 4 GiB, and liblzma allocates what is declared. A .lzma file is decoded
+// by us, and a ZIP member compressed with LZMA has its declared dictionary
+// lowered in the bytes libarchive reads (the attachment's copy, and every
+// nested level's stream), both to twice maxTotal: a few bytes declaring
+// 4 GiB cost no more than a bomb of maxTotal. The output is the same: a
+// match never reaches back further than the bytes written.
+//
+// XXX: xz streams and 7-Zip coders may still declare up to 4 GiB, which
+// liblzma asks for as address space (libarchive 3.6 sets no limit); pages
+// are touched only as output is written, so a bomb costs up to about
+// maxTotal of memory before it is stopped, but where the kernel refuses
+// the address space (a host with less memory than the declared size, or
+// ulimit -v) the level is not measured (NotArchive or Unreadable).
 //
 //   mime::ExpansionLimits limits;               // 100 MiB, 8 levels, 100000 entries
 //   auto r = mime::measureExpansion(content, limits);   // content: message.h
@@ -111,7 +119,10 @@ const char* toString(ExpansionResult::Status s);
 // declares, with at most the dictionary its output can use. An archive is
 // read with seeks (a ZIP by its central directory, as unzip tools do); a
 // ZIP or 7-Zip declaring more than maxEntries entries is refused before
-// libarchive allocates for them.
+// libarchive allocates for them. A ZIP member compressed with LZMA is not
+// changed here (the bytes handed over are the archive's own): libarchive
+// allocates the dictionary it declares, up to 4 GiB, and the caller checks
+// that first (the antivirus worker: zipLargestLzmaDictionary, member_sizes.h).
 //
 // The limits are checked while reading: an entry is never held past
 // maxEntrySize, nor the sum of the entries past maxTotal. Encrypted entries

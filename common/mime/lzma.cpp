@@ -85,6 +85,15 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
   return r;
 }
 
+std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes) {
+  if (bytes.size() < 30) return kZipLzmaNeedsMore;
+  const unsigned char* h = bytes.data();
+  if (util::le16(h + 8) != 14) return kNoZipLzma;
+  const std::size_t data = 30 + util::le16(h + 26) + util::le16(h + 28);
+  if (bytes.size() < data + 9) return kZipLzmaNeedsMore;
+  return util::le16(h + data + 2) == 5 ? data + 5 : kNoZipLzma;
+}
+
 bool lzmaAloneHeader(std::string_view bytes) {
   if (bytes.size() < kLzmaAloneHeaderSize || static_cast<unsigned char>(bytes[0]) != 0x5D) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());

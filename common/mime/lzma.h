@@ -83,6 +83,18 @@ class LzmaDecoder {
 inline constexpr std::size_t kLzmaAloneHeaderSize = 13;
 inline constexpr std::uint64_t kLzmaAloneSizeUnknown = ~std::uint64_t{0};
 
+// A ZIP member compressed with LZMA (method 14) has its LZMA properties in
+// front of its data, after the local header (30 bytes), its name and its
+// extra field (APPNOTE 5.8.8: a version (2), the size of the properties
+// (2, 5 for LZMA), lc/lp/pb (1), the dictionary size (4)). Readers go by
+// the local header for both the method and where the data starts.
+// For the local header signature ("PK\3\4") `bytes` start with: where its
+// member's dictionary size field is, from the signature; kNoZipLzma when it
+// is no LZMA member; kZipLzmaNeedsMore when `bytes` end first.
+inline constexpr std::size_t kNoZipLzma = 0;
+inline constexpr std::size_t kZipLzmaNeedsMore = ~std::size_t{0};
+std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes);
+
 // Whether `bytes` start with a .lzma header as xz recognises one (the
 // format has no magic number): the properties every encoder writes by
 // default (lc=3, lp=0, pb=2), a dictionary size of 2^n or 2^n + 2^(n-1)

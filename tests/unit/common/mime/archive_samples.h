@@ -204,6 +204,71 @@ inline std::uint32_t crc32(const std::string& data) {
   return crc ^ 0xFFFFFFFFu;
 }
 
+// A ZIP whose members are compressed with LZMA (method 14, APPNOTE 5.8.8:
+// a version, the size of the properties, the properties, then raw LZMA
+// data ending with an end marker, flag bit 1), as `7z a -tzip -mm=LZMA`
+// writes one; libarchive writes no LZMA members. Encoded with xz's preset
+// 6 (an 8 MiB dictionary); `declaredDictionary`, when set, is what every
+// member's properties then say.
+inline std::string lzmaZip(const std::vector<Entry>& entries, std::uint32_t declaredDictionary = 0) {
+  std::string out, directory;
+  for (const Entry& e : entries) {
+    const std::string body = e.data + std::string(e.zeros, '\0');
+    lzma_options_lzma opt{};
+    if (lzma_lzma_preset(&opt, 6)) return {};
+    lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, &opt}, {LZMA_VLI_UNKNOWN, nullptr}};
+    std::string packed(body.size() + body.size() / 2 + 65536, '\0');
+    std::size_t size = 0;
+    if (lzma_raw_buffer_encode(filters, nullptr, reinterpret_cast<const std::uint8_t*>(body.data()), body.size(),
+                               reinterpret_cast<std::uint8_t*>(packed.data()), &size, packed.size()) != LZMA_OK) {
+      return {};
+    }
+    packed.resize(size);
+    std::uint8_t props[5];
+    if (lzma_properties_encode(&filters[0], props) != LZMA_OK) return {};
+    std::string data("\x10\x02", 2);  // the LZMA SDK version that wrote it (any)
+    putLe16(data, 5);
+    data.append(reinterpret_cast<const char*>(props), 5);
+    if (declaredDictionary != 0) {
+      for (int i = 0; i < 4; ++i) data[5 + i] = static_cast<char>(declaredDictionary >> (8 * i));
+    }
+    data += packed;
+    // The fields local header and directory entry share: version needed
+    // (6.3), flags (end marker), method, time, date, CRC, sizes, name length.
+    std::string common;
+    putLe16(common, 63);
+    putLe16(common, 0x0002);
+    putLe16(common, 14);
+    putLe16(common, 0);
+    putLe16(common, 0x21);
+    putLe32(common, crc32(body));
+    putLe32(common, static_cast<std::uint32_t>(data.size()));
+    putLe32(common, static_cast<std::uint32_t>(body.size()));
+    putLe16(common, static_cast<std::uint16_t>(e.name.size()));
+    putLe16(common, 0);  // extra field
+    const auto offset = static_cast<std::uint32_t>(out.size());
+    out += "PK\x03\x04" + common + e.name + data;
+    directory += "PK\x01\x02";
+    putLe16(directory, 63);  // made by
+    directory += common;
+    putLe16(directory, 0);  // comment
+    putLe16(directory, 0);  // disk
+    putLe16(directory, 0);  // internal attributes
+    putLe32(directory, 0);  // external attributes
+    putLe32(directory, offset);
+    directory += e.name;
+  }
+  const auto directoryAt = static_cast<std::uint32_t>(out.size());
+  out += directory + "PK\x05\x06";
+  putLe32(out, 0);  // disks
+  putLe16(out, static_cast<std::uint16_t>(entries.size()));
+  putLe16(out, static_cast<std::uint16_t>(entries.size()));
+  putLe32(out, static_cast<std::uint32_t>(directory.size()));
+  putLe32(out, directoryAt);
+  putLe16(out, 0);  // comment
+  return out;
+}
+
 // A RAR 4 archive of stored entries (method 0x30), as `rar a -m0` writes
 // one; `encrypted` sets each entry's password flag (its data is then not
 // really encrypted: only the flag tells a reader it is). No rar writer is

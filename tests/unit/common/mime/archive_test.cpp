@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/mime/sevenzip.h"
+#include "common/util/bytes.h"
 #include "tests/support/sanitized.h"
 #include "tests/unit/common/mime/archive_samples.h"
 
@@ -21,6 +22,7 @@ namespace {
 using Status = ExpansionResult::Status;
 
 using support::kSanitized;
+using util::le32;
 
 using samples::ChunkedContent;
 
@@ -374,6 +376,35 @@ TEST(Archive, DamagedArchivesAreUnreadableNotErrors) {
   const ExpansionResult r = measure(samples::zip({{"bad.tar.gz", tgz.substr(0, tgz.size() / 2)}}));
   EXPECT_EQ(r.status, Status::Unreadable) << toString(r.status);
   EXPECT_GE(r.totalUncompressed, tgz.size() / 2);
+}
+
+// A central directory its end record misplaces (the size 1 short):
+// libarchive's seeking reader gives up, 7-Zip extracts the members by their
+// local headers, and so are they measured and unpacked (before, a bomb so
+// damaged was Unreadable, delivered unmeasured).
+TEST(Archive, ZipWithAMisplacedDirectoryIsReadByItsLocalHeaders) {
+  const auto misplace = [](std::string z) {
+    const std::size_t end = z.rfind("PK\x05\x06");
+    const std::uint32_t size = le32(reinterpret_cast<const unsigned char*>(z.data()) + end + 12) - 1;
+    for (int i = 0; i < 4; ++i) z[end + 12 + i] = static_cast<char>(size >> (8 * i));
+    return z;
+  };
+  ExpansionLimits limits;
+  limits.maxTotal = 10 << 20;
+  EXPECT_EQ(measure(misplace(samples::zip({{"zeros.bin", "", 12 << 20}})), limits).status, Status::TooLarge);
+  const std::string zip = misplace(samples::zip({{"a.txt", text(1000)}, {"b.txt", text(5000)}}));
+  const ExpansionResult r = measure(zip, limits);
+  EXPECT_EQ(r.status, Status::Ok) << toString(r.status);
+  EXPECT_EQ(r.totalUncompressed, 6000u);
+  EXPECT_EQ(r.entries, 2u);
+  std::vector<std::string> names;
+  const UnpackResult u = unpackEntries(zip, {}, [&](std::string_view name, std::string_view data) {
+    names.emplace_back(name);
+    EXPECT_EQ(data, name == "a.txt" ? text(1000) : text(5000));
+    return true;
+  });
+  EXPECT_EQ(u.status, UnpackResult::Status::Ok) << toString(u.status);
+  EXPECT_EQ(names, (std::vector<std::string>{"a.txt", "b.txt"}));
 }
 
 // Overlapping entries (the "better zip bomb"): 200 entries sharing one

@@ -271,5 +271,70 @@ TEST(Lzma, CutDamagedAndDeclaredSizesAreMeasured) {
   }
 }
 
+// A ZIP member compressed with LZMA declares its dictionary too, and
+// libarchive has liblzma allocate it whole: the guard lowers it to what may
+// be counted, in the attachment and in a ZIP nested in a ZIP or a .tar.gz.
+// Each measures exactly, and a bomb stops at the limit, whatever the
+// member declares.
+TEST(Lzma, ZipMembersAreMeasuredWhateverTheDictionary) {
+  const std::string body = text(300000);
+  ExpansionLimits limits;
+  limits.maxTotal = 10 << 20;
+  for (const std::uint32_t dict : {0u, 96u << 20, 3u << 30, ~0u}) {
+    SCOPED_TRACE(dict);
+    const std::string zip = samples::lzmaZip({{"a.txt", body}, {"b.txt", body}}, dict);
+    ASSERT_FALSE(zip.empty());
+    const std::string tgz =
+        samples::write(archive_write_set_format_pax_restricted, {archive_write_add_filter_gzip}, {{"in.zip", zip}});
+    // Also a few bytes at a time: a header arrives in pieces.
+    const std::string tar = samples::write(archive_write_set_format_pax_restricted, {}, {{"in.zip", zip}});
+    for (const std::string& attachment : {zip, samples::zip({{"in.zip", zip}}), tgz, tar}) {
+      for (const std::size_t chunk : {std::size_t{1} << 20, std::size_t{7}}) {
+        samples::ChunkedContent content(attachment, chunk);
+        const ExpansionResult r = measureExpansion(content, limits);
+        EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+        EXPECT_GE(r.totalUncompressed, 2 * body.size());
+        EXPECT_LT(r.totalUncompressed, 2 * body.size() + 20000);  // a nested zip's directory, tar's end
+      }
+    }
+    const std::string bomb = samples::lzmaZip({{"zeros.bin", "", 12 << 20}}, dict);
+    for (const std::string& attachment : {bomb, samples::zip({{"in.zip", bomb}})}) {
+      EXPECT_EQ(measure(attachment, limits).status, EStatus::TooLarge);
+    }
+  }
+}
+
+// What the lowering is for: a member declaring 3 GiB is measured in a
+// process allowed 256 MiB more than it holds (libarchive alone asks
+// liblzma for the 3 GiB, and the member was not measured).
+TEST(Lzma, ZipMembersCostNoMoreThanTheLimit) {
+  if (kSanitized) GTEST_SKIP() << "ASan's shadow memory does not live under RLIMIT_DATA";
+  const std::string bomb = samples::lzmaZip({{"zeros.bin", "", 12 << 20}}, 3u << 30);
+  const std::string nested = samples::zip({{"in.zip", bomb}});
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rlimit lim{};
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    unsigned long long v[6] = {};
+    const int got = f != nullptr ? std::fscanf(f, "%llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                                               &v[5])
+                                 : 0;
+    if (f != nullptr) std::fclose(f);
+    if (got != 6) _exit(3);
+    lim.rlim_cur = lim.rlim_max = v[5] * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) + (256 << 20);
+    if (setrlimit(RLIMIT_DATA, &lim) != 0) _exit(4);
+    ExpansionLimits limits;
+    limits.maxTotal = 10 << 20;
+    const bool ok = measure(bomb, limits).status == EStatus::TooLarge &&
+                    measure(nested, limits).status == EStatus::TooLarge;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: not measured, 3-4: test setup";
+}
+
 }  // namespace
 }  // namespace sekimori::mime
