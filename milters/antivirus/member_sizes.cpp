@@ -7,6 +7,7 @@
 #include <iterator>
 #include <vector>
 
+#include "common/mime/lzma.h"
 #include "common/mime/sevenzip.h"
 #include "common/util/bytes.h"
 
@@ -17,6 +18,8 @@ using util::le16;
 using util::le32;
 using util::le64;
 
+constexpr std::string_view kLocalHeader("PK\x03\x04", 4);
+
 // Reads fixed-size fields at `at` only when `n` bytes are there.
 class Bytes {
  public:
@@ -25,10 +28,6 @@ class Bytes {
   const unsigned char* at(std::uint64_t off, std::uint64_t n) const {
     if (off > b_.size() || n > b_.size() - off) return nullptr;
     return reinterpret_cast<const unsigned char*>(b_.data()) + off;
-  }
-  // Where a pointer at() returned points.
-  std::uint64_t offsetOf(const unsigned char* p) const {
-    return static_cast<std::uint64_t>(p - reinterpret_cast<const unsigned char*>(b_.data()));
   }
   static constexpr std::uint64_t npos = std::string_view::npos;
   std::uint64_t find(char c, std::uint64_t from) const { return from > b_.size() ? npos : b_.find(c, from); }
@@ -197,7 +196,7 @@ std::uint64_t hiddenInZip(const Bytes& b) {
   if (!listed.empty() && listed.front().begin > 0 && plausibleLocalHeader(b, 0) > 0) ++hidden;
   std::uint64_t from = listed.empty() ? shift : listed.front().begin;
   const auto searchTo = [&](std::uint64_t to) {
-    for (std::uint64_t hit = from; (hit = b.find("PK\x03\x04", hit, to)) != Bytes::npos;) {
+    for (std::uint64_t hit = from; (hit = b.find(kLocalHeader, hit, to)) != Bytes::npos;) {
       const std::uint64_t header = plausibleLocalHeader(b, hit);
       hidden += header > 0 ? 1 : 0;
       hit += std::max<std::uint64_t>(header, 4);  // a member's header is not another's
@@ -259,37 +258,33 @@ const char* notUnpackedInZip(const Bytes& b) {
         found = memberNotUnpacked(local + 6, z);
       }
     });
-  } else {
-    forEachLocalHeader(b, [&](const unsigned char* r, const ZipSizes& z) {
-      if (found == nullptr) found = memberNotUnpacked(r + 6, z);
-    });
+  }
+  // And every local header in the bytes, wherever it lies: with no
+  // directory, or one that is damaged or misplaced by its end record,
+  // 7-Zip and libarchive still extract the members they find by their
+  // local headers (libclamav then skips those it cannot unpack).
+  for (std::uint64_t hit = 0; found == nullptr && (hit = b.find(kLocalHeader, hit, b.size())) != Bytes::npos;
+       hit += 4) {
+    if (plausibleLocalHeader(b, hit) == 0) continue;
+    const unsigned char* r = b.at(hit, 30);
+    const std::uint64_t nameLen = le16(r + 26);
+    found = memberNotUnpacked(r + 6, zipSizes(b, hit + 30 + nameLen, le16(r + 28), le32(r + 22), le32(r + 18)));
   }
   return found;
 }
 
-// The dictionary size an LZMA member (method 14) whose local header is at
-// `local` declares in front of its data (APPNOTE 5.8.8: version (2), size
-// of the properties (2), the properties: lc/lp/pb (1), dictionary size
-// (4)); 0 for another member or none there.
-std::uint64_t lzmaDictionaryAt(const Bytes& b, std::uint64_t local) {
-  const unsigned char* h = b.at(local, 30);
-  if (h == nullptr || std::memcmp(h, "PK\x03\x04", 4) != 0 || le16(h + 8) != 14) return 0;
-  const unsigned char* p = b.at(local + 30 + le16(h + 26) + le16(h + 28), 9);
-  return p != nullptr && le16(p + 2) == 5 ? le32(p + 5) : 0;
-}
-
-std::uint64_t largestLzmaDictionary(const Bytes& b) {
+// Every local header signature, wherever it lies: a reader going by the
+// central directory, by local headers, or recovering a damaged directory
+// (libarchive does) may take any of them for a member's.
+std::uint64_t largestLzmaDictionary(std::string_view b) {
   std::uint64_t largest = 0;
-  if (const CentralDirectory cd = findCentralDirectory(b); cd.found) {
-    const std::uint64_t shift = cd.start > cd.stated ? cd.start - cd.stated : 0;
-    forEachDirectoryEntry(b, cd, [&](const unsigned char*, const ZipSizes& z) {
-      if (z.offset <= b.size()) largest = std::max(largest, lzmaDictionaryAt(b, z.offset + shift));
-    });
-    return largest;
+  for (std::size_t hit = 0; (hit = b.find(kLocalHeader, hit)) != std::string_view::npos; hit += 4) {
+    const auto* h = reinterpret_cast<const unsigned char*>(b.data()) + hit;
+    const std::size_t field = mime::zipLzmaDictionaryField(std::span(h, b.size() - hit));
+    if (field != mime::kNoZipLzma && field != mime::kZipLzmaNeedsMore) {
+      largest = std::max<std::uint64_t>(largest, le32(h + field));
+    }
   }
-  forEachLocalHeader(b, [&](const unsigned char* r, const ZipSizes&) {
-    largest = std::max(largest, lzmaDictionaryAt(b, b.offsetOf(r)));
-  });
   return largest;
 }
 
@@ -355,7 +350,7 @@ std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hidden
 
 const char* zipMethodNotUnpacked(std::string_view bytes) { return notUnpackedInZip(Bytes(bytes)); }
 
-std::uint64_t zipLargestLzmaDictionary(std::string_view bytes) { return largestLzmaDictionary(Bytes(bytes)); }
+std::uint64_t zipLargestLzmaDictionary(std::string_view bytes) { return largestLzmaDictionary(bytes); }
 
 const char* sevenZipMethodNotUnpacked(std::string_view bytes) {
   for (const auto& id : mime::probeSevenZip(bytes, kSevenZipHeaderMax).coders) {

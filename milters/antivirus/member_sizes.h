@@ -54,9 +54,10 @@ const char* zipMethodNotUnpacked(std::string_view bytes);
 // ZIP: the largest dictionary size its LZMA members declare (0: none).
 // libarchive, which unpacks them (scanner.cpp), has liblzma allocate the
 // whole dictionary before it writes a byte, up to 4 GiB for a member of a
-// few bytes; 7-Zip writes 64 KiB to 64 MiB. The members the central
-// directory lists (each read at its local header, where the properties
-// are), else the local headers front to back.
+// few bytes; 7-Zip writes 64 KiB to 64 MiB. Read at every local header
+// signature in the bytes (mime::zipLzmaDictionaryField), not only where the
+// central directory points: libarchive finds members in a damaged
+// directory's archive too.
 std::uint64_t zipLargestLzmaDictionary(std::string_view bytes);
 
 // 7-Zip: the first coder of the archive's folders libclamav 1.4.6 cannot
