@@ -243,8 +243,8 @@ class LzmaAloneSource final : public DecodedSource {
 // properties declare, up to 4 GiB for a member of a few bytes (libarchive
 // 3.6; later versions refuse more than 576 MiB, and then the member is
 // not measured). A match never reaches back further than the bytes
-// already written, and no more than `cap` bytes are counted, so the
-// measured size is the same.
+// already written, and `cap` is more than is ever counted (dictionaryCap),
+// so the measured size is the same.
 //
 // Every local header signature in the stream is taken for one, wherever
 // it lies: that is where a reader by local headers (a streamed nested

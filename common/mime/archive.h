@@ -20,7 +20,10 @@
 // (into memory up to copyMemoryLimit, else into an unlinked temp file in
 // tmpDir; mime::Spool). A ZIP read by its central directory shows every
 // entry an unzip tool would write, including overlapping ones (the "better
-// zip bomb"), which a front-to-back reader does not see. Nested levels
+// zip bomb"), which a front-to-back reader does not see; a ZIP whose
+// directory libarchive cannot read (damaged, or misplaced by its end
+// record) and yields no entry is read front to back instead, by its local
+// headers, as 7-Zip then extracts it. Nested levels
 // always stream: a nested ZIP is read front to back, a nested 7-Zip is
 // Unreadable (its header is at the end), a nested or compressed ISO image
 // is plain data.
@@ -117,7 +120,8 @@ const char* toString(ExpansionResult::Status s);
 // entry, its decompressed bytes (a .tar.zst gives the tar); a .lzma file is
 // decoded by unpackLzmaAlone (lzma.h), whatever dictionary size it
 // declares, with at most the dictionary its output can use. An archive is
-// read with seeks (a ZIP by its central directory, as unzip tools do); a
+// read with seeks (a ZIP by its central directory, as unzip tools do, or
+// by its local headers when that yields nothing, as measureExpansion); a
 // ZIP or 7-Zip declaring more than maxEntries entries is refused before
 // libarchive allocates for them. A ZIP member compressed with LZMA is not
 // changed here (the bytes handed over are the archive's own): libarchive
