@@ -88,7 +88,7 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
 std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes) {
   if (bytes.size() < 30) return kZipLzmaNeedsMore;
   const unsigned char* h = bytes.data();
-  if (util::le16(h + 8) != 14) return kNoZipLzma;
+  if ((util::le16(h + 8) & 0xFF) != 14) return kNoZipLzma;  // libarchive keeps the low byte of the method
   const std::size_t data = 30 + util::le16(h + 26) + util::le16(h + 28);
   if (bytes.size() < data + 9) return kZipLzmaNeedsMore;
   return util::le16(h + data + 2) == 5 ? data + 5 : kNoZipLzma;

@@ -87,7 +87,8 @@ inline constexpr std::uint64_t kLzmaAloneSizeUnknown = ~std::uint64_t{0};
 // front of its data, after the local header (30 bytes), its name and its
 // extra field (APPNOTE 5.8.8: a version (2), the size of the properties
 // (2, 5 for LZMA), lc/lp/pb (1), the dictionary size (4)). Readers go by
-// the local header for both the method and where the data starts.
+// the local header for both the method and where the data starts
+// (libarchive by the method's low byte: 0xFC0E is LZMA to it).
 // For the local header signature ("PK\3\4") `bytes` start with: where its
 // member's dictionary size field is, from the signature; kNoZipLzma when it
 // is no LZMA member; kZipLzmaNeedsMore when `bytes` end first.
