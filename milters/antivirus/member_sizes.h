@@ -47,7 +47,8 @@ std::uint64_t zipMembersOutsideDirectory(std::string_view bytes);
 // in an LZMA or PPMd member, as Python's zipfile and 7-Zip write them,
 // came back clean), while 7-Zip, WinRAR and libarchive-based unzippers
 // (Windows 11's, macOS's) extract it. The members the central directory
-// lists, else the local headers front to back; an encrypted one is left
+// lists, and every plausible local header in the bytes (a directory its
+// end record misplaces hides nothing from 7-Zip); an encrypted one is left
 // to libclamav (it reports those), an empty one holds nothing.
 const char* zipMethodNotUnpacked(std::string_view bytes);
 
