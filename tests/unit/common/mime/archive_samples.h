@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/mime/message.h"
+#include "common/util/bytes.h"
 
 namespace sekimori::mime::samples {
 
@@ -267,6 +268,17 @@ inline std::string lzmaZip(const std::vector<Entry>& entries, std::uint32_t decl
   putLe32(out, directoryAt);
   putLe16(out, 0);  // comment
   return out;
+}
+
+// `z` (a zip) with its end record's directory size 1 short: the end record
+// now misplaces the central directory. libarchive's seeking reader gives
+// up on it, 7-Zip extracts the members by their local headers.
+inline std::string misplaceDirectory(std::string z) {
+  const std::size_t end = z.rfind("PK\x05\x06");
+  if (end == std::string::npos || end + 22 > z.size()) return {};
+  const std::uint32_t size = util::le32(reinterpret_cast<const unsigned char*>(z.data()) + end + 12) - 1;
+  for (int i = 0; i < 4; ++i) z[end + 12 + i] = static_cast<char>(size >> (8 * i));
+  return z;
 }
 
 // A RAR 4 archive of stored entries (method 0x30), as `rar a -m0` writes

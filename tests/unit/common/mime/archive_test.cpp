@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "common/mime/sevenzip.h"
-#include "common/util/bytes.h"
 #include "tests/support/sanitized.h"
 #include "tests/unit/common/mime/archive_samples.h"
 
@@ -22,7 +21,6 @@ namespace {
 using Status = ExpansionResult::Status;
 
 using support::kSanitized;
-using util::le32;
 
 using samples::ChunkedContent;
 
@@ -383,16 +381,11 @@ TEST(Archive, DamagedArchivesAreUnreadableNotErrors) {
 // local headers, and so are they measured and unpacked (before, a bomb so
 // damaged was Unreadable, delivered unmeasured).
 TEST(Archive, ZipWithAMisplacedDirectoryIsReadByItsLocalHeaders) {
-  const auto misplace = [](std::string z) {
-    const std::size_t end = z.rfind("PK\x05\x06");
-    const std::uint32_t size = le32(reinterpret_cast<const unsigned char*>(z.data()) + end + 12) - 1;
-    for (int i = 0; i < 4; ++i) z[end + 12 + i] = static_cast<char>(size >> (8 * i));
-    return z;
-  };
   ExpansionLimits limits;
   limits.maxTotal = 10 << 20;
-  EXPECT_EQ(measure(misplace(samples::zip({{"zeros.bin", "", 12 << 20}})), limits).status, Status::TooLarge);
-  const std::string zip = misplace(samples::zip({{"a.txt", text(1000)}, {"b.txt", text(5000)}}));
+  const std::string bomb = samples::misplaceDirectory(samples::zip({{"zeros.bin", "", 12 << 20}}));
+  EXPECT_EQ(measure(bomb, limits).status, Status::TooLarge);
+  const std::string zip = samples::misplaceDirectory(samples::zip({{"a.txt", text(1000)}, {"b.txt", text(5000)}}));
   const ExpansionResult r = measure(zip, limits);
   EXPECT_EQ(r.status, Status::Ok) << toString(r.status);
   EXPECT_EQ(r.totalUncompressed, 6000u);
