@@ -4,8 +4,10 @@
 #include <lzma.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "common/util/bytes.h"
 
@@ -85,6 +87,173 @@ LzmaDecoded decodeLzma(std::span<const unsigned char> packed, bool lzma2, std::s
   return r;
 }
 
+// The parts of an .xz file, in the order they come (APPENDIX: the .xz
+// file format 1.1.0): a stream header; blocks, each a header and its
+// compressed data (with padding and a check, read by liblzma's block
+// decoder); the index, which must list the blocks as they came; the stream
+// footer; then padding (zeros, a multiple of four) and maybe another stream.
+struct XzDecoder::State {
+  enum class Part { StreamHeader, BlockOrIndex, BlockHeader, Block, Index, StreamFooter, Padding };
+
+  std::uint64_t dictionaryCap;
+  Part part = Part::StreamHeader;
+  std::vector<unsigned char> gathered;  // a header coming in pieces
+  std::size_t need = LZMA_STREAM_HEADER_SIZE;
+  lzma_stream_flags flags{};
+  lzma_index_hash* index = nullptr;
+  lzma_block block{};
+  std::array<lzma_filter, LZMA_FILTERS_MAX + 1> filters{};
+  lzma_stream s = LZMA_STREAM_INIT;
+  std::uint64_t padding = 0;
+  bool streamSeen = false;
+
+  explicit State(std::uint64_t cap) : dictionaryCap(cap) {
+    for (lzma_filter& f : filters) f = {LZMA_VLI_UNKNOWN, nullptr};
+  }
+  ~State() {
+    freeFilters();
+    lzma_end(&s);
+    lzma_index_hash_end(index, nullptr);
+  }
+  void freeFilters() {
+    for (lzma_filter& f : filters) {
+      std::free(f.options);
+      f = {LZMA_VLI_UNKNOWN, nullptr};
+    }
+  }
+  void expect(Part p, std::size_t bytes) {
+    part = p;
+    need = bytes;
+    gathered.clear();
+  }
+  // Moves bytes from `in` into `gathered` until it holds `need`.
+  bool gather(std::span<const unsigned char>& in) {
+    const std::size_t n = std::min(in.size(), need - gathered.size());
+    gathered.insert(gathered.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
+    in = in.subspan(n);
+    return gathered.size() == need;
+  }
+  // The block whose header is gathered: its decoder, with the dictionary
+  // of every LZMA filter lowered to the cap.
+  bool startBlock() {
+    block = {};
+    block.version = 1;
+    block.check = flags.check;
+    block.header_size = static_cast<std::uint32_t>(need);
+    block.filters = filters.data();
+    if (lzma_block_header_decode(&block, nullptr, gathered.data()) != LZMA_OK) return false;
+    for (lzma_filter& f : filters) {
+      if (f.id != LZMA_FILTER_LZMA2 && f.id != LZMA_FILTER_LZMA1) continue;
+      auto* opt = static_cast<lzma_options_lzma*>(f.options);
+      opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
+          dictionaryCap, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
+    }
+    const lzma_ret init = lzma_block_decoder(&s, &block);
+    if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
+    return init == LZMA_OK;
+  }
+};
+
+XzDecoder::XzDecoder(std::uint64_t dictionaryCap) : state_(std::make_unique<State>(dictionaryCap)) {}
+
+XzDecoder::~XzDecoder() = default;
+
+bool XzDecoder::complete() const { return state_->streamSeen && state_->part == State::Part::Padding && state_->padding % 4 == 0; }
+
+XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<unsigned char>& out) {
+  using Part = State::Part;
+  State& st = *state_;
+  for (;;) {
+    switch (st.part) {
+      case Part::StreamHeader:
+        if (!st.gather(in)) return Step::More;
+        if (lzma_stream_header_decode(&st.flags, st.gathered.data()) != LZMA_OK) return Step::Damaged;
+        st.index = lzma_index_hash_init(st.index, nullptr);
+        if (st.index == nullptr) throw std::bad_alloc();
+        st.expect(Part::BlockOrIndex, 0);
+        break;
+      case Part::BlockOrIndex:
+        if (in.empty()) return Step::More;
+        // A block header starts with its size in 4-byte units, not 0 (the
+        // index indicator: the index decoder reads it).
+        if (in[0] == 0) {
+          st.part = Part::Index;
+        } else {
+          st.expect(Part::BlockHeader, lzma_block_header_size_decode(in[0]));
+        }
+        break;
+      case Part::BlockHeader:
+        if (!st.gather(in)) return Step::More;
+        if (!st.startBlock()) return Step::Damaged;
+        st.part = Part::Block;
+        break;
+      case Part::Block: {
+        if (out.empty()) return Step::More;
+        st.s.next_in = in.data();
+        st.s.avail_in = in.size();
+        st.s.next_out = out.data();
+        st.s.avail_out = out.size();
+        const lzma_ret ret = lzma_code(&st.s, LZMA_RUN);
+        in = in.last(st.s.avail_in);
+        out = out.last(st.s.avail_out);
+        if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
+        if (ret == LZMA_STREAM_END) {
+          if (lzma_index_hash_append(st.index, lzma_block_unpadded_size(&st.block), st.block.uncompressed_size) !=
+              LZMA_OK) {
+            return Step::Damaged;
+          }
+          st.freeFilters();
+          st.expect(Part::BlockOrIndex, 0);
+          break;
+        }
+        // LZMA_BUF_ERROR: no progress, as there is no input yet.
+        if (ret != LZMA_OK && ret != LZMA_BUF_ERROR) return Step::Damaged;
+        if (in.empty() || out.empty()) return Step::More;
+        if (ret == LZMA_BUF_ERROR) return Step::Damaged;
+        break;
+      }
+      case Part::Index: {
+        std::size_t pos = 0;
+        const lzma_ret ret = lzma_index_hash_decode(st.index, in.data(), &pos, in.size());
+        in = in.subspan(pos);
+        if (ret == LZMA_STREAM_END) {
+          st.expect(Part::StreamFooter, LZMA_STREAM_HEADER_SIZE);
+          break;
+        }
+        if (ret == LZMA_OK || ret == LZMA_BUF_ERROR) return Step::More;  // all of `in` was index
+        return Step::Damaged;
+      }
+      case Part::StreamFooter: {
+        if (!st.gather(in)) return Step::More;
+        lzma_stream_flags footer{};
+        if (lzma_stream_footer_decode(&footer, st.gathered.data()) != LZMA_OK ||
+            lzma_stream_flags_compare(&st.flags, &footer) != LZMA_OK ||
+            footer.backward_size != lzma_index_hash_size(st.index)) {
+          return Step::Damaged;
+        }
+        st.streamSeen = true;
+        st.padding = 0;
+        st.expect(Part::Padding, 0);
+        break;
+      }
+      case Part::Padding:
+        while (!in.empty() && in[0] == 0) {
+          in = in.subspan(1);
+          ++st.padding;
+        }
+        if (in.empty()) return Step::More;
+        if (st.padding % 4 != 0) return Step::Damaged;
+        st.expect(Part::StreamHeader, LZMA_STREAM_HEADER_SIZE);  // the next stream
+        break;
+    }
+  }
+}
+
+bool xzMagic(std::span<const unsigned char> bytes) {
+  static constexpr unsigned char kMagic[] = {0xFD, '7', 'z', 'X', 'Z', 0x00};
+  return bytes.size() >= sizeof kMagic && std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin());
+}
+
 std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes) {
   if (bytes.size() < 30) return kZipLzmaNeedsMore;
   const unsigned char* h = bytes.data();
@@ -95,8 +264,11 @@ std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes) {
 }
 
 bool lzmaAloneHeader(std::string_view bytes) {
-  if (bytes.size() < kLzmaAloneHeaderSize || static_cast<unsigned char>(bytes[0]) != 0x5D) return false;
+  if (bytes.size() < kLzmaAloneHeaderSize) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  // lc/lp/pb in one byte: (pb * 5 + lp) * 9 + lc.
+  const unsigned props = p[0];
+  if (props > (4 * 5 + 4) * 9 + 8 || props % 9 + props / 9 % 5 > 4) return false;
   const std::uint32_t dict = util::le32(p + 1);
   const std::uint64_t size = util::le64(p + 5);
   // xz's rule: 2^n or 2^n + 2^(n-1), or UINT32_MAX. Below 4 KiB no encoder

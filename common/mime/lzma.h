@@ -77,6 +77,44 @@ class LzmaDecoder {
   std::unique_ptr<Stream> stream_;
 };
 
+// An .xz file decoded piece by piece, as xz does: its streams one after
+// the other (with the padding between them), each block checked, with a
+// dictionary no larger than `dictionaryCap` (at least 4 KiB) whatever a
+// block header declares. liblzma's own .xz decoder (as libarchive calls
+// it) allocates the declared dictionary, up to 4 GiB for a file of a few
+// dozen bytes; here a block reaching further back than `dictionaryCap`
+// comes back Damaged. decode throws std::bad_alloc when even the lowered
+// dictionary cannot be had.
+//
+//   XzDecoder d(64 << 20);
+//   while (... d.decode(in, out) == XzDecoder::Step::More) { ... }
+//   bool whole = d.complete();  // once the input has ended
+class XzDecoder {
+ public:
+  explicit XzDecoder(std::uint64_t dictionaryCap);
+  ~XzDecoder();
+  XzDecoder(const XzDecoder&) = delete;
+  XzDecoder& operator=(const XzDecoder&) = delete;
+
+  enum class Step {
+    More,     // `in` used up or `out` filled: call again with more of either
+    Damaged,  // not .xz, or data no encoder writes, or a check that fails
+  };
+  // Decodes from the front of `in` into the front of `out`, and drops from
+  // both what was read and written. Call it with an empty `in` once the
+  // input has ended, until it writes nothing more.
+  Step decode(std::span<const unsigned char>& in, std::span<unsigned char>& out);
+  // Whether the input may end here: after a whole stream (and padding).
+  bool complete() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Whether `bytes` start with the .xz magic number.
+bool xzMagic(std::span<const unsigned char> bytes);
+
 // A .lzma file starts with a header: the LZMA properties (5 bytes), then
 // the uncompressed size (8 bytes, little-endian; all ones: not given, the
 // data ends with an end marker).
@@ -97,10 +135,9 @@ inline constexpr std::size_t kZipLzmaNeedsMore = ~std::size_t{0};
 std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes);
 
 // Whether `bytes` start with a .lzma header as xz recognises one (the
-// format has no magic number): the properties every encoder writes by
-// default (lc=3, lp=0, pb=2), a dictionary size of 2^n or 2^n + 2^(n-1)
-// (or 2^32 - 1), and an uncompressed size that is "unknown" or under
-// 256 GiB.
+// format has no magic number): properties liblzma decodes (lc + lp <= 4,
+// pb <= 4), a dictionary size of 2^n or 2^n + 2^(n-1) (or 2^32 - 1), and
+// an uncompressed size that is "unknown" or under 256 GiB.
 bool lzmaAloneHeader(std::string_view bytes);
 
 // A .lzma file as one entry, its decompressed bytes (unpackEntries' rules:

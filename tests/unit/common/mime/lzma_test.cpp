@@ -138,9 +138,17 @@ TEST(Lzma, TheHeaderIsTakenAsXzTakesIt) {
   EXPECT_FALSE(lzmaAloneHeader(f.substr(0, 12)));
   EXPECT_FALSE(lzmaAloneHeader(withDictionary(f, 5000)));     // neither 2^n nor 2^n + 2^(n-1)
   EXPECT_FALSE(lzmaAloneHeader(withDictionary(f, 1 << 11)));  // under 4 KiB
+  // Properties: lc/lp/pb as liblzma takes them, not only the defaults
+  // (xz --lzma1=lc=4 writes 0x5E, and xz and 7-Zip decode it).
   std::string g = f;
-  g[0] = 0x5E;  // lc=4: no encoder's default
-  EXPECT_FALSE(lzmaAloneHeader(g));
+  for (const int props : {0x00, 0x5E, 0xD0, (4 * 5 + 0) * 9 + 4}) {
+    g[0] = static_cast<char>(props);
+    EXPECT_TRUE(lzmaAloneHeader(g)) << props;
+  }
+  for (const int props : {(0 * 5 + 2) * 9 + 3, (4 * 5 + 4) * 9 + 8 + 1, 0xFF}) {  // lc + lp = 5; pb = 5
+    g[0] = static_cast<char>(props);
+    EXPECT_FALSE(lzmaAloneHeader(g)) << props;
+  }
   g = f;
   putLe(g, 5, std::uint64_t{1} << 40, 8);  // a declared size of 1 TiB
   EXPECT_FALSE(lzmaAloneHeader(g));
