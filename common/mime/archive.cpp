@@ -182,7 +182,9 @@ class EntrySource final : public DecodedSource {
 // A .lzma file's decompressed bytes, by our decoder (lzma.h): every
 // dictionary size xz takes, where libarchive's reader takes 4 KiB to
 // 128 MiB only, and no larger a dictionary than `dictionaryCap`. Cut short
-// or damaged data fails the stream after what was decoded.
+// or damaged data ends the stream after what was decoded, and failed()
+// says so: libarchive, reading it, would drop the bytes it holds on a read
+// error.
 class LzmaAloneSource final : public DecodedSource {
  public:
   // `header`: the kLzmaAloneHeaderSize bytes `packed` started with.
@@ -195,7 +197,7 @@ class LzmaAloneSource final : public DecodedSource {
 
   la_ssize_t read(const void** out) override {
     *out = buf_.data();
-    if (done_) return failed_ ? -1 : 0;
+    if (done_) return 0;
     const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), left_));
     std::span<unsigned char> free(buf_.data(), want);
     while (!free.empty() && !done_) {
@@ -223,8 +225,7 @@ class LzmaAloneSource final : public DecodedSource {
     const std::size_t n = want - free.size();
     if (left_ != kLzmaAloneSizeUnknown && (left_ -= n) == 0) done_ = true;
     consumed_ += n;
-    if (n == 0) return failed_ ? -1 : 0;
-    return static_cast<la_ssize_t>(n);  // a failure is said by the next call
+    return static_cast<la_ssize_t>(n);
   }
 
  private:
@@ -233,6 +234,50 @@ class LzmaAloneSource final : public DecodedSource {
   LzmaDecoder decoder_;
   std::vector<unsigned char> buf_;
   std::span<const unsigned char> in_;
+  bool done_ = false;
+};
+
+// An .xz file's decompressed bytes, by our decoder (lzma.h), with no
+// larger a dictionary than `dictionaryCap`. Cut short or damaged data ends
+// the stream after what was decoded, and failed() says so (as
+// LzmaAloneSource).
+class XzSource final : public DecodedSource {
+ public:
+  XzSource(Source& packed, std::uint64_t dictionaryCap) : packed_(packed), decoder_(dictionaryCap), buf_(kChunk) {}
+
+  la_ssize_t read(const void** out) override {
+    *out = buf_.data();
+    std::span<unsigned char> free(buf_);
+    while (!free.empty() && !done_) {
+      if (in_.empty() && !ended_) {
+        const void* p = nullptr;
+        const la_ssize_t n = packed_.read(&p);
+        if (n < 0) {  // the data below failed
+          done_ = failed_ = true;
+          break;
+        }
+        ended_ = n == 0;
+        in_ = std::span(static_cast<const unsigned char*>(p), static_cast<std::size_t>(n));
+      }
+      const std::size_t room = free.size();
+      if (decoder_.decode(in_, free) == XzDecoder::Step::Damaged) {
+        done_ = failed_ = true;
+      } else if (ended_ && free.size() == room) {  // nothing more to come
+        done_ = true;
+        failed_ = !decoder_.complete();
+      }
+    }
+    const std::size_t n = buf_.size() - free.size();
+    consumed_ += n;
+    return static_cast<la_ssize_t>(n);
+  }
+
+ private:
+  Source& packed_;
+  XzDecoder decoder_;
+  std::vector<unsigned char> buf_;
+  std::span<const unsigned char> in_;
+  bool ended_ = false;
   bool done_ = false;
 };
 
@@ -313,7 +358,7 @@ class ZipLzmaDictionaryCap {
 // `src` through a ZipLzmaDictionaryCap.
 class ZipLzmaCappedSource final : public DecodedSource {
  public:
-  ZipLzmaCappedSource(DecodedSource& src, std::uint32_t cap) : src_(src), cap_(cap) {}
+  ZipLzmaCappedSource(Source& src, std::uint32_t cap) : src_(src), cap_(cap) {}
   la_ssize_t read(const void** out) override {
     cap_.take(given_);
     given_ = 0;
@@ -337,7 +382,7 @@ class ZipLzmaCappedSource final : public DecodedSource {
   }
 
  private:
-  DecodedSource& src_;
+  Source& src_;
   ZipLzmaDictionaryCap cap_;
   std::size_t given_ = 0;
   bool ended_ = false;
@@ -387,7 +432,8 @@ ArchivePtr openDecompressor(Source& src) {
   if (archive_zlib_version() != nullptr) archive_read_support_filter_gzip(r);
   if (archive_bzlib_version() != nullptr) archive_read_support_filter_bzip2(r);
   if (archive_liblzma_version() != nullptr) {
-    archive_read_support_filter_xz(r);
+    // Not xz: it is ours (OwnCodec). The .lzma reader only takes
+    // dictionaries up to 128 MiB; ours takes the files xz does first.
     archive_read_support_filter_lzma(r);
     archive_read_support_filter_lzip(r);
   }
@@ -459,7 +505,7 @@ Status drainCounting(Source& src, State& st) {
 
 bool encryptedSomewhere(archive* a) { return archive_read_has_encrypted_entries(a) > 0; }
 
-Status measureLevel(Source& src, int level, State& st);
+Status measureLevel(Source& src, int level, State& st, const char* filter = nullptr, int layers = 0);
 
 // Reads the archive format in `src` at `level` and counts its entries.
 // NotArchive when there is no format, or no entry in it.
@@ -556,32 +602,142 @@ Status measureDecompressed(DecodedSource& data, const char* filter, int level, S
   return s;
 }
 
+// The compressions decoded here rather than by libarchive: LZMA streams,
+// whose declared dictionary is lowered (lzma.h). libarchive's xz reader
+// allocates whatever a block declares (up to 4 GiB), and its .lzma reader
+// takes only some dictionary sizes (others it leaves as plain data).
+// Sniffed from the first kLzmaAloneHeaderSize bytes.
+enum class OwnCodec { None, Lzma, Xz };
+
+OwnCodec ownCodec(const std::vector<std::byte>& head) {
+  const std::span<const unsigned char> h(reinterpret_cast<const unsigned char*>(head.data()), head.size());
+  if (xzMagic(h)) return OwnCodec::Xz;
+  if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()))) return OwnCodec::Lzma;
+  return OwnCodec::None;
+}
+
+// The bytes read from another source, counted.
+class CountingSource final : public DecodedSource {
+ public:
+  explicit CountingSource(Source& src) : src_(src) {}
+  la_ssize_t read(const void** out) override {
+    const la_ssize_t n = src_.read(out);
+    if (n < 0) failed_ = true;
+    if (n > 0) consumed_ += static_cast<std::uint64_t>(n);
+    return n;
+  }
+
+ private:
+  Source& src_;
+};
+
+Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
+                       const char* filter, int layers);
+
 // Measures what `src` holds at `level` (1 = the attachment): compressed
 // or not, an archive or not. NotArchive when it is neither compressed nor
 // an archive: the caller counts those bytes as data. Otherwise every byte
-// of `src` has been read and counted.
-Status measureLevel(Source& src, int level, State& st) {
+// of `src` has been read and counted. `filter`: the compression `src` was
+// decompressed from at this level, the innermost (null: none); `layers`:
+// how many compressions were undone to get `src` (libarchive's, which its
+// reader undoes one inside the other, count as one), no more than
+// maxDepth.
+Status measureLevel(Source& src, int level, State& st, const char* filter, int layers) {
   std::vector<std::byte> head = readAtLeast(src, kLzmaAloneHeaderSize);
-  if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()))) {
-    const std::vector<std::byte> header(head.begin(), head.begin() + kLzmaAloneHeaderSize);
-    head.erase(head.begin(), head.begin() + kLzmaAloneHeaderSize);
-    PrefixedSource packed(src, std::move(head));
-    LzmaAloneSource decoded(header, packed, dictionaryCap(st.limits));
-    ZipLzmaCappedSource data(decoded, dictionaryCap(st.limits));
-    return measureDecompressed(data, "lzma", level, st);
+  if (const OwnCodec codec = ownCodec(head); codec != OwnCodec::None) {
+    return measureOwnCodec(codec, std::move(head), src, level, st, filter, layers);
   }
-  PrefixedSource whole(src, std::move(head));
+  const std::uint64_t sniffed = head.size();
+  CountingSource counted(src);
+  PrefixedSource whole(counted, std::move(head));
   ArchivePtr raw = openDecompressor(whole);
   if (!raw) return Status::NotArchive;
   archive_entry* entry = nullptr;
   if (const int rc = archive_read_next_header(raw.get(), &entry); rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
     return Status::NotArchive;  // nothing at all
   }
-  const char* filter =
-      archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE ? archive_filter_name(raw.get(), 0) : nullptr;
   EntrySource decompressed(raw.get());
+  if (archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE) {
+    // libarchive undoes every compression of its own it finds, one inside
+    // the other; one of ours may be inside (a .xz in a .gz), or around.
+    const char* name = archive_filter_name(raw.get(), 0);  // the innermost, as libarchive names them
+    if (++layers > st.limits.maxDepth) {
+      st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+      return Status::TooDeep;
+    }
+    std::vector<std::byte> inner = readAtLeast(decompressed, kLzmaAloneHeaderSize);
+    Status s;
+    if (const OwnCodec codec = ownCodec(inner); codec != OwnCodec::None) {
+      s = measureOwnCodec(codec, std::move(inner), decompressed, level, st, name, layers);
+    } else {
+      PrefixedSource rest(decompressed, std::move(inner));
+      ZipLzmaCappedSource data(rest, dictionaryCap(st.limits));
+      s = measureDecompressed(data, name, level, st);
+      if (decompressed.failed() && !terminal(s)) {  // the sniffing read failed
+        st.unreadable = true;
+        s = Status::Unreadable;
+      }
+    }
+    // Inside one of ours, as measureOwnCodec: the compressed bytes count.
+    if (terminal(s) || filter == nullptr) return s;
+    if (!st.add(sniffed + counted.consumed())) return Status::TooLarge;
+    if (const Status ds = drainCounting(counted, st); terminal(ds)) return ds;
+    return s;
+  }
   ZipLzmaCappedSource data(decompressed, dictionaryCap(st.limits));
   return measureDecompressed(data, filter, level, st);
+}
+
+// Measures what the stream in `packed` decompresses to, compressed with
+// `codec` (`head`: its first bytes, already read from it). Inside another
+// compression (`filter` not null), its compressed bytes count as data too,
+// so that compressions nested in compressions cost no more work than the
+// limit, whatever they hold (an .xz stream may be gigabytes of padding,
+// or of empty streams, that decode to nothing).
+Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
+                       const char* filter, int layers) {
+  if (++layers > st.limits.maxDepth) {
+    st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+    return Status::TooDeep;
+  }
+  const char* name = codec == OwnCodec::Xz ? "xz" : "lzma";
+  const std::uint64_t sniffed = head.size();
+  CountingSource counted(packed);
+  const auto inside = [&](DecodedSource& decoded) {
+    Status s = measureLevel(decoded, level, st, name, layers);
+    if (terminal(s)) return s;
+    if (s == Status::NotArchive) {
+      // Nothing libarchive could open (an empty stream, or one damaged
+      // from the start): its bytes, if any, are data.
+      st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+      if (level == 1) st.result.format = name;
+      if (!st.add(decoded.consumed())) return Status::TooLarge;
+      if (const Status ds = drainCounting(decoded, st); terminal(ds)) return ds;
+      s = Status::Ok;
+    }
+    if (decoded.failed()) {
+      st.unreadable = true;
+      return Status::Unreadable;
+    }
+    return s;
+  };
+  Status s;
+  const std::uint32_t cap = dictionaryCap(st.limits);
+  if (codec == OwnCodec::Lzma) {
+    const std::vector<std::byte> header(head.begin(), head.begin() + kLzmaAloneHeaderSize);
+    head.erase(head.begin(), head.begin() + kLzmaAloneHeaderSize);
+    PrefixedSource rest(counted, std::move(head));
+    LzmaAloneSource decoded(header, rest, cap);
+    s = inside(decoded);
+  } else {
+    PrefixedSource whole(counted, std::move(head));
+    XzSource decoded(whole, cap);
+    s = inside(decoded);
+  }
+  if (terminal(s) || filter == nullptr) return s;
+  if (!st.add(sniffed + counted.consumed())) return Status::TooLarge;
+  if (const Status ds = drainCounting(counted, st); terminal(ds)) return ds;
+  return s;
 }
 
 // The number of entries a ZIP's end-of-central-directory record declares
@@ -667,17 +823,16 @@ bool needsSeeking(const std::vector<std::byte>& prefix) {
 
 using UStatus = UnpackResult::Status;
 
-// Reads the current entry of `a` whole into `out`, within the limits
-// (`total`: what the entries before it took).
-UStatus readEntry(archive* a, const UnpackLimits& limits, std::uint64_t total, std::string& out) {
+// Reads `src` (an entry, or a decompressed stream) whole into `out`,
+// within the limits (`total`: what the entries before it took).
+UStatus readEntry(DecodedSource& src, const UnpackLimits& limits, std::uint64_t total, std::string& out) {
   out.clear();
   for (;;) {
-    const std::size_t at = out.size();
-    out.resize(at + kChunk);
-    const la_ssize_t n = archive_read_data(a, out.data() + at, kChunk);
-    out.resize(at + static_cast<std::size_t>(std::max<la_ssize_t>(n, 0)));
+    const void* buf = nullptr;
+    const la_ssize_t n = src.read(&buf);
     if (n < 0) return UStatus::Unreadable;
-    if (n == 0) return UStatus::Ok;
+    if (n == 0) return src.failed() ? UStatus::Unreadable : UStatus::Ok;
+    out.append(static_cast<const char*>(buf), static_cast<std::size_t>(n));
     if (out.size() > limits.maxEntrySize) return UStatus::EntryTooLarge;
     if (total + out.size() > limits.maxTotal) return UStatus::TooLarge;
   }
@@ -708,7 +863,8 @@ void unpackFormat(archive* a, const UnpackLimits& limits, const EntryHandler& on
       continue;
     }
     if (archive_entry_filetype(entry) != AE_IFREG) continue;
-    const UStatus es = readEntry(a, limits, result.totalSize, data);
+    EntrySource entrySource(a);
+    const UStatus es = readEntry(entrySource, limits, result.totalSize, data);
     if (es == UStatus::Unreadable) {
       unreadable = true;  // what was read before the damage is still handed over
       if (data.empty()) continue;
@@ -875,26 +1031,35 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
         return result;
     }
   }
-  // Compressed: one entry, the decompressed bytes. A .lzma file by us,
-  // whatever dictionary it declares (lzma.h).
+  // Compressed: one entry, the decompressed bytes. A .lzma or .xz file by
+  // us, whatever dictionary it declares (lzma.h).
+  const auto decompressed = [&](DecodedSource& data) {
+    std::string out;
+    const UStatus es = readEntry(data, limits, 0, out);
+    if (es != UStatus::Ok && (es != UStatus::Unreadable || out.empty())) {
+      result.status = es;
+      return result;
+    }
+    // Cut short or damaged: what was decompressed is still handed over.
+    result.entries = 1;
+    result.totalSize = out.size();
+    result.status = !onEntry("", out) ? UStatus::Stopped : es;
+    return result;
+  };
   if (lzmaAloneHeader(bytes)) return unpackLzmaAlone(bytes, limits, onEntry);
+  if (xzMagic(std::span(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()))) {
+    MemorySource packed(bytes);
+    XzSource data(packed, std::min(limits.maxEntrySize, limits.maxTotal) + 1 + kChunk);
+    return decompressed(data);
+  }
   {
     MemorySource src(bytes);
     ArchivePtr raw = openDecompressor(src);
     archive_entry* entry = nullptr;
     if (raw && archive_filter_code(raw.get(), 0) != ARCHIVE_FILTER_NONE &&
         archive_read_next_header(raw.get(), &entry) == ARCHIVE_OK) {
-      std::string data;
-      const UStatus es = readEntry(raw.get(), limits, 0, data);
-      if (es != UStatus::Ok && (es != UStatus::Unreadable || data.empty())) {
-        result.status = es;
-        return result;
-      }
-      // Cut short or damaged: what was decompressed is still handed over.
-      result.entries = 1;
-      result.totalSize = data.size();
-      result.status = !onEntry("", data) ? UStatus::Stopped : es;
-      return result;
+      EntrySource data(raw.get());
+      return decompressed(data);
     }
   }
   MemorySource src(bytes);

@@ -51,7 +51,8 @@ const Option<Bytes> kMaxExpansion{
     "archives). An archive that cannot be read is not refused for that alone. R-SIZE-5.",
     Scope::Overridable};
 const Option<Count> kMaxArchiveDepth{"limits.max_archive_depth", Count{8},
-                                     "How many levels of archives inside archives are followed. R-SIZE-5."};
+                                     "How many levels of archives inside archives are followed; also how many "
+                                     "compressions one inside another, where one is .xz or .lzma. R-SIZE-5."};
 const Option<bool> kRejectDeep{"limits.reject_deep_archives", true,
                                "Refuse (archive reply) an archive nested deeper than max_archive_depth, whose "
                                "size therefore cannot be known."};

@@ -281,6 +281,29 @@ class SizeLimitE2E(unittest.TestCase):
                                                            ctype="application/x-lzma"))
                     self.assertReply(r, *verdict)
 
+    def test_compressions_inside_compressions_count(self):
+        # A .lzma inside a .gz was left to libarchive's .lzma reader, which
+        # takes dictionaries of 4 KiB-128 MiB only: the .gz of one declaring
+        # 256 MiB counted its few hundred bytes. One written with lc=4 was
+        # no .lzma at all. xz and 7-Zip unpack both.
+        import gzip
+        self.configure(conf(size="10M", limits="max_archive_expansion = 1M"))
+        def alone(data, lc=3):
+            packed = bytearray(lzma.compress(data, format=lzma.FORMAT_ALONE,
+                                             filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": 0}]))
+            packed[1:5] = (256 << 20).to_bytes(4, "little")
+            return bytes(packed)
+        makers = (("gz-of-lzma", lambda d: gzip.compress(alone(d)), "zeros.lzma.gz"),
+                  ("lc4-lzma", lambda d: alone(d, lc=4), "zeros.lzma"),
+                  ("gz-of-xz", lambda d: gzip.compress(lzma.compress(d)), "zeros.xz.gz"),
+                  ("xz-of-gz", lambda d: lzma.compress(gzip.compress(d)), "zeros.gz.xz"))
+        for label, make, name in makers:
+            for zeros, verdict in (((2 << 20), ("552", "5.3.4")), ((512 << 10), ("250", "2.0.0"))):
+                with self.subTest(label=label, zeros=zeros):
+                    r = self.send_raw(mime_with_attachment(make(b"\0" * zeros), filename=name,
+                                                           ctype="application/octet-stream"))
+                    self.assertReply(r, *verdict)
+
     def test_a_boundary_with_the_word_boundary_hides_nothing(self):
         # .NET's System.Net.Mail writes boundary="--boundary_0_GUID". Such a
         # boundary was taken for a second boundary parameter (ambiguous), so

@@ -270,6 +270,57 @@ inline std::string lzmaZip(const std::vector<Entry>& entries, std::uint32_t decl
   return out;
 }
 
+// An .xz file of `body` (liblzma's encoder, preset 6: an 8 MiB
+// dictionary) with the given check, x86 BCJ in front of LZMA2 or not, in
+// blocks of `blockSize` bytes (0: one block, as xz writes by default).
+struct XzOptions {
+  lzma_check check = LZMA_CHECK_CRC64;
+  bool bcj = false;
+  std::uint64_t blockSize = 0;
+};
+inline std::string xz(const std::string& body, const XzOptions& o = {}) {
+  lzma_options_lzma opt{};
+  if (lzma_lzma_preset(&opt, 6)) return {};
+  lzma_filter filters[3] = {{LZMA_FILTER_LZMA2, &opt}, {LZMA_VLI_UNKNOWN, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
+  if (o.bcj) {
+    filters[1] = filters[0];
+    filters[0] = {LZMA_FILTER_X86, nullptr};
+  }
+  lzma_stream s = LZMA_STREAM_INIT;
+  lzma_mt mt{};
+  mt.threads = 1;
+  mt.block_size = o.blockSize;
+  mt.filters = filters;
+  mt.check = o.check;
+  if ((o.blockSize != 0 ? lzma_stream_encoder_mt(&s, &mt) : lzma_stream_encoder(&s, filters, o.check)) != LZMA_OK) {
+    return {};
+  }
+  std::string out(body.size() + body.size() / 2 + 65536, '\0');
+  s.next_in = reinterpret_cast<const std::uint8_t*>(body.data());
+  s.avail_in = body.size();
+  s.next_out = reinterpret_cast<std::uint8_t*>(out.data());
+  s.avail_out = out.size();
+  lzma_ret ret = LZMA_OK;
+  while (ret == LZMA_OK) ret = lzma_code(&s, LZMA_FINISH);
+  out.resize(out.size() - s.avail_out);
+  lzma_end(&s);
+  return ret == LZMA_STREAM_END ? out : std::string();
+}
+
+// `x` (an .xz file of one stream) with its first block's LZMA2 dictionary
+// declared as `dictByte` says (40: 4 GiB - 1) and the block header's CRC
+// made good again: what xz would decode, with that dictionary.
+inline std::string withXzDictionary(std::string x, std::uint8_t dictByte) {
+  const std::size_t at = LZMA_STREAM_HEADER_SIZE;
+  const std::size_t size = (static_cast<std::uint8_t>(x[at]) + 1) * 4;
+  const std::size_t lzma2 = x.find(std::string("\x21\x01", 2), at + 2);
+  if (lzma2 == std::string::npos || lzma2 + 2 >= at + size - 4) return {};
+  x[lzma2 + 2] = static_cast<char>(dictByte);
+  const std::uint32_t crc = lzma_crc32(reinterpret_cast<const std::uint8_t*>(x.data() + at), size - 4, 0);
+  for (int i = 0; i < 4; ++i) x[at + size - 4 + i] = static_cast<char>(crc >> (8 * i));
+  return x;
+}
+
 // `z` (a zip) with its end record's directory size 1 short: the end record
 // now misplaces the central directory. libarchive's seeking reader gives
 // up on it, 7-Zip extracts the members by their local headers.
