@@ -102,7 +102,7 @@ const Option<Bytes> kMaxScanMemory{"engine.max_scan_memory", Bytes{1024 * 1024 *
                                    "it declares (7-Zip writes up to 64 MiB, a crafted one 4 GiB). Past it the message "
                                    "is limits_exceeded_action (Heuristics.Limits.Exceeded.MaxScanMemory) and the "
                                    "worker is replaced; the other scans go on. A warning at start when workers x "
-                                   "max_scan_memory is more than the machine's memory. At least 64M (0 is not \"no "
+                                   "max_scan_memory is more than the machine's memory, or than its cgroup's memory.max. At least 64M (0 is not \"no "
                                    "limit\": without one the kernel's OOM killer picks its own victim, the milter or "
                                    "Postfix). libclamav backend only."};
 

@@ -921,14 +921,62 @@ std::string scanTempBase(const ScannerOptions& o, const std::string& shm) {
   return "/tmp";
 }
 
-std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory) {
+std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory, std::uint64_t cgroupMemory) {
   const std::uint64_t all = static_cast<std::uint64_t>(std::max(o.workers, 1)) * o.engine.limits.maxScanMemory;
-  if (o.engine.limits.maxScanMemory == 0 || machineMemory == 0 || all <= machineMemory) return {};
+  const bool inCgroup = cgroupMemory != 0 && (machineMemory == 0 || cgroupMemory < machineMemory);
+  const std::uint64_t memory = inCgroup ? cgroupMemory : machineMemory;
+  if (o.engine.limits.maxScanMemory == 0 || memory == 0 || all <= memory) return {};
   const auto mib = [](std::uint64_t b) { return std::to_string(b >> 20) + " MiB"; };
   return "[engine] max_scan_memory (" + mib(o.engine.limits.maxScanMemory) + ") x " + std::to_string(o.workers) +
-         " scanner workers = " + mib(all) + ", more than this machine's " + mib(machineMemory) +
-         " of memory: scans taking it at once could still bring the kernel's OOM killer; lower max_scan_memory "
-         "or [engine] workers";
+         " scanner workers = " + mib(all) + ", more than " +
+         (inCgroup ? "the " + mib(memory) + " of memory its cgroup may use (memory.max)"
+                   : "this machine's " + mib(memory) + " of memory") +
+         ": scans taking it at once could still bring the kernel's OOM killer; lower max_scan_memory or [engine] "
+         "workers";
+}
+
+std::uint64_t cgroupMemoryLimit(std::string_view procCgroup, const std::string& root) {
+  // Values this large are "no limit" (v1 writes PAGE_COUNTER_MAX pages).
+  constexpr std::uint64_t kUnlimited = std::uint64_t{1} << 62;
+  std::uint64_t lowest = 0;
+  const auto lower = [&](const std::string& file) {
+    std::FILE* f = std::fopen(file.c_str(), "r");
+    if (f == nullptr) return;
+    char buf[32] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long v = std::strtoull(std::string(buf, n).c_str(), &end, 10);
+    if (errno != 0 || end == nullptr || v == 0 || v >= kUnlimited) return;  // "max", or none
+    if (lowest == 0 || v < lowest) lowest = v;
+  };
+  // Lines "ID:CONTROLLERS:PATH": v2 has one with no controllers ("0::/x").
+  for (const std::string& line : util::split(procCgroup, '\n')) {
+    const std::size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    std::string dir, file;
+    if (controllers.empty()) {
+      dir = root;
+      file = "/memory.max";
+    } else if (const auto list = util::split(controllers, ','); std::find(list.begin(), list.end(), "memory") !=
+                                                                list.end()) {
+      dir = root + "/memory";
+      file = "/memory.limit_in_bytes";
+    } else {
+      continue;
+    }
+    // The cgroup and each one above it: a parent's limit holds for all
+    // below it.
+    for (;;) {
+      lower(dir + path + file);
+      if (path.empty() || path == "/") break;
+      path.erase(path.rfind('/'));
+    }
+  }
+  return lowest;
 }
 
 namespace {
@@ -1814,11 +1862,18 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
     return false;
   }
   const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && pageSize > 0) {
-    const std::string warning =
-        scanMemoryWarning(options, static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(pageSize));
-    if (!warning.empty()) log::message(log::Level::Warning, warning);
+  std::string cgroups;
+  if (const int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC); fd >= 0) {
+    util::readWhole(fd, &cgroups);
+    close(fd);
   }
+  const std::string warning =
+      scanMemoryWarning(options,
+                        pages > 0 && pageSize > 0
+                            ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(pageSize)
+                            : 0,
+                        cgroupMemoryLimit(cgroups));
+  if (!warning.empty()) log::message(log::Level::Warning, warning);
   cl_set_clcb_msg(clamavMessage);
   if (const cl_error_t rc = cl_init(CL_INIT_DEFAULT); rc != CL_SUCCESS) {
     *error = std::string("cannot initialise libclamav: ") + cl_strerror(rc);

@@ -130,10 +130,17 @@ std::string scanTempBase(const ScannerOptions& o, const std::string& shm = "/dev
 
 // What ScannerPool::start warns of when every worker taking its
 // max_scan_memory at once would need more than `machineMemory` (bytes of
-// RAM): the limit then no longer keeps the kernel's OOM killer from
-// picking its own victim (the milter, Postfix). Empty when it fits, or
-// with no limit.
-std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory);
+// RAM) or `cgroupMemory` (the memory limit of the daemon's cgroup, 0:
+// none): the limit then no longer keeps the kernel's OOM killer from
+// picking its own victim (the milter, Postfix; or, in a cgroup, the whole
+// service). Empty when it fits, or with no limit.
+std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemory, std::uint64_t cgroupMemory = 0);
+
+// The lowest memory limit set on the cgroup `procCgroup` (the text of
+// /proc/self/cgroup) names, or on one above it, under `root` (where
+// cgroups are mounted): cgroup v2's memory.max (systemd's MemoryMax=), or
+// v1's memory.limit_in_bytes. 0 when there is none, or it cannot be read.
+std::uint64_t cgroupMemoryLimit(std::string_view procCgroup, const std::string& root = "/sys/fs/cgroup");
 
 // The bytes of one scan in a memfd (no name, no disk): written, then sealed
 // against writing, shrinking and growing before it is handed to

@@ -970,6 +970,43 @@ TEST(ScanMemoryWarning, SaidWhenAllWorkersAtTheLimitWouldNotFit) {
   EXPECT_EQ(scanMemoryWarning(o, 2ULL << 30), "");
   o.engine.limits.maxScanMemory = 1ULL << 30;
   EXPECT_EQ(scanMemoryWarning(o, 0), "");  // unknown
+  // Under a cgroup's memory limit (systemd's MemoryMax=), that is what
+  // there is: its OOM killer takes the whole service.
+  o.workers = 4;
+  EXPECT_EQ(scanMemoryWarning(o, 24ULL << 30, 2ULL << 30),
+            "[engine] max_scan_memory (1024 MiB) x 4 scanner workers = 4096 MiB, more than the 2048 MiB of memory "
+            "its cgroup may use (memory.max): scans taking it at once could still bring the kernel's OOM killer; "
+            "lower max_scan_memory or [engine] workers");
+  EXPECT_EQ(scanMemoryWarning(o, 24ULL << 30, 8ULL << 30), "");
+  EXPECT_NE(scanMemoryWarning(o, 2ULL << 30, 8ULL << 30).find("this machine's 2048 MiB"), std::string::npos);
+  EXPECT_NE(scanMemoryWarning(o, 0, 2ULL << 30), "");
+}
+
+// The limit is read from the cgroup /proc/self/cgroup names and every one
+// above it, the lowest: cgroup v2 (memory.max, "max" for none) and v1
+// (memory.limit_in_bytes, a huge number for none).
+TEST(ScanMemoryWarning, TheCgroupLimitIsTheLowestOnItsPath) {
+  TempDir dir;
+  const std::string root = dir.path().string();
+  const auto put = [&](const std::string& path, const std::string& value) {
+    fs::create_directories(fs::path(root + path).parent_path());
+    std::ofstream(root + path) << value;
+  };
+  put("/system.slice/memory.max", "max\n");
+  put("/system.slice/sekimori.service/memory.max", "3221225472\n");
+  EXPECT_EQ(cgroupMemoryLimit("0::/system.slice/sekimori.service\n", root), 3ULL << 30);
+  put("/system.slice/memory.max", "2147483648\n");  // the parent's is lower
+  EXPECT_EQ(cgroupMemoryLimit("0::/system.slice/sekimori.service\n", root), 2ULL << 30);
+  EXPECT_EQ(cgroupMemoryLimit("0::/user.slice\n", root), 0u);  // nothing there
+  EXPECT_EQ(cgroupMemoryLimit("0::/\n", root), 0u);
+  EXPECT_EQ(cgroupMemoryLimit("", root), 0u);
+  // v1: the memory controller's own hierarchy.
+  put("/memory/docker/abc/memory.limit_in_bytes", "1073741824\n");
+  put("/memory/docker/memory.limit_in_bytes", "9223372036854771712\n");
+  EXPECT_EQ(cgroupMemoryLimit("5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n", root), 1ULL << 30);
+  EXPECT_EQ(cgroupMemoryLimit("4:cpu:/docker/abc\n", root), 0u);
+  put("/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+  EXPECT_EQ(cgroupMemoryLimit("4:memory:/docker/abc\n", root), 0u);
 }
 
 TEST_F(ScannerTest, EachWorkerHasATempDirectoryOfItsOwnRemovedWithIt) {
