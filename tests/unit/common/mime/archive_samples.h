@@ -270,6 +270,32 @@ inline std::string lzmaZip(const std::vector<Entry>& entries, std::uint32_t decl
   return out;
 }
 
+// `body` through the liblzma encoder `s` was set up as (ended after), or
+// empty when it fails.
+inline std::string encoded(lzma_stream& s, const std::string& body) {
+  std::string out(body.size() + body.size() / 2 + 65536, '\0');
+  s.next_in = reinterpret_cast<const std::uint8_t*>(body.data());
+  s.avail_in = body.size();
+  s.next_out = reinterpret_cast<std::uint8_t*>(out.data());
+  s.avail_out = out.size();
+  lzma_ret ret = LZMA_OK;
+  while (ret == LZMA_OK) ret = lzma_code(&s, LZMA_FINISH);
+  out.resize(out.size() - s.avail_out);
+  lzma_end(&s);
+  return ret == LZMA_STREAM_END ? out : std::string();
+}
+
+// `body` as a .lzma file with `lc` literal context bits (xz's encoder,
+// preset 6: an 8 MiB dictionary, an end marker, the size not given).
+inline std::string lzmaAlone(const std::string& body, std::uint32_t lc) {
+  lzma_options_lzma opt{};
+  if (lzma_lzma_preset(&opt, 6)) return {};
+  opt.lc = lc;
+  lzma_stream s = LZMA_STREAM_INIT;
+  if (lzma_alone_encoder(&s, &opt) != LZMA_OK) return {};
+  return encoded(s, body);
+}
+
 // An .xz file of `body` (liblzma's encoder, preset 6: an 8 MiB
 // dictionary) with the given check, x86 BCJ in front of LZMA2 or not, in
 // blocks of `blockSize` bytes (0: one block, as xz writes by default).
@@ -295,16 +321,7 @@ inline std::string xz(const std::string& body, const XzOptions& o = {}) {
   if ((o.blockSize != 0 ? lzma_stream_encoder_mt(&s, &mt) : lzma_stream_encoder(&s, filters, o.check)) != LZMA_OK) {
     return {};
   }
-  std::string out(body.size() + body.size() / 2 + 65536, '\0');
-  s.next_in = reinterpret_cast<const std::uint8_t*>(body.data());
-  s.avail_in = body.size();
-  s.next_out = reinterpret_cast<std::uint8_t*>(out.data());
-  s.avail_out = out.size();
-  lzma_ret ret = LZMA_OK;
-  while (ret == LZMA_OK) ret = lzma_code(&s, LZMA_FINISH);
-  out.resize(out.size() - s.avail_out);
-  lzma_end(&s);
-  return ret == LZMA_STREAM_END ? out : std::string();
+  return encoded(s, body);
 }
 
 // `x` (an .xz file of one stream) with its first block's LZMA2 dictionary

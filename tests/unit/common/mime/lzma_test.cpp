@@ -346,25 +346,6 @@ TEST(Lzma, ZipMembersCostNoMoreThanTheLimit) {
 
 // --- .xz files -----------------------------------------------------------
 
-// `body` as a .lzma file with `lc` literal context bits (xz's encoder).
-std::string lzmaFileWithLc(const std::string& body, std::uint32_t lc) {
-  lzma_options_lzma opt{};
-  if (lzma_lzma_preset(&opt, 6)) return {};
-  opt.lc = lc;
-  lzma_stream s = LZMA_STREAM_INIT;
-  if (lzma_alone_encoder(&s, &opt) != LZMA_OK) return {};
-  std::string out(body.size() + body.size() / 2 + 65536, '\0');
-  s.next_in = reinterpret_cast<const std::uint8_t*>(body.data());
-  s.avail_in = body.size();
-  s.next_out = reinterpret_cast<std::uint8_t*>(out.data());
-  s.avail_out = out.size();
-  lzma_ret ret = LZMA_OK;
-  while (ret == LZMA_OK) ret = lzma_code(&s, LZMA_FINISH);
-  out.resize(out.size() - s.avail_out);
-  lzma_end(&s);
-  return ret == LZMA_STREAM_END ? out : std::string();
-}
-
 std::string gz(const std::string& bytes) {
   return samples::write(archive_write_set_format_raw, {archive_write_add_filter_gzip}, {{"data", bytes}});
 }
@@ -478,7 +459,7 @@ TEST(Xz, CompressionsInsideCompressionsAreMeasured) {
   limits.maxTotal = 10 << 20;
   const std::string zeros(12 << 20, '\0');
   const std::string lzmaBomb = withDictionary(lzmaFile(zeros), 256u << 20);
-  const std::string lc4Bomb = withDictionary(lzmaFileWithLc(zeros, 4), 256u << 20);
+  const std::string lc4Bomb = withDictionary(samples::lzmaAlone(zeros, 4), 256u << 20);
   const std::string xzBomb = samples::withXzDictionary(samples::xz(zeros), 40);
   ASSERT_FALSE(lc4Bomb.empty());
   ASSERT_FALSE(xzBomb.empty());
