@@ -158,7 +158,9 @@ XzDecoder::XzDecoder(std::uint64_t dictionaryCap) : state_(std::make_unique<Stat
 
 XzDecoder::~XzDecoder() = default;
 
-bool XzDecoder::complete() const { return state_->streamSeen && state_->part == State::Part::Padding && state_->padding % 4 == 0; }
+bool XzDecoder::complete() const {
+  return state_->streamSeen && state_->part == State::Part::Padding && state_->padding % 4 == 0;
+}
 
 XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<unsigned char>& out) {
   using Part = State::Part;
