@@ -972,8 +972,9 @@ std::uint64_t cgroupMemoryLimit(std::string_view procCgroup, const std::string& 
     // below it.
     for (;;) {
       lower(dir + path + file);
-      if (path.empty() || path == "/") break;
-      path.erase(path.rfind('/'));
+      const std::size_t up = path.rfind('/');
+      if (up == std::string::npos || path == "/") break;
+      path.erase(up);
     }
   }
   return lowest;

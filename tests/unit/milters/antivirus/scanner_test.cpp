@@ -1000,6 +1000,7 @@ TEST(ScanMemoryWarning, TheCgroupLimitIsTheLowestOnItsPath) {
   EXPECT_EQ(cgroupMemoryLimit("0::/user.slice\n", root), 0u);  // nothing there
   EXPECT_EQ(cgroupMemoryLimit("0::/\n", root), 0u);
   EXPECT_EQ(cgroupMemoryLimit("", root), 0u);
+  EXPECT_EQ(cgroupMemoryLimit("0::system.slice\n0:\nnonsense", root), 0u);  // not as the kernel writes it
   // v1: the memory controller's own hierarchy.
   put("/memory/docker/abc/memory.limit_in_bytes", "1073741824\n");
   put("/memory/docker/memory.limit_in_bytes", "9223372036854771712\n");
