@@ -631,6 +631,26 @@ class CountingSource final : public DecodedSource {
   Source& src_;
 };
 
+// Compressions nested deeper than maxDepth (one more layer in `layers`).
+bool tooManyLayers(int& layers, int level, State& st) {
+  if (++layers <= st.limits.maxDepth) return false;
+  st.result.deepestLevel = std::max(st.result.deepestLevel, level);
+  return true;
+}
+
+// Inside another compression (`filter` not null), a compressed layer's own
+// bytes count as data too (`sniffed` read before `counted`, then the rest
+// of `counted`), so that compressions nested in compressions cost no more
+// work than the limit, whatever they hold (an .xz stream may be gigabytes
+// of padding, or of empty streams, that decode to nothing). `s`: what the
+// layer held.
+Status countLayerBytes(Status s, const char* filter, std::uint64_t sniffed, CountingSource& counted, State& st) {
+  if (terminal(s) || filter == nullptr) return s;
+  if (!st.add(sniffed + counted.consumed())) return Status::TooLarge;
+  if (const Status ds = drainCounting(counted, st); terminal(ds)) return ds;
+  return s;
+}
+
 Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
                        const char* filter, int layers);
 
@@ -661,10 +681,7 @@ Status measureLevel(Source& src, int level, State& st, const char* filter, int l
     // libarchive undoes every compression of its own it finds, one inside
     // the other; one of ours may be inside (a .xz in a .gz), or around.
     const char* name = archive_filter_name(raw.get(), 0);  // the innermost, as libarchive names them
-    if (++layers > st.limits.maxDepth) {
-      st.result.deepestLevel = std::max(st.result.deepestLevel, level);
-      return Status::TooDeep;
-    }
+    if (tooManyLayers(layers, level, st)) return Status::TooDeep;
     std::vector<std::byte> inner = readAtLeast(decompressed, kLzmaAloneHeaderSize);
     Status s;
     if (const OwnCodec codec = ownCodec(inner); codec != OwnCodec::None) {
@@ -678,28 +695,19 @@ Status measureLevel(Source& src, int level, State& st, const char* filter, int l
         s = Status::Unreadable;
       }
     }
-    // Inside one of ours, as measureOwnCodec: the compressed bytes count.
-    if (terminal(s) || filter == nullptr) return s;
-    if (!st.add(sniffed + counted.consumed())) return Status::TooLarge;
-    if (const Status ds = drainCounting(counted, st); terminal(ds)) return ds;
-    return s;
+    return countLayerBytes(s, filter, sniffed, counted, st);  // inside one of ours
   }
   ZipLzmaCappedSource data(decompressed, dictionaryCap(st.limits));
   return measureDecompressed(data, filter, level, st);
 }
 
 // Measures what the stream in `packed` decompresses to, compressed with
-// `codec` (`head`: its first bytes, already read from it). Inside another
-// compression (`filter` not null), its compressed bytes count as data too,
-// so that compressions nested in compressions cost no more work than the
-// limit, whatever they hold (an .xz stream may be gigabytes of padding,
-// or of empty streams, that decode to nothing).
+// `codec` (`head`: its first bytes, already read from it); inside another
+// compression (`filter` not null), its compressed bytes too
+// (countLayerBytes).
 Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
                        const char* filter, int layers) {
-  if (++layers > st.limits.maxDepth) {
-    st.result.deepestLevel = std::max(st.result.deepestLevel, level);
-    return Status::TooDeep;
-  }
+  if (tooManyLayers(layers, level, st)) return Status::TooDeep;
   const char* name = codec == OwnCodec::Xz ? "xz" : "lzma";
   const std::uint64_t sniffed = head.size();
   CountingSource counted(packed);
@@ -734,10 +742,7 @@ Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& pack
     XzSource decoded(whole, cap);
     s = inside(decoded);
   }
-  if (terminal(s) || filter == nullptr) return s;
-  if (!st.add(sniffed + counted.consumed())) return Status::TooLarge;
-  if (const Status ds = drainCounting(counted, st); terminal(ds)) return ds;
-  return s;
+  return countLayerBytes(s, filter, sniffed, counted, st);
 }
 
 // The number of entries a ZIP's end-of-central-directory record declares

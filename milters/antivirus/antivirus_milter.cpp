@@ -95,16 +95,17 @@ const Option<Duration> kMaxScanTime{"engine.max_scan_time", Duration{std::chrono
                                     "otherwise end the scan first (a tempfail at every retry)."};
 const Option<Bytes> kMaxScanMemory{"engine.max_scan_memory", Bytes{1024 * 1024 * 1024},
                                    "Most memory one scan may take in its scanner worker, on top of what the worker "
-                                   "holds already (the shared engine). libclamav's memory grows with what it parses: "
-                                   "its mail parser takes about 30 times the size of a message of empty lines, 4 times"
-                                   " that of text in 40-character lines, 3 times that of a base64 attachment (keep it "
-                                   "at 4 x max_scan_size or more); a zip member compressed with LZMA, the dictionary "
-                                   "it declares (7-Zip writes up to 64 MiB, a crafted one 4 GiB). Past it the message "
-                                   "is limits_exceeded_action (Heuristics.Limits.Exceeded.MaxScanMemory) and the "
-                                   "worker is replaced; the other scans go on. A warning at start when workers x "
-                                   "max_scan_memory is more than the machine's memory, or than its cgroup's memory.max. At least 64M (0 is not \"no "
-                                   "limit\": without one the kernel's OOM killer picks its own victim, the milter or "
-                                   "Postfix). libclamav backend only."};
+                                   "holds already (the shared engine). libclamav's memory grows with what it "
+                                   "parses: its mail parser takes about 30 times the size of a message of empty "
+                                   "lines, 4 times that of text in 40-character lines, 3 times that of a base64 "
+                                   "attachment (keep it at 4 x max_scan_size or more); a zip member compressed with "
+                                   "LZMA, the dictionary it declares (7-Zip writes up to 64 MiB, a crafted one 4 "
+                                   "GiB). Past it the message is limits_exceeded_action "
+                                   "(Heuristics.Limits.Exceeded.MaxScanMemory) and the worker is replaced; the "
+                                   "other scans go on. A warning at start when workers x max_scan_memory is more "
+                                   "than the machine's memory, or than its cgroup's memory.max. At least 64M (0 is "
+                                   "not \"no limit\": without one the kernel's OOM killer picks its own victim, the "
+                                   "milter or Postfix). libclamav backend only."};
 
 const Option<std::string> kOutbound{"actions.outbound_infected", "reject",
                                     "Outbound or internal mail with a virus: reject (the virus reply) or "

@@ -273,21 +273,6 @@ const char* notUnpackedInZip(const Bytes& b) {
   return found;
 }
 
-// Every local header signature, wherever it lies: a reader going by the
-// central directory, by local headers, or recovering a damaged directory
-// (libarchive does) may take any of them for a member's.
-std::uint64_t largestLzmaDictionary(std::string_view b) {
-  std::uint64_t largest = 0;
-  for (std::size_t hit = 0; (hit = b.find(kLocalHeader, hit)) != std::string_view::npos; hit += 4) {
-    const auto* h = reinterpret_cast<const unsigned char*>(b.data()) + hit;
-    const std::size_t field = mime::zipLzmaDictionaryField(std::span(h, b.size() - hit));
-    if (field != mime::kNoZipLzma && field != mime::kZipLzmaNeedsMore) {
-      largest = std::max<std::uint64_t>(largest, le32(h + field));
-    }
-  }
-  return largest;
-}
-
 // A 7-Zip coder libclamav 1.4.6 cannot decode, as "7-Zip data compressed
 // with NAME"; nullptr for one it does.
 const char* coderNotDecoded(const std::vector<unsigned char>& id) {
@@ -350,7 +335,20 @@ std::uint64_t zipMembersOutsideDirectory(std::string_view bytes) { return hidden
 
 const char* zipMethodNotUnpacked(std::string_view bytes) { return notUnpackedInZip(Bytes(bytes)); }
 
-std::uint64_t zipLargestLzmaDictionary(std::string_view bytes) { return largestLzmaDictionary(bytes); }
+// Every local header signature, wherever it lies: a reader going by the
+// central directory, by local headers, or recovering a damaged directory
+// (libarchive does) may take any of them for a member's.
+std::uint64_t zipLargestLzmaDictionary(std::string_view b) {
+  std::uint64_t largest = 0;
+  for (std::size_t hit = 0; (hit = b.find(kLocalHeader, hit)) != std::string_view::npos; hit += 4) {
+    const auto* h = reinterpret_cast<const unsigned char*>(b.data()) + hit;
+    const std::size_t field = mime::zipLzmaDictionaryField(std::span(h, b.size() - hit));
+    if (field != mime::kNoZipLzma && field != mime::kZipLzmaNeedsMore) {
+      largest = std::max<std::uint64_t>(largest, le32(h + field));
+    }
+  }
+  return largest;
+}
 
 const char* sevenZipMethodNotUnpacked(std::string_view bytes) {
   for (const auto& id : mime::probeSevenZip(bytes, kSevenZipHeaderMax).coders) {

@@ -935,20 +935,24 @@ std::string scanMemoryWarning(const ScannerOptions& o, std::uint64_t machineMemo
          "workers";
 }
 
+// The text of a small file (/proc, /sys); empty when it cannot be read.
+std::string fileText(const std::string& path) {
+  std::string text;
+  if (const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    util::readWhole(fd, &text);
+    close(fd);
+  }
+  return text;
+}
+
 std::uint64_t cgroupMemoryLimit(std::string_view procCgroup, const std::string& root) {
   // Values this large are "no limit" (v1 writes PAGE_COUNTER_MAX pages).
   constexpr std::uint64_t kUnlimited = std::uint64_t{1} << 62;
   std::uint64_t lowest = 0;
   const auto lower = [&](const std::string& file) {
-    std::FILE* f = std::fopen(file.c_str(), "r");
-    if (f == nullptr) return;
-    char buf[32] = {};
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    char* end = nullptr;
     errno = 0;
-    const unsigned long long v = std::strtoull(std::string(buf, n).c_str(), &end, 10);
-    if (errno != 0 || end == nullptr || v == 0 || v >= kUnlimited) return;  // "max", or none
+    const unsigned long long v = std::strtoull(fileText(file).c_str(), nullptr, 10);
+    if (errno != 0 || v == 0 || v >= kUnlimited) return;  // "max", or none, or no file
     if (lowest == 0 || v < lowest) lowest = v;
   };
   // Lines "ID:CONTROLLERS:PATH": v2 has one with no controllers ("0::/x").
@@ -1863,17 +1867,12 @@ bool ScannerPool::start(const ScannerOptions& options, std::string* error) {
     return false;
   }
   const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
-  std::string cgroups;
-  if (const int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC); fd >= 0) {
-    util::readWhole(fd, &cgroups);
-    close(fd);
-  }
   const std::string warning =
       scanMemoryWarning(options,
                         pages > 0 && pageSize > 0
                             ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(pageSize)
                             : 0,
-                        cgroupMemoryLimit(cgroups));
+                        cgroupMemoryLimit(fileText("/proc/self/cgroup")));
   if (!warning.empty()) log::message(log::Level::Warning, warning);
   cl_set_clcb_msg(clamavMessage);
   if (const cl_error_t rc = cl_init(CL_INIT_DEFAULT); rc != CL_SUCCESS) {
