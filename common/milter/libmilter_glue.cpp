@@ -22,6 +22,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/config/snapshot.h"
 #include "common/log/log.h"
 #include "common/milter/driver.h"
 #include "common/milter/glue.h"
@@ -33,7 +34,7 @@ namespace {
 Milter* gMilter = nullptr;
 std::unique_ptr<Driver> gDriver;
 std::string gName;  // smfiDesc keeps the pointer
-std::atomic<std::shared_ptr<const CommonConfig>> gCommon;
+config::Snapshot<CommonConfig> gCommon;
 
 class CtxMacros final : public MacroSource {
  public:
@@ -410,8 +411,8 @@ void pokeListener(sockaddr_storage addr, socklen_t len) {
 
 }  // namespace
 
-void setCommon(std::shared_ptr<const CommonConfig> c) { gCommon.store(std::move(c)); }
-std::shared_ptr<const CommonConfig> common() { return gCommon.load(); }
+void setCommon(std::shared_ptr<const CommonConfig> c) { gCommon.set(std::move(c)); }
+std::shared_ptr<const CommonConfig> common() { return gCommon.get(); }
 
 bool registerMilter(Milter& m, std::string* error) {
   gMilter = &m;
