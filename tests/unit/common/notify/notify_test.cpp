@@ -1771,6 +1771,9 @@ TEST(NotifyOutboxSpool, DamagedFilesAreSetAsideAndStrayTempFilesRemoved) {
   SpoolLog log;
   Outbox outbox;
   outbox.start(log.spool(dir.path()));
+  // The batch may be due at once (the first outbox may have stopped before
+  // trying it): while its try to `nowhere` is under way it is not deferred.
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(outbox.deferred(), 1u);
   outbox.stop(0ms);
   std::lock_guard lock(log.mutex);
@@ -1802,6 +1805,7 @@ TEST(NotifyOutboxSpool, ALoadStaysWithinTheBoundAndLeavesTheRestOnDisk) {
   SpoolLog log;
   Outbox outbox(one + one / 2);
   outbox.start(log.spool(dir.path()));
+  for (int i = 0; i < 200 && outbox.deferred() == 0; ++i) std::this_thread::sleep_for(5ms);  // as above
   EXPECT_EQ(outbox.deferred(), 1u);
   outbox.stop(0ms);
   std::lock_guard lock(log.mutex);
