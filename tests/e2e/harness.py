@@ -50,10 +50,12 @@ def milter_binary(name):
 
 
 def sanitized(binary):
-    """Whether `binary` was built with AddressSanitizer (SEKIMORI_SANITIZE),
-    whose allocator aborts where malloc would fail."""
+    """Whether `binary` was built with AddressSanitizer (SEKIMORI_SANITIZE)
+    or ThreadSanitizer (SEKIMORI_TSAN), whose allocators abort where malloc
+    would fail."""
     with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
 
 
 def sekimori_cli(*args, text=True):
@@ -232,8 +234,14 @@ class Milter:
                 self.proc.wait()
                 unclean = "did not stop within %.0f s of SIGTERM" % timeout
         self.proc = None
+        log = self.log()
+        tail = log[-1500:]
+        race = log.find("WARNING: ThreadSanitizer:")  # the daemon's or a child's (SEKIMORI_TSAN builds)
+        if race >= 0:
+            unclean = (unclean + ", and " if unclean else "") + "reported a ThreadSanitizer warning"
+            tail = log[race:race + 6000]
         if unclean:
-            raise AssertionError("sekimori-%s %s:\n%s" % (self.name, unclean, self.log()[-1500:]))
+            raise AssertionError("sekimori-%s %s:\n%s" % (self.name, unclean, tail))
 
     def kill(self):
         """SIGKILL: a crash, as far as Postfix can tell."""

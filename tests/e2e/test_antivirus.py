@@ -1829,7 +1829,7 @@ class AntivirusScanMemoryE2E(PlainSiteTest):
         mime = ["MIME-Version: 1.0", "Content-Type: text/plain; charset=us-ascii"]  # (only MIME is parsed so)
         r = self.site.swaks(data=harness.make_message(body="\r\n" * 3000000, headers=mime))
         if harness.sanitized(self.milter.binary):
-            # ASan's allocator aborts the worker where malloc would fail: a
+            # A sanitizer's allocator aborts the worker where malloc would fail: a
             # scan failure (scan_failure_action), never a delivery either.
             self.assertEqual(r.final, ("451", "4.3.0"), r.transcript[-1500:])
         else:
