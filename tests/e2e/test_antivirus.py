@@ -192,6 +192,19 @@ def warning_text(raw):
     return email.message_from_bytes(raw, policy=email.policy.compat32).get_payload(decode=True).decode("utf-8")
 
 
+def sink_warning(site, address, about=None):
+    """The warning mail the sink of `site` got for `address` (whose text
+    holds `about`, when given), or None. Each warning has one addressee, in
+    To: and in the envelope (which smtp-sink writes with '?' for each
+    non-ASCII byte)."""
+    rcpt = re.sub(rb"[\x80-\xff]", b"?", address.encode())
+    for m in site.sink.messages():
+        if (b"X-Sekimori-Notice: antivirus" in m and b"X-Rcpt-Args: <%s>" % rcpt in m and
+                b"\nTo: %s\n" % address.encode() in m and (about is None or about in warning_text(m))):
+            return m
+    return None
+
+
 def make_database(tmp):
     db = os.path.join(tmp, "db")
     os.makedirs(db)
@@ -345,19 +358,11 @@ class AntivirusE2E(unittest.TestCase):
         return raw, email.message_from_bytes(raw, policy=email.policy.compat32)
 
     def wait_warning_to(self, address, about=None):
-        """The warning mail the sink got for `address` (whose text holds
-        `about`, when given: the admin gets one for every virus). Each
-        warning has one addressee, in To: and in the envelope (which
-        smtp-sink writes with '?' for each non-ASCII byte)."""
-        rcpt = re.sub(rb"[\x80-\xff]", b"?", address.encode())
-        def find():
-            for m in self.site.sink.messages():
-                if (b"X-Sekimori-Notice: antivirus" in m and b"X-Rcpt-Args: <%s>" % rcpt in m and
-                        b"\nTo: %s\n" % address.encode() in m and (about is None or about in warning_text(m))):
-                    return m
-            return None
+        """The warning mail the sink got for `address` (sink_warning; the
+        admin gets one for every virus)."""
         try:
-            return harness.wait_until(find, 20, "a warning mail to " + address)
+            return harness.wait_until(lambda: sink_warning(self.site, address, about), 20,
+                                      "a warning mail to " + address)
         except TimeoutError:
             self.fail("no warning mail to %s\n--- milter log:\n%s\n--- Postfix log:\n%s" %
                       (address, self.milter.log()[-3000:], self.site.postfix_log()[-3000:]))
@@ -1703,6 +1708,123 @@ class AntivirusE2E(unittest.TestCase):
                 break
             self.assertLess(time.time(), deadline, "the new signature never matched")
             time.sleep(0.5)
+
+
+class AntivirusMixedLoadE2E(unittest.TestCase):
+    """Six clients at once send clean mail, inbound mail with an infected
+    zip, outbound infected mail and mail with a marker that a signature
+    added meanwhile makes a virus, while the conf file is reloaded and the
+    signature database changes: every message gets its own verdict (never
+    a tempfail), every infected one its quarantine copy and its warning,
+    and the daemon stops cleanly. Under SEKIMORI_TSAN this is also the check
+    that sessions, reloads, the engine swap, the quarantine and the outbox
+    share nothing unguarded."""
+
+    CLIENTS, EACH = 6, 12
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="sekimori-av-mixed-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        os.chmod(cls.tmp, 0o755)
+        cls.db = make_database(cls.tmp)
+        cls.quarantine = os.path.join(cls.tmp, "quarantine")
+        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+        cls.conf = lambda port: CONF.format(db=cls.db, admin="av-admin@example.net", port=port,
+                                            templates=os.path.abspath(templates), quarantine=cls.quarantine,
+                                            outbox=os.path.join(cls.tmp, "outbox"))
+        cls.milter = harness.Milter("antivirus", cls.conf(1))
+        cls.site = harness.Site([cls.milter], name="antivirus-mixed")
+        cls.site.start()
+        cls.addClassCleanup(cls.site.stop)
+        cls.milter.write_conf(cls.conf(cls.site.port))  # warnings go to this Postfix
+        cls.milter.reload()
+
+    def send(self, kind, k, i, marker):
+        tag = "%s-%d-%d-%s" % (kind, k, i, os.urandom(3).hex())
+        msgid, who = "<%s@example.org>" % tag, "%s@example.net" % tag
+        if kind == "outbound":
+            r = self.site.swaks(data=with_attachment(zip_of("eicar.com", EICAR), "a.zip", "application/zip",
+                                                     frm=who, to="bob@remote.example", msgid=msgid),
+                                frm=who, to="bob@remote.example", xclient="ADDR=10.1.2.3")
+        elif kind == "inbound":
+            r = self.site.swaks(data=with_attachment(zip_of("eicar.com", EICAR), "a.zip", "application/zip",
+                                                     to=who, msgid=msgid), to=who)
+        else:
+            body = ("%s\r\n" % marker if kind == "marker" else "") + "a clean line\r\n" * 200
+            r = self.site.swaks(data=harness.make_message(msgid=msgid, to=who, body=body), to=who)
+        return kind, msgid, who, r.final, r.final_text
+
+    def test_every_message_gets_its_verdict_while_reloads_come_and_go(self):
+        marker = "SEKIMORI-MIXED-" + os.urandom(4).hex()
+        kinds = ("clean", "inbound", "outbound", "marker")
+        results, lock = [], threading.Lock()
+
+        def client(k):
+            for i in range(self.EACH):
+                got = self.send(kinds[(k + i) % len(kinds)], k, i, marker)
+                with lock:
+                    results.append(got)
+
+        def sent():
+            with lock:
+                return len(results)
+
+        clients = [threading.Thread(target=client, args=(k,)) for k in range(self.CLIENTS)]
+        for t in clients:
+            t.start()
+        try:
+            total = self.CLIENTS * self.EACH
+            harness.wait_until(lambda: sent() >= total // 6, 120, "the first messages")
+            self.milter.reload()  # the same conf: a new snapshot published under way
+            with open(os.path.join(self.db, "mixed.ndb"), "w") as f:
+                f.write(ndb_line("Sekimori.Test.Mixed", marker.encode()))
+            harness.wait_until(lambda: sent() >= total // 3, 120, "more messages")
+            self.milter.reload()  # and a new engine beside the old one
+            harness.wait_until(lambda: sent() >= total // 2, 120, "more messages")
+            self.milter.reload()
+        finally:
+            for t in clients:
+                t.join()
+        self.assertEqual(len(results), self.CLIENTS * self.EACH)
+        markers = [final[0] for kind, _, _, final, _ in results if kind == "marker"]
+        print("markers before the new signature took: %d, after: %d" % (markers.count("250"), markers.count("554")))
+
+        # The signature took: a marker sent now is a virus in the body (554).
+        deadline = time.time() + 30
+        while True:
+            _, _, _, final, text = self.send("marker", 99, 0, marker)
+            if final == ("554", "5.7.1"):
+                self.assertIn("Sekimori.Test.Mixed", text)
+                break
+            self.assertEqual(final, ("250", "2.0.0"))
+            self.assertLess(time.time(), deadline, "the new signature never matched")
+            time.sleep(0.5)
+
+        held = []
+        for name in os.listdir(self.quarantine):
+            if name.endswith(".eml"):
+                with open(os.path.join(self.quarantine, name), "rb") as f:
+                    held.append(f.read())
+        quarantined = lambda msgid: any(msgid.encode() in copy for copy in held)
+        for kind, msgid, who, final, text in results:
+            with self.subTest(kind=kind, msgid=msgid):
+                if kind == "outbound" or (kind == "marker" and final[0] == "554"):
+                    self.assertEqual(final, ("554", "5.7.1"))
+                    self.assertIn(SIGNAME if kind == "outbound" else "Sekimori.Test.Mixed", text)
+                else:
+                    self.assertEqual(final, ("250", "2.0.0"))
+                    got = self.site.sink.wait_for(msgid, 60)
+                    if kind == "inbound":
+                        self.assertIn(b"X-Virus-Status: removed: " + SIGNAME.encode(), got)
+                        self.assertNotIn(b"EICAR-STANDARD", got)
+                    else:
+                        self.assertIn(b"X-Virus-Status: clean", got)
+                infected = kind in ("inbound", "outbound") or final[0] == "554"
+                self.assertEqual(quarantined(msgid), infected)
+                if kind in ("inbound", "outbound"):  # the recipient's, or the sender's
+                    harness.wait_until(lambda: sink_warning(self.site, who), 60, "a warning mail to " + who)
+        self.milter.stop()  # cleanly (the harness checks), with the warnings' outbox idle
 
 
 class AntivirusClamdE2E(unittest.TestCase):
