@@ -12,6 +12,7 @@ import os
 import shutil
 import smtplib
 import tempfile
+import threading
 import time
 import unittest
 
@@ -224,6 +225,39 @@ class RateLimitE2EBase:
         # The same Message-ID to an ordinary address is not a loop.
         r = self.site.swaks(to="someone@example.net", data=raw)
         self.assertEqual(r.final, ("250", "2.0.0"))
+
+    # -- sessions at once ----------------------------------------------------
+    def test_sessions_at_once_share_one_limit_exactly(self):
+        """Six sessions at once, one sender, 60 recipients against a limit
+        of 30, with a reload under way: exactly 30 are taken (a count that
+        lost an update would let more through, one counted twice fewer),
+        and the control socket says so."""
+        self.configure(self.conf("[limits]\nsender_recipients = 30\n"))
+        sender = "together-%s@example.net" % self.uniq
+        codes, lock = [], threading.Lock()
+
+        def client(k):
+            s = Session(self.site, "ADDR=10.4.4.%d" % (k + 1))
+            try:
+                for i in range(10):
+                    m, replies, d = s.send(sender, ["t%d-%d@remote.example" % (k, i)])
+                    with lock:
+                        codes.append(replies[0][0])
+            finally:
+                s.close()
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            self.milter.reload()  # the same conf: counters are kept
+        finally:
+            for t in threads:
+                t.join()
+        self.assertEqual((codes.count(250), codes.count(451), len(codes)), (30, 30, 60), codes)
+        r = harness.sekimori_cli("ratelimit", "status", "sender:" + sender, "-s", self.ctl)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(" count=30 limit=30 ", r.stdout)
 
     # -- bad input ---------------------------------------------------------
     def test_admin_command_errors_are_clear(self):
