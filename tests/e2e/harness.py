@@ -58,6 +58,21 @@ def sanitized(binary):
     return b"__asan_init" in data or b"__tsan_init" in data
 
 
+def tsan_reports(log):
+    """The ThreadSanitizer reports in a milter's log, but for libmilter's
+    own: a report whose memory is one of libmilter's globals. Its stop
+    (sendmail 8.17, Debian's build with the pool of workers) destroys the
+    listener's and the pool's mutexes while smfi_stop() and idle workers may
+    still wait on them (glibc lets them; the process is ending). Our code
+    never touches libmilter's globals, so nothing of ours is passed over,
+    which tests/tsan.supp could not promise: libmilter is stripped, and a
+    suppression by its module would also pass over every race in a
+    callback, all of which run below mi_engine."""
+    reports = re.findall(r"WARNING: ThreadSanitizer:.*?(?=\n=================|\Z)", log, re.S)
+    theirs = re.compile(r"\n  Location is global '[^']*' at 0x[0-9a-f]+ \(libmilter\.so[^)]*\)")
+    return [r for r in reports if not theirs.search(r)]
+
+
 def sekimori_cli(*args, text=True):
     """Runs the admin command (bindir()/cli/sekimori) with ARGS; the
     CompletedProcess, output captured (bytes when text=False)."""
@@ -184,10 +199,13 @@ class Milter:
     def start(self):
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log = open(self.log_path, "ab")
+        # A ThreadSanitizer build's reports are judged from the log at stop
+        # (tsan_reports), not from the exit status.
+        env = dict(os.environ, **(self.env or {}))
+        env["TSAN_OPTIONS"] = (env.get("TSAN_OPTIONS", "") + " exitcode=0").strip()
         self.proc = subprocess.Popen(
             self.wrapper + [self.binary, "-f", "-c", self.conf_path, "-p", self.socket_spec] + self.extra_args,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(os.environ, **self.env) if self.env else None)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         wait_until(self._ready, 15, "sekimori-%s to listen on %s" % (self.name, self.socket_spec))
 
@@ -236,10 +254,10 @@ class Milter:
         self.proc = None
         log = self.log()
         tail = log[-1500:]
-        race = log.find("WARNING: ThreadSanitizer:")  # the daemon's or a child's (SEKIMORI_TSAN builds)
-        if race >= 0:
-            unclean = (unclean + ", and " if unclean else "") + "reported a ThreadSanitizer warning"
-            tail = log[race:race + 6000]
+        races = tsan_reports(log)  # the daemon's or a child's (SEKIMORI_TSAN builds)
+        if races:
+            unclean = (unclean + ", and " if unclean else "") + "reported %d ThreadSanitizer warning(s)" % len(races)
+            tail = races[0][:6000]
         if unclean:
             raise AssertionError("sekimori-%s %s:\n%s" % (self.name, unclean, tail))
 
