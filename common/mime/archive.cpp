@@ -1051,10 +1051,15 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
     result.status = !onEntry("", out) ? UStatus::Stopped : es;
     return result;
   };
-  if (lzmaAloneHeader(bytes)) return unpackLzmaAlone(bytes, limits, onEntry);
+  const std::uint64_t dictionary = std::min(limits.maxEntrySize, limits.maxTotal) + 1 + kChunk;  // what readEntry reads
+  if (lzmaAloneHeader(bytes)) {
+    MemorySource packed(bytes.substr(kLzmaAloneHeaderSize));
+    LzmaAloneSource data(std::as_bytes(std::span(bytes.data(), kLzmaAloneHeaderSize)), packed, dictionary);
+    return decompressed(data);
+  }
   if (xzMagic(std::span(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()))) {
     MemorySource packed(bytes);
-    XzSource data(packed, std::min(limits.maxEntrySize, limits.maxTotal) + 1 + kChunk);
+    XzSource data(packed, dictionary);
     return decompressed(data);
   }
   {

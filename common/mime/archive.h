@@ -117,9 +117,9 @@ const char* toString(ExpansionResult::Status s);
 // and hands each regular file's data, read whole, to `onEntry`. One level
 // only: an entry that is itself an archive is handed over as it is. A
 // compressed file (gzip, bzip2, xz, lzma, lzip, zstd, lz4, compress) is one
-// entry, its decompressed bytes (a .tar.zst gives the tar); a .lzma file is
-// decoded by unpackLzmaAlone (lzma.h), whatever dictionary size it
-// declares, with at most the dictionary its output can use. An archive is
+// entry, its decompressed bytes (a .tar.zst gives the tar); a .lzma or .xz
+// file is decoded by our own decoders (lzma.h), whatever dictionary size
+// it declares, with at most the dictionary its output can use. An archive is
 // read with seeks (a ZIP by its central directory, as unzip tools do, or
 // by its local headers when that yields nothing, as measureExpansion); a
 // ZIP or 7-Zip declaring more than maxEntries entries is refused before

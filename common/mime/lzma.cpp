@@ -16,6 +16,26 @@ namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
 
+// An LZMA or LZMA2 filter's dictionary, no larger than `cap` (nor than
+// declared, nor under liblzma's minimum).
+void lowerDictionary(lzma_options_lzma& opt, std::uint64_t cap) {
+  opt.dict_size = static_cast<std::uint32_t>(
+      std::clamp<std::uint64_t>(cap, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt.dict_size, LZMA_DICT_SIZE_MIN)));
+}
+
+// One lzma_code step from the front of `in` into the front of `out`,
+// dropping from both what was read and written.
+lzma_ret codeStep(lzma_stream& s, std::span<const unsigned char>& in, std::span<unsigned char>& out) {
+  s.next_in = in.data();
+  s.avail_in = in.size();
+  s.next_out = out.data();
+  s.avail_out = out.size();
+  const lzma_ret ret = lzma_code(&s, LZMA_RUN);
+  in = in.last(s.avail_in);
+  out = out.last(s.avail_out);
+  return ret;
+}
+
 }  // namespace
 
 // lzma_end whatever leaves the decoder (std::bad_alloc included).
@@ -28,9 +48,7 @@ LzmaDecoder::LzmaDecoder(bool lzma2, std::span<const unsigned char> props, std::
   if (props.size() != (lzma2 ? 1u : 5u)) return;
   lzma_filter filters[2] = {{lzma2 ? LZMA_FILTER_LZMA2 : LZMA_FILTER_LZMA1, nullptr}, {LZMA_VLI_UNKNOWN, nullptr}};
   if (lzma_properties_decode(&filters[0], nullptr, props.data(), props.size()) != LZMA_OK) return;
-  auto* opt = static_cast<lzma_options_lzma*>(filters[0].options);
-  opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
-      dictionaryCap, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
+  lowerDictionary(*static_cast<lzma_options_lzma*>(filters[0].options), dictionaryCap);
   auto stream = std::make_unique<Stream>();
   const lzma_ret init = lzma_raw_decoder(&stream->s, filters);
   std::free(filters[0].options);
@@ -42,14 +60,7 @@ LzmaDecoder::~LzmaDecoder() = default;
 
 LzmaDecoder::Step LzmaDecoder::decode(std::span<const unsigned char>& in, std::span<unsigned char>& out) {
   if (!stream_) return Step::Damaged;
-  lzma_stream& s = stream_->s;
-  s.next_in = in.data();
-  s.avail_in = in.size();
-  s.next_out = out.data();
-  s.avail_out = out.size();
-  const lzma_ret ret = lzma_code(&s, LZMA_RUN);
-  in = in.last(s.avail_in);
-  out = out.last(s.avail_out);
+  const lzma_ret ret = codeStep(stream_->s, in, out);
   if (ret == LZMA_STREAM_END) return Step::End;
   if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
   return ret == LZMA_OK ? Step::More : Step::Damaged;
@@ -143,10 +154,9 @@ struct XzDecoder::State {
     block.filters = filters.data();
     if (lzma_block_header_decode(&block, nullptr, gathered.data()) != LZMA_OK) return false;
     for (lzma_filter& f : filters) {
-      if (f.id != LZMA_FILTER_LZMA2 && f.id != LZMA_FILTER_LZMA1) continue;
-      auto* opt = static_cast<lzma_options_lzma*>(f.options);
-      opt->dict_size = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
-          dictionaryCap, LZMA_DICT_SIZE_MIN, std::max<std::uint64_t>(opt->dict_size, LZMA_DICT_SIZE_MIN)));
+      if (f.id == LZMA_FILTER_LZMA2 || f.id == LZMA_FILTER_LZMA1) {
+        lowerDictionary(*static_cast<lzma_options_lzma*>(f.options), dictionaryCap);
+      }
     }
     const lzma_ret init = lzma_block_decoder(&s, &block);
     if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
@@ -191,13 +201,7 @@ XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<
         break;
       case Part::Block: {
         if (out.empty()) return Step::More;
-        st.s.next_in = in.data();
-        st.s.avail_in = in.size();
-        st.s.next_out = out.data();
-        st.s.avail_out = out.size();
-        const lzma_ret ret = lzma_code(&st.s, LZMA_RUN);
-        in = in.last(st.s.avail_in);
-        out = out.last(st.s.avail_out);
+        const lzma_ret ret = codeStep(st.s, in, out);
         if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
         if (ret == LZMA_STREAM_END) {
           if (lzma_index_hash_append(st.index, lzma_block_unpadded_size(&st.block), st.block.uncompressed_size) !=
@@ -280,38 +284,6 @@ bool lzmaAloneHeader(std::string_view bytes) {
     dictOk = dict == (std::uint32_t{1} << n) || dict == (std::uint32_t{1} << n) + (std::uint32_t{1} << (n - 1));
   }
   return dictOk && (size == kLzmaAloneSizeUnknown || size < (std::uint64_t{1} << 38));
-}
-
-UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry) {
-  using Status = UnpackResult::Status;
-  UnpackResult result;
-  if (!lzmaAloneHeader(bytes)) return result;  // NotArchive
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const std::uint64_t declared = util::le64(p + 5);
-  // One byte past the limits, to tell "too large" from "just fits".
-  const std::uint64_t cap = std::min(limits.maxEntrySize, limits.maxTotal) + 1;
-  std::string data;
-  const LzmaDecoded d = decodeLzma(std::span(p + kLzmaAloneHeaderSize, bytes.size() - kLzmaAloneHeaderSize), false,
-                                   std::span(p, 5), std::min(declared, cap), data);
-  if (data.size() > limits.maxEntrySize) {
-    result.status = Status::EntryTooLarge;
-    return result;
-  }
-  if (data.size() > limits.maxTotal) {
-    result.status = Status::TooLarge;
-    return result;
-  }
-  // Whole: up to the end marker, or exactly the declared size (which an
-  // encoder may write without an end marker).
-  const bool whole = declared == kLzmaAloneSizeUnknown ? d.status == LzmaDecoded::Status::End : data.size() == declared;
-  if (!whole && data.empty()) {
-    result.status = Status::Unreadable;
-    return result;
-  }
-  result.entries = 1;
-  result.totalSize = data.size();
-  result.status = !onEntry("", data) ? Status::Stopped : whole ? Status::Ok : Status::Unreadable;
-  return result;
 }
 
 }  // namespace sekimori::mime

@@ -1,6 +1,7 @@
 // common/mime/lzma.h — LZMA data decoded with a dictionary no larger than
-// the output can use, and the legacy .lzma format (xz --format=lzma,
-// 7-Zip, the LZMA SDK) unpacked with it.
+// the output can use, for the legacy .lzma format (xz --format=lzma,
+// 7-Zip, the LZMA SDK), .xz files and 7-Zip's coders (archive.cpp and
+// sevenzip.cpp read them with these).
 //
 // Why: an LZMA stream declares its dictionary size, up to 4 GiB, and
 // liblzma (as libarchive and libclamav call it) allocates what is declared
@@ -15,7 +16,7 @@
 // file made with `xz --format=lzma --lzma1=dict=256MiB` is not an archive
 // to libarchive. lzmaAloneHeader takes what xz itself takes.
 //
-//   if (mime::lzmaAloneHeader(bytes)) r = mime::unpackLzmaAlone(bytes, limits, onEntry);
+//   if (mime::lzmaAloneHeader(bytes)) ...   // then LzmaDecoder, its dictionary lowered
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-
-#include "common/mime/archive.h"
 
 namespace sekimori::mime {
 
@@ -139,11 +138,5 @@ std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes);
 // pb <= 4), a dictionary size of 2^n or 2^n + 2^(n-1) (or 2^32 - 1), and
 // an uncompressed size that is "unknown" or under 256 GiB.
 bool lzmaAloneHeader(std::string_view bytes);
-
-// A .lzma file as one entry, its decompressed bytes (unpackEntries' rules:
-// an entry longer than maxEntrySize or maxTotal is not handed over; data
-// that is damaged or cut short is Unreadable, and what was decoded before
-// the damage is still handed over). NotArchive unless lzmaAloneHeader.
-UnpackResult unpackLzmaAlone(std::string_view bytes, const UnpackLimits& limits, const EntryHandler& onEntry);
 
 }  // namespace sekimori::mime

@@ -2,6 +2,7 @@
 // with every dictionary size xz decodes, decoded with no more dictionary
 // than their output needs; cut, damaged and oversized ones.
 #include "common/mime/lzma.h"
+#include "common/mime/archive.h"
 
 #include <gtest/gtest.h>
 #include <lzma.h>
@@ -121,7 +122,7 @@ TEST(Lzma, TheDictionaryIsNoLargerThanTheOutput) {
       UnpackLimits limits;
       limits.maxEntrySize = limits.maxTotal = 25 << 20;  // the scanner's default max_file_size
       std::string out;
-      const UnpackResult r = unpackLzmaAlone(g, limits, [&](std::string_view, std::string_view d) {
+      const UnpackResult r = unpackEntries(g, limits, [&](std::string_view, std::string_view d) {
         out = d;
         return true;
       });
@@ -154,7 +155,7 @@ TEST(Lzma, TheHeaderIsTakenAsXzTakesIt) {
   putLe(g, 5, std::uint64_t{1} << 40, 8);  // a declared size of 1 TiB
   EXPECT_FALSE(lzmaAloneHeader(g));
   EXPECT_FALSE(lzmaAloneHeader("]" + text(100)));
-  EXPECT_EQ(unpackLzmaAlone(text(100), {}, [](std::string_view, std::string_view) { return true; }).status,
+  EXPECT_EQ(unpackEntries(text(100), {}, [](std::string_view, std::string_view) { return true; }).status,
             UStatus::NotArchive);
 }
 
