@@ -35,6 +35,9 @@ import harness
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 SIGNAME = "Sekimori.Test.EICAR"
 
+# The warning-mail templates as shipped (conf/).
+TEMPLATES = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf"))
+
 CONF = """\
 [milter]
 log_level = debug
@@ -315,7 +318,6 @@ class AntivirusE2E(unittest.TestCase):
         cls.db = make_database(cls.tmp)
         cls.quarantine = os.path.join(cls.tmp, "quarantine")
         cls.outbox = os.path.join(cls.tmp, "outbox")
-        cls.templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         # The test build of the daemon: the scanner's fault-injection hooks
         # (a crash or a hang on marker strings) are compiled in only there.
         binary = os.path.join(harness.bindir(), "milters", "antivirus", "sekimori-antivirus-testhooks")
@@ -332,7 +334,7 @@ class AntivirusE2E(unittest.TestCase):
 
     @classmethod
     def conf(cls, port, admin="av-admin@example.net"):
-        return CONF.format(db=cls.db, admin=admin, port=port, templates=os.path.abspath(cls.templates),
+        return CONF.format(db=cls.db, admin=admin, port=port, templates=TEMPLATES,
                            quarantine=cls.quarantine, outbox=cls.outbox) + cls.extra_conf
 
     def send(self, data, **kw):
@@ -1729,9 +1731,8 @@ class AntivirusMixedLoadE2E(unittest.TestCase):
         os.chmod(cls.tmp, 0o755)
         cls.db = make_database(cls.tmp)
         cls.quarantine = os.path.join(cls.tmp, "quarantine")
-        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
         cls.conf = lambda port: CONF.format(db=cls.db, admin="av-admin@example.net", port=port,
-                                            templates=os.path.abspath(templates), quarantine=cls.quarantine,
+                                            templates=TEMPLATES, quarantine=cls.quarantine,
                                             outbox=os.path.join(cls.tmp, "outbox"))
         cls.milter = harness.Milter("antivirus", cls.conf(1))
         cls.site = harness.Site([cls.milter], name="antivirus-mixed")
@@ -1841,8 +1842,7 @@ class AntivirusClamdE2E(unittest.TestCase):
         cls.clamd = harness.Clamd(make_database(cls.tmp), threads=4)
         cls.addClassCleanup(cls.clamd.cleanup)
         cls.clamd.start()
-        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
-        conf = CONF.format(db=os.path.join(cls.tmp, "db"), admin="", port=1, templates=os.path.abspath(templates),
+        conf = CONF.format(db=os.path.join(cls.tmp, "db"), admin="", port=1, templates=TEMPLATES,
                            quarantine=os.path.join(cls.tmp, "quarantine"), outbox=os.path.join(cls.tmp, "outbox"))
         conf = conf.replace("[engine]\n", "[engine]\nbackend = clamd\nclamd_address = %s\n" % cls.clamd.sock)
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
@@ -1883,8 +1883,7 @@ class PlainSiteTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)  # runs even when setUp raises
         os.chmod(self.tmp, 0o755)
         db = make_database(self.tmp)
-        templates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
-        conf = CONF.format(db=db, admin="", port=1, templates=os.path.abspath(templates),
+        conf = CONF.format(db=db, admin="", port=1, templates=TEMPLATES,
                            quarantine=os.path.join(self.tmp, "quarantine"), outbox=os.path.join(self.tmp, "outbox"))
         conf = conf.replace("[notify]\n", "[notify]\nenabled = no\n")
         # The scanner workers' temp directories in the test's own directory.

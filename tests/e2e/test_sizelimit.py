@@ -6,6 +6,7 @@ with swaks (or smtplib where swaks cannot send SIZE=) and checks the exact
 reply and, for accepted mail, what reached the sink.
 """
 
+import gzip
 import io
 import lzma
 import os
@@ -49,6 +50,16 @@ def zip_bytes(entries):
         for name, data in entries:
             z.writestr(name, data)
     return buf.getvalue()
+
+
+def lzma_alone(data, dictionary, lc=3):
+    """`data` as a .lzma file (xz --format=lzma) written with `lc`, whose
+    header declares `dictionary` bytes of dictionary (any size decodes it:
+    a match never reaches back further than the bytes written)."""
+    packed = bytearray(lzma.compress(data, format=lzma.FORMAT_ALONE,
+                                     filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": 0}]))
+    packed[1:5] = dictionary.to_bytes(4, "little")
+    return bytes(packed)
 
 
 def mime_with_attachment(payload, filename="a.zip", ctype="application/zip", msgid=None, extra_parts=0):
@@ -274,11 +285,9 @@ class SizeLimitE2E(unittest.TestCase):
         self.configure(conf(size="10M", limits="max_archive_expansion = 1M"))
         for dictionary in (8 << 20, 256 << 20, 3 << 30):
             for zeros, verdict in (((2 << 20), ("552", "5.3.4")), ((512 << 10), ("250", "2.0.0"))):
-                packed = bytearray(lzma.compress(b"\0" * zeros, format=lzma.FORMAT_ALONE))
-                packed[1:5] = dictionary.to_bytes(4, "little")
                 with self.subTest(dictionary=dictionary, zeros=zeros):
-                    r = self.send_raw(mime_with_attachment(bytes(packed), filename="zeros.lzma",
-                                                           ctype="application/x-lzma"))
+                    r = self.send_raw(mime_with_attachment(lzma_alone(b"\0" * zeros, dictionary),
+                                                           filename="zeros.lzma", ctype="application/x-lzma"))
                     self.assertReply(r, *verdict)
 
     def test_compressions_inside_compressions_count(self):
@@ -286,15 +295,9 @@ class SizeLimitE2E(unittest.TestCase):
         # takes dictionaries of 4 KiB-128 MiB only: the .gz of one declaring
         # 256 MiB counted its few hundred bytes. One written with lc=4 was
         # no .lzma at all. xz and 7-Zip unpack both.
-        import gzip
         self.configure(conf(size="10M", limits="max_archive_expansion = 1M"))
-        def alone(data, lc=3):
-            packed = bytearray(lzma.compress(data, format=lzma.FORMAT_ALONE,
-                                             filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": 0}]))
-            packed[1:5] = (256 << 20).to_bytes(4, "little")
-            return bytes(packed)
-        makers = (("gz-of-lzma", lambda d: gzip.compress(alone(d)), "zeros.lzma.gz"),
-                  ("lc4-lzma", lambda d: alone(d, lc=4), "zeros.lzma"),
+        makers = (("gz-of-lzma", lambda d: gzip.compress(lzma_alone(d, 256 << 20)), "zeros.lzma.gz"),
+                  ("lc4-lzma", lambda d: lzma_alone(d, 256 << 20, lc=4), "zeros.lzma"),
                   ("gz-of-xz", lambda d: gzip.compress(lzma.compress(d)), "zeros.xz.gz"),
                   ("xz-of-gz", lambda d: lzma.compress(gzip.compress(d)), "zeros.gz.xz"))
         for label, make, name in makers:
