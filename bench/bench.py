@@ -235,17 +235,29 @@ def msgfile(name, size):
     return ZIP_FILES.get(size) if uses_zip(name) else None
 
 
-def milter_memory(site):
-    """Peak RSS etc. of the site's milter processes and their descendants."""
-    if not site.milters:
-        return None
+def milter_pids(site):
+    """The pids whose process trees are the site's milters (clamd and
+    clamav-milter for ClamAV)."""
     pids = []
     for m in site.milters:
         if hasattr(m, "root_pids"):
             pids += m.root_pids()
         elif m.proc is not None:
             pids.append(m.proc.pid)
-    return clamav_peer.process_tree_memory(pids)
+    return pids
+
+
+def milter_memory(site):
+    """Peak RSS etc. of the site's milter processes and their descendants."""
+    if not site.milters:
+        return None
+    return clamav_peer.process_tree_memory(milter_pids(site))
+
+
+def cpu_now(site):
+    """(machine busy CPU s, the milters' CPU s or None): read before and
+    after a run, their differences are what the run cost."""
+    return clamav_peer.machine_cpu(), clamav_peer.process_tree_cpu(milter_pids(site)) if site.milters else None
 
 
 # -- measuring ------------------------------------------------------------------
@@ -312,12 +324,18 @@ def smtp_source(site, sessions, messages, size, timeout, msgfile=None):
 def run_throughput(site, messages, sessions, size, settle, msgfile=None):
     wait_quiet(site)
     site.sink.clear()
+    cpu0 = cpu_now(site)
     t0, elapsed, rc, err = smtp_source(site, sessions, messages, size, timeout=max(120, messages), msgfile=msgfile)
     arrived, last = wait_arrivals(site, messages, settle)
+    cpu1 = cpu_now(site)
     span = (last - t0) if (last is not None and arrived) else None
     rate = arrived / span if span and span > 0 else 0.0
+
+    def per_msg(a, b):  # CPU ms per arrived message
+        return round((b - a) * 1000.0 / arrived, 3) if arrived and a is not None and b is not None else None
     return {"sent": messages, "arrived": arrived, "smtp_source_seconds": round(elapsed, 4),
             "seconds_to_last_arrival": round(span, 4) if span else None, "msgs_per_s": round(rate, 2),
+            "machine_cpu_ms_per_msg": per_msg(cpu0[0], cpu1[0]), "milter_cpu_ms_per_msg": per_msg(cpu0[1], cpu1[1]),
             "smtp_source_rc": rc, "smtp_source_output": err[-2000:] if err else ""}
 
 
@@ -426,6 +444,10 @@ def summarize(tp, lat, variants, sizes):
             lats = [x["ms_per_msg"] for x in lat if x["variant"] == v and x["size"] == size]
             row = {"variant": v, "label": VARIANTS[v][0], "socket": VARIANTS[v][1], "size": size,
                    "msgs_per_s": median(rates), "msgs_per_s_runs": rates,
+                   "machine_cpu_ms_per_msg": median([x.get("machine_cpu_ms_per_msg") for x in tp
+                                                     if x["variant"] == v and x["size"] == size]),
+                   "milter_cpu_ms_per_msg": median([x.get("milter_cpu_ms_per_msg") for x in tp
+                                                    if x["variant"] == v and x["size"] == size]),
                    "ms_per_msg": median(lats), "ms_per_msg_runs": lats,
                    "vs_postfix": None, "vs_null": None, "vs_null_nodelay": None}
             row["messages"] = "zip" if uses_zip(v) else "generated"
@@ -491,6 +513,34 @@ def size_label(size, zipped=False):
     return s + " zip" if zipped else s
 
 
+def print_cpu(rows):
+    """Where the CPU goes: on two cores the throughput runs are CPU-bound, so
+    every millisecond a milter spends per message is taken from Postfix."""
+    if not any(r["machine_cpu_ms_per_msg"] is not None for r in rows):
+        return
+    print()
+    print("CPU per message in the throughput runs (medians over rounds): the whole machine (Postfix, "
+          "smtp-source, smtp-sink, milter), and the milter's processes alone")
+    fmtline = "%-20s %-6s %8s %11s %10s %10s"
+    print(fmtline % ("variant", "socket", "size", "machine ms", "+vs null", "milter ms"))
+    last_size = None
+    for r in rows:
+        if last_size is not None and r["size"] != last_size:
+            print()
+        last_size = r["size"]
+        ref = null_ref(r["variant"], [x["variant"] for x in rows])
+        ref_row = next((x for x in rows if x["variant"] == ref and x["size"] == r["size"]), None)
+        machine, milter = r["machine_cpu_ms_per_msg"], r["milter_cpu_ms_per_msg"]
+        extra = None
+        if ref_row is not None and ref_row is not r and None not in (machine, ref_row["machine_cpu_ms_per_msg"]):
+            extra = machine - ref_row["machine_cpu_ms_per_msg"]
+        print(fmtline % (r["label"], r["socket"], size_label(r["size"], r["messages"] == "zip"),
+                         fmt(machine, ".2f"), fmt(extra, "+.2f"), fmt(milter, ".2f")))
+    print("machine = busy CPU of all cores (/proc/stat, without idle and iowait) / messages arrived; "
+          "+vs null = more than the do-nothing milter")
+    print("milter = user + system CPU of the milter's processes and their children (/proc/PID/stat)")
+
+
 def print_table(rows, chk, args, memory=None, notes=()):
     print()
     print("Postfix + milters: %d messages per run, %d sessions, one message per connection; "
@@ -519,6 +569,7 @@ def print_table(rows, chk, args, memory=None, notes=()):
     if any(r["messages"] == "zip" for r in rows):
         print("zip: smtp-source -F with a message carrying a zip attachment of about that total size "
               "(xPostfix and xnull against the variants sending the same messages)")
+    print_cpu(rows)
     mem = [(v, m) for v, m in (memory or {}).items() if m]
     if mem:
         print()

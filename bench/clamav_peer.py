@@ -280,11 +280,8 @@ def _pss_kb(pid):
     return None
 
 
-def process_tree_memory(root_pids):
-    """The processes root_pids and all their descendants: each one's VmHWM
-    (peak RSS), VmRSS and Pss in KiB, and the sums. VmHWM and VmRSS sums count
-    pages shared between the processes (copy-on-write engine) once per
-    process; Pss splits them."""
+def _process_tree(root_pids):
+    """root_pids and all their descendants, parents first."""
     kids = _children_map()
     seen, todo = [], list(root_pids)
     while todo:
@@ -293,8 +290,44 @@ def process_tree_memory(root_pids):
             continue
         seen.append(p)
         todo.extend(kids.get(p, []))
+    return seen
+
+
+def process_tree_cpu(root_pids):
+    """CPU seconds (user + system, all threads) the processes root_pids and
+    their descendants have used, including their children that have exited
+    and been waited for (a scanner worker replaced by its supervisor). The
+    difference of two calls is what the tree used in between, less what a
+    process that exited and was not yet waited for had used."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _process_tree(root_pids):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based from state
+        total += sum(int(x) for x in fields[11:15])
+    return total / tick
+
+
+def machine_cpu():
+    """Busy CPU seconds of the whole machine since boot, all cores (the
+    first line of /proc/stat without idle and iowait)."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_memory(root_pids):
+    """The processes root_pids and all their descendants: each one's VmHWM
+    (peak RSS), VmRSS and Pss in KiB, and the sums. VmHWM and VmRSS sums count
+    pages shared between the processes (copy-on-write engine) once per
+    process; Pss splits them."""
     procs = []
-    for p in seen:
+    for p in _process_tree(root_pids):
         st = _status(p)
         if not st or st.get("State", "").startswith(("Z", "X")):
             continue
