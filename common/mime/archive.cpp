@@ -237,13 +237,14 @@ class LzmaAloneSource final : public DecodedSource {
   bool done_ = false;
 };
 
-// An .xz file's decompressed bytes, by our decoder (lzma.h), with no
-// larger a dictionary than `dictionaryCap`. Cut short or damaged data ends
-// the stream after what was decoded, and failed() says so (as
-// LzmaAloneSource).
-class XzSource final : public DecodedSource {
+// An .xz or .lz file's decompressed bytes, by our decoder (lzma.h:
+// XzDecoder or LzipDecoder), with no larger a dictionary than
+// `dictionaryCap`. Cut short or damaged data ends the stream after what was
+// decoded, and failed() says so (as LzmaAloneSource).
+template <class Decoder>
+class FileSource final : public DecodedSource {
  public:
-  XzSource(Source& packed, std::uint64_t dictionaryCap) : packed_(packed), decoder_(dictionaryCap), buf_(kChunk) {}
+  FileSource(Source& packed, std::uint64_t dictionaryCap) : packed_(packed), decoder_(dictionaryCap), buf_(kChunk) {}
 
   la_ssize_t read(const void** out) override {
     *out = buf_.data();
@@ -260,7 +261,7 @@ class XzSource final : public DecodedSource {
         in_ = std::span(static_cast<const unsigned char*>(p), static_cast<std::size_t>(n));
       }
       const std::size_t room = free.size();
-      if (decoder_.decode(in_, free) == XzDecoder::Step::Damaged) {
+      if (decoder_.decode(in_, free) == Decoder::Step::Damaged) {
         done_ = failed_ = true;
       } else if (ended_ && free.size() == room) {  // nothing more to come
         done_ = true;
@@ -274,7 +275,7 @@ class XzSource final : public DecodedSource {
 
  private:
   Source& packed_;
-  XzDecoder decoder_;
+  Decoder decoder_;
   std::vector<unsigned char> buf_;
   std::span<const unsigned char> in_;
   bool ended_ = false;
@@ -432,10 +433,9 @@ ArchivePtr openDecompressor(Source& src) {
   if (archive_zlib_version() != nullptr) archive_read_support_filter_gzip(r);
   if (archive_bzlib_version() != nullptr) archive_read_support_filter_bzip2(r);
   if (archive_liblzma_version() != nullptr) {
-    // Not xz: it is ours (OwnCodec). The .lzma reader only takes
-    // dictionaries up to 128 MiB; ours takes the files xz does first.
+    // Not xz nor lzip: they are ours (OwnCodec). The .lzma reader only
+    // takes dictionaries up to 128 MiB; ours takes the files xz does first.
     archive_read_support_filter_lzma(r);
-    archive_read_support_filter_lzip(r);
   }
   if (archive_libzstd_version() != nullptr) archive_read_support_filter_zstd(r);
   if (archive_liblz4_version() != nullptr) archive_read_support_filter_lz4(r);
@@ -603,15 +603,17 @@ Status measureDecompressed(DecodedSource& data, const char* filter, int level, S
 }
 
 // The compressions decoded here rather than by libarchive: LZMA streams,
-// whose declared dictionary is lowered (lzma.h). libarchive's xz reader
-// allocates whatever a block declares (up to 4 GiB), and its .lzma reader
-// takes only some dictionary sizes (others it leaves as plain data).
-// Sniffed from the first kLzmaAloneHeaderSize bytes.
-enum class OwnCodec { None, Lzma, Xz };
+// whose declared dictionary is lowered (lzma.h). libarchive's xz and lzip
+// readers allocate whatever a block or member declares (up to 4 GiB and
+// 512 MiB), and its .lzma reader takes only some dictionary sizes (others
+// it leaves as plain data). Sniffed from the first kLzmaAloneHeaderSize
+// bytes.
+enum class OwnCodec { None, Lzma, Xz, Lzip };
 
 OwnCodec ownCodec(const std::vector<std::byte>& head) {
   const std::span<const unsigned char> h(reinterpret_cast<const unsigned char*>(head.data()), head.size());
   if (xzMagic(h)) return OwnCodec::Xz;
+  if (lzipMagic(h)) return OwnCodec::Lzip;
   if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()))) return OwnCodec::Lzma;
   return OwnCodec::None;
 }
@@ -708,7 +710,7 @@ Status measureLevel(Source& src, int level, State& st, const char* filter, int l
 Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
                        const char* filter, int layers) {
   if (tooManyLayers(layers, level, st)) return Status::TooDeep;
-  const char* name = codec == OwnCodec::Xz ? "xz" : "lzma";
+  const char* name = codec == OwnCodec::Xz ? "xz" : codec == OwnCodec::Lzip ? "lzip" : "lzma";
   const std::uint64_t sniffed = head.size();
   CountingSource counted(packed);
   const auto inside = [&](DecodedSource& decoded) {
@@ -737,9 +739,13 @@ Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& pack
     PrefixedSource rest(counted, std::move(head));
     LzmaAloneSource decoded(header, rest, cap);
     s = inside(decoded);
+  } else if (codec == OwnCodec::Xz) {
+    PrefixedSource whole(counted, std::move(head));
+    FileSource<XzDecoder> decoded(whole, cap);
+    s = inside(decoded);
   } else {
     PrefixedSource whole(counted, std::move(head));
-    XzSource decoded(whole, cap);
+    FileSource<LzipDecoder> decoded(whole, cap);
     s = inside(decoded);
   }
   return countLayerBytes(s, filter, sniffed, counted, st);
@@ -1036,8 +1042,8 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
         return result;
     }
   }
-  // Compressed: one entry, the decompressed bytes. A .lzma or .xz file by
-  // us, whatever dictionary it declares (lzma.h).
+  // Compressed: one entry, the decompressed bytes. A .lzma, .xz or .lz
+  // file by us, whatever dictionary it declares (lzma.h).
   const auto decompressed = [&](DecodedSource& data) {
     std::string out;
     const UStatus es = readEntry(data, limits, 0, out);
@@ -1057,9 +1063,15 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
     LzmaAloneSource data(std::as_bytes(std::span(bytes.data(), kLzmaAloneHeaderSize)), packed, dictionary);
     return decompressed(data);
   }
-  if (xzMagic(std::span(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()))) {
+  const std::span<const unsigned char> head(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  if (xzMagic(head)) {
     MemorySource packed(bytes);
-    XzSource data(packed, dictionary);
+    FileSource<XzDecoder> data(packed, dictionary);
+    return decompressed(data);
+  }
+  if (lzipMagic(head)) {
+    MemorySource packed(bytes);
+    FileSource<LzipDecoder> data(packed, dictionary);
     return decompressed(data);
   }
   {

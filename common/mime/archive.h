@@ -35,12 +35,12 @@
 //
 // Formats: zip, tar, cpio, 7z, rar, rar5, lha/lzh, cab, ar, iso9660 (see
 // above), each optionally under gzip, bzip2, xz, lzma, lzip, zstd, lz4 or
-// compress; a bare compressed file of plain data is one level. A .lzma
-// or .xz stream is decoded by our own decoders (lzma.h), at any level and
-// inside any other compression, whatever dictionary size it declares
+// compress; a bare compressed file of plain data is one level. A .lzma,
+// .xz or .lz stream is decoded by our own decoders (lzma.h), at any level
+// and inside any other compression, whatever dictionary size it declares
 // (libarchive's .lzma reader takes 4 KiB to 128 MiB only, the rest would
-// be plain data here; its .xz reader allocates what is declared), with a
-// dictionary of at most twice maxTotal.
+// be plain data here; its .xz and .lz readers allocate what is declared),
+// with a dictionary of at most twice maxTotal.
 //
 // Encrypted entries: their data cannot be read, so the size the archive
 // declares for them (when it declares one) is counted instead, and the
@@ -49,16 +49,16 @@
 // archive inside a good one is counted as data on top of what it yielded.
 //
 // LZMA dictionaries: an LZMA stream declares its dictionary size, up to
-// 4 GiB, and liblzma allocates what is declared. .lzma and .xz files are
-// decoded by us, and a ZIP member compressed with LZMA has its declared dictionary
+// 4 GiB, and liblzma allocates what is declared. .lzma, .xz and .lz files
+// are decoded by us, and a ZIP member compressed with LZMA has its declared dictionary
 // lowered in the bytes libarchive reads (the attachment's copy, and every
 // nested level's stream), both to twice maxTotal: a few bytes declaring
 // 4 GiB cost no more than a bomb of maxTotal. The output is the same: a
 // match never reaches back further than the bytes written.
 //
 // XXX: 7-Zip coders and xz members of a ZIP (method 95) may still declare
-// up to 4 GiB, and a .lzip up to 512 MiB, which liblzma asks for as address
-// space (libarchive 3.6 sets no limit); pages
+// up to 4 GiB, which liblzma asks for as address space (libarchive 3.6
+// sets no limit); pages
 // are touched only as output is written, so a bomb costs up to about
 // maxTotal of memory before it is stopped, but where the kernel refuses
 // the address space (a host with less memory than the declared size, or

@@ -36,6 +36,29 @@ lzma_ret codeStep(lzma_stream& s, std::span<const unsigned char>& in, std::span<
   return ret;
 }
 
+// One step of a decoder that ends with LZMA_STREAM_END (an .xz block, an
+// .lz member's data): End; Damaged; More when `in` is used up or `out`
+// full (the caller's turn); Again otherwise.
+enum class Progress { End, Again, More, Damaged };
+Progress stepToEnd(lzma_stream& s, std::span<const unsigned char>& in, std::span<unsigned char>& out) {
+  const lzma_ret ret = codeStep(s, in, out);
+  if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
+  if (ret == LZMA_STREAM_END) return Progress::End;
+  // LZMA_BUF_ERROR: no progress, as there is no input yet.
+  if (ret != LZMA_OK && ret != LZMA_BUF_ERROR) return Progress::Damaged;
+  if (in.empty() || out.empty()) return Progress::More;
+  return ret == LZMA_BUF_ERROR ? Progress::Damaged : Progress::Again;
+}
+
+// A header or trailer coming in pieces: moves bytes from `in` into
+// `gathered` until it holds `need`.
+bool gather(std::vector<unsigned char>& gathered, std::size_t need, std::span<const unsigned char>& in) {
+  const std::size_t n = std::min(in.size(), need - gathered.size());
+  gathered.insert(gathered.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
+  in = in.subspan(n);
+  return gathered.size() == need;
+}
+
 }  // namespace
 
 // lzma_end whatever leaves the decoder (std::bad_alloc included).
@@ -137,13 +160,7 @@ struct XzDecoder::State {
     need = bytes;
     gathered.clear();
   }
-  // Moves bytes from `in` into `gathered` until it holds `need`.
-  bool gather(std::span<const unsigned char>& in) {
-    const std::size_t n = std::min(in.size(), need - gathered.size());
-    gathered.insert(gathered.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
-    in = in.subspan(n);
-    return gathered.size() == need;
-  }
+  bool gather(std::span<const unsigned char>& in) { return mime::gather(gathered, need, in); }
   // The block whose header is gathered: its decoder, with the dictionary
   // of every LZMA filter lowered to the cap.
   bool startBlock() {
@@ -201,9 +218,8 @@ XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<
         break;
       case Part::Block: {
         if (out.empty()) return Step::More;
-        const lzma_ret ret = codeStep(st.s, in, out);
-        if (ret == LZMA_MEM_ERROR) throw std::bad_alloc();
-        if (ret == LZMA_STREAM_END) {
+        const Progress p = stepToEnd(st.s, in, out);
+        if (p == Progress::End) {
           if (lzma_index_hash_append(st.index, lzma_block_unpadded_size(&st.block), st.block.uncompressed_size) !=
               LZMA_OK) {
             return Step::Damaged;
@@ -212,10 +228,8 @@ XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<
           st.expect(Part::BlockOrIndex, 0);
           break;
         }
-        // LZMA_BUF_ERROR: no progress, as there is no input yet.
-        if (ret != LZMA_OK && ret != LZMA_BUF_ERROR) return Step::Damaged;
-        if (in.empty() || out.empty()) return Step::More;
-        if (ret == LZMA_BUF_ERROR) return Step::Damaged;
+        if (p == Progress::Damaged) return Step::Damaged;
+        if (p == Progress::More) return Step::More;
         break;
       }
       case Part::Index: {
@@ -255,8 +269,128 @@ XzDecoder::Step XzDecoder::decode(std::span<const unsigned char>& in, std::span<
   }
 }
 
+// The parts of an .lz file (the lzip manual, "File format"): members, each
+// a header ("LZIP", the version, the coded dictionary size), LZMA data with
+// lc=3 lp=0 pb=2 that ends with an end marker, and a trailer: the data's
+// CRC32, its size, and from version 1 on the member's own size, all
+// little-endian. After the last member, maybe trailing bytes.
+struct LzipDecoder::State {
+  enum class Part { Magic, Header, Data, Trailer, Trailing };
+  static constexpr std::size_t kMagicSize = 4, kHeaderSize = 6;
+
+  std::uint64_t dictionaryCap;
+  Part part = Part::Magic;
+  std::vector<unsigned char> gathered;  // a header or trailer coming in pieces
+  std::size_t need = kMagicSize;
+  lzma_stream s = LZMA_STREAM_INIT;
+  std::uint32_t crc = 0;
+  std::uint64_t dataSize = 0, packedSize = 0;
+  bool memberSeen = false;
+
+  explicit State(std::uint64_t cap) : dictionaryCap(cap) {}
+  ~State() { lzma_end(&s); }
+
+  bool gather(std::span<const unsigned char>& in) { return mime::gather(gathered, need, in); }
+  // The member whose header is gathered: its decoder (liblzma reuses the
+  // last member's memory), with the dictionary lowered to the cap.
+  bool startMember() {
+    const unsigned version = gathered[4];
+    // The dictionary size: 2^(low 5 bits), less (high 3 bits) sixteenths
+    // of that; 4 KiB to 512 MiB.
+    const std::uint64_t base = std::uint64_t{1} << (gathered[5] & 0x1F);
+    const std::uint64_t dict = base - base / 16 * (gathered[5] >> 5);
+    if (version > 1 || dict < LZMA_DICT_SIZE_MIN || dict > (std::uint64_t{1} << 29)) return false;
+    lzma_options_lzma opt{};
+    opt.dict_size = static_cast<std::uint32_t>(dict);
+    opt.lc = 3;
+    opt.lp = 0;
+    opt.pb = 2;
+    lowerDictionary(opt, dictionaryCap);
+    const lzma_filter filters[2] = {{LZMA_FILTER_LZMA1, &opt}, {LZMA_VLI_UNKNOWN, nullptr}};
+    const lzma_ret init = lzma_raw_decoder(&s, filters);
+    if (init == LZMA_MEM_ERROR) throw std::bad_alloc();
+    crc = 0;
+    dataSize = 0;
+    packedSize = kHeaderSize;
+    return init == LZMA_OK;
+  }
+  bool trailerMatches() const {
+    const unsigned char* t = gathered.data();
+    return util::le32(t) == crc && util::le64(t + 4) == dataSize &&
+           (need == 12 || util::le64(t + 12) == packedSize + need);
+  }
+};
+
+LzipDecoder::LzipDecoder(std::uint64_t dictionaryCap) : state_(std::make_unique<State>(dictionaryCap)) {}
+
+LzipDecoder::~LzipDecoder() = default;
+
+bool LzipDecoder::complete() const {
+  return state_->memberSeen && (state_->part == State::Part::Magic || state_->part == State::Part::Trailing);
+}
+
+LzipDecoder::Step LzipDecoder::decode(std::span<const unsigned char>& in, std::span<unsigned char>& out) {
+  using Part = State::Part;
+  State& st = *state_;
+  for (;;) {
+    switch (st.part) {
+      case Part::Magic:
+        if (!st.gather(in)) return Step::More;
+        if (!lzipMagic(st.gathered)) {
+          if (!st.memberSeen) return Step::Damaged;
+          st.part = Part::Trailing;
+          break;
+        }
+        st.part = Part::Header;
+        st.need = State::kHeaderSize;
+        break;
+      case Part::Header:
+        if (!st.gather(in)) return Step::More;
+        if (!st.startMember()) return Step::Damaged;
+        st.part = Part::Data;
+        break;
+      case Part::Data: {
+        if (out.empty()) return Step::More;
+        const std::size_t had = in.size();
+        unsigned char* const written = out.data();
+        const std::size_t room = out.size();
+        const Progress p = stepToEnd(st.s, in, out);
+        const std::size_t got = room - out.size();
+        st.crc = lzma_crc32(written, got, st.crc);
+        st.dataSize += got;
+        st.packedSize += had - in.size();
+        if (p == Progress::End) {
+          st.part = Part::Trailer;
+          st.need = st.gathered[4] == 0 ? 12 : 20;  // version 0 has no member size
+          st.gathered.clear();
+          break;
+        }
+        if (p == Progress::Damaged) return Step::Damaged;
+        if (p == Progress::More) return Step::More;
+        break;
+      }
+      case Part::Trailer:
+        if (!st.gather(in)) return Step::More;
+        if (!st.trailerMatches()) return Step::Damaged;
+        st.memberSeen = true;
+        st.part = Part::Magic;
+        st.need = State::kMagicSize;
+        st.gathered.clear();
+        break;
+      case Part::Trailing:
+        in = in.last(0);
+        return Step::More;
+    }
+  }
+}
+
 bool xzMagic(std::span<const unsigned char> bytes) {
   static constexpr unsigned char kMagic[] = {0xFD, '7', 'z', 'X', 'Z', 0x00};
+  return bytes.size() >= sizeof kMagic && std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin());
+}
+
+bool lzipMagic(std::span<const unsigned char> bytes) {
+  static constexpr unsigned char kMagic[] = {'L', 'Z', 'I', 'P'};
   return bytes.size() >= sizeof kMagic && std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin());
 }
 

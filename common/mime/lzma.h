@@ -1,7 +1,7 @@
 // common/mime/lzma.h — LZMA data decoded with a dictionary no larger than
 // the output can use, for the legacy .lzma format (xz --format=lzma,
-// 7-Zip, the LZMA SDK), .xz files and 7-Zip's coders (archive.cpp and
-// sevenzip.cpp read them with these).
+// 7-Zip, the LZMA SDK), .xz files, .lz files and 7-Zip's coders
+// (archive.cpp and sevenzip.cpp read them with these).
 //
 // Why: an LZMA stream declares its dictionary size, up to 4 GiB, and
 // liblzma (as libarchive and libclamav call it) allocates what is declared
@@ -111,8 +111,43 @@ class XzDecoder {
   std::unique_ptr<State> state_;
 };
 
+// An .lz file (lzip) decoded piece by piece, as lzip does: its members one
+// after the other, each with its data size, member size and CRC32 checked
+// (format versions 0 and 1), with a dictionary no larger than
+// `dictionaryCap` (at least 4 KiB) whatever a member header declares (up to
+// 512 MiB, which libarchive's reader has liblzma allocate). Bytes after the
+// last member that do not start with "LZIP" are ignored, as lzip ignores
+// them; ones that do must be a whole member. decode throws std::bad_alloc
+// when even the lowered dictionary cannot be had.
+//
+//   LzipDecoder d(64 << 20);    // used as XzDecoder
+class LzipDecoder {
+ public:
+  explicit LzipDecoder(std::uint64_t dictionaryCap);
+  ~LzipDecoder();
+  LzipDecoder(const LzipDecoder&) = delete;
+  LzipDecoder& operator=(const LzipDecoder&) = delete;
+
+  enum class Step {
+    More,     // `in` used up or `out` filled: call again with more of either
+    Damaged,  // not .lz, or data no encoder writes, or a size or CRC that does not match
+  };
+  // As XzDecoder::decode.
+  Step decode(std::span<const unsigned char>& in, std::span<unsigned char>& out);
+  // Whether the input may end here: after a whole member (and any trailing
+  // bytes).
+  bool complete() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Whether `bytes` start with the .xz magic number.
 bool xzMagic(std::span<const unsigned char> bytes);
+
+// Whether `bytes` start with the .lz magic number ("LZIP").
+bool lzipMagic(std::span<const unsigned char> bytes);
 
 // A .lzma file starts with a header: the LZMA properties (5 bytes), then
 // the uncompressed size (8 bytes, little-endian; all ones: not given, the

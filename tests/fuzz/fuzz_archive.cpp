@@ -5,8 +5,8 @@
 // reader (milters/antivirus/member_sizes.cpp: sizes, unlisted members,
 // methods; 7-Zip coders), its OpenPGP reader (openpgp.cpp, which inflates
 // compressed data and unpacks the literal data inside) and its zisofs reader
-// (zisofs.cpp), and the .lzma decoder (common/mime/lzma.cpp, which
-// unpackEntries calls): attachments are attacker-made bytes. Properties: all
+// (zisofs.cpp), and the .lzma, .xz and .lz decoders (common/mime/lzma.cpp,
+// which both call): attachments are attacker-made bytes. Properties: all
 // return, within the limits they were given (out-of-bounds reads are the
 // sanitizers' to catch).
 #include "common/mime/archive.h"

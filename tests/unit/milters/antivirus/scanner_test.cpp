@@ -734,7 +734,10 @@ TEST_F(ScannerTest, AScanNeedingMoreMemoryThanMaxScanMemoryIsLimitsExceeded) {
 // have was unscanned (libarchive's allocation failed). Now a .lzma is
 // decoded with no more dictionary than its output needs, whatever it
 // declares, and a zip member's dictionary past max_scan_memory is that
-// limit, as libclamav's own allocations are.
+// limit, as libclamav's own allocations are. An .lz file declaring lzip's
+// largest dictionary, 512 MiB, was unpacked by libarchive, which allocated
+// it whole: past max_scan_memory, not unpacked. Now it is decoded as a
+// .lzma is.
 TEST_F(ScannerTest, DeclaredLzmaDictionariesAreDecodedOrALimit) {
   writeFile(data_ / "payload.txt", paddedEicar());
   std::string text;
@@ -756,6 +759,13 @@ TEST_F(ScannerTest, DeclaredLzmaDictionariesAreDecodedOrALimit) {
               withDictionary(readFile(data_ / "payload.txt.lzma"), dict));
   }
   writeFile(data_ / "text-3g.lzma", withDictionary(readFile(data_ / "text.txt.lzma"), k3G));
+  for (const std::string kind : {"payload", "text"}) {
+    std::string lz = mime::samples::write(archive_write_set_format_raw, {archive_write_add_filter_lzip},
+                                          {{"data", readFile(data_ / (kind + ".txt"))}});
+    ASSERT_TRUE(lz.starts_with("LZIP"));
+    lz[5] = 29;  // the coded dictionary size: 2^29
+    writeFile(data_ / (kind + "-512m.lz"), lz);
+  }
   for (const auto& [name, dict] : {std::pair{"256m", k256M}, {"3g", k3G}}) {
     for (const char* kind : {"eicar", "clean"}) {
       const std::string z = testing::setFirstLzmaDictionary(readFile(data_ / (std::string(kind) + "-lzma.zip")), dict);
@@ -787,6 +797,8 @@ TEST_F(ScannerTest, DeclaredLzmaDictionariesAreDecodedOrALimit) {
         {"payload-3g.lzma", Status::Infected, kEicarSig},
         {"payload-4g.lzma", Status::Infected, kEicarSig},
         {"text-3g.lzma", Status::Clean, ""},
+        {"payload-512m.lz", Status::Infected, kEicarSig},
+        {"text-512m.lz", Status::Clean, ""},
         {"eicar-256m.zip", tight ? Status::LimitsExceeded : Status::Infected, tight ? kMemory : kEicarSig},
         {"clean-256m.zip", tight ? Status::LimitsExceeded : Status::Clean, tight ? kMemory : ""},
         {"eicar-3g.zip", Status::LimitsExceeded, kMemory},
