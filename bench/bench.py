@@ -521,8 +521,9 @@ def print_cpu(rows):
     print()
     print("CPU per message in the throughput runs (medians over rounds): the whole machine (Postfix, "
           "smtp-source, smtp-sink, milter), and the milter's processes alone")
-    fmtline = "%-20s %-6s %8s %11s %10s %10s"
-    print(fmtline % ("variant", "socket", "size", "machine ms", "+vs null", "milter ms"))
+    fmtline = "%-20s %-6s %8s %11s %10s %10s %10s"
+    print(fmtline % ("variant", "socket", "size", "machine ms", "+vs null", "budget", "milter ms"))
+    targets = dict(THROUGHPUT_TARGETS)
     last_size = None
     for r in rows:
         if last_size is not None and r["size"] != last_size:
@@ -531,13 +532,17 @@ def print_cpu(rows):
         ref = null_ref(r["variant"], [x["variant"] for x in rows])
         ref_row = next((x for x in rows if x["variant"] == ref and x["size"] == r["size"]), None)
         machine, milter = r["machine_cpu_ms_per_msg"], r["milter_cpu_ms_per_msg"]
-        extra = None
+        extra = budget = None
         if ref_row is not None and ref_row is not r and None not in (machine, ref_row["machine_cpu_ms_per_msg"]):
             extra = machine - ref_row["machine_cpu_ms_per_msg"]
+            if r["variant"] in targets:  # x the rate takes 1/x the CPU per message
+                budget = ref_row["machine_cpu_ms_per_msg"] * (1.0 / targets[r["variant"]] - 1.0)
         print(fmtline % (r["label"], r["socket"], size_label(r["size"], r["messages"] == "zip"),
-                         fmt(machine, ".2f"), fmt(extra, "+.2f"), fmt(milter, ".2f")))
+                         fmt(machine, ".2f"), fmt(extra, "+.2f"), fmt(budget, "+.2f"), fmt(milter, ".2f")))
     print("machine = busy CPU of all cores (/proc/stat, without idle and iowait) / messages arrived; "
           "+vs null = more than the do-nothing milter")
+    print("budget = what +vs null may be for the variant's throughput target, where the run is CPU-bound "
+          "(its rate x its machine CPU per message = the cores: at 0.90x, 1/0.90 - 1 of the do-nothing milter's)")
     print("milter = user + system CPU of the milter's processes and their children (/proc/PID/stat)")
 
 
