@@ -613,7 +613,7 @@ enum class OwnCodec { None, Lzma, Xz, Lzip };
 OwnCodec ownCodec(const std::vector<std::byte>& head) {
   const std::span<const unsigned char> h(reinterpret_cast<const unsigned char*>(head.data()), head.size());
   if (xzMagic(h)) return OwnCodec::Xz;
-  if (lzipMagic(h)) return OwnCodec::Lzip;
+  if (lzipHeader(h)) return OwnCodec::Lzip;
   if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()))) return OwnCodec::Lzma;
   return OwnCodec::None;
 }
@@ -1069,7 +1069,7 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
     FileSource<XzDecoder> data(packed, dictionary);
     return decompressed(data);
   }
-  if (lzipMagic(head)) {
+  if (lzipHeader(head)) {
     MemorySource packed(bytes);
     FileSource<LzipDecoder> data(packed, dictionary);
     return decompressed(data);

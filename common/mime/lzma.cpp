@@ -50,6 +50,18 @@ Progress stepToEnd(lzma_stream& s, std::span<const unsigned char>& in, std::span
   return ret == LZMA_BUF_ERROR ? Progress::Damaged : Progress::Again;
 }
 
+constexpr unsigned char kLzipMagic[] = {'L', 'Z', 'I', 'P'};
+
+// The dictionary size an .lz member header (6 bytes) declares, or 0 for
+// none lzip takes: 2^(low 5 bits of the last byte), less (its high 3 bits)
+// sixteenths of that; 4 KiB to 512 MiB. Versions 0 and 1.
+std::uint32_t lzipDictionary(const unsigned char* header) {
+  const std::uint64_t base = std::uint64_t{1} << (header[5] & 0x1F);
+  const std::uint64_t dict = base - base / 16 * (header[5] >> 5);
+  if (header[4] > 1 || dict < LZMA_DICT_SIZE_MIN || dict > (std::uint64_t{1} << 29)) return 0;
+  return static_cast<std::uint32_t>(dict);
+}
+
 // A header or trailer coming in pieces: moves bytes from `in` into
 // `gathered` until it holds `need`.
 bool gather(std::vector<unsigned char>& gathered, std::size_t need, std::span<const unsigned char>& in) {
@@ -294,14 +306,9 @@ struct LzipDecoder::State {
   // The member whose header is gathered: its decoder (liblzma reuses the
   // last member's memory), with the dictionary lowered to the cap.
   bool startMember() {
-    const unsigned version = gathered[4];
-    // The dictionary size: 2^(low 5 bits), less (high 3 bits) sixteenths
-    // of that; 4 KiB to 512 MiB.
-    const std::uint64_t base = std::uint64_t{1} << (gathered[5] & 0x1F);
-    const std::uint64_t dict = base - base / 16 * (gathered[5] >> 5);
-    if (version > 1 || dict < LZMA_DICT_SIZE_MIN || dict > (std::uint64_t{1} << 29)) return false;
     lzma_options_lzma opt{};
-    opt.dict_size = static_cast<std::uint32_t>(dict);
+    opt.dict_size = lzipDictionary(gathered.data());
+    if (opt.dict_size == 0) return false;
     opt.lc = 3;
     opt.lp = 0;
     opt.pb = 2;
@@ -336,7 +343,7 @@ LzipDecoder::Step LzipDecoder::decode(std::span<const unsigned char>& in, std::s
     switch (st.part) {
       case Part::Magic:
         if (!st.gather(in)) return Step::More;
-        if (!lzipMagic(st.gathered)) {
+        if (!std::equal(std::begin(kLzipMagic), std::end(kLzipMagic), st.gathered.begin())) {
           if (!st.memberSeen) return Step::Damaged;
           st.part = Part::Trailing;
           break;
@@ -389,9 +396,9 @@ bool xzMagic(std::span<const unsigned char> bytes) {
   return bytes.size() >= sizeof kMagic && std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin());
 }
 
-bool lzipMagic(std::span<const unsigned char> bytes) {
-  static constexpr unsigned char kMagic[] = {'L', 'Z', 'I', 'P'};
-  return bytes.size() >= sizeof kMagic && std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin());
+bool lzipHeader(std::span<const unsigned char> bytes) {
+  return bytes.size() >= 6 && std::equal(std::begin(kLzipMagic), std::end(kLzipMagic), bytes.begin()) &&
+         lzipDictionary(bytes.data()) != 0;
 }
 
 std::size_t zipLzmaDictionaryField(std::span<const unsigned char> bytes) {

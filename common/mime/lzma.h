@@ -146,8 +146,10 @@ class LzipDecoder {
 // Whether `bytes` start with the .xz magic number.
 bool xzMagic(std::span<const unsigned char> bytes);
 
-// Whether `bytes` start with the .lz magic number ("LZIP").
-bool lzipMagic(std::span<const unsigned char> bytes);
+// Whether `bytes` start with an .lz member header as lzip takes one:
+// "LZIP", version 0 or 1, a dictionary size of 4 KiB to 512 MiB (text that
+// starts with the word LZIP is not one).
+bool lzipHeader(std::span<const unsigned char> bytes);
 
 // A .lzma file starts with a header: the LZMA properties (5 bytes), then
 // the uncompressed size (8 bytes, little-endian; all ones: not given, the

@@ -148,7 +148,7 @@ const char* containerKind(const char* type, const char* buf, std::size_t size) {
   const std::string_view b(buf, std::min<std::size_t>(size, 16));
   if (b.starts_with("\x28\xB5\x2F\xFD")) return "Zstandard data";
   if (b.starts_with("\x04\x22\x4D\x18")) return "LZ4 data";
-  if (b.starts_with(std::string_view("LZIP\x01", 5))) return "lzip data";
+  if (mime::lzipHeader(std::span(reinterpret_cast<const unsigned char*>(b.data()), b.size()))) return "lzip data";
   if (b.starts_with(std::string_view("\x89LZO\0\r\n\x1A\n", 9))) return "lzop data";
   if (b.size() >= 3 && b.starts_with("\x1F\x9D") && (b[2] & 0x1F) >= 9 && (b[2] & 0x1F) <= 16) {
     return "compress (.Z) data";  // the third byte: block mode and 9..16 code bits

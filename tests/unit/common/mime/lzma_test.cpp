@@ -605,8 +605,9 @@ TEST(Lzip, EveryLayoutIsMeasuredAndUnpacked) {
 
 // Damage anywhere is Unreadable, counted up to it: cut short, data that
 // does not decode, a CRC, data size or member size that does not match,
-// a version or dictionary size the format does not have, a second member
-// whose header is not one.
+// a second member whose header is not one. A first header with a version
+// or dictionary size the format does not have is no .lz (nor is text that
+// starts with the word): not an archive, plain data to the caller.
 TEST(Lzip, DamageIsUnreadableAfterWhatCameBefore) {
   const std::string body = text(300000);
   const std::string one = lzip(body);
@@ -628,9 +629,6 @@ TEST(Lzip, DamageIsUnreadableAfterWhatCameBefore) {
       {"CRC", badCrc, body.size(), body.size() + 1},
       {"data size", badSize, body.size(), body.size() + 1},
       {"member size", badMember, body.size(), body.size() + 1},
-      {"version 2", std::string("LZIP\x02", 5) + one.substr(5), 0, 1},
-      {"1 GiB", withLzipDictionary(one, 30), 0, 1},
-      {"2 KiB", withLzipDictionary(one, 11), 0, 1},
       {"a second header", one + std::string("LZIP\x07\x1c", 6) + one.substr(6), body.size(), body.size() + 1},
   };
   for (const auto& c : cases) {
@@ -640,6 +638,12 @@ TEST(Lzip, DamageIsUnreadableAfterWhatCameBefore) {
     EXPECT_GE(r.totalUncompressed, c.atLeast);
     EXPECT_LT(r.totalUncompressed, c.below);
     EXPECT_EQ(unpack(c.lz).result.status, UStatus::Unreadable);
+  }
+  for (const std::string& data : {std::string("LZIP\x02", 5) + one.substr(5), withLzipDictionary(one, 30),
+                                  withLzipDictionary(one, 11), std::string("LZIP is a compressor.\n")}) {
+    SCOPED_TRACE(data.substr(0, 6));
+    EXPECT_EQ(measure(data).status, EStatus::NotArchive);
+    EXPECT_EQ(unpack(data).result.status, UStatus::NotArchive);
   }
 }
 
