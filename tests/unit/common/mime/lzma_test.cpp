@@ -345,7 +345,45 @@ TEST(Lzma, ZipMembersCostNoMoreThanTheLimit) {
   EXPECT_EQ(status, 0) << "1: not measured, 3-4: test setup";
 }
 
-// --- .xz files -----------------------------------------------------------
+// --- .xz and .lz files ----------------------------------------------------
+
+// A compressed file of `copies` x `body`: measured at level 1 as
+// `format`, and unpacked to those bytes.
+void expectWhole(const std::string& file, const std::string& body, std::size_t copies, const char* format) {
+  ASSERT_FALSE(file.empty());
+  const ExpansionResult r = measure(file);
+  EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+  EXPECT_EQ(r.totalUncompressed, copies * body.size());
+  EXPECT_EQ(r.format, format);
+  EXPECT_EQ(r.deepestLevel, 1);
+  const Unpacked u = unpack(file);
+  EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
+  ASSERT_EQ(u.entries.size(), 1u);
+  EXPECT_EQ(u.entries[0].size(), copies * body.size());
+  EXPECT_EQ(u.entries[0].compare(0, body.size(), body), 0);
+}
+
+// A compressed tar of two files of `bodySize` bytes, measured read 7 bytes
+// at a time: headers and trailers come in pieces.
+void expectChunkedTar(const std::string& file, std::size_t bodySize, const std::string& format) {
+  samples::ChunkedContent content(file, 7);
+  const ExpansionResult r = measureExpansion(content, {});
+  EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
+  EXPECT_EQ(r.entries, 2u);
+  EXPECT_GE(r.totalUncompressed, 2 * bodySize);
+  EXPECT_LT(r.totalUncompressed, 2 * bodySize + 20000);  // the tar's end
+  EXPECT_NE(r.format.find(format), std::string::npos) << r.format;
+}
+
+// A damaged compressed file: Unreadable, counted up to the damage (at
+// least `atLeast`, below `below`), and Unreadable to unpackEntries.
+void expectDamaged(const std::string& file, std::uint64_t atLeast, std::uint64_t below) {
+  const ExpansionResult r = measure(file);
+  EXPECT_EQ(r.status, EStatus::Unreadable) << toString(r.status);
+  EXPECT_GE(r.totalUncompressed, atLeast);
+  EXPECT_LT(r.totalUncompressed, below);
+  EXPECT_EQ(unpack(file).result.status, UStatus::Unreadable);
+}
 
 std::string gz(const std::string& bytes) {
   return samples::write(archive_write_set_format_raw, {archive_write_add_filter_gzip}, {{"data", bytes}});
@@ -375,28 +413,13 @@ TEST(Xz, EveryLayoutIsMeasuredAndUnpacked) {
   cases.push_back({"4 GiB", samples::withXzDictionary(one, 40), 1});
   for (const Case& c : cases) {
     SCOPED_TRACE(c.label);
-    ASSERT_FALSE(c.xz.empty());
-    const ExpansionResult r = measure(c.xz);
-    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
-    EXPECT_EQ(r.totalUncompressed, c.copies * body.size());
-    EXPECT_EQ(r.format, "xz");
-    EXPECT_EQ(r.deepestLevel, 1);
-    const Unpacked u = unpack(c.xz);
-    EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
-    ASSERT_EQ(u.entries.size(), 1u);
-    EXPECT_EQ(u.entries[0].size(), c.copies * body.size());
-    EXPECT_EQ(u.entries[0].compare(0, body.size(), body), 0);
+    expectWhole(c.xz, body, c.copies, "xz");
   }
-  // A tar in it, read 7 bytes at a time: the headers come in pieces.
-  const std::string txz = samples::withXzDictionary(
-      samples::xz(samples::write(archive_write_set_format_pax_restricted, {}, {{"a", body}, {"b", body}})), 40);
-  samples::ChunkedContent content(txz, 7);
-  const ExpansionResult r = measureExpansion(content, {});
-  EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
-  EXPECT_EQ(r.entries, 2u);
-  EXPECT_GE(r.totalUncompressed, 2 * body.size());
-  EXPECT_LT(r.totalUncompressed, 2 * body.size() + 20000);  // the tar's end
-  EXPECT_NE(r.format.find("tar format (xz)"), std::string::npos) << r.format;
+  // A tar in it, read in pieces.
+  expectChunkedTar(samples::withXzDictionary(samples::xz(samples::write(archive_write_set_format_pax_restricted, {},
+                                                                        {{"a", body}, {"b", body}})),
+                                             40),
+                   body.size(), "tar format (xz)");
 }
 
 // Damage anywhere is Unreadable, counted up to it: cut short, a block
@@ -433,11 +456,7 @@ TEST(Xz, DamageIsUnreadableAfterWhatCameBefore) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
-    const ExpansionResult r = measure(c.xz);
-    EXPECT_EQ(r.status, EStatus::Unreadable) << toString(r.status);
-    EXPECT_GE(r.totalUncompressed, c.atLeast);
-    EXPECT_LT(r.totalUncompressed, c.below);
-    EXPECT_EQ(unpack(c.xz).result.status, UStatus::Unreadable);
+    expectDamaged(c.xz, c.atLeast, c.below);
   }
   // Nothing but the magic number: a stream header that does not decode.
   EXPECT_EQ(measure(one.substr(0, 6) + std::string(100, 'x')).status, EStatus::Unreadable);
@@ -575,28 +594,13 @@ TEST(Lzip, EveryLayoutIsMeasuredAndUnpacked) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
-    const ExpansionResult r = measure(c.lz);
-    EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
-    EXPECT_EQ(r.totalUncompressed, c.copies * body.size());
-    EXPECT_EQ(r.format, "lzip");
-    EXPECT_EQ(r.deepestLevel, 1);
-    const Unpacked u = unpack(c.lz);
-    EXPECT_EQ(u.result.status, UStatus::Ok) << toString(u.result.status);
-    ASSERT_EQ(u.entries.size(), 1u);
-    EXPECT_EQ(u.entries[0].size(), c.copies * body.size());
-    EXPECT_EQ(u.entries[0].compare(0, body.size(), body), 0);
+    expectWhole(c.lz, body, c.copies, "lzip");
   }
-  // A tar in it, read 7 bytes at a time: headers and trailers in pieces.
-  const std::string tlz =
+  // A tar in it, read in pieces.
+  expectChunkedTar(
       withLzipDictionary(lzip(samples::write(archive_write_set_format_pax_restricted, {}, {{"a", body}, {"b", body}})),
-                         29);
-  samples::ChunkedContent content(tlz, 7);
-  const ExpansionResult r = measureExpansion(content, {});
-  EXPECT_EQ(r.status, EStatus::Ok) << toString(r.status);
-  EXPECT_EQ(r.entries, 2u);
-  EXPECT_GE(r.totalUncompressed, 2 * body.size());
-  EXPECT_LT(r.totalUncompressed, 2 * body.size() + 20000);  // the tar's end
-  EXPECT_NE(r.format.find("tar format (lzip)"), std::string::npos) << r.format;
+                         29),
+      body.size(), "tar format (lzip)");
   // An empty .lz (lzip < /dev/null) is whole and holds nothing.
   const ExpansionResult empty = measure(lzip(""));
   EXPECT_EQ(empty.status, EStatus::Ok) << toString(empty.status);
@@ -633,11 +637,7 @@ TEST(Lzip, DamageIsUnreadableAfterWhatCameBefore) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.label);
-    const ExpansionResult r = measure(c.lz);
-    EXPECT_EQ(r.status, EStatus::Unreadable) << toString(r.status);
-    EXPECT_GE(r.totalUncompressed, c.atLeast);
-    EXPECT_LT(r.totalUncompressed, c.below);
-    EXPECT_EQ(unpack(c.lz).result.status, UStatus::Unreadable);
+    expectDamaged(c.lz, c.atLeast, c.below);
   }
   for (const std::string& data : {std::string("LZIP\x02", 5) + one.substr(5), withLzipDictionary(one, 30),
                                   withLzipDictionary(one, 11), std::string("LZIP is a compressor.\n")}) {
