@@ -307,7 +307,7 @@ def process_tree_cpu(root_pids):
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # after the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based from state
+        # after the name, 0-based from the state: utime stime cutime cstime at 11..14 (proc(5): fields 14-17)
         total += sum(int(x) for x in fields[11:15])
     return total / tick
 
