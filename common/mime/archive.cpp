@@ -187,13 +187,16 @@ class EntrySource final : public DecodedSource {
 // error.
 class LzmaAloneSource final : public DecodedSource {
  public:
-  // `header`: the kLzmaAloneHeaderSize bytes `packed` started with.
-  LzmaAloneSource(std::span<const std::byte> header, Source& packed, std::uint64_t dictionaryCap)
+  // `packed` starts with the header (lzmaAloneHeader); a cut one is
+  // damaged data.
+  LzmaAloneSource(Source& packed, std::uint64_t dictionaryCap)
       : packed_(packed),
-        left_(le64(reinterpret_cast<const unsigned char*>(header.data()) + 5)),
-        decoder_(false, std::span(reinterpret_cast<const unsigned char*>(header.data()), 5),
-                 std::min(left_, dictionaryCap)),
-        buf_(kChunk) {}
+        whole_(readHeader()),
+        left_(whole_ ? le64(header_.data() + 5) : 0),
+        decoder_(false, std::span(header_.data(), 5), std::min(left_, dictionaryCap)),
+        buf_(kChunk) {
+    done_ = failed_ = !whole_;
+  }
 
   la_ssize_t read(const void** out) override {
     *out = buf_.data();
@@ -229,11 +232,29 @@ class LzmaAloneSource final : public DecodedSource {
   }
 
  private:
+  // Reads the header into header_; in_ keeps what came after it in the
+  // same read. False when `packed_` ends first.
+  bool readHeader() {
+    for (std::size_t got = 0; got < header_.size();) {
+      const void* p = nullptr;
+      const la_ssize_t n = packed_.read(&p);
+      if (n <= 0) return false;
+      const std::span<const unsigned char> read(static_cast<const unsigned char*>(p), static_cast<std::size_t>(n));
+      const std::size_t take = std::min(read.size(), header_.size() - got);
+      std::copy_n(read.begin(), take, header_.begin() + static_cast<std::ptrdiff_t>(got));
+      got += take;
+      in_ = read.subspan(take);
+    }
+    return true;
+  }
+
   Source& packed_;
-  std::uint64_t left_;  // bytes the header declares still to come, or kLzmaAloneSizeUnknown
+  std::array<unsigned char, kLzmaAloneHeaderSize> header_{};
+  std::span<const unsigned char> in_;  // read from packed_, not decoded yet
+  bool whole_;                         // the header came whole
+  std::uint64_t left_;                 // bytes the header declares still to come, or kLzmaAloneSizeUnknown
   LzmaDecoder decoder_;
   std::vector<unsigned char> buf_;
-  std::span<const unsigned char> in_;
   bool done_ = false;
 };
 
@@ -281,6 +302,42 @@ class FileSource final : public DecodedSource {
   bool ended_ = false;
   bool done_ = false;
 };
+
+// The compressions decoded here rather than by libarchive: LZMA streams,
+// whose declared dictionary is lowered (lzma.h). libarchive's xz and lzip
+// readers allocate whatever a block or member declares (up to 4 GiB and
+// 512 MiB), and its .lzma reader takes only some dictionary sizes (others
+// it leaves as plain data).
+enum class OwnCodec { None, Lzma, Xz, Lzip };
+
+// Sniffed from the first kLzmaAloneHeaderSize bytes (or all there are).
+OwnCodec ownCodec(std::span<const std::byte> head) {
+  const std::span<const unsigned char> h(reinterpret_cast<const unsigned char*>(head.data()), head.size());
+  if (xzMagic(h)) return OwnCodec::Xz;
+  if (lzipHeader(h)) return OwnCodec::Lzip;
+  if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()))) return OwnCodec::Lzma;
+  return OwnCodec::None;
+}
+
+const char* codecName(OwnCodec codec) {
+  return codec == OwnCodec::Xz ? "xz" : codec == OwnCodec::Lzip ? "lzip" : "lzma";
+}
+
+// What `packed` (compressed with `codec`, from its first byte) decodes
+// to, with no larger a dictionary than `dictionaryCap`.
+std::unique_ptr<DecodedSource> ownDecoded(OwnCodec codec, Source& packed, std::uint64_t dictionaryCap) {
+  switch (codec) {
+    case OwnCodec::Lzma:
+      return std::make_unique<LzmaAloneSource>(packed, dictionaryCap);
+    case OwnCodec::Xz:
+      return std::make_unique<FileSource<XzDecoder>>(packed, dictionaryCap);
+    case OwnCodec::Lzip:
+      return std::make_unique<FileSource<LzipDecoder>>(packed, dictionaryCap);
+    case OwnCodec::None:
+      break;
+  }
+  return nullptr;
+}
 
 // The bytes of a stream, with the dictionary size of each ZIP member
 // compressed with LZMA (method 14) lowered to `cap` where it declares
@@ -602,22 +659,6 @@ Status measureDecompressed(DecodedSource& data, const char* filter, int level, S
   return s;
 }
 
-// The compressions decoded here rather than by libarchive: LZMA streams,
-// whose declared dictionary is lowered (lzma.h). libarchive's xz and lzip
-// readers allocate whatever a block or member declares (up to 4 GiB and
-// 512 MiB), and its .lzma reader takes only some dictionary sizes (others
-// it leaves as plain data). Sniffed from the first kLzmaAloneHeaderSize
-// bytes.
-enum class OwnCodec { None, Lzma, Xz, Lzip };
-
-OwnCodec ownCodec(const std::vector<std::byte>& head) {
-  const std::span<const unsigned char> h(reinterpret_cast<const unsigned char*>(head.data()), head.size());
-  if (xzMagic(h)) return OwnCodec::Xz;
-  if (lzipHeader(h)) return OwnCodec::Lzip;
-  if (lzmaAloneHeader(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()))) return OwnCodec::Lzma;
-  return OwnCodec::None;
-}
-
 // The bytes read from another source, counted.
 class CountingSource final : public DecodedSource {
  public:
@@ -710,45 +751,30 @@ Status measureLevel(Source& src, int level, State& st, const char* filter, int l
 Status measureOwnCodec(OwnCodec codec, std::vector<std::byte> head, Source& packed, int level, State& st,
                        const char* filter, int layers) {
   if (tooManyLayers(layers, level, st)) return Status::TooDeep;
-  const char* name = codec == OwnCodec::Xz ? "xz" : codec == OwnCodec::Lzip ? "lzip" : "lzma";
+  const char* name = codecName(codec);
   const std::uint64_t sniffed = head.size();
   CountingSource counted(packed);
-  const auto inside = [&](DecodedSource& decoded) {
-    Status s = measureLevel(decoded, level, st, name, layers);
+  PrefixedSource whole(counted, std::move(head));
+  const std::unique_ptr<DecodedSource> decoded = ownDecoded(codec, whole, dictionaryCap(st.limits));
+  const auto inside = [&] {
+    Status s = measureLevel(*decoded, level, st, name, layers);
     if (terminal(s)) return s;
     if (s == Status::NotArchive) {
       // Nothing libarchive could open (an empty stream, or one damaged
       // from the start): its bytes, if any, are data.
       st.result.deepestLevel = std::max(st.result.deepestLevel, level);
       if (level == 1) st.result.format = name;
-      if (!st.add(decoded.consumed())) return Status::TooLarge;
-      if (const Status ds = drainCounting(decoded, st); terminal(ds)) return ds;
+      if (!st.add(decoded->consumed())) return Status::TooLarge;
+      if (const Status ds = drainCounting(*decoded, st); terminal(ds)) return ds;
       s = Status::Ok;
     }
-    if (decoded.failed()) {
+    if (decoded->failed()) {
       st.unreadable = true;
       return Status::Unreadable;
     }
     return s;
   };
-  Status s;
-  const std::uint32_t cap = dictionaryCap(st.limits);
-  if (codec == OwnCodec::Lzma) {
-    const std::vector<std::byte> header(head.begin(), head.begin() + kLzmaAloneHeaderSize);
-    head.erase(head.begin(), head.begin() + kLzmaAloneHeaderSize);
-    PrefixedSource rest(counted, std::move(head));
-    LzmaAloneSource decoded(header, rest, cap);
-    s = inside(decoded);
-  } else if (codec == OwnCodec::Xz) {
-    PrefixedSource whole(counted, std::move(head));
-    FileSource<XzDecoder> decoded(whole, cap);
-    s = inside(decoded);
-  } else {
-    PrefixedSource whole(counted, std::move(head));
-    FileSource<LzipDecoder> decoded(whole, cap);
-    s = inside(decoded);
-  }
-  return countLayerBytes(s, filter, sniffed, counted, st);
+  return countLayerBytes(inside(), filter, sniffed, counted, st);
 }
 
 // The number of entries a ZIP's end-of-central-directory record declares
@@ -1058,21 +1084,9 @@ UnpackResult unpackEntries(std::string_view bytes, const UnpackLimits& limits, c
     return result;
   };
   const std::uint64_t dictionary = std::min(limits.maxEntrySize, limits.maxTotal) + 1 + kChunk;  // what readEntry reads
-  if (lzmaAloneHeader(bytes)) {
-    MemorySource packed(bytes.substr(kLzmaAloneHeaderSize));
-    LzmaAloneSource data(std::as_bytes(std::span(bytes.data(), kLzmaAloneHeaderSize)), packed, dictionary);
-    return decompressed(data);
-  }
-  const std::span<const unsigned char> head(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  if (xzMagic(head)) {
+  if (const OwnCodec codec = ownCodec(std::as_bytes(std::span(bytes.data(), bytes.size()))); codec != OwnCodec::None) {
     MemorySource packed(bytes);
-    FileSource<XzDecoder> data(packed, dictionary);
-    return decompressed(data);
-  }
-  if (lzipHeader(head)) {
-    MemorySource packed(bytes);
-    FileSource<LzipDecoder> data(packed, dictionary);
-    return decompressed(data);
+    return decompressed(*ownDecoded(codec, packed, dictionary));
   }
   {
     MemorySource src(bytes);
